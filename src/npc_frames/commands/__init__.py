@@ -1,0 +1,1 @@
+"""One module per ``npc-frames`` subcommand: ``register(subparsers)`` and ``run(args)``."""

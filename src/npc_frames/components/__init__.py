@@ -1,0 +1,68 @@
+"""Component functions: ``component(raw: RawSession) -> pl.DataFrame``, one per NWB component.
+
+Each component is a pure function of the raw files it needs (FORMATS §5–§13), returns a frame
+conformed to its schema in :mod:`npc_frames.schemas`, and raises a typed
+:mod:`npc_frames.errors` error when its inputs are bad. ``npc_frames.components.trials(raw)`` etc.
+are resolved lazily so that importing the package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from npc_frames.paths import RawSession
+
+__all__ = ["COMPONENTS", "get", "names"]
+
+#: component name -> "module:function". Order = the order `convert` computes and NWB assembles.
+COMPONENTS: dict[str, str] = {
+    "sessions": "npc_frames.components.session:sessions",
+    "subjects": "npc_frames.components.session:subjects",
+    "epochs": "npc_frames.components.epochs:epochs",
+    "trials": "npc_frames.components.trials:trials",
+    "performance": "npc_frames.components.performance:performance",
+    "vis_rf_mapping": "npc_frames.components.intervals:vis_rf_mapping",
+    "aud_rf_mapping": "npc_frames.components.intervals:aud_rf_mapping",
+    "optotagging": "npc_frames.components.intervals:optotagging",
+    "luminance_test": "npc_frames.components.intervals:luminance_test",
+    "invalid_times": "npc_frames.components.intervals:invalid_times",
+    "licks": "npc_frames.components.behavior:licks",
+    "rewards": "npc_frames.components.behavior:rewards",
+    "running_speed": "npc_frames.components.behavior:running_speed",
+    "quiescent_violations": "npc_frames.components.behavior:quiescent_violations",
+    "video_frame_times": "npc_frames.components.video:video_frame_times",
+    "devices": "npc_frames.components.ephys:devices",
+    "electrode_groups": "npc_frames.components.ephys:electrode_groups",
+    "electrodes": "npc_frames.components.ephys:electrodes",
+    "units": "npc_frames.components.units:units",
+}
+
+
+def names() -> list[str]:
+    """Return every component name, in computation order."""
+    return list(COMPONENTS)
+
+
+def get(name: str) -> Callable[[RawSession], pl.DataFrame]:
+    """Return the function that computes component `name` from a RawSession."""
+    from npc_frames.errors import SchemaError
+
+    try:
+        target = COMPONENTS[name]
+    except KeyError:
+        raise SchemaError(
+            f"unknown component {name!r}", field=name, expected=f"one of {list(COMPONENTS)}"
+        ) from None
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+def __getattr__(name: str) -> Any:
+    if name in COMPONENTS:
+        return get(name)
+    raise AttributeError(f"module 'npc_frames.components' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Readers: one raw file format each, no cross-file logic."""
