@@ -1,0 +1,330 @@
+"""Discovery of the raw files of one session (FORMATS §1.2), local or on any fsspec filesystem.
+
+`RawSession.from_path` lists folders and file sizes; it never reads file contents. Components and
+readers receive the RawSession and open only the files they need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import IO, Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from npc_frames.errors import InvalidIdError, MissingFileError
+from npc_frames.ids import SessionId, parse_date, parse_datetime, parse_session_id, parse_subject
+
+__all__ = ["RawSession"]
+
+# stim files known to be corrupt in the reference's tracked sessions (FORMATS §1.2)
+EXCLUDED_STIM_STEMS = frozenset({"DynamicRouting1_670248_20230802_120703"})
+_VIDEO_DIRS = ("behavior_videos", "behavior-videos", "behavior")
+_ECEPHYS_DIRS = ("ecephys/ecephys_clipped", "ecephys_clipped", "ecephys")
+_SORTING_DIRS = ("sorting", "sorted", "spike_sorting")
+_METADATA_NAMES = (
+    "subject.json",
+    "session.json",
+    "data_description.json",
+    "procedures.json",
+    "rig.json",
+    "invalid_times.yaml",
+    "invalid_times.yml",
+    "invalid_times.json",
+)
+_VIDEO_SUFFIXES = (".mp4", ".avi")
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
+@dataclass(frozen=True)
+class RawSession:
+    """The raw files of one session, as discovered (frozen; holds paths, not contents).
+
+    Paths are local absolute paths for local sessions and full URLs (``s3://bucket/…``) otherwise,
+    so they can be handed to :meth:`open` or to fsspec directly.
+    """
+
+    root: str
+    session_id: SessionId
+    sync_path: str | None = None
+    stim_paths: tuple[str, ...] = ()
+    record_node_paths: tuple[str, ...] = ()
+    sorting_path: str | None = None
+    video_paths: tuple[str, ...] = ()
+    video_json_paths: tuple[str, ...] = ()
+    metadata_paths: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, Any] = field(default_factory=dict)
+    #: path -> (size in bytes, modification stamp or etag) of every discovered file; the cache's
+    #: input fingerprint is computed from it
+    file_stats: Mapping[str, tuple[int, str]] = field(default_factory=dict, compare=False)
+
+    # -------------------------------------------------------------------------------- discovery
+    @classmethod
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        session_id: str | SessionId | None = None,
+        annotations: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> RawSession:
+        """Return the RawSession discovered in folder `path` (local path or fsspec URL).
+
+        The session id is parsed from the folder name (e.g. an AIND asset name
+        ``ecephys_668755_2023-08-31_12-33-31``) unless given; when the folder name has none, the
+        first stim file's name is used.
+        """
+        url = os.fspath(path)
+        fs, root = url_to_fs(url, **dict(storage_options or {}))
+        root = root.rstrip("/") or "/"
+        local = _is_local(fs)
+        if local:
+            root = os.path.abspath(root)
+        if not fs.isdir(root):
+            raise MissingFileError(
+                "raw session folder does not exist",
+                path=url,
+                expected="a folder of raw session files",
+            )
+        prefix = "" if local else _protocol_prefix(fs)
+
+        def full(p: str) -> str:
+            if local or p.startswith(prefix):
+                return p
+            return prefix + p.lstrip("/")
+
+        stats: dict[str, tuple[int, str]] = {}
+
+        def ls(folder: str) -> list[dict[str, Any]]:
+            try:
+                entries = fs.ls(folder, detail=True)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            for e in entries:
+                if e.get("type") == "file":
+                    stats[full(e["name"])] = (
+                        int(e.get("size") or 0),
+                        str(e.get("mtime") or e.get("LastModified") or e.get("ETag") or ""),
+                    )
+            return entries
+
+        def files(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [e for e in entries if e.get("type") == "file"]
+
+        def dirs(entries: Iterable[dict[str, Any]]) -> list[str]:
+            return [e["name"].rstrip("/") for e in entries if e.get("type") == "directory"]
+
+        top = ls(root)
+        top_dirs = {posixpath.basename(d): d for d in dirs(top)}
+        behavior = ls(top_dirs["behavior"]) if "behavior" in top_dirs else []
+        candidates = files(top) + files(behavior)
+
+        sid = _session_id(session_id, root, candidates)
+
+        sync_path = _select_sync(candidates, sid)
+        stim_paths = _select_stims(candidates, sid)
+
+        videos: list[str] = []
+        video_jsons: list[str] = []
+        for name in _VIDEO_DIRS:
+            if name not in top_dirs:
+                continue
+            entries = behavior if name == "behavior" else ls(top_dirs[name])
+            for e in files(entries):
+                base = posixpath.basename(e["name"])
+                lower = base.lower()
+                if lower.endswith(_VIDEO_SUFFIXES):
+                    videos.append(e["name"])
+                elif lower.endswith(".json") and _is_camera_file(base):
+                    video_jsons.append(e["name"])
+
+        record_nodes: list[str] = []
+        for rel in _ECEPHYS_DIRS:
+            folder = posixpath.join(root, rel)
+            nodes = [d for d in dirs(ls(folder)) if posixpath.basename(d).startswith("Record Node")]
+            if nodes:
+                record_nodes = sorted(nodes)
+                break
+
+        for node in record_nodes:  # settings.xml etc. enter the fingerprint
+            ls(node)
+
+        sorting_path = next((top_dirs[name] for name in _SORTING_DIRS if name in top_dirs), None)
+        if sorting_path is not None:  # one level of per-probe folders enters the fingerprint
+            for child in dirs(ls(sorting_path)):
+                ls(child)
+
+        metadata: dict[str, str] = {}
+        for e in files(top):
+            base = posixpath.basename(e["name"])
+            if base in _METADATA_NAMES:
+                metadata[base] = full(e["name"])
+        for e in files(behavior):
+            if posixpath.basename(e["name"]) == "debug.log":
+                metadata["debug.log"] = full(e["name"])
+
+        return cls(
+            root=full(root),
+            session_id=sid,
+            sync_path=full(sync_path) if sync_path else None,
+            stim_paths=tuple(full(p) for p in stim_paths),
+            record_node_paths=tuple(full(p) for p in record_nodes),
+            sorting_path=full(sorting_path) if sorting_path else None,
+            video_paths=tuple(full(p) for p in sorted(videos)),
+            video_json_paths=tuple(full(p) for p in sorted(video_jsons)),
+            metadata_paths=MappingProxyType(metadata),
+            annotations=MappingProxyType(dict(annotations or {})),
+            file_stats=MappingProxyType(stats),
+        )
+
+    # ------------------------------------------------------------------------------ properties
+    @property
+    def is_sync(self) -> bool:
+        """Return True when a sync file was found (times are then on the sync clock)."""
+        return self.sync_path is not None
+
+    @property
+    def is_ephys(self) -> bool:
+        """Return True when Open Ephys record nodes were found."""
+        return bool(self.record_node_paths)
+
+    @property
+    def is_sorted(self) -> bool:
+        """Return True when a spike-sorting output folder was found."""
+        return self.sorting_path is not None
+
+    @property
+    def is_video(self) -> bool:
+        """Return True when MVR video sidecars were found."""
+        return bool(self.video_json_paths)
+
+    @property
+    def is_task(self) -> bool:
+        """Return True when a DynamicRouting1 task file was found."""
+        return bool(self.stim_paths_for("DynamicRouting1"))
+
+    def stim_paths_for(self, script: str) -> tuple[str, ...]:
+        """Return the stim paths whose script name (file stem up to the first ``_``) is `script`."""
+        return tuple(p for p in self.stim_paths if script_name(p) == script)
+
+    # ------------------------------------------------------------------------------------ I/O
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """Return the fsspec filesystem the session lives on."""
+        return url_to_fs(self.root)[0]
+
+    def open(self, path: str, mode: str = "rb") -> IO[Any]:
+        """Return an open file object for `path` (local or remote) — the caller closes it."""
+        return fsspec.open(path, mode).open()  # type: ignore[no-any-return]
+
+    def local(self, path: str) -> str:
+        """Return a local filesystem path for `path`, downloading a remote file once into a
+        per-user cache (keyed by URL, size and modification stamp)."""
+        if "://" not in path or path.startswith("file://"):
+            return path.removeprefix("file://")
+        size, stamp = self.file_stats.get(path, (0, ""))
+        key = hashlib.sha256(f"{path}|{size}|{stamp}".encode()).hexdigest()[:20]
+        cache_dir = os.path.join(
+            os.environ.get(
+                "NPC_FRAMES_DOWNLOADS", os.path.join(tempfile.gettempdir(), "npc_frames_downloads")
+            ),
+            key,
+        )
+        target = os.path.join(cache_dir, posixpath.basename(path))
+        if not os.path.exists(target):
+            os.makedirs(cache_dir, exist_ok=True)
+            tmp = target + f".part{os.getpid()}"
+            fs, p = url_to_fs(path)
+            fs.get_file(p, tmp)
+            os.replace(tmp, target)
+        return target
+
+    def input_paths(self) -> list[str]:
+        """Return every discovered file whose content a component may read (for fingerprints)."""
+        return sorted(self.file_stats)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def script_name(path: str) -> str:
+    """Return the TaskControl script name of a stim file: its stem up to the first underscore."""
+    return posixpath.basename(path).split("_", 1)[0]
+
+
+def _protocol_prefix(fs: fsspec.AbstractFileSystem) -> str:
+    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    return f"{protocol}://"
+
+
+def _is_camera_file(name: str) -> bool:
+    lower = name.lower()
+    return any(s in lower for s in ("eye", "face", "beh", "_box_", "nose"))
+
+
+def _session_id(
+    given: str | SessionId | None, root: str, candidates: list[dict[str, Any]]
+) -> SessionId:
+    if given is not None:
+        return parse_session_id(given)
+    try:
+        return parse_session_id(posixpath.basename(root))
+    except InvalidIdError:
+        pass
+    for e in candidates:
+        name = posixpath.basename(e["name"])
+        if name.endswith(".hdf5"):
+            try:
+                return parse_session_id(name.rsplit(".", 1)[0])
+            except InvalidIdError:
+                continue
+    raise InvalidIdError(
+        f"no session id in folder name {posixpath.basename(root)!r} or its stim file names",
+        path=root,
+        field="session_id",
+        expected="a folder such as ecephys_<subject>_<YYYY-MM-DD>_<HH-MM-SS>, or pass session_id=",
+    )
+
+
+def _select_sync(candidates: list[dict[str, Any]], sid: SessionId) -> str | None:
+    """FORMATS §1.2: suffix .sync, or .h5 whose stem starts with <YYYYMMDD>T of the session
+    date; the largest if several."""
+    prefix = f"{sid.date:%Y%m%d}T"
+    found = [
+        e
+        for e in candidates
+        if e["name"].endswith(".sync")
+        or (e["name"].endswith(".h5") and posixpath.basename(e["name"]).startswith(prefix))
+    ]
+    if not found:
+        return None
+    return str(max(found, key=lambda e: int(e.get("size") or 0))["name"])
+
+
+def _select_stims(candidates: list[dict[str, Any]], sid: SessionId) -> list[str]:
+    """FORMATS §1.2: .hdf5 whose name yields both the session's subject and date; known corrupt
+    files excluded; sorted by the time in the file name."""
+    chosen: list[tuple[Any, str]] = []
+    for e in candidates:
+        name = posixpath.basename(e["name"])
+        if not name.endswith(".hdf5"):
+            continue
+        stem = name[: -len(".hdf5")]
+        if stem in EXCLUDED_STIM_STEMS:
+            continue
+        try:
+            if parse_subject(stem) != sid.subject or parse_date(stem) != sid.date:
+                continue
+            when = parse_datetime(stem)
+        except InvalidIdError:
+            continue
+        chosen.append((when, e["name"]))
+    return [p for _, p in sorted(chosen)]
