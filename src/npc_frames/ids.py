@@ -131,6 +131,10 @@ def parse_subject(text: object) -> int:
     found = _find_date_time(s)
     rest = s if found is None else s[: found[1]] + "_" + s[found[2] :]
     subject = _subject_in(rest)
+    if subject is None and found is not None:  # see parse_session_id: subject read as a time
+        date_only = _find_date(s)
+        assert date_only is not None
+        subject = _subject_in(s[: date_only[1].start()] + "_" + s[date_only[1].end() :])
     if subject is None:
         raise _err("subject", text, "6 or 7 digits not adjacent to other digits")
     return subject
@@ -201,6 +205,19 @@ def parse_session_id(text: object) -> SessionId:
     if isinstance(text, SessionId):
         return text
     s = str(text)
+    aind = _AIND_RE.search(s)
+    if aind is not None:
+        # an AIND asset name: its time may use '_' separators, which the generic rule would
+        # misread as an index (``…_00_00_01`` -> idx 1)
+        try:
+            asset: AindSessionId | None = parse_aind_session_id(aind.group(0))
+        except InvalidIdError:
+            asset = None
+        if asset is not None:
+            rest = s[: aind.start()] + s[aind.end() :]
+            idx_match = _IDX_RE.search(rest) if _find_date(rest) is None else None
+            idx = int(idx_match["idx"]) if idx_match else 0
+            return SessionId(asset.subject, asset.start.date(), idx)
     found = _find_date_time(s)
     if found is None:
         raise _err(
@@ -209,6 +226,15 @@ def parse_session_id(text: object) -> SessionId:
     _, start, end = found
     rest = s[:start] + "_" + s[end:]
     match = _SUBJECT_RE.search(rest)
+    if match is None:
+        # a 6-digit subject right after a date looks like HHMMSS (``2016-01-01_100000``): the
+        # reference would fail here; we retry with the date alone, which is the only reading
+        # that yields a subject
+        date_only = _find_date(s)
+        assert date_only is not None
+        start, end = date_only[1].span()
+        rest = s[:start] + "_" + s[end:]
+        match = _SUBJECT_RE.search(rest)
     if match is None:
         raise _err("session id", text, "a 6 or 7 digit subject id besides the date")
     rest = rest[: match.start()] + "_" + rest[match.end() :]
