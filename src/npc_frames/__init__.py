@@ -1,1 +1,106 @@
-"""npc_frames."""
+"""npc_frames: Mindscope Neuropixels Dynamic Routing sessions as Polars frames.
+
+Pure functions turn raw files into component frames (``npc_frames.components``); ``convert`` keeps
+them as hive-partitioned Parquet that ``scan_*`` (Polars) and ``sql`` (DuckDB) query across
+sessions; ``to_nwb`` assembles NWB from the frames. Names are imported lazily so that
+``import npc_frames`` stays fast.
+
+>>> import npc_frames as nf
+>>> raw = nf.RawSession.from_path("data/fixtures/ecephys_...")          # doctest: +SKIP
+>>> trials = nf.components.trials(raw)                                  # doctest: +SKIP
+>>> nf.convert([raw.root], cache="cache/")                              # doctest: +SKIP
+>>> nf.scan_trials(cache="cache/").filter(pl.col("is_hit")).collect()   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("npc-frames")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "RawSession": "npc_frames.paths",
+    "SessionId": "npc_frames.ids",
+    "parse_session_id": "npc_frames.ids",
+    "SCHEMAS": "npc_frames.schemas",
+    "convert": "npc_frames.cache",
+    "scan": "npc_frames.cache",
+    "connect": "npc_frames.cache",
+    "sql": "npc_frames.cache",
+    "read_catalog": "npc_frames.cache",
+    "read_session": "npc_frames.cache",
+    "to_nwb": "npc_frames.nwb",
+    "write_nwb": "npc_frames.nwb",
+    "continuous": "npc_frames.alignment",
+    "spike_counts": "npc_frames.analysis",
+    "aligned_spikes": "npc_frames.analysis",
+    "psth": "npc_frames.analysis",
+    "spike_histograms": "npc_frames.analysis",
+    "make_session": "npc_frames.synth",
+}
+_SUBMODULES = (
+    "components",
+    "errors",
+    "schemas",
+    "synth",
+    "plot",
+    "analysis",
+    "cache",
+    "nwb",
+    "ids",
+    "paths",
+)
+
+
+def _component_names() -> list[str]:
+    from npc_frames.components import COMPONENTS
+
+    return list(COMPONENTS)
+
+
+__all__ = [
+    "SCHEMAS",
+    "RawSession",
+    "SessionId",
+    "__version__",
+    "aligned_spikes",
+    "components",
+    "connect",
+    "continuous",
+    "convert",
+    "errors",
+    "make_session",
+    "parse_session_id",
+    "psth",
+    "read_catalog",
+    "read_session",
+    "scan",
+    "schemas",
+    "spike_counts",
+    "spike_histograms",
+    "sql",
+    "to_nwb",
+    "write_nwb",
+    # one scan_<component>() per component, e.g. scan_trials, scan_units
+    *[f"scan_{name}" for name in _component_names()],
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name.startswith("scan_") and name[5:] in _component_names():
+        return getattr(importlib.import_module("npc_frames.cache"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"npc_frames.{name}")
+    raise AttributeError(f"module 'npc_frames' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
