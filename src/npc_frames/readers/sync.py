@@ -27,7 +27,7 @@ import datetime
 import functools
 import os
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 import h5py
 import numpy as np
@@ -43,7 +43,7 @@ N_LINES = 32
 #: a 32-bit counter wraps to 0 after this many samples (11.9 h at 100 kHz)
 COUNTER_ROLLOVER = 2**32
 
-PathOrFile = str | os.PathLike[str] | IO[bytes] | h5py.File
+PathOrFile: TypeAlias = str | os.PathLike[str] | IO[bytes] | h5py.File
 
 
 class SyncData:
