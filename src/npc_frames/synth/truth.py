@@ -1,0 +1,312 @@
+"""Ground truth of a synthetic session: what the generator put into every raw file.
+
+A truth folder ``<…>.truth/`` holds ``truth.json`` (small values, readable by eye) and ``arrays/``
+with one ``.npy`` per large numeric array, ``.parquet`` per frame, and ragged lists (e.g. spike
+times per unit) as one ``values``/``offsets`` ``.npy`` pair. In ``truth.json`` such an item is a
+reference object (``{"__npy__": "arrays/…"}``, ``{"__parquet__": …}``, ``{"__ragged__": …}``).
+
+:meth:`Truth.load` reads ``truth.json`` only; every referenced array is opened (memory-mapped) the
+first time its key is accessed. Nested records load as :class:`Record`, a read-only mapping that
+also allows attribute access (``truth.ephys.probes`` == ``truth.ephys["probes"]``), so code written
+against the in-memory truth (dataclasses / dicts) works on a loaded one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from npc_frames.errors import BadFormatError, MissingFileError
+
+__all__ = ["Record", "Truth"]
+
+#: arrays up to this many elements stay inline in truth.json
+_INLINE_MAX = 32
+TRUTH_VERSION = 1
+
+
+class Record(Mapping[str, Any]):
+    """Read-only mapping whose reference values load on first access; keys also work as attributes."""
+
+    def __init__(self, raw: Mapping[str, Any], base: Path) -> None:
+        self._raw = dict(raw)
+        self._base = base
+        self._cache: dict[str, Any] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        skey = str(key)
+        if skey not in self._cache:
+            if skey not in self._raw:
+                raise KeyError(key)
+            self._cache[skey] = _decode(self._raw[skey], self._base)
+        return self._cache[skey]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"Record({list(self._raw)})"
+
+
+class IntKeyRecord(Record):
+    """A :class:`Record` whose keys are ints (sync bits), stored as strings in JSON."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(str(int(key)))
+
+    def __iter__(self) -> Iterator[Any]:
+        return (int(k) for k in self._raw)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return str(int(key)) in self._raw  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return False
+
+
+class _Encoder:
+    """Turn a truth tree into JSON-able data, writing large arrays to ``arrays/``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.names: set[str] = set()
+        (base / "arrays").mkdir(parents=True, exist_ok=True)
+
+    def _name(self, key: str, suffix: str) -> str:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("._") or "item"
+        name, i = f"arrays/{stem}{suffix}", 1
+        while name in self.names:
+            i += 1
+            name = f"arrays/{stem}_{i}{suffix}"
+        self.names.add(name)
+        return name
+
+    def encode(self, obj: Any, key: str) -> Any:
+        import polars as pl
+
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return {
+                f.name: self.encode(getattr(obj, f.name), f"{key}.{f.name}")
+                for f in dataclasses.fields(obj)
+            }
+        if isinstance(obj, Mapping):
+            keys = list(obj)
+            if keys and all(isinstance(k, int | np.integer) for k in keys):
+                return {
+                    "__intkeys__": {
+                        str(int(k)): self.encode(obj[k], f"{key}.{int(k)}") for k in keys
+                    }
+                }
+            return {str(k): self.encode(v, f"{key}.{k}") for k, v in obj.items()}
+        if isinstance(obj, pl.DataFrame):
+            name = self._name(key, ".parquet")
+            obj.write_parquet(self.base / name)
+            return {"__parquet__": name}
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.kind not in "biufcM?" and obj.dtype != np.bool_:
+                return [self.encode(v, f"{key}.{i}") for i, v in enumerate(obj.tolist())]
+            if obj.ndim == 1 and obj.size <= _INLINE_MAX and obj.dtype.kind in "biuf?":
+                return {"__array__": obj.tolist(), "dtype": obj.dtype.str}
+            name = self._name(key, ".npy")
+            np.save(self.base / name, np.ascontiguousarray(obj))
+            return {"__npy__": name}
+        if isinstance(obj, list | tuple):
+            if len(obj) > _INLINE_MAX and all(
+                isinstance(v, np.ndarray) and v.ndim == 1 for v in obj
+            ):
+                return self._ragged(obj, key)
+            return [self.encode(v, f"{key}.{i}") for i, v in enumerate(obj)]
+        if isinstance(obj, datetime.datetime):
+            return {"__datetime__": obj.isoformat()}
+        if isinstance(obj, datetime.date):
+            return {"__date__": obj.isoformat()}
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, Path):
+            return str(obj)
+        if obj is None or isinstance(obj, str | int | float | bool):
+            return obj
+        return str(obj)
+
+    def _ragged(
+        self, arrays: list[npt.NDArray[Any]] | tuple[npt.NDArray[Any], ...], key: str
+    ) -> Any:
+        lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        values = np.concatenate(arrays) if arrays else np.empty(0)
+        vname, oname = self._name(f"{key}.values", ".npy"), self._name(f"{key}.offsets", ".npy")
+        np.save(self.base / vname, values)
+        np.save(self.base / oname, offsets)
+        return {"__ragged__": {"values": vname, "offsets": oname}}
+
+
+def _decode(obj: Any, base: Path) -> Any:
+    """Return the value of one JSON item, opening referenced arrays (memory-mapped)."""
+    if isinstance(obj, list):
+        return [_decode(v, base) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__npy__" in obj:
+        return np.load(base / obj["__npy__"], mmap_mode="r")
+    if "__array__" in obj:
+        return np.asarray(obj["__array__"], dtype=np.dtype(obj["dtype"]))
+    if "__parquet__" in obj:
+        import polars as pl
+
+        return pl.read_parquet(base / obj["__parquet__"])
+    if "__ragged__" in obj:
+        values = np.load(base / obj["__ragged__"]["values"], mmap_mode="r")
+        offsets = np.load(base / obj["__ragged__"]["offsets"])
+        return np.split(values, offsets[1:-1])
+    if "__datetime__" in obj:
+        return datetime.datetime.fromisoformat(obj["__datetime__"])
+    if "__date__" in obj:
+        return datetime.date.fromisoformat(obj["__date__"])
+    if "__intkeys__" in obj:
+        return IntKeyRecord(obj["__intkeys__"], base)
+    return Record(obj, base)
+
+
+@dataclasses.dataclass
+class Truth:
+    """Everything the generator put into one synthetic raw session (times in s on the sync clock).
+
+    Attributes
+    ----------
+    raw_path:
+        The raw session folder ``…/ecephys_<subject>_<YYYY-MM-DD>_<HH-MM-SS>``.
+    truth_dir:
+        The folder this truth is (or will be) saved in.
+    session_id:
+        ``<subject>_<YYYY-MM-DD>``.
+    subject, date:
+        Subject id and session date.
+    sync_start:
+        Naive local wall-clock time of sync sample 0 (``meta['start_time']``).
+    sync_rate, sync_total_samples:
+        Sample rate and number of samples of the sync file.
+    sync_lines:
+        ``{bit: (rising_s, falling_s)}``: every edge in the sync file, sample-quantised, exactly as
+        a §2.2 reader returns them.
+    line_labels:
+        The 32 labels written to ``meta['line_labels']``.
+    barcodes:
+        ``start_times`` (s, sync clock) and generator ``values`` of every barcode on bit 0.
+    scripts:
+        One record per stim file (ScriptRun of ``synth.task``): ``script_name``, ``path``,
+        ``start_time``, ``flip`` and ``vsync_rise`` (sync-quantised), ``display``, ``truth``.
+    ephys:
+        The ephys generator's truth (``None`` without ephys).
+    video:
+        Per camera label: ``frame_times`` (one per video frame, NaN for the metadata frame),
+        ``exposure_times``, ``lost_frames``, ``frames_recorded``, ``n_video_frames``, paths.
+    metadata:
+        Subject facts, experimenter, rig, invalid times.
+    counts:
+        Expected counts (vsyncs per script, frames per camera, barcodes, units, spikes …).
+    params:
+        The arguments of ``make_session`` that produced this session.
+    """
+
+    raw_path: str
+    truth_dir: str
+    session_id: str
+    subject: int
+    date: datetime.date
+    sync_start: datetime.datetime
+    sync_rate: float
+    sync_total_samples: int
+    sync_lines: Mapping[int, Any]
+    line_labels: list[str]
+    barcodes: Mapping[str, Any]
+    scripts: list[Any]
+    ephys: Any
+    video: Mapping[str, Any]
+    metadata: Any
+    counts: Mapping[str, Any]
+    params: Mapping[str, Any]
+
+    @property
+    def sync_duration_s(self) -> float:
+        """Return the length of the sync recording in seconds."""
+        return self.sync_total_samples / self.sync_rate
+
+    def script(self, name: str) -> Any:
+        """Return the first script record whose ``script_name`` is `name` (KeyError if none)."""
+        for s in self.scripts:
+            if _get(s, "script_name") == name:
+                return s
+        raise KeyError(name)
+
+    def save(self, truth_dir: str | Path | None = None) -> Path:
+        """Return the truth folder after writing ``truth.json`` and ``arrays/`` into it."""
+        base = Path(truth_dir or self.truth_dir)
+        base.mkdir(parents=True, exist_ok=True)
+        enc = _Encoder(base)
+        doc = {
+            "truth_version": TRUTH_VERSION,
+            **{
+                f.name: enc.encode(getattr(self, f.name), f.name)
+                for f in dataclasses.fields(self)
+                if f.name != "truth_dir"
+            },
+        }
+        (base / "truth.json").write_text(json.dumps(doc, indent=1))
+        return base
+
+    @classmethod
+    def load(cls, truth_dir: str | Path) -> Truth:
+        """Return the truth saved in `truth_dir`; big arrays load lazily when first accessed."""
+        base = Path(truth_dir)
+        path = base / "truth.json"
+        if not path.is_file():
+            raise MissingFileError("no truth.json in truth folder", path=path)
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise BadFormatError(f"truth.json is not JSON: {exc}", path=path) from exc
+        if doc.get("truth_version") != TRUTH_VERSION:
+            raise BadFormatError(
+                "unknown truth version",
+                path=path,
+                field="truth_version",
+                expected=str(TRUTH_VERSION),
+            )
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "truth_dir":
+                continue
+            if f.name not in doc:
+                raise BadFormatError(
+                    "truth.json lacks a field",
+                    path=path,
+                    field=f.name,
+                    expected="every Truth field",
+                )
+            kwargs[f.name] = _decode(doc[f.name], base)
+        return cls(truth_dir=str(base), **kwargs)
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj[key]
+    return getattr(obj, key)
