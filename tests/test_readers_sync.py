@@ -1,0 +1,335 @@
+"""readers.sync: one test per FORMATS §2.1–§2.2 rule, plus bad input."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from npc_frames.errors import BadFormatError, MissingFileError, NpcFramesError
+from npc_frames.readers.sync import SyncData, decode_edges, read_sync
+
+RATE = 100_000.0
+LABELS = [f"line{i}" for i in range(32)]
+START = datetime.datetime(2023, 8, 31, 12, 33, 31, 637254)
+
+
+def default_meta(**overrides: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "ni_daq": {
+            "device": "Dev1",
+            "counter_output_freq": RATE,
+            "sample_rate": RATE,
+            "counter_bits": 32,
+            "event_bits": 32,
+        },
+        "start_time": str(START),
+        "stop_time": str(START + datetime.timedelta(seconds=100)),
+        "line_labels": list(LABELS),
+        "timeouts": [],
+        "version": {"dataset": 1.04, "sync": 1.05},
+        "sampling_type": "frequency",
+        "total_samples": 10_000_000,
+    }
+    meta.update(overrides)
+    return meta
+
+
+def write_raw_sync(path: Path, data: np.ndarray, meta: Mapping[str, Any] | str) -> Path:
+    """Write a sync file from a ready `data` array (rows [sample, state]) and a meta dict."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=np.asarray(data, dtype=np.uint32))
+        f.create_dataset("meta", data=meta if isinstance(meta, str) else repr(dict(meta)))
+    return path
+
+
+def write_sync_edges(
+    path: Path,
+    lines: Mapping[int, tuple[Sequence[float], Sequence[float]]],
+    *,
+    labels: Sequence[str] = LABELS,
+    start_time: datetime.datetime = START,
+    total_seconds: float = 100.0,
+    initial_state: int = 0,
+    rate: float = RATE,
+) -> Path:
+    """Write a sync file with the given {bit: (rising_s, falling_s)} edges (writer of §2.1).
+
+    Each edge at t s is stored at sample round(t * rate), the row's state being the new word.
+    """
+    samples, masks = [], []
+    for bit, (rising, falling) in lines.items():
+        s = np.rint(np.concatenate([rising, falling]) * rate).astype(np.int64)
+        samples.append(s)
+        masks.append(np.full(s.size, 1 << bit, dtype=np.uint32))
+    s_all = np.concatenate(samples) if samples else np.empty(0, np.int64)
+    m_all = np.concatenate(masks) if masks else np.empty(0, np.uint32)
+    order = np.argsort(s_all, kind="stable")
+    s_all, m_all = s_all[order], m_all[order]
+    uniq, inv = np.unique(s_all, return_inverse=True)
+    toggles = np.zeros(uniq.size, dtype=np.uint32)
+    np.bitwise_xor.at(toggles, inv, m_all)
+    states = np.bitwise_xor.accumulate(np.concatenate([[initial_state], toggles]).astype(np.uint32))
+    data = np.column_stack([np.concatenate([[0], uniq]), states]).astype(np.uint32)
+    meta = default_meta(
+        line_labels=list(labels),
+        start_time=str(start_time),
+        total_samples=int(total_seconds * rate),
+        ni_daq={"counter_output_freq": rate, "counter_bits": 32, "event_bits": 32},
+    )
+    return write_raw_sync(path, data, meta)
+
+
+def brute_force_edges(data: np.ndarray, bit: int) -> tuple[list[int], list[int]]:
+    """Reference decoder: walk rows one by one (row 0 only sets the initial state)."""
+    rising, falling = [], []
+    prev = (int(data[0, -1]) >> bit) & 1
+    for row in data[1:]:
+        cur = (int(row[-1]) >> bit) & 1
+        if cur and not prev:
+            rising.append(int(row[0]))
+        elif prev and not cur:
+            falling.append(int(row[0]))
+        prev = cur
+    return rising, falling
+
+
+# ------------------------------------------------------------------------- §2.2 edge semantics
+@st.composite
+def event_arrays(draw: st.DrawFn) -> np.ndarray:
+    n = draw(st.integers(0, 60))
+    gaps = draw(st.lists(st.integers(1, 5000), min_size=n, max_size=n))
+    samples = np.cumsum([0, *gaps])
+    # states either fully random or sparse (few lines toggling), like real files
+    sparse = draw(st.booleans())
+    states = []
+    word = draw(st.integers(0, 2**32 - 1))
+    states.append(word)
+    for _ in range(n):
+        if sparse:
+            word ^= 1 << draw(st.integers(0, 31))
+        else:
+            word = draw(st.integers(0, 2**32 - 1))
+        states.append(word)
+    return np.column_stack([samples, states]).astype(np.uint32)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=event_arrays())
+def test_edges_equal_brute_force_decoder_on_random_event_arrays(
+    tmp_path: Path, data: np.ndarray
+) -> None:
+    path = write_raw_sync(tmp_path / "random.h5", data, default_meta())
+    sync = read_sync(h5py.File(path, "r"))  # h5py input: not memoized (file rewritten per example)
+    for bit in range(32):
+        rising, falling = brute_force_edges(data, bit)
+        np.testing.assert_array_equal(sync.rising(bit), np.array(rising) / RATE)
+        np.testing.assert_array_equal(sync.falling(bit), np.array(falling) / RATE)
+
+
+def test_first_row_never_yields_an_edge(tmp_path: Path) -> None:
+    # line 3 high from sample 0 (initial state) then falls; line 4 rises at row 1
+    data = np.array([[0, 0b1000], [10, 0b11000], [20, 0b10000]])
+    sync = read_sync(write_raw_sync(tmp_path / "a.h5", data, default_meta()))
+    assert sync.rising(3).size == 0
+    np.testing.assert_array_equal(sync.falling(3), [20 / RATE])
+    np.testing.assert_array_equal(sync.rising(4), [10 / RATE])
+
+
+def test_edge_time_is_counter_of_the_changed_row_over_rate(tmp_path: Path) -> None:
+    data = np.array([[0, 0], [123_456, 1], [223_456, 0]])
+    sync = read_sync(write_raw_sync(tmp_path / "a.h5", data, default_meta()))
+    assert sync.rising(0).tolist() == [1.23456]
+    assert sync.falling(0).tolist() == [2.23456]
+
+
+def test_lines_addressed_by_label_or_bit(tmp_path: Path) -> None:
+    labels = [""] * 32
+    labels[2] = "vsync_stim"
+    path = write_sync_edges(tmp_path / "a.h5", {2: ([1.0, 2.0], [1.5, 2.5])}, labels=labels)
+    sync = read_sync(path)
+    np.testing.assert_array_equal(sync.falling("vsync_stim"), sync.falling(2))
+    assert sync.falling(2).tolist() == [1.5, 2.5]
+    assert sync.has_line("vsync_stim") and not sync.has_line("lick_sensor")
+    assert not sync.has_line("")  # unlabeled lines cannot be addressed by the empty label
+
+
+def test_sample_rate_prefers_sample_freq_over_counter_output_freq(tmp_path: Path) -> None:
+    meta = default_meta()
+    meta["ni_daq"] = {"sample_freq": 50_000.0, "counter_output_freq": 100_000.0, "counter_bits": 32}
+    sync = read_sync(write_raw_sync(tmp_path / "a.h5", np.array([[0, 0], [50_000, 1]]), meta))
+    assert sync.sample_rate == 50_000.0
+    assert sync.rising(0).tolist() == [1.0]
+
+
+def test_metadata_fields(tmp_path: Path) -> None:
+    sync = read_sync(write_raw_sync(tmp_path / "a.h5", np.array([[0, 0]]), default_meta()))
+    assert sync.start_time == START
+    assert sync.total_samples == 10_000_000
+    assert sync.total_seconds == 100.0
+    assert sync.line_labels == LABELS
+    assert sync.edges().height == 0
+
+
+def test_counter_rollover_is_corrected_unlike_npc_sync(tmp_path: Path) -> None:
+    """Decision on the §2.2 [quirk]: we always unwrap a 32-bit counter that steps backwards."""
+    npc_sync = pytest.importorskip("npc_sync")
+    near_wrap = 2**32 - 100
+    data = np.array([[0, 0], [near_wrap, 1], [50, 0], [150, 1]], dtype=np.uint64)
+    path = write_raw_sync(tmp_path / "wrap.h5", data, default_meta())
+    sync = read_sync(path)
+    expected = np.array([near_wrap, 2**32 + 150]) / RATE
+    np.testing.assert_array_equal(sync.rising(0), expected)
+    assert np.all(np.diff(sync.edges()["time"].to_numpy()) > 0)
+    npc = npc_sync.SyncDataset(path)
+    # npc skips its correction when counter_bits == 32: its second rising edge jumps back to 1.5 ms
+    assert npc.get_rising_edges(0, units="samples").tolist() == [near_wrap, 150]
+
+
+def test_edges_frame_lists_every_edge_of_every_line(tmp_path: Path) -> None:
+    path = write_sync_edges(
+        tmp_path / "a.h5", {0: ([1.0], [2.0]), 31: ([0.5, 1.0], [0.75, 3.0])}, labels=LABELS
+    )
+    df = read_sync(path).edges()
+    assert df.columns == ["line", "label", "time", "rising"]
+    assert df.rows() == [
+        (31, "line31", 0.5, True),
+        (31, "line31", 0.75, False),
+        (0, "line0", 1.0, True),
+        (31, "line31", 1.0, True),
+        (0, "line0", 2.0, False),
+        (31, "line31", 3.0, False),
+    ]
+
+
+def test_same_edges_as_npc_sync_syncdataset(tmp_path: Path) -> None:
+    npc_sync = pytest.importorskip("npc_sync")
+    rng = np.random.default_rng(7)
+    lines = {}
+    for bit in (0, 2, 4, 5, 27, 31):
+        t = np.sort(rng.choice(np.arange(1, 9_000_000), 2 * rng.integers(5, 400), replace=False))
+        lines[bit] = (t[0::2] / RATE, t[1::2] / RATE)
+    path = write_sync_edges(tmp_path / "cmp.h5", lines)
+    ours = read_sync(path)
+    npc = npc_sync.SyncDataset(path)
+    for bit in range(32):
+        np.testing.assert_array_equal(ours.rising(bit), npc.get_rising_edges(bit, units="seconds"))
+        np.testing.assert_array_equal(
+            ours.falling(bit), npc.get_falling_edges(bit, units="seconds")
+        )
+    assert ours.start_time == npc.start_time
+    assert ours.total_seconds == npc.total_seconds
+
+
+def test_decode_edges_is_vectorized_over_rows_with_many_changed_bits() -> None:
+    counter = np.array([0, 5, 9])
+    state = np.array([0, 0xFFFFFFFF, 0], dtype=np.uint32)
+    samples, bits, rising = decode_edges(counter, state)
+    assert samples.tolist() == [5] * 32 + [9] * 32
+    assert sorted(bits[:32].tolist()) == list(range(32))
+    assert rising[:32].all() and not rising[32:].any()
+
+
+# ------------------------------------------------------------------------------ memoization
+def test_read_is_memoized_by_path_size_and_mtime(tmp_path: Path) -> None:
+    path = write_sync_edges(tmp_path / "m.h5", {0: ([1.0], [2.0])})
+    first = read_sync(path)
+    assert read_sync(str(path)) is first
+    write_sync_edges(path, {0: ([1.0, 3.0], [2.0, 4.0])})
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 10_000_000))
+    second = read_sync(path)
+    assert second is not first
+    assert second.rising(0).tolist() == [1.0, 3.0]
+
+
+def test_returned_arrays_are_read_only(tmp_path: Path) -> None:
+    sync = read_sync(write_sync_edges(tmp_path / "ro.h5", {0: ([1.0], [2.0])}))
+    with pytest.raises(ValueError):
+        sync.rising(0)[0] = 5.0
+
+
+def test_reads_open_binary_file_objects(tmp_path: Path) -> None:
+    path = write_sync_edges(tmp_path / "fo.h5", {5: ([1.0], [2.0])})
+    with open(path, "rb") as fh:
+        sync = read_sync(fh)
+    assert isinstance(sync, SyncData)
+    assert sync.falling(5).tolist() == [2.0]
+
+
+# -------------------------------------------------------------------------------- bad input
+def test_missing_file_raises_missing_file_error(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError) as exc:
+        read_sync(tmp_path / "nope.h5")
+    assert exc.value.path == str(tmp_path / "nope.h5")
+
+
+def test_truncated_hdf5_raises_bad_format_naming_the_file(tmp_path: Path) -> None:
+    good = write_sync_edges(tmp_path / "good.h5", {0: ([1.0], [2.0])})
+    bad = tmp_path / "20230831T123331.h5"
+    bad.write_bytes(good.read_bytes()[:700])
+    with pytest.raises(BadFormatError) as exc:
+        read_sync(bad)
+    assert exc.value.path == str(bad)
+    assert "HDF5" in str(exc.value)
+
+
+@pytest.mark.parametrize("missing", ["data", "meta"])
+def test_missing_dataset_raises_bad_format_naming_the_field(tmp_path: Path, missing: str) -> None:
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        if missing != "data":
+            f["data"] = np.zeros((1, 2), np.uint32)
+        if missing != "meta":
+            f["meta"] = repr(default_meta())
+    with pytest.raises(BadFormatError) as exc:
+        read_sync(path)
+    assert exc.value.field == missing
+    assert exc.value.path == str(path)
+
+
+def test_meta_is_parsed_with_literal_eval_never_eval(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    meta = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    path = write_raw_sync(tmp_path / "evil.h5", np.array([[0, 0]]), meta)
+    with pytest.raises(BadFormatError) as exc:
+        read_sync(path)
+    assert exc.value.field == "meta"
+    assert not marker.exists()
+
+
+def test_meta_without_sample_rate_is_bad_format(tmp_path: Path) -> None:
+    meta = default_meta(ni_daq={"device": "Dev1"})
+    with pytest.raises(BadFormatError) as exc:
+        read_sync(write_raw_sync(tmp_path / "r.h5", np.array([[0, 0]]), meta))
+    assert "counter_output_freq" in (exc.value.field or "")
+
+
+def test_unknown_line_label_raises_naming_file_and_label(tmp_path: Path) -> None:
+    path = write_sync_edges(tmp_path / "l.h5", {0: ([1.0], [2.0])})
+    sync = read_sync(path)
+    with pytest.raises(BadFormatError) as exc:
+        sync.rising("vsync_stim")
+    assert "vsync_stim" in (exc.value.field or "")
+    assert exc.value.path == str(path)
+    with pytest.raises(NpcFramesError):
+        sync.falling(32)
+
+
+def test_bad_data_shape_is_bad_format(tmp_path: Path) -> None:
+    path = tmp_path / "shape.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = np.zeros(5, np.uint32)
+        f["meta"] = repr(default_meta())
+    with pytest.raises(BadFormatError) as exc:
+        read_sync(path)
+    assert exc.value.field == "data"
