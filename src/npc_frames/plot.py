@@ -204,7 +204,21 @@ def session_summary(
             "catch": "tab:gray",
         }
         ax_lick.scatter(rel, row, s=3, marker="|", c=[palette.get(s, "k") for s in stim_names[row]])
-        ax_lick.axvspan(0, 0.5, color="0.9", zorder=-1)
+        window = (0.1, 1.0)  # response window: frames [6, 60) after stimulus onset at 60 Hz
+        if {"response_window_start_time", "response_window_stop_time"} <= set(trials.columns):
+            window = (
+                float(
+                    np.nanmedian(
+                        trials["response_window_start_time"].fill_null(np.nan).to_numpy() - stim
+                    )
+                ),
+                float(
+                    np.nanmedian(
+                        trials["response_window_stop_time"].fill_null(np.nan).to_numpy() - stim
+                    )
+                ),
+            )
+        ax_lick.axvspan(*window, color="0.9", zorder=-1, label="response window")
         ax_lick.set_xlim(*lick_window)
         ax_lick.set_xlabel("time from stimulus onset (s); colour: stimulus")
         ax_lick.set_ylabel("trial")
