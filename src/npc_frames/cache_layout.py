@@ -1,0 +1,172 @@
+"""How one component frame becomes the bytes of its ``data.parquet`` (codec, encodings, row groups).
+
+Every component is written with zstd and per-column statistics. ``units`` gets a layout of its own,
+chosen with ``benchmarks/bench_spike_query.py`` (figures in ``docs/cache.md``) for the query users
+run most: "units passing QC in one structure, with their spike times":
+
+- rows are clustered by ``structure`` (stable: ties keep the component's order), and a row group
+  never spans two structures, so the min/max statistics of ``structure`` let Polars and DuckDB skip
+  every other structure's spike times without decoding them;
+- row groups are small (at most :data:`UNITS_ROW_GROUP_UNITS` units and about
+  :data:`UNITS_ROW_GROUP_SPIKES` spikes), so one unit's spike times can be fetched (a ranged GET on
+  S3) without the rest of the session's;
+- float list columns (``spike_times``, ``spike_amplitudes``) are stored BYTE_STREAM_SPLIT without
+  general-purpose compression: zstd gains < 10 % on spike times (their mantissas are noise) but
+  decodes at ~0.3 GB/s, which made it the bottleneck of the query.
+
+The public column stays ``spike_times: list[f64]``; only the physical layout differs.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "LAYOUTS",
+    "UNITS_ROW_GROUP_SPIKES",
+    "UNITS_ROW_GROUP_UNITS",
+    "Layout",
+    "to_parquet_bytes",
+]
+
+#: at most this many units per row group of ``units`` (bounds the bytes read for one unit)
+UNITS_ROW_GROUP_UNITS = 32
+#: a row group of ``units`` is closed once it holds this many spikes (~2 MB of float64)
+UNITS_ROW_GROUP_SPIKES = 262_144
+#: row group size of every other component (they are small: one row group per file)
+DEFAULT_ROW_GROUP_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Physical Parquet layout of one component's files."""
+
+    #: codec of every column not listed in ``column_compression``
+    compression: str = "zstd"
+    compression_level: int | None = 3
+    #: per-column codec overrides (top-level column names)
+    column_compression: Mapping[str, str] = field(default_factory=dict)
+    #: float (or list of float) columns written with BYTE_STREAM_SPLIT encoding
+    byte_stream_split: tuple[str, ...] = ()
+    #: rows are stably sorted by these columns (when present) before writing
+    cluster_by: tuple[str, ...] = ()
+    #: a new row group starts whenever one of these columns changes value
+    split_on: tuple[str, ...] = ()
+    #: list column whose element count bounds the row group size (with ``max_list_elements``)
+    list_budget_column: str | None = None
+    max_list_elements: int = UNITS_ROW_GROUP_SPIKES
+    max_rows: int = DEFAULT_ROW_GROUP_ROWS
+
+
+#: component name -> layout; components not listed use ``Layout()``
+LAYOUTS: dict[str, Layout] = {
+    "units": Layout(
+        column_compression={"spike_times": "none", "spike_amplitudes": "none"},
+        byte_stream_split=("spike_times", "spike_amplitudes"),
+        cluster_by=("structure",),
+        split_on=("structure",),
+        list_budget_column="spike_times",
+        max_list_elements=UNITS_ROW_GROUP_SPIKES,
+        max_rows=UNITS_ROW_GROUP_UNITS,
+    ),
+}
+
+
+def row_group_bounds(df: pl.DataFrame, layout: Layout) -> list[tuple[int, int]]:
+    """Return ``(start, stop)`` row ranges of the row groups `layout` gives frame `df`."""
+    n = df.height
+    if n == 0:
+        return [(0, 0)]
+    # forced breaks where a split_on column changes value
+    breaks = np.zeros(n, dtype=bool)
+    for name in layout.split_on:
+        if name in df.columns:
+            col = df[name]
+            changed = (col != col.shift(1)).fill_null(True) | (
+                col.is_null() != col.is_null().shift(1)
+            ).fill_null(True)
+            breaks |= changed.to_numpy()
+    breaks[0] = True
+    if layout.list_budget_column and layout.list_budget_column in df.columns:
+        sizes = df[layout.list_budget_column].list.len().fill_null(0).to_numpy().astype(np.int64)
+    else:
+        sizes = np.zeros(n, dtype=np.int64)
+    # greedy packing within each forced segment; segments are few (one per structure), rows are
+    # units (thousands), so this loop is over units, never over spikes
+    bounds: list[tuple[int, int]] = []
+    seg_starts = [*np.flatnonzero(breaks).tolist(), n]
+    for a, b in itertools.pairwise(seg_starts):
+        start, count, elements = a, 0, 0
+        for i in range(a, b):
+            if count and (
+                count >= layout.max_rows or elements + sizes[i] > layout.max_list_elements
+            ):
+                bounds.append((start, i))
+                start, count, elements = i, 0, 0
+            count += 1
+            elements += int(sizes[i])
+        bounds.append((start, b))
+    return bounds
+
+
+def _write_options(layout: Layout, schema: pa.Schema) -> dict[str, object]:
+    names = list(schema.names)
+    compression: str | dict[str, str]
+    if layout.column_compression:
+        compression = {n: layout.column_compression.get(n, layout.compression) for n in names}
+    else:
+        compression = layout.compression
+    bss = [n for n in layout.byte_stream_split if n in names]
+    # encodings apply to Parquet leaf columns: a list column's values are "<name>.list.element"
+    bss_leaves = [
+        f"{n}.list.element"
+        if pa.types.is_list(schema.field(n).type) or pa.types.is_large_list(schema.field(n).type)
+        else n
+        for n in bss
+    ]
+    return {
+        "compression": compression,
+        # a level cannot be set when some columns are uncompressed (Arrow applies it to all)
+        "compression_level": (
+            layout.compression_level
+            if layout.compression == "zstd" and not layout.column_compression
+            else None
+        ),
+        "use_byte_stream_split": bss_leaves or False,
+        "use_dictionary": [n for n in names if n not in bss],
+        "write_statistics": True,
+    }
+
+
+def to_parquet_bytes(
+    df: pl.DataFrame, *, component: str, metadata: Mapping[str, str] | None = None
+) -> bytes:
+    """Return the Parquet bytes of frame `df` laid out for `component` (see :data:`LAYOUTS`)."""
+    layout = LAYOUTS.get(component, Layout())
+    cluster = [c for c in layout.cluster_by if c in df.columns]
+    if cluster and df.height:
+        df = df.sort(cluster, nulls_last=True, maintain_order=True)
+    table = df.to_arrow()
+    if metadata:
+        existing = dict(table.schema.metadata or {})
+        existing.update({k.encode(): v.encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(existing)
+    opts = _write_options(layout, table.schema)
+    buf = io.BytesIO()
+    with pq.ParquetWriter(buf, table.schema, **opts) as writer:  # type: ignore[arg-type]
+        for a, b in row_group_bounds(df, layout):
+            writer.write_table(table.slice(a, b - a), row_group_size=max(b - a, 1))
+    return buf.getvalue()
+
+
+def arrow_table(df: pl.DataFrame) -> pa.Table:
+    """Return `df` as a pyarrow Table (helper for callers that write with their own options)."""
+    return df.to_arrow()
