@@ -1,0 +1,428 @@
+"""Ephys part of NWB assembly: devices, electrode groups, electrodes, units, raw AP/LFP.
+
+Helpers of :mod:`npc_frames.nwb` (FORMATS §9.3, §9.4, §11.4, §11.5). Everything is built from whole
+arrays: the units table gets one flat ``spike_times`` array plus its index, never ``add_unit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from hdmf.common import DynamicTableRegion, VectorData, VectorIndex
+from hdmf.data_utils import GenericDataChunkIterator
+from pynwb import NWBFile
+from pynwb.device import Device
+from pynwb.ecephys import ElectricalSeries, ElectrodeGroup, ElectrodesTable
+from pynwb.misc import Units
+
+from npc_frames.errors import InconsistentDataError, SchemaError
+from npc_frames.nwb_tables import (
+    build_table,
+    column_description,
+    first_present,
+    require_columns,
+    series_to_numpy,
+    table_description,
+)
+
+__all__ = [
+    "MemmapChunkIterator",
+    "add_devices",
+    "add_electrode_groups",
+    "add_electrodes",
+    "add_raw",
+    "add_units",
+    "peak_electrode_rows",
+]
+
+DEVICE_NAME = ("name", "device_name", "serial_number")
+GROUP_NAME = ("name", "electrode_group_name", "group_name")
+GROUP_DEVICE = ("device_name", "device", "serial_number")
+ELECTRODE_GROUP = ("group_name", "electrode_group_name")
+UNIT_GROUP = ("electrode_group_name", "group_name")
+#: NWB units metadata (FORMATS §11.4)
+UNITS_DESCRIPTION = "spike-sorted units from Kilosort 2.5"
+WAVEFORM_RATE = 30000.0
+WAVEFORM_UNIT = "microvolts"
+#: spike times are sample indices of the 30 kHz AP stream put on the sync clock (FORMATS §11.3)
+SPIKE_TIME_RESOLUTION = 1 / 30000.0
+#: electrode locations that are placeholders, not Allen CCF terms (FORMATS §11.5: "unannotated"
+#: unless annotated; IBL "out of brain")
+LOCATION_PLACEHOLDERS = ("", "unannotated", "unknown", "out of brain", "none", "nan")
+#: the Allen CCF ontology's root term ("brain, region unspecified")
+CCF_ROOT = "root"
+#: Neuropixels 1.0 AP and LFP: 0.195 µV per bit (FORMATS §9.3); NWB stores volts
+NP1_VOLTS_PER_BIT = 0.195e-6
+
+
+def _strings(s: pl.Series) -> list[str]:
+    return [str(v) for v in s.cast(pl.String).fill_null("").to_list()]
+
+
+def add_devices(nwb: NWBFile, df: pl.DataFrame) -> dict[str, Device]:
+    """Return the Devices added to `nwb`, one per row of the devices frame, keyed by name."""
+    require_columns(df, "devices", [DEVICE_NAME])
+    name_col = first_present(df, DEVICE_NAME)
+    assert name_col is not None
+    out: dict[str, Device] = {}
+    # one row per probe: a handful of rows, so a loop over rows is fine here
+    for row in df.iter_rows(named=True):
+        name = str(row[name_col])
+        kwargs: dict[str, Any] = {"name": name}
+        for key in ("description", "manufacturer", "serial_number"):
+            if row.get(key) is not None and key != name_col:
+                kwargs[key] = str(row[key])
+        kwargs.setdefault("description", "Neuropixels probe")
+        kwargs.setdefault("serial_number", name if name_col != "serial_number" else None)
+        if kwargs["serial_number"] is None:
+            kwargs["serial_number"] = str(row[name_col])
+        device = Device(**kwargs)
+        nwb.add_device(device)
+        out[name] = device
+    return out
+
+
+def add_electrode_groups(
+    nwb: NWBFile, df: pl.DataFrame, devices: Mapping[str, Device]
+) -> dict[str, ElectrodeGroup]:
+    """Return the ElectrodeGroups added to `nwb` (one per probe), keyed by group name."""
+    require_columns(df, "electrode_groups", [GROUP_NAME, GROUP_DEVICE])
+    name_col = first_present(df, GROUP_NAME)
+    dev_col = first_present(df, GROUP_DEVICE)
+    assert name_col is not None and dev_col is not None
+    out: dict[str, ElectrodeGroup] = {}
+    for row in df.iter_rows(named=True):
+        dev_name = str(row[dev_col])
+        if dev_name not in devices:
+            raise InconsistentDataError(
+                f"electrode group {row[name_col]!r} refers to device {dev_name!r} absent from devices",
+                field=dev_col,
+                expected=f"one of {sorted(devices)}",
+            )
+        group = ElectrodeGroup(
+            name=str(row[name_col]),
+            description=str(row.get("description") or "Neuropixels probe"),
+            location=str(row.get("location") or "unknown"),
+            device=devices[dev_name],
+        )
+        nwb.add_electrode_group(group)
+        out[group.name] = group
+    return out
+
+
+def _group_objects(
+    names: pl.Series, groups: Mapping[str, ElectrodeGroup], component: str
+) -> list[ElectrodeGroup]:
+    unknown = sorted(set(names.unique().to_list()) - set(groups))
+    if unknown:
+        raise InconsistentDataError(
+            f"{component} rows refer to electrode groups {unknown} absent from electrode_groups",
+            field=names.name,
+            expected=f"one of {sorted(groups)}",
+        )
+    # vectorized lookup: map each distinct name once, index the object array
+    keys = sorted(groups)
+    table = np.empty(len(keys), dtype=object)
+    table[:] = [groups[k] for k in keys]
+    codes = np.searchsorted(np.array(keys, dtype=object), names.to_numpy())
+    return list(table[codes])
+
+
+def add_electrodes(
+    nwb: NWBFile, df: pl.DataFrame, groups: Mapping[str, ElectrodeGroup]
+) -> ElectrodesTable:
+    """Return the electrodes table added to `nwb`: every frame column plus `group` references.
+
+    ``location`` is required by NWB; when the frame has none it is ``"unannotated"`` (FORMATS
+    §11.5). CCF coordinates and any other columns are written as they are.
+    """
+    require_columns(df, "electrodes", [ELECTRODE_GROUP])
+    gcol = first_present(df, ELECTRODE_GROUP)
+    assert gcol is not None
+    if gcol != "group_name":
+        df = df.rename({gcol: "group_name"})
+    if "location" not in df.columns:
+        df = df.with_columns(pl.lit("unannotated").alias("location"))
+    df = _ccf_locations(df)
+    group = VectorData(
+        name="group",
+        description="the electrode group (probe) of this channel",
+        data=_group_objects(df["group_name"], groups, "electrodes"),
+    )
+    table = build_table(
+        ElectrodesTable,
+        df,
+        "electrodes",
+        name=None,
+        description=None,  # type: ignore[arg-type]  # ElectrodesTable fixes its own
+        extra_columns=[group],
+    )
+    nwb.electrodes = table
+    return table  # type: ignore[return-value]
+
+
+def _ccf_locations(df: pl.DataFrame) -> pl.DataFrame:
+    """Return `df` with NWB-valid ``location`` terms, keeping placeholders in ``location_label``.
+
+    NWB best practice (nwbinspector ``check_electrodes_location_allen_ccf``) wants Allen CCF
+    terms in ``electrodes.location``; the reference writes "unannotated" for channels without
+    CCF annotation. Decision: such placeholder rows get the CCF root term ``root`` ("brain,
+    region unspecified") in ``location`` and the component's own value is kept verbatim in an
+    extra column ``location_label`` (only added when some row differs), so nothing is lost.
+    """
+    loc = pl.col("location").cast(pl.String)
+    placeholder = loc.is_null() | loc.str.strip_chars().str.to_lowercase().is_in(
+        LOCATION_PLACEHOLDERS
+    )
+    if not df.select(placeholder.any()).item():
+        return df
+    return df.with_columns(
+        pl.when(placeholder).then(pl.lit(CCF_ROOT)).otherwise(loc).alias("location"),
+        loc.fill_null("").alias("location_label"),
+    )
+
+
+def peak_electrode_rows(units: pl.DataFrame, electrodes: pl.DataFrame) -> np.ndarray | None:
+    """Return, per unit, the electrodes-table row of its peak channel (None if not derivable)."""
+    ucol = first_present(units, UNIT_GROUP)
+    ecol = first_present(electrodes, ELECTRODE_GROUP)
+    if ucol is None or ecol is None or "peak_channel" not in units.columns:
+        return None
+    if "channel" not in electrodes.columns:
+        return None
+    lookup = electrodes.select(
+        pl.col(ecol).cast(pl.String).alias("_g"),
+        pl.col("channel").cast(pl.Int64).alias("_c"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
+    )
+    rows = (
+        units.select(
+            pl.col(ucol).cast(pl.String).alias("_g"),
+            pl.col("peak_channel").cast(pl.Int64).alias("_c"),
+        )
+        .join(lookup, on=["_g", "_c"], how="left", maintain_order="left")
+        .get_column("_row")
+    )
+    if rows.null_count():
+        bad = units.filter(rows.is_null().to_numpy())[[ucol, "peak_channel"]].head(5).rows()
+        raise InconsistentDataError(
+            f"{rows.null_count()} units have a peak channel absent from the electrodes table, "
+            f"e.g. (group, channel) {bad}",
+            field="peak_channel",
+            expected="every (electrode_group_name, peak_channel) to be a row of electrodes",
+        )
+    return rows.to_numpy()
+
+
+def _waveform_column(name: str, s: pl.Series) -> VectorData | None:
+    """Return a (units, samples, channels) column from list[list] channels × samples, or None."""
+    if s.null_count() or len(s) == 0:
+        return None
+    n_ch = s.list.len()
+    if n_ch.n_unique() != 1:
+        return None
+    inner = s.explode()
+    n_samp = inner.list.len()
+    if n_samp.n_unique() != 1:
+        return None
+    flat = series_to_numpy(inner.explode())
+    arr = flat.reshape(len(s), int(n_ch[0]), int(n_samp[0])).transpose(0, 2, 1)
+    return VectorData(
+        name=name,
+        description=column_description("units", name)
+        + " (stored as units × samples × the unit's channels)",
+        data=np.ascontiguousarray(arr),
+    )
+
+
+def add_units(
+    nwb: NWBFile,
+    df: pl.DataFrame,
+    groups: Mapping[str, ElectrodeGroup],
+    electrodes_df: pl.DataFrame | None,
+) -> Units:
+    """Return the units table added to `nwb`, assembled from whole arrays.
+
+    ``spike_times``, ``spike_amplitudes`` and other list columns become flat ``VectorData`` plus
+    ``VectorIndex``; ``obs_intervals`` (``list[list[f64]]`` of [start, stop]) becomes a ragged
+    column of 2-wide rows; ``electrode_group`` references the group named in
+    ``electrode_group_name``; ``electrodes`` links each unit to the electrodes row of its peak
+    channel. ``waveform_mean``/``waveform_sd`` (``list[list[f32]]`` channels × samples) are
+    written as the standard (units × samples × channels) columns when every unit has the same
+    number of channels and samples, else as custom doubly-ragged columns with the same name
+    prefix ``<name>_ragged``.
+    """
+    require_columns(df, "units", ["spike_times"])
+    extra: list[VectorData] = []
+    skip: list[str] = []
+    gcol = first_present(df, UNIT_GROUP)
+    if gcol is not None and groups:
+        extra.append(
+            VectorData(
+                name="electrode_group",
+                description="the electrode group (probe) each unit was recorded on",
+                data=_group_objects(df[gcol].cast(pl.String), groups, "units"),
+            )
+        )
+    if electrodes_df is not None and nwb.electrodes is not None:
+        rows = peak_electrode_rows(df, electrodes_df)
+        if rows is not None:
+            region = DynamicTableRegion(
+                name="electrodes",
+                description="the electrodes row of each unit's peak channel",
+                data=rows,
+                table=nwb.electrodes,
+            )
+            extra += [
+                region,
+                VectorIndex(
+                    name="electrodes_index",
+                    data=np.arange(1, df.height + 1, dtype=np.uint32),
+                    target=region,
+                ),
+            ]
+    rename: dict[str, str] = {}
+    for wname in ("waveform_mean", "waveform_sd"):
+        if wname in df.columns:
+            col = _waveform_column(wname, df[wname])
+            if col is not None:
+                extra.append(col)
+                skip.append(wname)
+            else:
+                rename[wname] = f"{wname}_ragged"
+    units = build_table(
+        Units,
+        df,
+        "units",
+        name="units",
+        description=table_description("units", UNITS_DESCRIPTION),
+        extra_columns=extra,
+        skip=skip,
+        rename=rename,
+        waveform_rate=WAVEFORM_RATE,
+        resolution=SPIKE_TIME_RESOLUTION,
+        waveform_unit=WAVEFORM_UNIT,
+    )
+    nwb.units = units  # type: ignore[assignment]
+    return units  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------ raw
+class MemmapChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
+    """Return (samples × channels) chunks of a memory-mapped continuous recording, never all of it."""
+
+    def __init__(self, data: np.ndarray, **kwargs: Any) -> None:
+        self._data = data
+        kwargs.setdefault("buffer_gb", 0.25)
+        super().__init__(**kwargs)
+
+    def _get_data(self, selection: tuple[slice, ...]) -> np.ndarray:
+        return np.asarray(self._data[selection])
+
+    def _get_maxshape(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in self._data.shape)
+
+    def _get_dtype(self) -> np.dtype:
+        return np.dtype(self._data.dtype)
+
+
+def _rate_and_start(times: np.ndarray, name: str) -> tuple[float, float]:
+    """Return (starting_time, rate on sync) of a linear timestamp vector."""
+    n = len(times)
+    if n < 2:
+        raise InconsistentDataError(
+            f"{name}: fewer than 2 samples", field=name, expected="a continuous recording"
+        )
+    start, stop = float(times[0]), float(times[-1])
+    rate = (n - 1) / (stop - start)
+    mid = n // 2
+    predicted = start + mid / rate
+    if abs(predicted - float(times[mid])) > 1.0 / rate:
+        raise InconsistentDataError(
+            f"{name}: timestamps are not a linear function of the sample index",
+            field=name,
+            expected="a single clock fit per stream (FORMATS §10)",
+        )
+    return start, rate
+
+
+def _stream(raw: Any, probe: str, band: str) -> tuple[np.ndarray, float, float, float]:
+    """Return (int16 memmap (samples, channels), start time on sync, rate on sync, volts/bit)."""
+    from npc_frames import alignment
+    from npc_frames.readers import openephys as oe
+
+    letter = probe.removeprefix("probe")
+    kind: Literal["ap", "lfp"] = "lfp" if band == "lfp" else "ap"
+    try:
+        clocks = alignment.session_clocks(raw)
+        stream = clocks.probe_stream(letter, kind)
+        clock = clocks.clock(stream)
+    except AttributeError:  # only the contract's continuous() is available
+        data, times = alignment.continuous(raw, letter, kind)
+        start, rate = _rate_and_start(np.asarray(times), f"{probe} {band}")
+        return data, start, rate, NP1_VOLTS_PER_BIT
+    bits = np.asarray(getattr(stream, "bit_volts", ()) or (np.nan,), dtype=float)
+    volts = float(bits[0]) * 1e-6 if np.isfinite(bits[0]) else NP1_VOLTS_PER_BIT
+    return oe.continuous_memmap(stream), float(clock.start_time), float(clock.rate_on_sync), volts
+
+
+def add_raw(
+    nwb: NWBFile,
+    raw: Any,
+    electrodes_df: pl.DataFrame,
+    *,
+    bands: tuple[str, ...] = ("ap", "lfp"),
+) -> list[ElectricalSeries]:
+    """Return the AP/LFP ElectricalSeries added to ``nwb.acquisition`` (streamed, never loaded).
+
+    Samples come from the Open Ephys memory map through a chunk iterator; each probe's series
+    references that probe's rows of the electrodes table. The sync-clock timestamps of a stream
+    are a linear fit (FORMATS §10: sample k at ``start_time + k / rate_on_sync``), so they are
+    stored exactly as ``starting_time`` + ``rate`` instead of one float64 per sample (1.3 GB per
+    90-minute AP stream). ``conversion`` = the stream's ``bit_volts`` in volts (0.195 µV).
+    """
+    if nwb.electrodes is None:
+        raise SchemaError(
+            "raw data needs an electrodes table", field="electrodes", expected="electrodes frame"
+        )
+    gcol = first_present(electrodes_df, ELECTRODE_GROUP)
+    if gcol is None:
+        raise SchemaError(
+            "electrodes frame lacks a group column",
+            field="group_name",
+            expected="group_name or electrode_group_name",
+        )
+    out: list[ElectricalSeries] = []
+    group_names = electrodes_df[gcol].cast(pl.String)
+    for group in _unique_in_order(group_names):
+        rows = np.flatnonzero((group_names == group).to_numpy())
+        region = nwb.create_electrode_table_region(
+            region=rows.tolist(), description=f"channels of {group}"
+        )
+        for band in bands:
+            data, start, rate, volts = _stream(raw, group, band)
+            if data.shape[1] != len(rows):
+                raise InconsistentDataError(
+                    f"{group} {band}: {data.shape[1]} recorded channels but {len(rows)} electrodes",
+                    field="electrodes",
+                    expected="one electrodes row per recorded channel",
+                )
+            series = ElectricalSeries(
+                name=f"{group}_{band}",
+                description=f"raw {band.upper()} band of {group}, int16 counts on the sync clock",
+                data=MemmapChunkIterator(data),
+                electrodes=region,
+                starting_time=start,
+                rate=rate,
+                conversion=volts,
+            )
+            nwb.add_acquisition(series)
+            out.append(series)
+    return out
+
+
+def _unique_in_order(s: pl.Series) -> Iterator[str]:
+    yield from s.unique(maintain_order=True).to_list()

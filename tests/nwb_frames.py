@@ -1,0 +1,248 @@
+"""Frames of one small session, built directly from FORMATS column names (test helper for NWB).
+
+Used until/alongside the real synthetic sessions: every dtype the cache can hold appears (float
+with NaN and null, int, bool, str with null, list[f64], list[str], list[list[f64]]).
+"""
+
+from __future__ import annotations
+
+import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+
+SESSION_ID = "668755_2023-08-31"
+
+
+def make_frames(
+    *, seed: int = 0, n_units_per_probe: int = 6, probes: str = "AB", n_channels: int = 16
+) -> dict[str, pl.DataFrame]:
+    """Return component name -> frame for one small synthetic session."""
+    rng = np.random.default_rng(seed)
+    sid = SESSION_ID
+    lit = pl.lit(sid).alias("session_id")
+    f: dict[str, pl.DataFrame] = {}
+    f["sessions"] = pl.DataFrame(
+        {
+            "session_id": [sid],
+            "subject_id": [668755],
+            "date": [datetime.date(2023, 8, 31)],
+            "session_idx": [0],
+            "session_start_time": [
+                datetime.datetime(
+                    2023, 8, 31, 12, 33, 31, 250000, tzinfo=ZoneInfo("America/Los_Angeles")
+                )
+            ],
+            "rig": ["NP3"],
+            "experimenter": ["Sam Gale"],
+            "institution": ["Neural Circuits & Behavior | MindScope program | Allen Institute"],
+            "task_version": ["stage 5 ori AMN moving"],
+            "source_script": ["https://github.com/samgale/DynamicRoutingTask/DynamicRouting1.py"],
+            "session_description": ["ephys session with task, sync, video"],
+            "keywords": [["task", "sync", "ephys", "units"]],
+            "is_ephys": [True],
+            "is_sync": [True],
+            "is_video": [True],
+            "is_task": [True],
+            "is_sorted": [True],
+            "is_training": [False],
+            "is_engaged": [None],
+            "issues": [[]],
+        }
+    )
+    f["subjects"] = pl.DataFrame(
+        {
+            "session_id": [sid],
+            "subject_id": [668755],
+            "date_of_birth": [datetime.date(2023, 2, 6)],
+            "sex": ["male"],
+            "genotype": ["wt/wt"],
+            "strain": ["C57BL6J(NP)"],
+            "species": ["Mus musculus"],
+        }
+    )
+    n = 12
+    start = np.arange(n) * 5.0 + 20.0
+    stim = np.array(["vis1", "vis2", "sound1", "sound2", "catch", "vis1"] * 2)
+    resp = rng.random(n) > 0.5
+    rt = np.where(resp, start + 1.3, np.nan)
+    f["trials"] = pl.DataFrame(
+        {
+            "start_time": start,
+            "stop_time": start + 4.5,
+            "stim_start_time": start + 1.0,
+            "response_time": rt,
+            "opto_start_time": pl.Series([None] * n, dtype=pl.Float64),
+            "stim_name": stim,
+            "block_index": np.repeat([0, 1], n // 2),
+            "rewarded_modality": np.repeat(["vis", "aud"], n // 2),
+            "trial_index": np.arange(n),
+            "trial_index_in_block": np.tile(np.arange(n // 2), 2).astype(float),
+            "is_response": resp,
+            "is_hit": resp & np.isin(stim, ["vis1", "sound1"]),
+        }
+    ).select(lit, pl.all())
+    f["performance"] = pl.DataFrame(
+        {
+            "start_time": [20.0, 50.0],
+            "stop_time": [49.5, 79.5],
+            "block_index": [0, 1],
+            "n_trials": [6, 6],
+            "hit_rate": [0.5, np.nan],
+            "rewarded_modality": ["vis", "aud"],
+            "is_first_block_aud": [False, False],
+        }
+    ).select(lit, pl.all())
+    f["vis_rf_mapping"] = pl.DataFrame(
+        {
+            "start_time": [100.0, 100.5, 101.0],
+            "stop_time": [100.5, 101.0, 101.5],
+            "stim_start_time": [100.02, 100.52, 101.02],
+            "stim_stop_time": [100.27, 100.77, 101.27],
+            "trial_index": [0, 2, 3],
+            "is_small_field_grating": [True, False, True],
+            "grating_orientation": [45.0, np.nan, 90.0],
+            "grating_x": [-120.0, np.nan, 0.0],
+            "flash_contrast": [np.nan, 1.0, np.nan],
+        }
+    ).select(lit, pl.all())
+    f["aud_rf_mapping"] = pl.DataFrame(
+        {
+            "start_time": [102.0],
+            "stop_time": [102.5],
+            "trial_index": [1],
+            "is_pure_tone": [True],
+            "freq": [4000.0],
+        }
+    ).select(lit, pl.all())
+    f["optotagging"] = pl.DataFrame(
+        schema={
+            "session_id": pl.String,
+            "start_time": pl.Float64,
+            "stop_time": pl.Float64,
+            "location": pl.String,
+        }
+    )
+    f["luminance_test"] = pl.DataFrame(
+        {"start_time": [110.0], "stop_time": [115.0], "trial_index": [0], "level": [-0.25]}
+    ).select(lit, pl.all())
+    f["invalid_times"] = pl.DataFrame(
+        {"start_time": [90.0], "stop_time": [95.0], "reason": ["probe B saturation"]}
+    ).select(lit, pl.all())
+    f["epochs"] = pl.DataFrame(
+        {
+            "start_time": [10.0, 99.0],
+            "stop_time": [85.0, 120.0],
+            "script_name": ["DynamicRouting1", "RFMapping"],
+            "tags": [["task", "rewards"], ["mapping"]],
+            "interval_names": [["trials", "performance"], ["vis_rf_mapping", "aud_rf_mapping"]],
+            "notes": [None, "includes invalid times: probe B saturation"],
+        }
+    ).select(lit, pl.all())
+    licks = np.sort(rng.uniform(20, 80, 40))
+    f["licks"] = (
+        pl.DataFrame(
+            {
+                "timestamps": licks,
+                "duration": rng.uniform(0.01, 0.8, 40),
+            }
+        )
+        .with_columns((pl.col("duration") <= 0.5).alias("is_likely_lick"))
+        .select(lit, pl.all())
+    )
+    f["rewards"] = pl.DataFrame(
+        {"timestamps": start[resp] + 1.35, "is_solenoid_time": np.zeros(int(resp.sum()), bool)}
+    ).select(lit, pl.all())
+    f["quiescent_violations"] = pl.DataFrame({"timestamps": [21.5, 33.0]}).select(lit, pl.all())
+    t = 10.0 + np.arange(600) / 60.0
+    f["running_speed"] = pl.DataFrame({"timestamps": t, "speed": np.sin(t) * 10.0}).select(
+        lit, pl.all()
+    )
+    cams = []
+    for cam in ("behavior", "eye"):
+        ts = 5.0 + np.arange(30) / 60.0
+        ts[0] = np.nan
+        cams.append(pl.DataFrame({"camera": cam, "frame_index": np.arange(30), "timestamps": ts}))
+    f["video_frame_times"] = pl.concat(cams).select(lit, pl.all())
+    serials = {p: str(18005102491 + i) for i, p in enumerate(probes)}
+    f["devices"] = pl.DataFrame(
+        {
+            "name": list(serials.values()),
+            "description": ["Neuropixels 1.0"] * len(probes),
+            "manufacturer": ["imec"] * len(probes),
+        }
+    ).select(lit, pl.all())
+    f["electrode_groups"] = pl.DataFrame(
+        {
+            "name": [f"probe{p}" for p in probes],
+            "device_name": list(serials.values()),
+            "description": ["Neuropixels 1.0"] * len(probes),
+            "location": ["2002 A2", "unknown"][: len(probes)] + ["unknown"] * (len(probes) - 2),
+        }
+    ).select(lit, pl.all())
+    ch = np.arange(n_channels)
+    el = []
+    for i, p in enumerate(probes):
+        el.append(
+            pl.DataFrame(
+                {
+                    "group_name": f"probe{p}",
+                    "channel": ch,
+                    "rel_x": np.array([27.0, 59.0, 11.0, 43.0])[ch % 4],
+                    "rel_y": 20.0 * (ch // 2),
+                    "location": ["MOs" if i == 0 else "unannotated"] * n_channels,
+                    "imp": np.full(n_channels, 150e3),
+                    "reference": "tip",
+                    "x": np.where(i == 0, 3000.0 + ch, np.nan),
+                }
+            )
+        )
+    f["electrodes"] = pl.concat(el).select(lit, pl.all())
+    units = []
+    for p in probes:
+        counts = rng.integers(0, 50, n_units_per_probe)
+        counts[0] = 0  # a silent unit: empty list must round-trip
+        spikes = [np.sort(rng.uniform(20, 120, c)) for c in counts]
+        units.append(
+            pl.DataFrame(
+                {
+                    "unit_id": [f"{sid}_{p}-{k}" for k in range(n_units_per_probe)],
+                    "electrode_group_name": f"probe{p}",
+                    "peak_channel": rng.integers(0, n_channels, n_units_per_probe),
+                    "cluster_id": np.arange(n_units_per_probe),
+                    "firing_rate": counts / 100.0,
+                    "snr": np.where(np.arange(n_units_per_probe) == 1, np.nan, 3.0),
+                    "decoder_label": ["sua", "mua", None, "noise", "sua", "sua"][
+                        :n_units_per_probe
+                    ],
+                    "default_qc": np.arange(n_units_per_probe) % 2 == 0,
+                    "spike_times": [s.tolist() for s in spikes],
+                    "spike_amplitudes": [rng.uniform(50, 200, len(s)).tolist() for s in spikes],
+                    "obs_intervals": [[[20.0, 120.0]]] * n_units_per_probe,
+                    "waveform_mean": [
+                        rng.normal(size=(3, 8)).astype(np.float32).tolist()
+                        for _ in range(n_units_per_probe)
+                    ],
+                }
+            ).with_columns(pl.col("waveform_mean").cast(pl.List(pl.List(pl.Float32))))
+        )
+    f["units"] = pl.concat(units).select(lit, pl.all())
+    return {name: conform(name, df) for name, df in f.items()}
+
+
+def conform(name: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Return `df` conformed to its declared schema (absent declared columns as nulls), if any."""
+    from npc_frames.schemas import SCHEMAS
+
+    schema = SCHEMAS.get(name)
+    if schema is None:
+        return df
+    df = df.select([c for c in df.columns if c in schema.names])
+    return schema.validate(
+        df.with_columns(
+            pl.lit(None, dtype=c.dtype).alias(c.name)
+            for c in schema.columns
+            if c.name not in df.columns
+        )
+    )
