@@ -1,0 +1,488 @@
+"""Trials (FORMATS §5.2): every derivation rule on a hand-built task file with hand-computed
+expectations, the synthetic session's truth, and DynamicRoutingTask's DynRoutData.
+
+The hand-built session: frames at flip[i] = 10 + i/60 s on the sync clock, display = flip + 20 ms,
+7 trials 400 frames apart (stimulus at frame 400k + 100), two blocks (vis1 then sound1 rewarded).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import polars as pl
+import pytest
+
+from npc_frames.components.trials import build_trials
+from npc_frames.errors import BadFormatError, NpcFramesError, UnsupportedVersionError
+from npc_frames.schemas.behavior import TRIALS
+
+N_FRAMES = 3000
+DISPLAY_LAG = 0.02
+SOUND_LATENCY = 0.01
+LICK_LAG = 0.005
+OPTO_LATENCY = 0.002
+DATE = datetime.date(2023, 9, 1)
+
+STIMS = ["vis1", "vis2", "vis2", "catch", "sound1", "sound2", "sound1"]
+BLOCK = [1, 1, 1, 1, 2, 2, 2]
+RESPONSE = [True, True, False, False, False, True, True]
+REWARDED = [True, False, False, False, True, False, True]
+AUTO = [False, False, False, False, True, False, False]
+REPEAT = [False, False, True, False, False, False, False, False]  # n + 1 entries, like the task
+TIMEOUT_FRAMES = 30
+STIM_FRAME = np.array([400 * k + 100 for k in range(7)])
+OPTO_TRIALS = (5, 6)
+
+
+def flip_times(n: int = N_FRAMES) -> np.ndarray:
+    return 10.0 + np.arange(n) / 60.0
+
+
+@dataclass
+class FakeFrameTimes:
+    """Stand-in for timing.FrameTimes (same fields)."""
+
+    path: str
+    script_name: str = "DynamicRouting1"
+    flip: np.ndarray = field(default_factory=flip_times)
+    input: np.ndarray = field(default_factory=lambda: np.concatenate(([np.nan], flip_times()[:-1])))
+    display: np.ndarray = field(default_factory=lambda: flip_times() + DISPLAY_LAG)
+    display_source: str = "photodiode"
+    block_index: int | None = 0
+
+
+class FakeSync:
+    """Stand-in for readers.sync.SyncData with explicit edges per line."""
+
+    def __init__(self, lines: dict[Any, tuple[np.ndarray, np.ndarray]], total: float = 100.0):
+        self._lines = lines
+        self.total_seconds = total
+        self.start_time = datetime.datetime(2023, 9, 1, 12, 0, 0, 500000)
+
+    def has_line(self, line: Any) -> bool:
+        return line in self._lines
+
+    def rising(self, line: Any) -> np.ndarray:
+        return np.asarray(self._lines.get(line, (np.empty(0), np.empty(0)))[0], dtype=float)
+
+    def falling(self, line: Any) -> np.ndarray:
+        return np.asarray(self._lines.get(line, (np.empty(0), np.empty(0)))[1], dtype=float)
+
+
+def _write(f: h5py.File, key: str, value: Any) -> None:
+    if isinstance(value, dict):
+        g = f.create_group(key)
+        for k, v in value.items():
+            _write(g, k, v)  # type: ignore[arg-type]
+    elif isinstance(value, str) or (
+        isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+    ):
+        f.create_dataset(key, data=value, dtype=h5py.string_dtype())
+    else:
+        f.create_dataset(key, data=value)
+
+
+def task_attrs(**overrides: Any) -> dict[str, Any]:
+    """Return the keys of the hand-built DynamicRouting1 file."""
+    n = len(STIMS)
+    start = 400 * np.arange(n)
+    end = STIM_FRAME + 60 + 180 + np.where(_fa(), TIMEOUT_FRAMES, 0)
+    resp_frame = np.where(RESPONSE, STIM_FRAME + 10, np.nan)
+    reward_frames = np.array(
+        [STIM_FRAME[0] + 10, STIM_FRAME[4] + 60, STIM_FRAME[6] + 10], dtype=np.int64
+    )
+    opto_onset = np.full(n, np.nan)
+    opto_onset[list(OPTO_TRIALS)] = 0.0
+    attrs: dict[str, Any] = {
+        "rigName": "NP3",
+        "computerName": "W10DT0000",
+        "subjectName": "366122",
+        "taskVersion": "stage 5 ori AMN moving timeouts repeats",
+        "startTime": "20230901_120010",
+        "githubTaskScript": "https://raw.githubusercontent.com/x/DynamicRouting1.py",
+        "frameRate": 60,
+        "frameIntervals": np.full(N_FRAMES - 1, 1 / 60),
+        "lastFrame": N_FRAMES - 1,
+        "trialStartFrame": start,
+        "trialEndFrame": end,
+        "trialStimStartFrame": np.concatenate((STIM_FRAME, [2900])),  # one incomplete trial
+        "trialStim": [*STIMS, "vis1"],
+        "trialBlock": np.array(BLOCK),
+        "blockStimRewarded": ["vis1", "sound1"],
+        "trialVisStimFrames": np.array([30 if "vis" in s else 0 for s in STIMS]),
+        "trialGratingPhase": np.array([0.5 if "vis" in s else np.nan for s in STIMS]),
+        "trialSoundDur": np.array([0.5 if "sound" in s else 0 for s in STIMS], dtype=float),
+        "soundSampleRate": 48000,
+        "quiescentFrames": 90,
+        "responseWindow": np.array([6, 60]),
+        "postResponseWindowFrames": 180,
+        "incorrectTimeoutFrames": TIMEOUT_FRAMES,
+        "incorrectTrialRepeats": 3,
+        "autoRewardOnsetFrame": 60,
+        "newBlockAutoRewards": 1,
+        "newBlockGoTrials": 1,
+        "newBlockNogoTrials": 0,
+        "newBlockCatchTrials": 0,
+        "trialResponse": np.array(RESPONSE),
+        "trialResponseFrame": resp_frame,
+        "trialRewarded": np.array(REWARDED),
+        "trialAutoRewardScheduled": np.array(AUTO),
+        "trialAutoRewarded": np.array(AUTO),
+        "trialRepeat": np.array(REPEAT),
+        "rewardFrames": reward_frames,
+        "rewardSize": np.full(3, 0.005),
+        "lickFrames": STIM_FRAME[np.array(RESPONSE)] + 10,
+        "quiescentViolationFrames": np.array([50, 450]),
+        "visStimContrast": 1.0,
+        "trialVisStimContrast": np.array([1.0 if "vis" in s else 0 for s in STIMS]),
+        "gratingOri": {"vis1": np.array([0.0]), "vis2": np.array([90.0])},
+        "trialGratingOri": np.array([0.0, 90, 90, 0, 0, 0, 0]),
+        "soundVolume": 0.08,
+        "trialSoundVolume": np.array([0.08 if "sound" in s else 0 for s in STIMS]),
+        "rotaryEncoder": "digital",
+        "rotaryEncoderCount": np.arange(N_FRAMES) * 10,
+        "rotaryEncoderCountsPerRev": 8192,
+        "wheelRadius": 4.69,
+        "trialOptoOnsetFrame": opto_onset,
+        "trialOptoDur": np.where(np.isfinite(opto_onset), 0.5, np.nan),
+        "trialOptoVoltage": np.where(np.isfinite(opto_onset), 1.0, np.nan),
+        "trialOptoDelay": np.zeros(n),
+        "trialOptoOnRamp": np.zeros(n),
+        "trialOptoOffRamp": np.zeros(n),
+        "trialOptoSinFreq": np.zeros(n),
+        "trialOptoDevice": ["['']"] * 5 + ["['laser_488']"] * 2,
+        "trialOptoLabel": ["no opto"] * 5 + ["A", "V1"],
+        "trialOptoParamsIndex": np.array([np.nan] * 5 + [0, 1]),
+        "trialGalvoX": np.zeros((n, 1)),
+        "trialGalvoY": np.zeros((n, 1)),
+        "trialGalvoDwellTime": np.zeros(n),
+        "optoSampleRate": 2000,
+        "optoParams": {
+            "label": ["A", "V1"],
+            "device": ["['laser_488']", "['laser_488']"],
+            "bregmaX": np.array([[-1.0], [-3.5]]),
+            "bregmaY": np.array([[2.0], [-3.0]]),
+            "bregma offset X": np.array([0.5, 0.0]),
+            "bregma offset Y": np.array([0.0, 0.0]),
+        },
+        "optoPowerCalibrationData": {"poly coefficients": np.array([1.0, 2.0, 0.0])},
+    }
+    attrs.update(overrides)
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
+def _fa() -> np.ndarray:
+    rewarded = np.array(["vis1", "sound1"])[np.array(BLOCK) - 1]
+    stims = np.array(STIMS)
+    return np.array(RESPONSE) & (stims != rewarded) & (stims != "catch")
+
+
+def write_task(
+    folder: Path, name: str = "DynamicRouting1_366122_20230901_120010.hdf5", **kw: Any
+) -> Path:
+    """Write the hand-built task file into `folder` and return its path."""
+    path = folder / name
+    with h5py.File(path, "w") as f:
+        for k, v in task_attrs(**kw).items():
+            _write(f, k, v)
+    return path
+
+
+def make_sync(
+    *, with_sound: bool = True, with_opto: bool = True, extra_licks: bool = True
+) -> FakeSync:
+    """Return a fake sync with lick, sound and opto edges placed relative to the frame times."""
+    flip = flip_times()
+    resp = np.flatnonzero(RESPONSE)
+    lick_r = flip[STIM_FRAME[resp] + 10] + LICK_LAG
+    if extra_licks:
+        # a lick before trial 1's window (frame stim+3) must not count as its response
+        lick_r = np.sort(np.concatenate((lick_r, [flip[STIM_FRAME[1] + 3]])))
+    lines: dict[Any, tuple[np.ndarray, np.ndarray]] = {"lick_sensor": (lick_r, lick_r + 0.05)}
+    if with_sound:
+        aud = [k for k, s in enumerate(STIMS) if "sound" in s]
+        on = flip[STIM_FRAME[aud]] + SOUND_LATENCY
+        lines[1] = (on, on + 0.5)
+    if with_opto:
+        on = flip[STIM_FRAME[list(OPTO_TRIALS)]] + OPTO_LATENCY
+        lines[11] = (on, on + 0.4995)
+    return FakeSync(lines)
+
+
+@pytest.fixture
+def task_path(tmp_path: Path) -> Path:
+    return write_task(tmp_path)
+
+
+def _build(path: Path, sync: Any = "default", **kw: Any) -> pl.DataFrame:
+    from npc_frames.readers.stim import open_stim
+
+    stim = open_stim(path)
+    ft = FakeFrameTimes(str(path))
+    if isinstance(sync, str):
+        sync = make_sync()
+    df = build_trials(stim, ft, sync, session_id="366122_2023-09-01", session_date=DATE, **kw)
+    return TRIALS.validate(df)
+
+
+# ------------------------------------------------------------------------------------ columns
+def test_trials_schema_has_every_column_of_formats_5_2(task_path: Path) -> None:
+    df = _build(task_path)
+    assert df.columns == TRIALS.names
+    assert df.height == 7  # the incomplete 8th trial is truncated (n = len(trialEndFrame))
+
+
+def test_frame_derived_times_follow_flip_input_display_rules(task_path: Path) -> None:
+    df = _build(task_path)
+    flip = flip_times()
+    s = STIM_FRAME
+    np.testing.assert_allclose(df["quiescent_start_time"], flip[s - 90], atol=1e-9)
+    np.testing.assert_allclose(df["start_time"], flip[s - 90], atol=1e-9)
+    np.testing.assert_allclose(df["quiescent_stop_time"], flip[s - 2], atol=1e-9)  # input[s-1]
+    end = s + 240 + np.where(_fa(), TIMEOUT_FRAMES, 0)
+    np.testing.assert_allclose(df["stop_time"], flip[end], atol=1e-9)
+    np.testing.assert_allclose(df["response_window_start_time"], flip[s + 5], atol=1e-9)
+    np.testing.assert_allclose(df["response_window_stop_time"], flip[s + 60], atol=1e-9)
+
+
+def test_stim_times_vis_display_aud_sound_line_catch_zero_length(task_path: Path) -> None:
+    df = _build(task_path)
+    flip = flip_times()
+    s = STIM_FRAME
+    start = df["stim_start_time"].to_numpy()
+    stop = df["stim_stop_time"].to_numpy()
+    for k, name in enumerate(STIMS):
+        if "vis" in name:
+            assert start[k] == pytest.approx(flip[s[k]] + DISPLAY_LAG, abs=1e-9)
+            assert stop[k] == pytest.approx(flip[s[k] + 30] + DISPLAY_LAG, abs=1e-9)
+        elif name == "catch":
+            assert start[k] == pytest.approx(flip[s[k]] + DISPLAY_LAG, abs=1e-9)
+            assert stop[k] == start[k]
+        else:
+            assert start[k] == pytest.approx(flip[s[k]] + SOUND_LATENCY, abs=1e-9)
+            assert stop[k] == pytest.approx(start[k] + 0.5, abs=1e-9)
+
+
+def test_sound_onset_method_3_without_sound_line(task_path: Path) -> None:
+    df = _build(task_path, sync=make_sync(with_sound=False))
+    flip = flip_times()
+    for k, name in enumerate(STIMS):
+        if "sound" in name:
+            assert df["stim_start_time"][k] == pytest.approx(flip[STIM_FRAME[k]], abs=1e-9)
+            assert df["stim_stop_time"][k] == pytest.approx(flip[STIM_FRAME[k]] + 0.5, abs=1e-9)
+
+
+def test_response_time_first_sync_lick_strictly_inside_window(task_path: Path) -> None:
+    df = _build(task_path)
+    flip = flip_times()
+    expected = np.where(RESPONSE, flip[STIM_FRAME + 10] + LICK_LAG, np.nan)
+    np.testing.assert_allclose(df["response_time"].to_numpy(), expected, atol=1e-9)
+    tc = np.where(RESPONSE, flip[STIM_FRAME + 9], np.nan)  # input time of the response frame
+    np.testing.assert_allclose(df["task_control_response_time"].to_numpy(), tc, atol=1e-9)
+    assert df["is_task_control_correct"].all()
+
+
+def test_response_time_without_sync_is_task_control_time(task_path: Path) -> None:
+    df = _build(task_path, sync=None)
+    np.testing.assert_array_equal(
+        df["response_time"].to_numpy(), df["task_control_response_time"].to_numpy()
+    )
+
+
+def test_is_task_control_correct_false_where_sync_has_no_lick(task_path: Path) -> None:
+    sync = make_sync()
+    r, f = sync._lines["lick_sensor"]
+    drop = flip_times()[STIM_FRAME[6] + 10] + LICK_LAG
+    sync._lines["lick_sensor"] = (r[r != drop], f[r != drop])
+    df = _build(task_path, sync=sync)
+    assert df["is_task_control_correct"].to_list() == [True] * 6 + [False]
+    assert np.isnan(df["response_time"][6]) and df["is_response"][6]
+
+
+def test_reward_times_from_reward_frames_assigned_to_trials(task_path: Path) -> None:
+    df = _build(task_path)
+    flip = flip_times()
+    expected = np.full(7, np.nan)
+    expected[[0, 6]] = flip[STIM_FRAME[[0, 6]] + 10]
+    expected[4] = flip[STIM_FRAME[4] + 60]
+    np.testing.assert_allclose(df["reward_time"].to_numpy(), expected, atol=1e-9)
+    assert df["is_rewarded"].to_list() == REWARDED
+    assert df["is_noncontingent_reward"].to_list() == AUTO
+    assert df["is_contingent_reward"].to_list() == [True, False, False, False, False, False, True]
+
+
+def test_reward_times_from_solenoid_line_from_2024_04_01(tmp_path: Path) -> None:
+    from npc_frames.readers.stim import open_stim
+
+    path = write_task(tmp_path)
+    sync = make_sync()
+    sol = flip_times()[STIM_FRAME[[0, 4, 6]] + [10, 60, 10]] + 0.001
+    sync._lines[15] = (sol, sol + 0.03)
+    df = build_trials(
+        open_stim(path),
+        FakeFrameTimes(str(path)),
+        sync,
+        session_id="366122_2024-05-01",
+        session_date=datetime.date(2024, 5, 1),
+    )
+    np.testing.assert_allclose(df["reward_time"].to_numpy()[[0, 4, 6]], sol, atol=1e-9)
+
+
+def test_timeouts_on_false_alarms_when_timeout_frames_set(task_path: Path) -> None:
+    df = _build(task_path)
+    flip, disp = flip_times(), flip_times() + DISPLAY_LAG
+    s = STIM_FRAME
+    fa = _fa()
+    assert df["is_false_alarm"].to_numpy().tolist() == fa.tolist()
+    t_start = np.where(fa, flip[s + 60], np.nan)  # input time of stim + rw[1] + 1
+    t_stop = np.where(fa, disp[s + 61 + TIMEOUT_FRAMES], np.nan)
+    np.testing.assert_allclose(df["timeout_start_time"].to_numpy(), t_start, atol=1e-9)
+    np.testing.assert_allclose(df["timeout_stop_time"].to_numpy(), t_stop, atol=1e-9)
+    prw = np.where(fa, s + 61 + TIMEOUT_FRAMES, s + 60)
+    np.testing.assert_allclose(df["post_response_window_start_time"], disp[prw], atol=1e-9)
+    np.testing.assert_allclose(df["post_response_window_stop_time"], disp[prw + 180], atol=1e-9)
+
+
+def test_no_timeouts_when_timeout_frames_zero(tmp_path: Path) -> None:
+    df = _build(write_task(tmp_path, incorrectTimeoutFrames=0))
+    assert df["timeout_start_time"].is_nan().all()
+    assert df["timeout_stop_time"].is_nan().all()
+
+
+def test_trial_outcome_flags(task_path: Path) -> None:
+    df = _build(task_path)
+    assert df["is_go"].to_list() == [True, False, False, False, True, False, True]
+    assert df["is_nogo"].to_list() == [False, True, True, False, False, True, False]
+    assert df["is_hit"].to_list() == [True, False, False, False, False, False, True]
+    assert df["is_miss"].to_list() == [False, False, False, False, True, False, False]
+    assert df["is_correct_reject"].to_list() == [False, False, True, False, False, False, False]
+    assert df["is_correct"].to_list() == [True, False, True, True, False, False, True]
+    assert df["is_incorrect"].to_list() == [False, True, False, False, True, True, False]
+    assert df["is_catch"].to_list() == [False, False, False, True, False, False, False]
+
+
+def test_block_and_target_columns(task_path: Path) -> None:
+    df = _build(task_path)
+    assert df["block_index"].to_list() == [0, 0, 0, 0, 1, 1, 1]
+    assert df["rewarded_modality"].to_list() == ["vis"] * 4 + ["aud"] * 3
+    assert df["trial_index_in_block"].to_list() == [0, 1, 2, 3, 0, 1, 2]
+    assert df["is_block_switch"].to_list() == [False] * 4 + [True, False, False]
+    assert df["is_instruction"].to_list() == [True, False, False, False, True, False, False]
+    assert df["is_target"].to_list() == [True, False, False, False, True, False, True]
+    assert df["is_vis_nontarget"].to_list() == [False, True, True] + [False] * 4
+    assert df["is_aud_nontarget"].to_list() == [False] * 5 + [True, False]
+    assert df["is_vis_rewarded"].to_list() == [True] * 4 + [False] * 3
+    assert df["is_aud_rewarded"].to_list() == [False] * 4 + [True] * 3
+    assert df["is_repeat"].to_list() == REPEAT[:7]
+    assert df["repeat_index"].to_list() == [0, 0, 1, 0, 0, 0, 0]
+    ph = df["grating_phase"].to_numpy()
+    assert ph[0] == 0.5 and np.isnan(ph[3]) and np.isnan(ph[4])
+
+
+def test_repeat_index_counts_consecutive_repeats() -> None:
+    from npc_frames.components.trials import _repeat_index
+
+    r = np.array([False, True, True, True, False, True, False])
+    assert _repeat_index(r).tolist() == [0, 1, 2, 3, 0, 1, 0]
+
+
+def test_opto_onset_offset_from_sync_line_and_columns(task_path: Path) -> None:
+    df = _build(task_path)
+    flip = flip_times()
+    on = flip[STIM_FRAME[list(OPTO_TRIALS)]] + OPTO_LATENCY
+    start = df["opto_start_time"].to_numpy()
+    stop = df["opto_stop_time"].to_numpy()
+    np.testing.assert_allclose(start[list(OPTO_TRIALS)], on, atol=1e-9)
+    np.testing.assert_allclose(stop[list(OPTO_TRIALS)], on + 0.4995, atol=1e-9)
+    assert np.isnan(start[:5]).all()
+    assert df["is_opto"].to_list() == [False] * 5 + [True, True]
+    assert df["opto_wavelength"].to_list() == [None] * 5 + [488, 488]
+    assert df["opto_label"].to_list() == [None] * 5 + ["probeA", "V1"]
+    assert df["opto_stim_name"].to_list() == [""] * 5 + ["opto0_probeA", "opto0_V1"]
+    assert df["opto_power"].to_list()[5:] == [3.0, 3.0]  # 1*V^2 + 2*V at 1 V
+    assert df["opto_location_bregma_x"].to_list()[5:] == [[-0.5], [-3.5]]
+    assert df["opto_location_bregma_y"].to_list()[5:] == [[2.0], [-3.0]]
+    assert df["is_single_opto_location"].to_list() == [None] * 5 + [True, True]
+
+
+def test_opto_method_3_without_opto_line(task_path: Path) -> None:
+    df = _build(task_path, sync=make_sync(with_opto=False))
+    flip = flip_times()
+    s = STIM_FRAME[list(OPTO_TRIALS)]
+    np.testing.assert_allclose(df["opto_start_time"].to_numpy()[5:], flip[s], atol=1e-9)
+    np.testing.assert_allclose(df["opto_stop_time"].to_numpy()[5:], flip[s] + 0.5, atol=1e-9)
+
+
+def test_non_opto_session_keeps_opto_columns_as_nulls(tmp_path: Path) -> None:
+    path = write_task(
+        tmp_path, trialOptoOnsetFrame=np.full(7, np.nan), optoParams=None, trialOptoLabel=None
+    )
+    df = _build(path)
+    assert "opto_start_time" in df.columns and df["opto_start_time"].is_nan().all()
+    assert df["opto_label"].null_count() == 7
+    assert not df["is_opto"].any()
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_unknown_task_version_raises_typed_error(tmp_path: Path) -> None:
+    path = write_task(tmp_path, taskVersion="foraging v9")
+    with pytest.raises(UnsupportedVersionError) as e:
+        _build(path)
+    assert e.value.field == "taskVersion" and str(path) in str(e.value)
+
+
+def test_missing_key_raises_typed_error_naming_file_and_field(tmp_path: Path) -> None:
+    path = write_task(tmp_path, responseWindow=None)
+    with pytest.raises(BadFormatError) as e:
+        _build(path)
+    assert e.value.field == "responseWindow" and e.value.path == str(path)
+
+
+def test_non_integral_frame_index_raises(tmp_path: Path) -> None:
+    path = write_task(tmp_path, trialEndFrame=(STIM_FRAME + 240).astype(float) + 0.5)
+    with pytest.raises(NpcFramesError) as e:
+        _build(path)
+    assert e.value.path == str(path)
+
+
+def test_zero_frame_stim_file_raises_typed_error(tmp_path: Path) -> None:
+    from npc_frames.readers.stim import open_stim
+
+    path = write_task(tmp_path, frameIntervals=np.zeros(0))
+    with pytest.raises(BadFormatError) as e:
+        open_stim(path)
+    assert e.value.field == "frameIntervals"
+
+
+# --------------------------------------------------------------------------- DynRoutData
+def test_flags_match_dynroutdata_except_go_includes_scheduled_autorewards(task_path: Path) -> None:
+    """is_nogo/is_false_alarm/is_correct_reject equal DynRoutData's arrays; is_go/is_hit/is_miss
+    equal DynRoutData's goTrials/hitTrials/missTrials OR the auto-reward-scheduled trials of the
+    rewarded stimulus (npc's `is_go` includes them, DynRoutData.goTrials does not)."""
+    pytest.importorskip("DynamicRoutingTask")
+    from DynamicRoutingTask.Analysis.DynamicRoutingAnalysisUtils import DynRoutData
+
+    d = DynRoutData()
+    with h5py.File(task_path, "r") as f:
+        d.loadBehavData(str(task_path), h5pyFile=f)
+    df = _build(task_path)
+    np.testing.assert_array_equal(df["is_nogo"].to_numpy(), d.nogoTrials)
+    np.testing.assert_array_equal(df["is_false_alarm"].to_numpy(), d.falseAlarmTrials)
+    np.testing.assert_array_equal(df["is_correct_reject"].to_numpy(), d.correctRejectTrials)
+    sched_go = (d.trialStim == d.rewardedStim) & d.autoRewardScheduled
+    np.testing.assert_array_equal(df["is_go"].to_numpy(), d.goTrials | sched_go)
+    np.testing.assert_array_equal(
+        df["is_hit"].to_numpy(), d.hitTrials | (sched_go & d.trialResponse)
+    )
+    np.testing.assert_array_equal(
+        df["is_miss"].to_numpy(), d.missTrials | (sched_go & ~d.trialResponse)
+    )
+    assert df["is_go"].to_numpy()[4] and not d.goTrials[4]  # the difference is real here
+    np.testing.assert_array_equal(df["is_noncontingent_reward"].to_numpy(), d.autoRewarded)
+    np.testing.assert_array_equal(df["is_contingent_reward"].to_numpy(), d.rewardEarned)
+    np.testing.assert_array_equal(df["block_index"].to_numpy(), d.trialBlock - 1)
