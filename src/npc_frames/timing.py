@@ -476,6 +476,9 @@ def _display_every_n_frames(vsyncs: F64, on: F64, off: F64, n: int) -> F64:
             continue
         v_iv = np.diff(vsyncs[i * n : (i + 1) * n + 1])
         if v_iv.size < n:
+            if i == n_ref.size - 1:  # box held after the last frame: no more frames to place
+                pieces[i] = flips[i] + base
+                continue
             raise DiodeError("more diode intervals than vsyncs")
         long_at = np.zeros(n, dtype=np.int64)  # extra refreshes after frame k
         if dropped == 1:
