@@ -67,6 +67,7 @@ def _check_params(
     start_time: Any,
     subject: int | None,
     scripts: Sequence[str] | None,
+    clip_seconds: float | None,
 ) -> tuple[datetime.date, datetime.time]:
     """Return (date, start_time) after raising ParameterError for impossible parameters."""
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
@@ -127,6 +128,14 @@ def _check_params(
     ):
         raise ParameterError(
             f"subject={subject!r}", field="subject", expected="a 6- or 7-digit int"
+        )
+    if clip_seconds is not None and not (
+        isinstance(clip_seconds, int | float) and 0 < clip_seconds <= 600
+    ):
+        raise ParameterError(
+            f"clip_seconds={clip_seconds!r}",
+            field="clip_seconds",
+            expected="0 < clip_seconds ≤ 600",
         )
     if scripts is not None and (
         isinstance(scripts, str)
@@ -204,6 +213,7 @@ def make_session(
     invalid_times: Sequence[Mapping[str, Any]] | None = None,
     rig: str = DEFAULT_RIG,
     task_version: str = DEFAULT_TASK_VERSION,
+    clip_seconds: float | None = None,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -236,6 +246,9 @@ def make_session(
         Rows ``{start_time, stop_time, reason}`` written to ``invalid_times.yaml``.
     rig, task_version:
         Rig name and ``taskVersion`` stored in the stim files.
+    clip_seconds:
+        Length of each clipped ``continuous.dat`` (``None``: the ephys writer's default); small
+        values keep fixtures small and fast.
     """
     date, start_time = _check_params(
         seed=seed,
@@ -246,6 +259,7 @@ def make_session(
         start_time=start_time,
         subject=subject,
         scripts=scripts,
+        clip_seconds=clip_seconds,
     )
     ss = np.random.SeedSequence(int(seed))
     rng_meta, rng_task, rng_sync, rng_barcode, rng_video, rng_ephys = (
@@ -354,6 +368,7 @@ def make_session(
             sync_duration_s=sync_duration_s,
             subject=subject,
             seed=int(seed),
+            **({} if clip_seconds is None else {"clip_seconds": float(clip_seconds)}),
         )
 
     # --- sync file --------------------------------------------------------------------------------
@@ -442,6 +457,7 @@ def make_session(
             "invalid_times": [dict(r) for r in invalid_times] if invalid_times else None,
             "rig": rig,
             "task_version": task_version,
+            "clip_seconds": clip_seconds,
         },
     )
     truth.save(truth_dir)
