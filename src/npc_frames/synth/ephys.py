@@ -1,0 +1,1102 @@
+"""Synthetic Open Ephys GUI 0.6.x recordings and their sorting output (FORMATS §9, §10, §11).
+
+:func:`make_ephys` writes what the Open Ephys GUI writes for a Dynamic Routing rig —
+``<root>/ecephys/ecephys_clipped/Record Node 102/`` (probes A–C) and ``Record Node 103/`` (D–F),
+each with ``settings.xml`` and ``experiment1/recording1/`` (``structure.oebin``,
+``sync_messages.txt``, ``continuous/``, ``events/``) — and, per probe, a Kilosort/phy folder under
+``<root>/sorting/<AP stream folder>/`` (see :mod:`npc_frames.synth.sorting`). It returns an
+:class:`EphysTruth` with every stream's clock, every probe's identity and geometry, and every unit
+and spike, times given on the sync clock.
+
+Clocks (FORMATS §0, §10): every stream (each probe's AP and LFP, and the NI-DAQ card) runs on its
+own crystal: ``rate_on_sync = nominal × (1 + ε)`` with a distinct ε in ±5e-6, and its continuous
+sample 0 lies at ``start_time_on_sync`` on the sync clock. Sample numbers count since acquisition
+start, so they begin at a large value (~2.1e8 on AP). The same barcode TTL that sync records on
+bit 0 is written to every stream's ``events/<stream>/TTL`` as
+``round((t_sync − start_time_on_sync) × rate_on_sync) + first_sample_number``, over the WHOLE
+recording, although ``continuous.dat`` keeps only ``clip_seconds`` (as in clipped uploads).
+
+Decisions on FORMATS quirks and open points:
+
+* Probe letters (§9.3): npc derives letters from (slot, port) — 6 probes → A–F in order, otherwise
+  ``(port − 1 − shift) + 3 × rank(slot)``, shift = 1 when port 4 is used in that slot, and ports
+  {2, 3} alone are ambiguous. We put A–C in PXI slot 2 and D–F in slot 3; a slot that holds its
+  third probe (C or F) uses ports 2–4 on sessions from 2023-11-01 (and B+C alone always use 3–4),
+  otherwise ports 1–3. The rank rule cannot express D–F without any of A–C (the only slot would
+  rank 0), so such sets raise :class:`ParameterError`. ``NP_PROBE`` elements are written in
+  (slot, port) order, which is also letter order — npc pairs its slot-sorted indices with serial
+  numbers in document order, so any other order would mislabel probes.
+* settings.xml keeps ``NP_PROBE`` under ``PROCESSOR/EDITOR`` as GUI 0.6.x does (probeinterface
+  reads it there), with a ``STREAM`` element per probe stream; both record nodes' settings list the
+  whole rig and differ only in ``DATE`` (node 103's is one second later).
+* Plugin version 0.4.0 (< 0.7.0), so continuous channel names are 1-based ``CH1``…``CH384`` while
+  settings.xml keys are ``CH0``…``CH383``.
+* ``timestamps.npy`` holds seconds on the record node's main-stream clock (the node's first AP
+  stream): sample_number / nominal rate for the main stream, other streams mapped onto it through
+  the true clocks. npc never uses these; they exist because the GUI writes them.
+* Both record nodes hold the same NI-DAQ stream (same source processor, same clock and sample
+  numbers); record node 103 is written even when no probe D–F is used (it then holds only the
+  NI-DAQ copy), as on a rig whose second node is always in the signal chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import xml.etree.ElementTree as ET
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from npc_frames.errors import ParameterError
+from npc_frames.synth.sorting import (
+    AVERAGE_TEMPLATE_PEAK_INDEX,
+    AVERAGE_TEMPLATE_SAMPLES,
+    ProbeSorting,
+    make_sorting,
+)
+
+__all__ = [
+    "EphysTruth",
+    "ProbeTruth",
+    "StreamTruth",
+    "make_ephys",
+    "np1_bank0_geometry",
+    "probe_slot_ports",
+]
+
+PROBE_LETTERS = "ABCDEF"
+# FORMATS §9.1: Neuropixels 1.0 AP / LFP bands and the PXI-6133 NI-DAQ card
+AP_RATE = 30_000.0
+LFP_RATE = 2_500.0
+NIDAQ_RATE = 30_000.0
+N_PROBE_CHANNELS = 384
+N_NIDAQ_CHANNELS = 8
+NP_BIT_VOLTS = 0.19499999284744263  # µV per bit, float32(0.195) as the GUI writes it
+NIDAQ_BIT_VOLTS = 0.00030517578125  # V per bit: ±10 V over int16
+NEUROPIX_PROCESSOR = "Neuropix-PXI"
+NEUROPIX_NODE_ID = 100
+NIDAQ_PROCESSOR = "NI-DAQmx"
+NIDAQ_NODE_ID = 105
+NIDAQ_STREAM = "PXI-6133"
+GUI_VERSION = "0.6.4"
+NEUROPIX_PLUGIN_VERSION = "0.4.0"
+PROBE_NAME = "Neuropixels 1.0"
+PROBE_PART_NUMBER = "PRB_1_4_0480_1"
+# record node -> probe letters it records (FORMATS §1.2: typically A–C and D–F)
+RECORD_NODES: Mapping[int, str] = {102: "ABC", 103: "DEF"}
+PXI_SLOTS: Mapping[str, int] = {"ABC": 2, "DEF": 3}
+# probes moved from ports 1–3 to ports 2–4 in November 2023 (FORMATS §9.3)
+PORT_SHIFT_DATE = datetime.date(2023, 11, 1)
+# NP1.0 bank-0 site columns, cycling with channel index (FORMATS §9.3)
+NP1_X_CYCLE = (27.0, 59.0, 11.0, 43.0)
+NP1_ROW_PITCH_UM = 20.0
+# acquisition runs long before recording starts: AP sample numbers begin near this value
+FIRST_SAMPLE_BASE = 210_000_000
+CLOCK_ERROR_MAX = 5e-6
+RIG_TIMEZONE = zoneinfo.ZoneInfo("America/Los_Angeles")
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamTruth:
+    """One Open Ephys stream of one record node and its true clock on sync."""
+
+    record_node: str  # "Record Node 102"
+    folder_name: str  # "Neuropix-PXI-100.ProbeA-AP" (no trailing slash)
+    stream_name: str  # "ProbeA-AP"
+    kind: str  # "ap" | "lfp" | "nidaq"
+    probe_letter: str | None
+    nominal_rate: float
+    rate_on_sync: float
+    start_time_on_sync: float  # sync time of continuous sample 0
+    first_sample_number: int
+    num_channels: int
+    num_samples: int  # samples of the full recording (what the compressed zarr would hold)
+    num_samples_clipped: int  # samples in the clipped continuous.dat
+    num_ttl_events: int
+    path: str  # continuous folder relative to the session root
+
+    def sync_time(self, sample_index: npt.ArrayLike) -> FloatArray:
+        """Return sync-clock seconds of continuous sample indices (0 = first sample)."""
+        return self.start_time_on_sync + np.asarray(sample_index, dtype=np.float64) / (
+            self.rate_on_sync
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeTruth:
+    """One Neuropixels probe: identity, hardware address, record node, geometry, sorting folder."""
+
+    letter: str
+    serial_number: int
+    slot: int
+    port: int
+    dock: int
+    record_node: str
+    probe_name: str
+    part_number: str
+    channel_x: tuple[float, ...]
+    channel_y: tuple[float, ...]
+    sorting_path: str  # relative to the session root
+    n_units: int
+
+
+@dataclasses.dataclass
+class EphysTruth:
+    """Ground truth of :func:`make_ephys`.
+
+    Small fields go to JSON via :meth:`to_json_dict`; per-spike arrays (and per-unit arrays, for
+    convenience) come from :meth:`arrays` for saving as ``.npy``. Units are ordered by probe letter
+    then ascending ``cluster_id``; spikes by unit row then time. ``spike_sample`` is the sample on
+    the probe's AP clock relative to its first continuous sample (== ``spike_times.npy``),
+    ``spike_time`` = ``start_time_on_sync + spike_sample / rate_on_sync`` of that AP stream,
+    ``spike_amplitude`` is µV (== ``amplitudes.npy``).
+    """
+
+    software_time_ms: int
+    recording_start_s: float
+    recording_stop_s: float
+    streams: list[StreamTruth]
+    probes: list[ProbeTruth]
+    unit_probe: npt.NDArray[np.str_]
+    unit_cluster_id: IntArray
+    unit_peak_channel: IntArray
+    unit_amplitude: FloatArray
+    unit_spike_count: IntArray
+    spike_unit: npt.NDArray[np.int32]
+    spike_sample: IntArray
+    spike_time: FloatArray
+    spike_amplitude: npt.NDArray[np.float32]
+
+    ARRAY_FIELDS = (
+        "unit_cluster_id",
+        "unit_peak_channel",
+        "unit_amplitude",
+        "unit_spike_count",
+        "spike_unit",
+        "spike_sample",
+        "spike_time",
+        "spike_amplitude",
+    )
+
+    @property
+    def n_units(self) -> int:
+        """Return the number of units over all probes."""
+        return int(self.unit_cluster_id.size)
+
+    def stream(self, folder_name: str, record_node: str | None = None) -> StreamTruth:
+        """Return the stream with that folder name (first match unless a record node is given)."""
+        for s in self.streams:
+            if s.folder_name == folder_name and record_node in (None, s.record_node):
+                return s
+        raise KeyError(folder_name)
+
+    def ap_stream(self, letter: str) -> StreamTruth:
+        """Return the AP stream of probe ``letter``."""
+        return self.stream(f"{NEUROPIX_PROCESSOR}-{NEUROPIX_NODE_ID}.Probe{letter}-AP")
+
+    def probe(self, letter: str) -> ProbeTruth:
+        """Return the probe with that letter."""
+        for p in self.probes:
+            if p.letter == letter:
+                return p
+        raise KeyError(letter)
+
+    def unit_rows(self, letter: str) -> IntArray:
+        """Return the unit row indices of probe ``letter``."""
+        return np.flatnonzero(self.unit_probe == letter).astype(np.int64)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Return the small fields (streams, probes, per-unit table) as JSON-serialisable data."""
+        return {
+            "software_time_ms": self.software_time_ms,
+            "recording_start_s": self.recording_start_s,
+            "recording_stop_s": self.recording_stop_s,
+            "streams": [dataclasses.asdict(s) for s in self.streams],
+            "probes": [
+                {
+                    **dataclasses.asdict(p),
+                    "channel_x": list(p.channel_x),
+                    "channel_y": list(p.channel_y),
+                }
+                for p in self.probes
+            ],
+            "units": {
+                "probe_letter": self.unit_probe.tolist(),
+                "cluster_id": self.unit_cluster_id.tolist(),
+                "peak_channel": self.unit_peak_channel.tolist(),
+                "amplitude": self.unit_amplitude.tolist(),
+                "spike_count": self.unit_spike_count.tolist(),
+            },
+            "n_spikes": int(self.spike_unit.size),
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return the array fields by name (for ``np.save(f"{name}.npy", array)``)."""
+        return {name: getattr(self, name) for name in self.ARRAY_FIELDS}
+
+    @classmethod
+    def from_json_dict(
+        cls, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+    ) -> EphysTruth:
+        """Return the truth rebuilt from :meth:`to_json_dict` output and :meth:`arrays`."""
+        probes = [
+            ProbeTruth(
+                **{
+                    **p,
+                    "channel_x": tuple(p["channel_x"]),
+                    "channel_y": tuple(p["channel_y"]),
+                }
+            )
+            for p in data["probes"]
+        ]
+        return cls(
+            software_time_ms=int(data["software_time_ms"]),
+            recording_start_s=float(data["recording_start_s"]),
+            recording_stop_s=float(data["recording_stop_s"]),
+            streams=[StreamTruth(**s) for s in data["streams"]],
+            probes=probes,
+            unit_probe=np.asarray(data["units"]["probe_letter"], dtype=np.str_),
+            **{name: np.asarray(arrays[name]) for name in cls.ARRAY_FIELDS},
+        )
+
+
+def np1_bank0_geometry(n_channels: int = N_PROBE_CHANNELS) -> tuple[FloatArray, FloatArray]:
+    """Return (x, y) in µm of Neuropixels 1.0 bank-0 channels: CH0 = (27, 0), y = 20·(k // 2)."""
+    k = np.arange(n_channels)
+    x = np.asarray(NP1_X_CYCLE, dtype=np.float64)[k % 4]
+    y = NP1_ROW_PITCH_UM * (k // 2)
+    return x, y.astype(np.float64)
+
+
+def probe_slot_ports(letters: Sequence[str], date: datetime.date) -> dict[str, tuple[int, int]]:
+    """Return {letter: (slot, port)} such that the §9.3 letter rule recovers ``letters``.
+
+    A–C sit in PXI slot 2 and D–F in slot 3. A slot whose third probe (C/F) is present uses
+    ports 2–4 from 2023-11-01 (the port-4 shift), otherwise ports 1–3; B and C alone always use
+    ports 3–4, because ports {2, 3} alone are ambiguous to the rule.
+    """
+    _validate_letters(letters)
+    out: dict[str, tuple[int, int]] = {}
+    for group, slot in PXI_SLOTS.items():
+        present = [letter for letter in letters if letter in group]
+        idx = [group.index(letter) for letter in present]
+        shift = 1 if (2 in idx and (date >= PORT_SHIFT_DATE or idx == [1, 2])) else 0
+        for letter, i in zip(present, idx):
+            out[letter] = (slot, i + 1 + shift)
+    return out
+
+
+def _validate_letters(letters: Sequence[str]) -> None:
+    if not letters:
+        raise ParameterError("no probe letters given", field="probe_letters", expected="A–F")
+    bad = [letter for letter in letters if letter not in PROBE_LETTERS or len(letter) != 1]
+    if bad:
+        raise ParameterError(
+            f"invalid probe letters {bad!r}", field="probe_letters", expected="letters A–F"
+        )
+    if len(set(letters)) != len(letters) or list(letters) != sorted(letters):
+        raise ParameterError(
+            f"probe letters {list(letters)!r} are repeated or unsorted",
+            field="probe_letters",
+            expected="distinct letters in A–F order",
+        )
+    if not any(letter in "ABC" for letter in letters):
+        raise ParameterError(
+            f"probe letters {list(letters)!r} use only slot 3 (D–F): the slot/port rule of "
+            "FORMATS §9.3 would read them back as A–C",
+            field="probe_letters",
+            expected="at least one of A, B, C",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clock:
+    nominal_rate: float
+    rate_on_sync: float
+    start_time_on_sync: float
+    first_sample_number: int
+    num_samples: int
+
+    def samples_of(self, t_sync: FloatArray) -> IntArray:
+        """Return stream sample numbers of sync times (TTL rule of the brief / FORMATS §10)."""
+        idx = np.round((t_sync - self.start_time_on_sync) * self.rate_on_sync).astype(np.int64)
+        return idx + self.first_sample_number
+
+    def sync_of(self, sample_numbers: IntArray) -> FloatArray:
+        """Return sync times of stream sample numbers."""
+        return self.start_time_on_sync + (sample_numbers - self.first_sample_number) / (
+            self.rate_on_sync
+        )
+
+
+def _make_clock(
+    nominal: float,
+    error: float,
+    start: float,
+    stop: float,
+    first_sample: int,
+) -> _Clock:
+    rate = nominal * (1.0 + error)
+    return _Clock(
+        nominal_rate=nominal,
+        rate_on_sync=rate,
+        start_time_on_sync=start,
+        first_sample_number=int(first_sample),
+        num_samples=int(np.floor((stop - start) * rate)),
+    )
+
+
+def _distinct_errors(rng: np.random.Generator, n: int) -> FloatArray:
+    """Return n clock errors in ±5e-6, at least 1e-7 apart (distinct per stream)."""
+    grid = rng.choice(np.arange(-49, 50), size=n, replace=False)
+    return (grid + rng.uniform(-0.4, 0.4, n)) * 1e-7
+
+
+@dataclasses.dataclass
+class _Stream:
+    node_id: int
+    processor: str
+    processor_id: int
+    stream_name: str
+    kind: str
+    letter: str | None
+    num_channels: int
+    clock: _Clock
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.processor}-{self.processor_id}.{self.stream_name}"
+
+
+def make_ephys(
+    root: Path,
+    *,
+    rng: np.random.Generator,
+    date: datetime.date,
+    probe_letters: Sequence[str],
+    units_per_probe: int,
+    recording_start_s: float,
+    recording_stop_s: float,
+    barcode_rising: np.ndarray,
+    barcode_falling: np.ndarray,
+    clip_seconds: float = 2.0,
+    software_time_ms: int | None = None,
+    hostname: str = "W10DT05516",
+    aborted_recording: bool = False,
+) -> EphysTruth:
+    """Return the ground truth after writing Open Ephys record nodes and sorting output under root.
+
+    Parameters
+    ----------
+    root:
+        Session folder; writes ``ecephys/ecephys_clipped/Record Node 10[23]/`` and ``sorting/``.
+    rng:
+        Source of all randomness (clock errors, serial numbers, spikes, noise).
+    date:
+        Session date (selects the port layout, see :func:`probe_slot_ports`).
+    probe_letters:
+        Probes on the rig, e.g. ``"ABCDEF"`` or ``["A", "B"]`` (sorted, at least one of A–C).
+    units_per_probe:
+        Units sorted on each probe (~400–800 at full scale).
+    recording_start_s, recording_stop_s:
+        The Open Ephys recording on the sync clock (s); every stream starts within 10 ms after
+        ``recording_start_s`` and runs to ``recording_stop_s``.
+    barcode_rising, barcode_falling:
+        Barcode TTL edges on the sync clock (s), the same pulses that sync bit 0 records; those
+        inside the recording are written to every stream's TTL folder.
+    clip_seconds:
+        Length of every ``continuous.dat`` (clipped upload); TTL and spikes span the whole recording.
+    software_time_ms:
+        ``sync_messages.txt`` software time (ms since the epoch, UTC); default: 12:00 local time
+        (America/Los_Angeles) on ``date`` plus ``recording_start_s``.
+    hostname:
+        ``MACHINE name`` in settings.xml (W10DT05516 is rig NP3).
+    aborted_recording:
+        Also write a short aborted ``recording2`` after the real one (smaller than recording1).
+    """
+    _validate_letters(probe_letters)
+    if units_per_probe < 1:
+        raise ParameterError(
+            f"units_per_probe = {units_per_probe}", field="units_per_probe", expected=">= 1"
+        )
+    if not recording_stop_s - recording_start_s >= 10.0:
+        raise ParameterError(
+            f"recording [{recording_start_s}, {recording_stop_s}] s is shorter than 10 s",
+            field="recording_stop_s",
+            expected="recording_stop_s >= recording_start_s + 10",
+        )
+    if clip_seconds <= 0:
+        raise ParameterError(f"clip_seconds = {clip_seconds}", field="clip_seconds", expected="> 0")
+    rising = np.asarray(barcode_rising, dtype=np.float64)
+    falling = np.asarray(barcode_falling, dtype=np.float64)
+    if rising.ndim != 1 or falling.ndim != 1:
+        raise ParameterError(
+            "barcode edges must be 1-D arrays of seconds", field="barcode_rising", expected="1-D"
+        )
+    if software_time_ms is None:
+        noon = datetime.datetime.combine(date, datetime.time(12, 0), tzinfo=RIG_TIMEZONE)
+        software_time_ms = round((noon.timestamp() + recording_start_s) * 1000)
+
+    root = Path(root)
+    clipped = root / "ecephys" / "ecephys_clipped"
+    slot_ports = probe_slot_ports(probe_letters, date)
+    serials = _serial_numbers(rng, len(probe_letters))
+    channel_x, channel_y = np1_bank0_geometry()
+
+    # -- clocks: one per stream, all distinct ----------------------------------------------------
+    n_streams = 2 * len(probe_letters) + 1
+    errors = _distinct_errors(rng, n_streams)
+    starts = recording_start_s + rng.uniform(0.0, 0.01, n_streams)
+    ap_first = FIRST_SAMPLE_BASE + rng.integers(0, 5_000_000, len(probe_letters))
+    streams_by_node: dict[int, list[_Stream]] = {node: [] for node in RECORD_NODES}
+    for i, letter in enumerate(probe_letters):
+        node = next(n for n, group in RECORD_NODES.items() if letter in group)
+        ap = _make_clock(AP_RATE, errors[2 * i], starts[2 * i], recording_stop_s, ap_first[i])
+        lfp_first = int(ap_first[i]) // 12 + int(rng.integers(0, 3))
+        lfp = _make_clock(
+            LFP_RATE, errors[2 * i + 1], starts[2 * i + 1], recording_stop_s, lfp_first
+        )
+        for kind, clock in (("ap", ap), ("lfp", lfp)):
+            streams_by_node[node].append(
+                _Stream(
+                    node_id=node,
+                    processor=NEUROPIX_PROCESSOR,
+                    processor_id=NEUROPIX_NODE_ID,
+                    stream_name=f"Probe{letter}-{kind.upper()}",
+                    kind=kind,
+                    letter=letter,
+                    num_channels=N_PROBE_CHANNELS,
+                    clock=clock,
+                )
+            )
+    nidaq_clock = _make_clock(
+        NIDAQ_RATE,
+        errors[-1],
+        starts[-1],
+        recording_stop_s,
+        FIRST_SAMPLE_BASE + int(rng.integers(0, 5_000_000)),
+    )
+    for node in RECORD_NODES:
+        streams_by_node[node].append(
+            _Stream(
+                node_id=node,
+                processor=NIDAQ_PROCESSOR,
+                processor_id=NIDAQ_NODE_ID,
+                stream_name=NIDAQ_STREAM,
+                kind="nidaq",
+                letter=None,
+                num_channels=N_NIDAQ_CHANNELS,
+                clock=nidaq_clock,
+            )
+        )
+
+    # -- sorting: spikes on each AP clock ----------------------------------------------------
+    sortings: dict[str, ProbeSorting] = {}
+    ap_streams = {
+        s.letter: s for ss in streams_by_node.values() for s in ss if s.kind == "ap" and s.letter
+    }
+    for letter in probe_letters:
+        ap_stream = ap_streams[letter]
+        rel_dat = (
+            f"../../ecephys/ecephys_clipped/Record Node {ap_stream.node_id}/experiment1/"
+            f"recording1/continuous/{ap_stream.folder_name}/continuous.dat"
+        )
+        sortings[letter] = make_sorting(
+            root / "sorting" / ap_stream.folder_name,
+            rng=rng,
+            n_units=units_per_probe,
+            n_samples=ap_stream.clock.num_samples,
+            channel_x=channel_x,
+            channel_y=channel_y,
+            sample_rate=AP_RATE,
+            dat_path=rel_dat,
+        )
+
+    # -- record nodes --------------------------------------------------------------------------
+    stream_truths: list[StreamTruth] = []
+    for node, node_streams in streams_by_node.items():
+        node_dir = clipped / f"Record Node {node}"
+        rec_dir = node_dir / "experiment1" / "recording1"
+        truths = _write_recording(
+            rec_dir,
+            rng=rng,
+            node=node,
+            streams=node_streams,
+            sortings=sortings,
+            rising=rising,
+            falling=falling,
+            clip_seconds=clip_seconds,
+            software_time_ms=software_time_ms,
+            root=root,
+        )
+        stream_truths.extend(truths)
+        if aborted_recording:
+            _write_aborted_recording(
+                node_dir / "experiment1" / "recording2",
+                rng=rng,
+                node=node,
+                streams=node_streams,
+                software_time_ms=software_time_ms,
+                after_s=recording_stop_s + 30.0,
+                clip_seconds=clip_seconds,
+            )
+        settings_time = datetime.datetime.fromtimestamp(
+            software_time_ms / 1000 + (node - min(RECORD_NODES)), tz=RIG_TIMEZONE
+        )
+        _write_settings_xml(
+            node_dir / "settings.xml",
+            when=settings_time,
+            hostname=hostname,
+            letters=probe_letters,
+            slot_ports=slot_ports,
+            serials=serials,
+            channel_x=channel_x,
+            channel_y=channel_y,
+        )
+
+    probes = [
+        ProbeTruth(
+            letter=letter,
+            serial_number=serials[i],
+            slot=slot_ports[letter][0],
+            port=slot_ports[letter][1],
+            dock=1,
+            record_node=f"Record Node {ap_streams[letter].node_id}",
+            probe_name=PROBE_NAME,
+            part_number=PROBE_PART_NUMBER,
+            channel_x=tuple(channel_x.tolist()),
+            channel_y=tuple(channel_y.tolist()),
+            sorting_path=f"sorting/{ap_streams[letter].folder_name}",
+            n_units=units_per_probe,
+        )
+        for i, letter in enumerate(probe_letters)
+    ]
+    return _assemble_truth(
+        probes=probes,
+        streams=stream_truths,
+        sortings=sortings,
+        ap_clocks={letter: ap_streams[letter].clock for letter in probe_letters},
+        software_time_ms=software_time_ms,
+        recording_start_s=recording_start_s,
+        recording_stop_s=recording_stop_s,
+    )
+
+
+def _serial_numbers(rng: np.random.Generator, n: int) -> list[int]:
+    """Return n distinct 11-digit probe serial numbers (like 18005123131)."""
+    values = rng.choice(100_000_000, size=n, replace=False)
+    prefixes = rng.choice([180, 181, 191, 192], size=n)
+    return [int(p) * 100_000_000 + int(v) for p, v in zip(prefixes, values)]
+
+
+def _assemble_truth(
+    *,
+    probes: list[ProbeTruth],
+    streams: list[StreamTruth],
+    sortings: Mapping[str, ProbeSorting],
+    ap_clocks: Mapping[str, _Clock],
+    software_time_ms: int,
+    recording_start_s: float,
+    recording_stop_s: float,
+) -> EphysTruth:
+    letters = [p.letter for p in probes]
+    n_spikes = sum(int(sortings[letter].spikes.samples.size) for letter in letters)
+    spike_unit = np.empty(n_spikes, dtype=np.int32)
+    spike_sample = np.empty(n_spikes, dtype=np.int64)
+    spike_time = np.empty(n_spikes, dtype=np.float64)
+    spike_amplitude = np.empty(n_spikes, dtype=np.float32)
+    offset = 0
+    unit_offset = 0
+    for letter in letters:
+        spikes = sortings[letter].spikes
+        clock = ap_clocks[letter]
+        sl = slice(offset, offset + spikes.samples.size)
+        spike_unit[sl] = spikes.unit_index + unit_offset
+        spike_sample[sl] = spikes.samples
+        spike_time[sl] = spikes.samples / clock.rate_on_sync
+        spike_time[sl] += clock.start_time_on_sync
+        spike_amplitude[sl] = spikes.amplitudes
+        offset += spikes.samples.size
+        unit_offset += spikes.n_units
+    return EphysTruth(
+        software_time_ms=software_time_ms,
+        recording_start_s=recording_start_s,
+        recording_stop_s=recording_stop_s,
+        streams=streams,
+        probes=probes,
+        unit_probe=np.concatenate(
+            [np.full(sortings[letter].n_units, letter, dtype="<U1") for letter in letters]
+        ),
+        unit_cluster_id=np.concatenate([sortings[letter].cluster_ids for letter in letters]),
+        unit_peak_channel=np.concatenate([sortings[letter].peak_channel for letter in letters]),
+        unit_amplitude=np.concatenate([sortings[letter].amplitude for letter in letters]),
+        unit_spike_count=np.concatenate([sortings[letter].spike_counts for letter in letters]),
+        spike_unit=spike_unit,
+        spike_sample=spike_sample,
+        spike_time=spike_time,
+        spike_amplitude=spike_amplitude,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# one recording folder
+# ------------------------------------------------------------------------------------------------
+
+
+def _main_time(main: _Clock, t_sync: FloatArray) -> FloatArray:
+    """Return seconds on a record node's main-stream clock for sync times (GUI `timestamps`)."""
+    return (
+        main.first_sample_number / main.nominal_rate
+        + (t_sync - main.start_time_on_sync) * main.rate_on_sync / main.nominal_rate
+    )
+
+
+def _write_recording(
+    rec_dir: Path,
+    *,
+    rng: np.random.Generator,
+    node: int,
+    streams: Sequence[_Stream],
+    sortings: Mapping[str, ProbeSorting],
+    rising: FloatArray,
+    falling: FloatArray,
+    clip_seconds: float,
+    software_time_ms: int,
+    root: Path,
+) -> list[StreamTruth]:
+    """Return stream truths after writing one recording folder (continuous, events, metadata)."""
+    main = streams[0].clock
+    truths: list[StreamTruth] = []
+    for stream in streams:
+        clock = stream.clock
+        cont_dir = rec_dir / "continuous" / stream.folder_name
+        cont_dir.mkdir(parents=True, exist_ok=True)
+        n_clip = int(min(round(clip_seconds * clock.nominal_rate), clock.num_samples))
+        data = _continuous_data(rng, stream, n_clip, sortings.get(stream.letter or ""))
+        data.tofile(cont_dir / "continuous.dat")
+        del data
+        sample_numbers = clock.first_sample_number + np.arange(n_clip, dtype=np.int64)
+        np.save(cont_dir / "sample_numbers.npy", sample_numbers)
+        np.save(cont_dir / "timestamps.npy", _main_time(main, clock.sync_of(sample_numbers)))
+
+        n_ttl = _write_ttl(
+            rec_dir / "events" / stream.folder_name / "TTL", clock, main, rising, falling
+        )
+        truths.append(
+            StreamTruth(
+                record_node=f"Record Node {node}",
+                folder_name=stream.folder_name,
+                stream_name=stream.stream_name,
+                kind=stream.kind,
+                probe_letter=stream.letter,
+                nominal_rate=clock.nominal_rate,
+                rate_on_sync=clock.rate_on_sync,
+                start_time_on_sync=clock.start_time_on_sync,
+                first_sample_number=clock.first_sample_number,
+                num_channels=stream.num_channels,
+                num_samples=clock.num_samples,
+                num_samples_clipped=n_clip,
+                num_ttl_events=n_ttl,
+                path=cont_dir.relative_to(root).as_posix(),
+            )
+        )
+    _write_message_center(rec_dir / "events" / "MessageCenter", main, ["Recording started"])
+    _write_oebin(rec_dir / "structure.oebin", node, streams)
+    _write_sync_messages(rec_dir / "sync_messages.txt", software_time_ms, streams)
+    return truths
+
+
+def _write_aborted_recording(
+    rec_dir: Path,
+    *,
+    rng: np.random.Generator,
+    node: int,
+    streams: Sequence[_Stream],
+    software_time_ms: int,
+    after_s: float,
+    clip_seconds: float,
+) -> None:
+    """Write a short aborted recording (a quarter of the clip, no TTL) after the real one."""
+    aborted = []
+    for s in streams:
+        c = s.clock
+        start = after_s + float(rng.uniform(0.0, 0.01))
+        first = c.first_sample_number + round((start - c.start_time_on_sync) * c.rate_on_sync)
+        clock = dataclasses.replace(
+            c, start_time_on_sync=start, first_sample_number=first, num_samples=0
+        )
+        aborted.append(dataclasses.replace(s, clock=clock))
+    main = aborted[0].clock
+    for stream in aborted:
+        clock = stream.clock
+        cont_dir = rec_dir / "continuous" / stream.folder_name
+        cont_dir.mkdir(parents=True, exist_ok=True)
+        n = max(1, round(0.25 * clip_seconds * clock.nominal_rate))
+        _continuous_data(rng, stream, n, None).tofile(cont_dir / "continuous.dat")
+        sample_numbers = clock.first_sample_number + np.arange(n, dtype=np.int64)
+        np.save(cont_dir / "sample_numbers.npy", sample_numbers)
+        np.save(cont_dir / "timestamps.npy", _main_time(main, clock.sync_of(sample_numbers)))
+        empty = np.empty(0)
+        _write_ttl(rec_dir / "events" / stream.folder_name / "TTL", clock, main, empty, empty)
+    _write_message_center(rec_dir / "events" / "MessageCenter", main, [])
+    _write_oebin(rec_dir / "structure.oebin", node, aborted)
+    elapsed_ms = round((after_s - streams[0].clock.start_time_on_sync) * 1000)
+    _write_sync_messages(rec_dir / "sync_messages.txt", software_time_ms + elapsed_ms, aborted)
+
+
+def _continuous_data(
+    rng: np.random.Generator, stream: _Stream, n: int, sorting: ProbeSorting | None
+) -> npt.NDArray[np.int16]:
+    """Return (n, channels) int16 samples: band-appropriate noise plus the AP spikes in the clip."""
+    n_ch = stream.num_channels
+    if stream.kind == "nidaq":
+        volts = rng.normal(0.0, 0.005, (n, n_ch)).astype(np.float32)
+        return np.round(volts / NIDAQ_BIT_VOLTS).astype(np.int16)
+    if stream.kind == "lfp":
+        # slow fluctuations: a 20-sample moving average of white noise, ~40 µV
+        white = rng.standard_normal((n + 20, n_ch), dtype=np.float32)
+        cs = np.cumsum(white, axis=0, dtype=np.float32)
+        uv = (cs[20:] - cs[:-20]) * (40.0 / np.sqrt(20.0))
+        return np.clip(np.round(uv / NP_BIT_VOLTS), -32768, 32767).astype(np.int16)
+    uv = rng.standard_normal((n, n_ch), dtype=np.float32)
+    uv *= 10.0
+    if sorting is not None:
+        _add_spikes(uv, sorting)
+    return np.clip(np.round(uv / NP_BIT_VOLTS), -32768, 32767).astype(np.int16)
+
+
+def _add_spikes(uv: npt.NDArray[np.float32], sorting: ProbeSorting) -> None:
+    """Add each unit's average template at its spikes that fall inside the clip (in place)."""
+    n, _n_ch = uv.shape
+    templates = np.load(sorting.folder / "templates_average.npy", mmap_mode="r")
+    spikes = sorting.spikes
+    start = spikes.samples - AVERAGE_TEMPLATE_PEAK_INDEX
+    sel = (start >= 0) & (start + AVERAGE_TEMPLATE_SAMPLES <= n)
+    if not sel.any():
+        return
+    s_start = start[sel]
+    s_unit = spikes.unit_index[sel].astype(np.int64)
+    s_scale = (spikes.amplitudes[sel] / sorting.amplitude[s_unit]).astype(np.float32)
+    units = np.unique(s_unit)
+    dense = np.asarray(templates[units])  # (u, t, ch) only for units that fire in the clip
+    row = np.searchsorted(units, s_unit)
+    # (spike, channel) pairs on the units' nonzero channels
+    nz_unit, nz_ch = np.nonzero(np.any(dense != 0, axis=1))
+    per_unit = np.bincount(nz_unit, minlength=units.size)
+    first = np.cumsum(per_unit) - per_unit
+    reps = per_unit[row]
+    pair_spike = np.repeat(np.arange(s_start.size), reps)
+    pair_k = np.arange(pair_spike.size) - np.repeat(np.cumsum(reps) - reps, reps)
+    pair_nz = first[row][pair_spike] + pair_k
+    pair_ch = nz_ch[pair_nz]
+    pair_row = row[pair_spike]
+    for lag in range(AVERAGE_TEMPLATE_SAMPLES):  # loop over template samples, not spikes
+        values = dense[pair_row, lag, pair_ch] * s_scale[pair_spike]
+        np.add.at(uv, (s_start[pair_spike] + lag, pair_ch), values)
+
+
+def _write_ttl(
+    ttl_dir: Path,
+    clock: _Clock,
+    main: _Clock,
+    rising: FloatArray,
+    falling: FloatArray,
+) -> int:
+    """Return the number of TTL events after writing barcode edges inside the stream's recording."""
+    ttl_dir.mkdir(parents=True, exist_ok=True)
+    stop = clock.start_time_on_sync + clock.num_samples / clock.rate_on_sync
+    times = np.concatenate([rising, falling])
+    states = np.concatenate(
+        [np.ones(rising.size, dtype=np.int16), -np.ones(falling.size, dtype=np.int16)]
+    )
+    order = np.argsort(times, kind="stable")
+    times, states = times[order], states[order]
+    inside = (times >= clock.start_time_on_sync) & (times < stop)
+    times, states = times[inside], states[inside]
+    sample_numbers = clock.samples_of(times)
+    np.save(ttl_dir / "states.npy", states)
+    np.save(ttl_dir / "sample_numbers.npy", sample_numbers)
+    np.save(ttl_dir / "timestamps.npy", _main_time(main, clock.sync_of(sample_numbers)))
+    np.save(ttl_dir / "full_words.npy", (states > 0).astype(np.uint64))
+    return int(states.size)
+
+
+def _write_message_center(folder: Path, main: _Clock, messages: Sequence[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    text = np.array([m.encode() for m in messages], dtype="S512")
+    sample_numbers = np.full(len(messages), main.first_sample_number, dtype=np.int64)
+    np.save(folder / "text.npy", text)
+    np.save(folder / "sample_numbers.npy", sample_numbers)
+    np.save(folder / "timestamps.npy", sample_numbers / main.nominal_rate)
+
+
+def _channel_entries(stream: _Stream, node: int) -> list[dict[str, Any]]:
+    history = f"{stream.processor} -> Record Node"
+    if stream.kind == "nidaq":
+        return [
+            {
+                "channel_name": f"AI{k}",
+                "description": "Analog Input channel from a NIDAQ device",
+                "identifier": "",
+                "history": history,
+                "bit_volts": NIDAQ_BIT_VOLTS,
+                "units": "V",
+                "type": 2,
+            }
+            for k in range(stream.num_channels)
+        ]
+    band = "AP" if stream.kind == "ap" else "LFP"
+    return [
+        {
+            "channel_name": f"CH{k + 1}",
+            "description": f"Neuropixels {band} channel",
+            "identifier": f"neuropixels.{band.lower()}",
+            "history": history,
+            "bit_volts": NP_BIT_VOLTS,
+            "units": "uV",
+            "type": 0,
+        }
+        for k in range(stream.num_channels)
+    ]
+
+
+def _write_oebin(path: Path, node: int, streams: Sequence[_Stream]) -> None:
+    continuous = []
+    events = []
+    for s in streams:
+        continuous.append(
+            {
+                "folder_name": f"{s.folder_name}/",
+                "sample_rate": s.clock.nominal_rate,
+                "source_processor_name": s.processor,
+                "source_processor_id": s.processor_id,
+                "stream_name": s.stream_name,
+                "recorded_processor": "Record Node",
+                "recorded_processor_id": node,
+                "num_channels": s.num_channels,
+                "channels": _channel_entries(s, node),
+            }
+        )
+        if s.kind == "nidaq":
+            ttl_name = f"{NIDAQ_STREAM}Digital Input Line"
+            description = "Digital Line from a NIDAQ device containing 8 inputs"
+            identifier = "identifier"
+            n_lines = 8
+        else:
+            ttl_name = "Neuropixels PXI Sync"
+            description = "Status of SMA sync line on PXI card"
+            identifier = "neuropixels.sync"
+            n_lines = 1
+        events.append(
+            {
+                "folder_name": f"{s.folder_name}/TTL/",
+                "channel_name": ttl_name,
+                "description": description,
+                "identifier": identifier,
+                "sample_rate": s.clock.nominal_rate,
+                "type": "int16",
+                "num_channels": n_lines,
+                "source_processor": s.processor,
+                "stream_name": s.stream_name,
+                "initial_state": 0,
+            }
+        )
+    events.append(
+        {
+            "folder_name": "MessageCenter/",
+            "channel_name": "Messages",
+            "description": "Broadcasts messages from the MessageCenter",
+            "identifier": "messagecenter.events",
+            "sample_rate": streams[0].clock.nominal_rate,
+            "type": "string",
+            "num_channels": 1,
+            "source_processor": "Message Center",
+            "stream_name": streams[0].stream_name,
+        }
+    )
+    oebin = {"GUI version": GUI_VERSION, "continuous": continuous, "events": events, "spikes": []}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(oebin, indent=4))
+
+
+def _write_sync_messages(path: Path, software_time_ms: int, streams: Sequence[_Stream]) -> None:
+    lines = [f"Software Time (milliseconds since midnight Jan 1st 1970 UTC): {software_time_ms}"]
+    for s in streams:
+        lines.append(
+            f"Start Time for {s.processor} ({s.processor_id}) - {s.stream_name} "
+            f"@ {int(s.clock.nominal_rate)} Hz: {s.clock.first_sample_number}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _write_settings_xml(
+    path: Path,
+    *,
+    when: datetime.datetime,
+    hostname: str,
+    letters: Sequence[str],
+    slot_ports: Mapping[str, tuple[int, int]],
+    serials: Sequence[int],
+    channel_x: FloatArray,
+    channel_y: FloatArray,
+) -> None:
+    """Write a GUI 0.6.x settings.xml describing the whole rig (FORMATS §9.3)."""
+    root = ET.Element("SETTINGS")
+    info = ET.SubElement(root, "INFO")
+    ET.SubElement(info, "VERSION").text = GUI_VERSION
+    ET.SubElement(info, "PLUGIN_API_VERSION").text = "8"
+    ET.SubElement(info, "DATE").text = when.strftime("%d %b %Y %H:%M:%S")
+    ET.SubElement(info, "OS").text = "Windows 10"
+    ET.SubElement(
+        info, "MACHINE", name=hostname, cpu_model="Intel(R) Xeon(R) W-2145 CPU @ 3.70GHz"
+    ).set("cpu_num_cores", "16")
+    chain = ET.SubElement(root, "SIGNALCHAIN")
+
+    pxi = ET.SubElement(
+        chain,
+        "PROCESSOR",
+        name=NEUROPIX_PROCESSOR,
+        insertionPoint="0",
+        pluginName="Neuropix-PXI",
+        type="4",
+        index="0",
+        libraryName="Neuropix-PXI",
+        libraryVersion=NEUROPIX_PLUGIN_VERSION,
+        processorType="2",
+        nodeId=str(NEUROPIX_NODE_ID),
+    )
+    for letter in letters:
+        for band, rate in (("AP", AP_RATE), ("LFP", LFP_RATE)):
+            ET.SubElement(
+                pxi,
+                "STREAM",
+                name=f"Probe{letter}-{band}",
+                description=f"Neuropixels {band} band data stream",
+                sample_rate=repr(rate),
+                channel_count=str(N_PROBE_CHANNELS),
+            )
+    editor = ET.SubElement(pxi, "EDITOR", isCollapsed="0", displayName="Neuropix-PXI")
+    keys = [f"CH{k}" for k in range(N_PROBE_CHANNELS)]
+    for i, letter in enumerate(letters):  # letter order == (slot, port) order
+        slot, port = slot_ports[letter]
+        probe = ET.SubElement(
+            editor,
+            "NP_PROBE",
+            slot=str(slot),
+            port=str(port),
+            dock="1",
+            probe_serial_number=str(serials[i]),
+            hs_serial_number=str(23_000_000_000 + serials[i] % 1_000_000),
+            headstage_serial_number=str(23_000_000_000 + serials[i] % 1_000_000),
+            probe_part_number=PROBE_PART_NUMBER,
+            probe_name=PROBE_NAME,
+            headstage_part_number="NP2_HS_30",
+            flex_part_number="NP2_FLEX_0",
+            apGainValue="500x",
+            lfpGainValue="250x",
+            referenceChannel="Ext",
+            filterCut="ON",
+            isEnabled="1",
+        )
+        ET.SubElement(probe, "CHANNELS", dict.fromkeys(keys, "0"))
+        ET.SubElement(probe, "ELECTRODE_XPOS", {k: str(int(v)) for k, v in zip(keys, channel_x)})
+        ET.SubElement(probe, "ELECTRODE_YPOS", {k: str(int(v)) for k, v in zip(keys, channel_y)})
+
+    daq = ET.SubElement(
+        chain,
+        "PROCESSOR",
+        name=NIDAQ_PROCESSOR,
+        insertionPoint="0",
+        pluginName="NI-DAQmx",
+        type="4",
+        index="1",
+        libraryName="NI-DAQmx",
+        libraryVersion="0.3.0",
+        processorType="2",
+        nodeId=str(NIDAQ_NODE_ID),
+    )
+    ET.SubElement(
+        daq,
+        "STREAM",
+        name=NIDAQ_STREAM,
+        description="Analog input channels from a NIDAQ device",
+        sample_rate=repr(NIDAQ_RATE),
+        channel_count=str(N_NIDAQ_CHANNELS),
+    )
+    ET.SubElement(daq, "EDITOR", isCollapsed="0", displayName="NI-DAQmx")
+    ET.SubElement(
+        chain,
+        "PROCESSOR",
+        name="Merger",
+        insertionPoint="1",
+        pluginName="Merger",
+        type="0",
+        index="4",
+        libraryName="",
+        libraryVersion="",
+        processorType="6",
+        nodeId="101",
+    )
+    for node, group in RECORD_NODES.items():
+        rec = ET.SubElement(
+            chain,
+            "PROCESSOR",
+            name="Record Node",
+            insertionPoint="1",
+            pluginName="Record Node",
+            type="0",
+            index="3",
+            libraryName="",
+            libraryVersion="",
+            processorType="8",
+            nodeId=str(node),
+        )
+        custom = ET.SubElement(
+            rec,
+            "CUSTOM_PARAMETERS",
+            path="D:\\",
+            engine="BINARY",
+            recordEvents="1",
+            recordSpikes="1",
+        )
+        main_set = False
+        for letter in letters:
+            for band, rate in (("AP", AP_RATE), ("LFP", LFP_RATE)):
+                recorded = letter in group
+                is_main = recorded and not main_set
+                main_set = main_set or is_main
+                ET.SubElement(
+                    custom,
+                    "STREAM",
+                    isMainStream="1" if is_main else "0",
+                    sync_line="0",
+                    name=f"Probe{letter}-{band}",
+                    source_node_id=str(NEUROPIX_NODE_ID),
+                    sample_rate=repr(rate),
+                    channel_count=str(N_PROBE_CHANNELS),
+                    recording_state="ALL" if recorded else "NONE",
+                )
+        ET.SubElement(
+            custom,
+            "STREAM",
+            isMainStream="0" if main_set else "1",
+            sync_line="0",
+            name=NIDAQ_STREAM,
+            source_node_id=str(NIDAQ_NODE_ID),
+            sample_rate=repr(NIDAQ_RATE),
+            channel_count=str(N_NIDAQ_CHANNELS),
+            recording_state="ALL",
+        )
+    ET.indent(root, space="  ")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = ET.tostring(root, encoding="unicode")
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n\n' + body + "\n")

@@ -1,0 +1,512 @@
+"""Synthetic spike sorting output: Kilosort 2.5 / phy folders with AIND-style metrics (FORMATS §11).
+
+One function, :func:`make_sorting`, simulates the spike trains of one probe and writes them where a
+sorted upload keeps them (``<root>/sorting/<AP stream folder name>/``) in the Kilosort/phy layout of
+FORMATS §11.1, plus the ``quality_metrics.csv`` / ``template_metrics.csv`` tables (index column
+``cluster_id``, columns of §11.2) and a dense ``templates_average.npy`` (units × samples × 384, µV)
+whose peak channel and peak-to-peak amplitude are the truth of the §11.3 item-2 rule.
+
+Everything is vectorized over spikes; a 400-unit, 90-minute probe (~10 M spikes) is simulated and
+written in a couple of seconds.
+
+Decisions (documented here because readers of these files depend on them):
+
+* ``spike_times.npy`` holds uint64 sample indices **relative to the probe's first continuous
+  sample** (0 = ``sample_numbers.npy[0]``), on the probe's own AP clock; it is sorted by time.
+  Arrays are written 1-D (``(n_spikes,)``), as phy re-saves them; Kilosort itself writes
+  ``(n_spikes, 1)`` — readers should ``ravel()`` either.
+* ``amplitudes.npy`` (float64 per spike) holds the per-spike amplitude in µV, the same numbers as
+  the truth's ``spike_amplitude``; real Kilosort writes a template scaling factor here instead.
+* Cluster ids are non-contiguous, as after phy curation: some templates have no spikes any more and
+  merged clusters get new ids above the largest template id, their spikes carrying either source
+  template in ``spike_templates.npy``.
+* Every unit has at least one spike; a few units have very few (1–10) spikes.
+* The refractory period is 1.5 ms plus one sample (46 samples at 30 kHz), so a clean unit has
+  exactly zero ISIs below 1.5 ms; "contaminated" units get doublets 8–40 samples after some spikes,
+  so their ``isi_violations_ratio`` is computed from real violations. Some units are present only
+  during part of the recording, so their ``presence_ratio`` (60 s bins) is low.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from npc_frames.errors import ParameterError
+
+__all__ = [
+    "QUALITY_METRIC_COLUMNS",
+    "TEMPLATE_METRIC_COLUMNS",
+    "ProbeSorting",
+    "SpikeTrains",
+    "make_sorting",
+    "simulate_spike_trains",
+]
+
+# Kilosort 2/2.5 template length in samples (FORMATS §11.1)
+KILOSORT_TEMPLATE_SAMPLES = 61
+# SpikeInterface default waveform window: 1 ms before + 2 ms after the peak at 30 kHz (AIND pipeline)
+AVERAGE_TEMPLATE_SAMPLES = 90
+AVERAGE_TEMPLATE_PEAK_INDEX = 30
+# refractory period of simulated neurons; ISIs below it count as violations (SpikeInterface default)
+REFRACTORY_S = 1.5e-3
+# SpikeInterface presence_ratio bin width
+PRESENCE_BIN_S = 60.0
+# channels farther than this from a unit's peak site carry no template signal (sparse templates)
+TEMPLATE_RADIUS_UM = 100.0
+MIN_RATE_HZ = 0.1
+MAX_RATE_HZ = 50.0
+
+QUALITY_METRIC_COLUMNS: tuple[str, ...] = (
+    "amplitude_cutoff",
+    "amplitude_cv_median",
+    "amplitude_cv_range",
+    "amplitude_median",
+    "drift_ptp",
+    "drift_std",
+    "drift_mad",
+    "firing_range",
+    "firing_rate",
+    "isi_violations_ratio",
+    "isi_violations_count",
+    "num_spikes",
+    "presence_ratio",
+    "rp_contamination",
+    "rp_violations",
+    "sliding_rp_violation",
+    "snr",
+    "sync_spike_2",
+    "sync_spike_4",
+    "sync_spike_8",
+    "d_prime",
+    "isolation_distance",
+    "l_ratio",
+    "silhouette",
+    "nn_hit_rate",
+    "nn_miss_rate",
+)
+TEMPLATE_METRIC_COLUMNS: tuple[str, ...] = (
+    "exp_decay",
+    "half_width",
+    "num_negative_peaks",
+    "num_positive_peaks",
+    "peak_to_valley",
+    "peak_trough_ratio",
+    "recovery_slope",
+    "repolarization_slope",
+    "spread",
+    "velocity_above",
+    "velocity_below",
+)
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclasses.dataclass(frozen=True)
+class SpikeTrains:
+    """Simulated spikes of several units, sorted by unit then sample.
+
+    ``unit_index[i]`` is the unit (0..n_units-1) of spike i, ``samples[i]`` its sample index on the
+    probe clock (0 = first continuous sample), ``amplitudes[i]`` its amplitude in µV.
+    """
+
+    unit_index: npt.NDArray[np.int32]
+    samples: IntArray
+    amplitudes: npt.NDArray[np.float32]
+    rates_hz: FloatArray
+    n_units: int
+    n_samples: int
+    sample_rate: float
+
+    @property
+    def counts(self) -> IntArray:
+        """Return the number of spikes of each unit."""
+        return np.bincount(self.unit_index, minlength=self.n_units).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSorting:
+    """Truth of one probe's sorting output (units in ascending ``cluster_id`` order)."""
+
+    folder: Path
+    cluster_ids: IntArray
+    peak_channel: IntArray
+    amplitude: FloatArray  # µV, peak-to-peak of templates_average on the peak channel
+    spike_counts: IntArray
+    spikes: SpikeTrains
+    channels: tuple[IntArray, ...]  # per unit: channels whose average template is not all zero
+
+    @property
+    def n_units(self) -> int:
+        """Return the number of units."""
+        return int(self.cluster_ids.size)
+
+
+def nearest_sites(channel_x: FloatArray, channel_y: FloatArray, peak: IntArray) -> FloatArray:
+    """Return the distance (µm) of every channel to each unit's peak site, shape (units, channels)."""
+    dx = channel_x[None, :] - channel_x[peak][:, None]
+    dy = channel_y[None, :] - channel_y[peak][:, None]
+    return np.hypot(dx, dy)
+
+
+def _segment_starts(counts: IntArray) -> IntArray:
+    return np.cumsum(counts) - counts
+
+
+def simulate_spike_trains(
+    rng: np.random.Generator,
+    *,
+    n_units: int,
+    n_samples: int,
+    sample_rate: float = 30_000.0,
+    unit_amplitudes_uv: FloatArray | None = None,
+) -> SpikeTrains:
+    """Return simulated spike trains (sorted by unit, then time) for ``n_units`` units.
+
+    Rates are log-uniform in 0.1–50 Hz; ISIs are a refractory period (1.5 ms + 1 sample) plus an
+    exponential, so a clean unit has no ISI violation. About 2 % of units have 1–10 spikes, ~15 %
+    get refractory-violating doublets and ~10 % fire only during part of the recording. Fully
+    vectorized: one segmented cumulative sum over all units' ISIs.
+    """
+    if n_units < 1:
+        raise ParameterError("need at least one unit", field="n_units", expected=">= 1")
+    if n_samples < 10 * sample_rate:
+        raise ParameterError(
+            f"recording of {n_samples} samples is too short to simulate spike trains",
+            field="n_samples",
+            expected=">= 10 s of samples",
+        )
+    duration_s = n_samples / sample_rate
+    rates = 10 ** rng.uniform(np.log10(MIN_RATE_HZ), np.log10(MAX_RATE_HZ), n_units)
+    n_few = max(1, round(0.02 * n_units)) if n_units >= 4 else 0
+    few = np.zeros(n_units, dtype=bool)
+    few[rng.choice(n_units, n_few, replace=False)] = True
+    rates[few] = rng.uniform(1.0, 10.0, n_few) / duration_s
+
+    dead = np.ceil(REFRACTORY_S * sample_rate) + 1.0  # samples
+    mean_isi = sample_rate / rates  # samples
+    expected = rates * duration_s
+    n_gen = np.ceil(expected + 6.0 * np.sqrt(expected) + 10.0).astype(np.int64)
+    starts = _segment_starts(n_gen)
+    total = int(n_gen.sum())
+
+    unit_of = np.repeat(np.arange(n_units, dtype=np.int32), n_gen)
+    isi = rng.standard_exponential(total)
+    isi *= np.repeat(mean_isi - dead, n_gen)
+    isi += dead
+    # first spike: uniform within one-to-two mean ISIs (always inside the recording for sparse units)
+    isi[starts] = rng.uniform(0.0, 1.0, n_units) * np.minimum(n_samples - 1.0, 2.0 * mean_isi)
+    times = np.cumsum(isi)
+    times -= np.repeat(times[starts] - isi[starts], n_gen)
+    del isi
+    samples = times.astype(np.int64)  # floor; values are positive
+    del times
+    keep = samples < n_samples
+
+    # partial presence: ~10 % of well-sampled units fire only inside a window
+    partial = (~few) & (rng.uniform(size=n_units) < 0.10) & (expected > 300)
+    w_start = rng.uniform(0.0, 0.5, n_units) * n_samples
+    w_stop = w_start + rng.uniform(0.2, 0.5, n_units) * n_samples
+    in_window = (samples >= w_start[unit_of]) & (samples < w_stop[unit_of])
+    keep &= in_window | ~partial[unit_of]
+    del in_window
+    # guarantee at least one spike per unit (the first generated one is inside the recording)
+    kept_counts = np.bincount(unit_of[keep], minlength=n_units)
+    keep[starts[kept_counts == 0]] = True
+
+    unit_of = unit_of[keep]
+    samples = samples[keep]
+    del keep
+
+    # doublets: contaminated units get a spike 8–40 samples after a fraction of their spikes
+    contaminated = (~few) & (rng.uniform(size=n_units) < 0.15)
+    frac = np.where(contaminated, 10 ** rng.uniform(np.log10(0.002), np.log10(0.05), n_units), 0.0)
+    doublet = rng.uniform(size=samples.size) < frac[unit_of]
+    if doublet.any():
+        offsets = rng.integers(8, 41, samples.size)
+        extra = samples + offsets
+        doublet &= extra < n_samples
+        reps = 1 + doublet.astype(np.int64)
+        idx = np.repeat(np.arange(samples.size), reps)
+        second = np.zeros(idx.size, dtype=bool)
+        second[np.cumsum(reps)[doublet] - 1] = True
+        new_samples = samples[idx]
+        new_samples[second] = extra[doublet]
+        samples = new_samples
+        unit_of = unit_of[idx]
+
+    if unit_amplitudes_uv is None:
+        unit_amplitudes_uv = np.ones(n_units)
+    sigma = rng.uniform(0.05, 0.25, n_units)
+    amps = unit_amplitudes_uv[unit_of] * np.exp(sigma[unit_of] * rng.standard_normal(samples.size))
+    return SpikeTrains(
+        unit_index=unit_of.astype(np.int32, copy=False),
+        samples=samples,
+        amplitudes=amps.astype(np.float32),
+        rates_hz=rates,
+        n_units=n_units,
+        n_samples=int(n_samples),
+        sample_rate=float(sample_rate),
+    )
+
+
+def _waveforms(rng: np.random.Generator, n: int, n_t: int, peak_index: int) -> FloatArray:
+    """Return n extracellular spike shapes (trough then repolarization peak), p2p normalized to 1."""
+    t = np.arange(n_t, dtype=np.float64)[None, :] - peak_index
+    width = rng.uniform(1.5, 4.5, n)[:, None]  # samples: narrow- and broad-spiking units
+    delay = width * rng.uniform(2.0, 4.0, n)[:, None]
+    ratio = rng.uniform(0.2, 0.6, n)[:, None]
+    w = -np.exp(-0.5 * (t / width) ** 2) + ratio * np.exp(-0.5 * ((t - delay) / (2.0 * width)) ** 2)
+    w /= np.ptp(w, axis=1, keepdims=True)
+    return w
+
+
+def _write_tsv(path: Path, cluster_ids: IntArray, name: str, values: Sequence[object]) -> None:
+    pl.DataFrame({"cluster_id": cluster_ids, name: list(values)}).write_csv(path, separator="\t")
+
+
+def make_sorting(
+    folder: Path,
+    *,
+    rng: np.random.Generator,
+    n_units: int,
+    n_samples: int,
+    channel_x: FloatArray,
+    channel_y: FloatArray,
+    sample_rate: float = 30_000.0,
+    dat_path: str = "continuous.dat",
+    noise_uv: float = 10.0,
+) -> ProbeSorting:
+    """Return the truth of one probe's sorting after writing its Kilosort/phy folder to ``folder``.
+
+    Writes (FORMATS §11.1–11.2): ``spike_times.npy`` (uint64), ``spike_clusters.npy`` (int32),
+    ``spike_templates.npy`` (uint32), ``amplitudes.npy`` (float64), ``templates.npy`` (n_templates ×
+    61 × n_ch float32), ``channel_map.npy``, ``channel_positions.npy``, ``whitening_mat_inv.npy``,
+    ``params.py``, ``cluster_KSLabel.tsv``, ``cluster_group.tsv``, ``cluster_Amplitude.tsv``,
+    ``cluster_ContamPct.tsv``, ``quality_metrics.csv``, ``template_metrics.csv`` and
+    ``templates_average.npy`` (n_units × 90 × n_ch float32, µV).
+    """
+    n_ch = int(channel_x.size)
+    if channel_y.size != n_ch:
+        raise ParameterError(
+            "channel_x and channel_y differ in length", field="channel_y", expected=f"{n_ch} values"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    duration_s = n_samples / sample_rate
+
+    # -- units: ids, geometry, amplitudes ------------------------------------------------------
+    n_merged = round(0.04 * n_units)
+    n_removed = round(0.08 * n_units)
+    n_kept = n_units - n_merged
+    n_templates = n_kept + 2 * n_merged + n_removed
+    template_perm = rng.permutation(n_templates)
+    kept_templates = np.sort(template_perm[:n_kept])
+    merged_templates = template_perm[n_kept : n_kept + 2 * n_merged].reshape(n_merged, 2)
+    cluster_ids = np.concatenate(
+        [kept_templates, n_templates + np.arange(n_merged, dtype=np.int64)]
+    ).astype(np.int64)  # ascending: merged ids are above every template id
+
+    peak = rng.integers(0, n_ch, n_units)
+    amplitude = np.clip(rng.lognormal(np.log(120.0), 0.5, n_units), 30.0, 800.0)
+    dist = nearest_sites(channel_x, channel_y, peak)
+    decay_um = rng.uniform(20.0, 40.0, n_units)[:, None]
+    footprint = np.where(dist <= TEMPLATE_RADIUS_UM, np.exp(-dist / decay_um), 0.0)
+
+    # -- dense average templates (µV) ---------------------------------------------------------
+    shapes = _waveforms(rng, n_units, AVERAGE_TEMPLATE_SAMPLES, AVERAGE_TEMPLATE_PEAK_INDEX)
+    templates_average = (
+        shapes[:, :, None].astype(np.float32)
+        * (footprint * amplitude[:, None]).astype(np.float32)[:, None, :]
+    )
+    np.save(folder / "templates_average.npy", templates_average)
+    # truth is read off the written array so that float32 rounding cannot move the peak
+    p2p = np.ptp(templates_average, axis=1)
+    peak_channel = np.argmax(p2p, axis=1).astype(np.int64)
+    amplitude_uv = p2p[np.arange(n_units), peak_channel].astype(np.float64)
+    channels = tuple(np.flatnonzero(row).astype(np.int64) for row in footprint > 0)
+    del templates_average, p2p
+
+    # -- spikes --------------------------------------------------------------------------------
+    spikes = simulate_spike_trains(
+        rng,
+        n_units=n_units,
+        n_samples=n_samples,
+        sample_rate=sample_rate,
+        unit_amplitudes_uv=amplitude_uv,
+    )
+    counts = spikes.counts
+    order = np.argsort(spikes.samples, kind="stable")
+    spike_unit_t = spikes.unit_index[order]
+    np.save(folder / "spike_times.npy", spikes.samples[order].astype(np.uint64))
+    np.save(folder / "spike_clusters.npy", cluster_ids[spike_unit_t].astype(np.int32))
+    template_of_unit = np.concatenate([kept_templates, merged_templates[:, 0]])
+    spike_templates = template_of_unit[spike_unit_t]
+    if n_merged:
+        is_merged_spike = spike_unit_t >= n_kept
+        use_second = is_merged_spike & (rng.uniform(size=spike_unit_t.size) < 0.4)
+        spike_templates[use_second] = merged_templates[spike_unit_t[use_second] - n_kept, 1]
+    np.save(folder / "spike_templates.npy", spike_templates.astype(np.uint32))
+    del spike_templates, spike_unit_t
+    np.save(folder / "amplitudes.npy", spikes.amplitudes[order].astype(np.float64))
+    del order
+
+    # -- Kilosort templates (whitened, unit norm) --------------------------------------------
+    template_peak = rng.integers(0, n_ch, n_templates)
+    template_peak[kept_templates] = peak[:n_kept]
+    template_peak[merged_templates[:, 0]] = peak[n_kept:]
+    template_peak[merged_templates[:, 1]] = np.clip(peak[n_kept:] + 2, 0, n_ch - 1)
+    t_dist = nearest_sites(channel_x, channel_y, template_peak)
+    t_foot = np.where(t_dist <= TEMPLATE_RADIUS_UM, np.exp(-t_dist / 30.0), 0.0)
+    t_shapes = _waveforms(rng, n_templates, KILOSORT_TEMPLATE_SAMPLES, 20)
+    templates = t_shapes[:, :, None].astype(np.float32) * t_foot.astype(np.float32)[:, None, :]
+    templates /= np.linalg.norm(templates.reshape(n_templates, -1), axis=1)[:, None, None]
+    np.save(folder / "templates.npy", templates.astype(np.float32))
+    del templates, t_dist, t_foot
+
+    np.save(folder / "channel_map.npy", np.arange(n_ch, dtype=np.int32))
+    np.save(
+        folder / "channel_positions.npy", np.column_stack([channel_x, channel_y]).astype(np.float64)
+    )
+    whitening_inv = np.eye(n_ch) * rng.uniform(8.0, 14.0, n_ch) + rng.normal(0, 0.05, (n_ch, n_ch))
+    np.save(folder / "whitening_mat_inv.npy", whitening_inv)
+    (folder / "params.py").write_text(
+        f"dat_path = {dat_path!r}\n"
+        f"n_channels_dat = {n_ch}\n"
+        "dtype = 'int16'\n"
+        "offset = 0\n"
+        f"sample_rate = {float(sample_rate)!r}\n"
+        "hp_filtered = False\n"
+    )
+
+    # -- metrics ---------------------------------------------------------------------------------
+    quality = _quality_metrics(rng, spikes, counts, amplitude_uv, noise_uv, duration_s)
+    template = _template_metrics(rng, shapes, footprint, sample_rate)
+    pl.DataFrame({"cluster_id": cluster_ids, **quality}).write_csv(folder / "quality_metrics.csv")
+    pl.DataFrame({"cluster_id": cluster_ids, **template}).write_csv(folder / "template_metrics.csv")
+
+    isi_ratio = quality["isi_violations_ratio"]
+    is_good = (isi_ratio < 0.2) & (counts >= 100)
+    ks_label = np.where(is_good, "good", "mua")
+    group = np.where(quality["snr"] < 2.0, "noise", ks_label)
+    _write_tsv(folder / "cluster_KSLabel.tsv", cluster_ids, "KSLabel", ks_label.tolist())
+    _write_tsv(folder / "cluster_group.tsv", cluster_ids, "group", group.tolist())
+    _write_tsv(
+        folder / "cluster_Amplitude.tsv",
+        cluster_ids,
+        "Amplitude",
+        np.round(amplitude_uv / 4.0, 1).tolist(),
+    )
+    contam = np.round(np.clip(100.0 * isi_ratio, 0.0, 100.0), 1)
+    _write_tsv(folder / "cluster_ContamPct.tsv", cluster_ids, "ContamPct", contam.tolist())
+
+    return ProbeSorting(
+        folder=folder,
+        cluster_ids=cluster_ids,
+        peak_channel=peak_channel,
+        amplitude=amplitude_uv,
+        spike_counts=counts,
+        spikes=spikes,
+        channels=channels,
+    )
+
+
+def _quality_metrics(
+    rng: np.random.Generator,
+    spikes: SpikeTrains,
+    counts: IntArray,
+    amplitude_uv: FloatArray,
+    noise_uv: float,
+    duration_s: float,
+) -> dict[str, np.ndarray]:
+    """Return the §11.2 quality-metric columns: spike-derived where cheap, plausible draws else."""
+    n = spikes.n_units
+    fs = spikes.sample_rate
+    unit = spikes.unit_index
+    same = unit[1:] == unit[:-1]
+    isi = np.diff(spikes.samples)
+    threshold = REFRACTORY_S * fs
+    violation = same & (isi < threshold)
+    isi_count = np.bincount(unit[1:][violation], minlength=n).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        isi_ratio = isi_count * duration_s / (2.0 * counts.astype(np.float64) ** 2 * REFRACTORY_S)
+    isi_ratio = np.nan_to_num(isi_ratio)
+
+    n_bins = max(1, int(duration_s // PRESENCE_BIN_S))
+    bin_index = np.minimum(spikes.samples * n_bins // spikes.n_samples, n_bins - 1)
+    occupied = np.unique(unit.astype(np.int64) * n_bins + bin_index)
+    presence = np.bincount(occupied // n_bins, minlength=n) / n_bins
+
+    firing_rate = counts / duration_s
+    snr = amplitude_uv / noise_uv * rng.uniform(0.15, 0.35, n)
+    # small units lose spikes below detection threshold
+    cutoff = np.clip(
+        rng.beta(0.6, 12.0, n) + np.where(amplitude_uv < 70.0, rng.uniform(0.05, 0.4, n), 0.0),
+        0.0,
+        0.5,
+    )
+    cutoff[rng.uniform(size=n) < 0.05] = (
+        np.nan
+    )  # SpikeInterface yields NaN for degenerate histograms
+    drift_std = rng.gamma(2.0, 2.0, n)
+    return {
+        "amplitude_cutoff": cutoff,
+        "amplitude_cv_median": rng.uniform(0.05, 0.3, n),
+        "amplitude_cv_range": rng.uniform(0.02, 0.2, n),
+        "amplitude_median": amplitude_uv,
+        "drift_ptp": drift_std * rng.uniform(3.0, 5.0, n),
+        "drift_std": drift_std,
+        "drift_mad": drift_std * rng.uniform(0.5, 0.8, n),
+        "firing_range": firing_rate * rng.uniform(0.3, 2.0, n),
+        "firing_rate": firing_rate,
+        "isi_violations_ratio": isi_ratio,
+        "isi_violations_count": isi_count,
+        "num_spikes": counts,
+        "presence_ratio": presence,
+        "rp_contamination": np.clip(isi_ratio * rng.uniform(0.5, 1.0, n), 0.0, 1.0),
+        "rp_violations": isi_count,
+        "sliding_rp_violation": np.clip(isi_ratio * rng.uniform(0.3, 0.8, n), 0.0, 1.0),
+        "snr": snr,
+        "sync_spike_2": rng.uniform(0.0, 0.05, n),
+        "sync_spike_4": rng.uniform(0.0, 0.01, n),
+        "sync_spike_8": rng.uniform(0.0, 0.002, n),
+        "d_prime": rng.gamma(4.0, 1.2, n),
+        "isolation_distance": rng.gamma(3.0, 20.0, n),
+        "l_ratio": rng.gamma(1.0, 0.05, n),
+        "silhouette": rng.uniform(0.0, 0.6, n),
+        "nn_hit_rate": rng.uniform(0.6, 1.0, n),
+        "nn_miss_rate": rng.uniform(0.0, 0.05, n),
+    }
+
+
+def _template_metrics(
+    rng: np.random.Generator, shapes: FloatArray, footprint: FloatArray, sample_rate: float
+) -> dict[str, np.ndarray]:
+    """Return the §11.2 template-metric columns, timing ones measured on the peak waveform."""
+    n = shapes.shape[0]
+    trough = np.argmin(shapes, axis=1)
+    after = np.where(np.arange(shapes.shape[1])[None, :] > trough[:, None], shapes, -np.inf)
+    peak_after = np.argmax(after, axis=1)
+    trough_v = shapes[np.arange(n), trough]
+    peak_v = shapes[np.arange(n), peak_after]
+    below_half = shapes < 0.5 * trough_v[:, None]
+    half_width = below_half.sum(axis=1) / sample_rate
+    spread = (footprint > 0.1).sum(axis=1) * 10.0
+    return {
+        "exp_decay": rng.uniform(0.01, 0.1, n),
+        "half_width": half_width,
+        "num_negative_peaks": np.ones(n, dtype=np.int64),
+        "num_positive_peaks": rng.integers(0, 3, n),
+        "peak_to_valley": (peak_after - trough) / sample_rate,
+        "peak_trough_ratio": peak_v / trough_v,
+        "recovery_slope": -rng.uniform(10.0, 80.0, n),
+        "repolarization_slope": rng.uniform(100.0, 600.0, n),
+        "spread": spread,
+        "velocity_above": rng.uniform(0.2, 1.5, n),
+        "velocity_below": rng.uniform(0.2, 1.5, n),
+    }
