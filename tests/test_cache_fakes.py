@@ -201,3 +201,8 @@ def install(monkeypatch: Any) -> None:
     current = os.environ.get("PYTHONPATH", "")
     if here not in current.split(os.pathsep):
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, current) if p))
+
+
+def _spec_of(raw_path: Path) -> dict[str, Any]:
+    """Return the spec of the fake session folder at `raw_path`."""
+    return dict(json.loads((Path(raw_path) / "fake.json").read_text()))
