@@ -1,0 +1,392 @@
+"""Interval tables of the non-task scripts (FORMATS §6) and the invalid_times table (§13).
+
+`vis_rf_mapping`, `aud_rf_mapping` (RFMapping), `optotagging` (OptoTagging) and `luminance_test`
+(LuminanceTest) return a zero-row frame of their schema when the session has no such script with
+valid timing. Several files of one script are appended (trial_index is not offset). Rows overlapping
+an invalid-times interval are dropped (touching allowed).
+
+Decisions on quirks:
+
+* RF-mapping `stop_time` past the last frame: stim_stop_time + interStimFrames / frameRate (the
+  reference multiplies by frameRate [quirk]);
+* an OptoTagging file whose laser line has no edges is treated as unrecorded (no rows), as the
+  reference does; without sync there is no recording at all, so no rows either.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from npc_frames.components import _sound_opto as so
+from npc_frames.components._task import (
+    drop_invalid,
+    files_for,
+    frames_at,
+    invalid_intervals,
+    open_stim,
+    stim_float,
+    stim_scalar,
+    sync_data,
+    sync_edges,
+)
+from npc_frames.errors import BadFormatError
+from npc_frames.schemas.behavior import (
+    AUD_RF_MAPPING,
+    INVALID_TIMES,
+    LUMINANCE_TEST,
+    OPTOTAGGING,
+    VIS_RF_MAPPING,
+)
+
+if TYPE_CHECKING:
+    from npc_frames.paths import RawSession
+    from npc_frames.readers.stim import StimFile
+    from npc_frames.readers.sync import SyncData
+    from npc_frames.timing import FrameTimes
+
+__all__ = [
+    "aud_rf_mapping",
+    "build_optotagging",
+    "build_rf_mapping",
+    "invalid_times",
+    "luminance_test",
+    "optotagging",
+    "vis_rf_mapping",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: OptoTagging constants (FORMATS §6.4)
+CENSOR_PERIOD = 0.0015
+MAX_ANALYSIS_PERIOD = 0.2
+DEFAULT_OPTO_DEVICE = "laser_488"
+
+
+# ------------------------------------------------------------------------------- RF mapping
+def build_rf_mapping(
+    stim: StimFile, ft: FrameTimes, sync: SyncData | None, *, session_id: str, session_date: Any
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (vis, aud) RF-mapping frames of one RFMapping file (FORMATS §6.1–§6.2)."""
+    path = stim.path
+    sf = np.asarray(stim.array("stimStartFrame"), dtype=np.float64).ravel()
+    n = sf.size
+    flip = np.asarray(ft.flip, dtype=np.float64)
+    disp = np.asarray(ft.display, dtype=np.float64)
+    stim_frames = int(stim_scalar(stim, "stimFrames"))
+    inter_frames = int(stim_scalar(stim, "interStimFrames"))
+    frame_rate = float(stim_scalar(stim, "frameRate", default=60))
+
+    flash = stim_float(stim, "trialFullFieldContrast", n, default=np.nan)
+    ori = stim_float(stim, "trialGratingOri", n, default=np.nan)
+    xy = (
+        np.asarray(stim.array("trialVisXY"), dtype=np.float64)[:n]
+        if stim.has("trialVisXY")
+        else np.full((n, 2), np.nan)
+    )
+    xy = xy.reshape(n, -1) if n else np.zeros((0, 2))
+    tone_key = "trialToneFreq" if stim.has("trialToneFreq") else "trialSoundFreq"
+    tone = _first(stim_float(stim, tone_key, n, default=np.nan))
+    am = stim_float(stim, "trialAMNoiseFreq", n, default=np.nan)
+    noise = (
+        np.asarray(stim.array("trialNoiseFreq"), dtype=np.float64)[:n].reshape(n, -1)
+        if stim.has("trialNoiseFreq")
+        else np.full((n, 2), np.nan)
+    )
+    is_flash = np.isfinite(flash)
+    is_grating = np.isfinite(ori)
+    is_vis = is_flash ^ is_grating
+    is_noise = np.isfinite(noise).any(axis=1)
+    is_aud = np.isfinite(tone) | np.isfinite(am) | is_noise
+
+    start = frames_at(flip, sf, path=path, field="stimStartFrame")
+    stop = frames_at(flip, sf + stim_frames + inter_frames, path=path, field="stimStartFrame")
+
+    # visual
+    v_start = frames_at(disp, sf, path=path, field="stimStartFrame")
+    v_stop = frames_at(disp, sf + stim_frames, path=path, field="stimFrames")
+    v_end = np.where(np.isfinite(stop), stop, v_stop + inter_frames / frame_rate)
+    vis = pl.DataFrame(
+        {
+            "session_id": [session_id] * int(is_vis.sum()),
+            "start_time": start[is_vis],
+            "stop_time": v_end[is_vis],
+            "stim_start_time": v_start[is_vis],
+            "stim_stop_time": v_stop[is_vis],
+            "trial_index": np.flatnonzero(is_vis),
+            "is_small_field_grating": is_grating[is_vis],
+            "grating_orientation": ori[is_vis],
+            "grating_x": xy[is_vis, 0] if xy.shape[1] else np.full(int(is_vis.sum()), np.nan),
+            "grating_y": xy[is_vis, 1] if xy.shape[1] > 1 else np.full(int(is_vis.sum()), np.nan),
+            "is_full_field_flash": is_flash[is_vis],
+            "flash_contrast": flash[is_vis],
+        }
+    )
+
+    # auditory
+    sound_dur = float(stim_scalar(stim, "soundDur", default=0.25))
+    rate = float(stim_scalar(stim, "soundSampleRate", default=so.DEFAULT_SOUND_SAMPLE_RATE))
+    trigger = np.where(is_aud, start, np.nan)
+    rising = None
+    if sync is not None and session_date >= so.FIRST_SOUND_ON_SYNC_DATE:
+        rising = sync_edges(sync, so.SOUND_LINE)
+    nominal = np.full(n, sound_dur)
+    a_on, a_off, _ = so.sound_times(
+        trigger, nominal, so.sound_waveform_duration(nominal, rate), rising
+    )
+    a_end = np.where(np.isfinite(stop), stop, a_off + inter_frames / frame_rate)
+    freq = np.where(np.isfinite(tone), tone, am)
+    aud = pl.DataFrame(
+        {
+            "session_id": [session_id] * int(is_aud.sum()),
+            "start_time": start[is_aud],
+            "stop_time": a_end[is_aud],
+            "stim_start_time": a_on[is_aud],
+            "stim_stop_time": a_off[is_aud],
+            "trial_index": np.flatnonzero(is_aud),
+            "is_AM_noise": np.asarray(np.isfinite(am), dtype=bool)[is_aud],
+            "is_white_noise": is_noise[is_aud],
+            "is_pure_tone": np.asarray(np.isfinite(tone), dtype=bool)[is_aud],
+            "freq": freq[is_aud],
+        }
+    )
+    return vis, aud
+
+
+def _first(a: FloatArray) -> FloatArray:
+    return a[:, 0] if a.ndim == 2 else a
+
+
+def _rf_mapping(raw: RawSession) -> tuple[pl.DataFrame, pl.DataFrame]:
+    sid = str(raw.session_id)
+    sync = sync_data(raw)
+    vis = [VIS_RF_MAPPING.empty()]
+    aud = [AUD_RF_MAPPING.empty()]
+    for path, ft in files_for(raw, "RFMapping"):
+        v, a = build_rf_mapping(
+            open_stim(path), ft, sync, session_id=sid, session_date=raw.session_id.date
+        )
+        vis.append(VIS_RF_MAPPING.validate(v, source=path))
+        aud.append(AUD_RF_MAPPING.validate(a, source=path))
+    invalid = invalid_intervals(raw)
+    return drop_invalid(pl.concat(vis), invalid), drop_invalid(pl.concat(aud), invalid)
+
+
+def vis_rf_mapping(raw: RawSession) -> pl.DataFrame:
+    """Return the visual RF-mapping trials (gratings and flashes) of every RFMapping file."""
+    return _rf_mapping(raw)[0]
+
+
+def aud_rf_mapping(raw: RawSession) -> pl.DataFrame:
+    """Return the auditory RF-mapping trials (tones, AM noise) of every RFMapping file."""
+    return _rf_mapping(raw)[1]
+
+
+# ------------------------------------------------------------------------------ optotagging
+def _wavelength(device: str) -> int:
+    m = re.search(r"(\d{3})", device)
+    if m:
+        return int(m.group(1))
+    if "led" in device.lower():
+        return 470
+    raise BadFormatError(
+        f"cannot parse a wavelength from device {device!r}",
+        field="optoDev",
+        expected="a device name like laser_488",
+    )
+
+
+def build_optotagging(
+    stim: StimFile, ft: FrameTimes, sync: SyncData | None, *, session_id: str
+) -> pl.DataFrame:
+    """Return the optotagging trials of one OptoTagging file (FORMATS §6.3–§6.4).
+
+    Zero rows when the laser's sync line has no edges (unrecorded) or there is no sync.
+    """
+    path = stim.path
+    device = str(stim_scalar(stim, "optoDev", default=DEFAULT_OPTO_DEVICE))
+    device = device.strip("[]' ").split(",")[0].strip("' ") or DEFAULT_OPTO_DEVICE
+    try:
+        wavelength = _wavelength(device)
+    except BadFormatError as exc:
+        raise BadFormatError(
+            exc.message, path=path, field="optoDev", expected=exc.expected
+        ) from None
+    if sync is None:
+        return OPTOTAGGING.empty()
+    line = so.OPTO_LINE_633 if wavelength == 633 else so.OPTO_LINE_488
+    rising = sync_edges(sync, line)
+    if rising.size == 0:
+        return OPTOTAGGING.empty()
+    falling = sync_edges(sync, line, rising=False)
+
+    onset_frame = _first(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
+    n = onset_frame.size
+    flip = np.asarray(ft.flip, dtype=np.float64)
+    dur = _first(stim_float(stim, "trialOptoDur", n))
+    voltage = _first(stim_float(stim, "trialOptoVoltage", n))
+    on_ramp = float(stim_scalar(stim, "optoOnRamp", default=0.0))
+    off_ramp = float(stim_scalar(stim, "optoOffRamp", default=0.0))
+    sin_freq = _first(stim_float(stim, "trialOptoSinFreq", n, default=0.0))
+    offset_v = stim_scalar(stim, "optoOffsetVoltage", default=0.0)
+    offset_v = (
+        float(next(iter(offset_v.values()))) if isinstance(offset_v, dict) else float(offset_v)
+    )
+    rate = float(stim_scalar(stim, "optoSampleRate", default=so.DEFAULT_OPTO_SAMPLE_RATE))
+    a_start, a_stop = so.opto_active_window(
+        voltage,
+        dur,
+        np.zeros(n),
+        np.full(n, on_ramp),
+        np.full(n, off_ramp),
+        sin_freq,
+        offset_v,
+        rate,
+    )
+    trigger = frames_at(flip, onset_frame, path=path, field="trialOptoOnsetFrame")
+    onset, offset, _ = so.opto_times(trigger, a_start, a_stop, dur, rising, falling)
+
+    interval = float(stim_scalar(stim, "optoInterval", default=60))
+    frame_rate = float(stim_scalar(stim, "frameRate", default=60))
+    analysis = min(MAX_ANALYSIS_PERIOD, 0.5 * interval / frame_rate)
+
+    location, bx, by = _tagging_locations(stim, n)
+    power = _tagging_power(stim, voltage)
+    df = pl.DataFrame(
+        {
+            "session_id": [session_id] * n,
+            "start_time": onset - analysis,
+            "stop_time": offset + analysis,
+            "stim_start_time": onset,
+            "stim_stop_time": offset,
+            "baseline_start_time": onset - analysis,
+            "baseline_stop_time": onset - CENSOR_PERIOD,
+            "response_start_time": onset + CENSOR_PERIOD,
+            "response_stop_time": offset - CENSOR_PERIOD,
+            "trial_index": np.arange(n),
+            "stim_name": np.where(np.nan_to_num(sin_freq) > 0, "sine", "square"),
+            "nominal_duration": dur,
+            "location": pl.Series(location, dtype=pl.String),
+            "bregma_x": bx,
+            "bregma_y": by,
+            "power": power,
+            "wavelength": np.full(n, wavelength),
+        }
+    )
+    return OPTOTAGGING.validate(df, source=path)
+
+
+def _tagging_locations(stim: StimFile, n: int) -> tuple[list[str | None], FloatArray, FloatArray]:
+    labels: list[str | None] = [None] * n
+    bx = np.full(n, np.nan)
+    by = np.full(n, np.nan)
+    if stim.has("trialOptoLabel"):
+        labels = [_probe_label(s) for s in stim.strs("trialOptoLabel")[:n]]
+    if stim.has("trialGalvoVoltage") and stim.has("galvoVoltage"):
+        trial_gv = np.asarray(stim.array("trialGalvoVoltage"), dtype=np.float64)[:n].reshape(n, -1)
+        gv = np.asarray(stim.array("galvoVoltage"), dtype=np.float64).reshape(-1, trial_gv.shape[1])
+        match = np.all(np.isclose(trial_gv[:, None, :], gv[None, :, :]), axis=2)  # (n, m)
+        has = match.any(axis=1)
+        row = np.argmax(match, axis=1)
+        bregma_key = next((k for k in ("bregmaXY", "optoBregma") if stim.has(k)), None)
+        if bregma_key:
+            bxy = np.asarray(stim.array(bregma_key), dtype=np.float64).reshape(-1, 2)
+            if bxy.shape[0] == gv.shape[0]:
+                bx = np.where(has, bxy[row, 0], np.nan)
+                by = np.where(has, bxy[row, 1], np.nan)
+        if not stim.has("trialOptoLabel") and stim.has("optoTaggingLocs"):
+            locs = stim.group("optoTaggingLocs")
+            names = list(locs.get("label", []))
+            if len(names) == gv.shape[0]:
+                labels = [
+                    _probe_label(names[r]) if h else None for r, h in zip(row, has, strict=True)
+                ]
+    return labels, bx, by
+
+
+def _probe_label(label: str) -> str | None:
+    if label in ("", "no opto"):
+        return None
+    return f"probe{label}" if re.fullmatch(r"[A-F]", label) else label
+
+
+def _tagging_power(stim: StimFile, voltage: FloatArray) -> FloatArray:
+    power = np.full(voltage.shape, np.nan)
+    coeffs = None
+    if stim.has("optoPowerCalibrationData"):
+        g = stim.group("optoPowerCalibrationData")
+        coeffs = g.get("poly coefficients")
+        if coeffs is None:
+            coeffs = next(
+                (
+                    v["poly coefficients"]
+                    for v in g.values()
+                    if isinstance(v, dict) and "poly coefficients" in v
+                ),
+                None,
+            )
+    finite = np.isfinite(voltage)
+    if coeffs is not None:
+        power[finite] = np.polyval(np.asarray(coeffs, dtype=np.float64).ravel(), voltage[finite])
+    elif stim.has("optoPower") and stim.has("optoVoltage"):
+        p = np.asarray(stim.array("optoPower"), dtype=np.float64).ravel()
+        v = np.asarray(stim.array("optoVoltage"), dtype=np.float64).ravel()
+        if p.size == v.size and p.size:
+            idx = np.argmin(np.abs(voltage[finite, None] - v[None, :]), axis=1)
+            power[finite] = p[idx]
+    rounded = np.round(power, 3)
+    if np.all(np.isnan(power) | (np.abs(rounded - power) < 1e-3)):
+        power = rounded
+    return power
+
+
+def optotagging(raw: RawSession) -> pl.DataFrame:
+    """Return the optotagging trials of every OptoTagging file (zero rows if none/unrecorded)."""
+    sid = str(raw.session_id)
+    sync = sync_data(raw)
+    frames = [OPTOTAGGING.empty()]
+    for path, ft in files_for(raw, "OptoTagging"):
+        frames.append(build_optotagging(open_stim(path), ft, sync, session_id=sid))
+    return drop_invalid(pl.concat(frames), invalid_intervals(raw))
+
+
+# ---------------------------------------------------------------------------- luminance test
+def luminance_test(raw: RawSession) -> pl.DataFrame:
+    """Return the luminance-test trials (one per level) of every LuminanceTest file."""
+    sid = str(raw.session_id)
+    frames = [LUMINANCE_TEST.empty()]
+    for path, ft in files_for(raw, "LuminanceTest"):
+        stim = open_stim(path)
+        start_frame = np.asarray(stim.array("trialStartFrame"), dtype=np.float64).ravel()
+        n = start_frame.size
+        per_level = int(stim_scalar(stim, "framesPerLevel"))
+        flip = np.asarray(ft.flip, dtype=np.float64)
+        level = stim_float(stim, "trialLevel", n)
+        df = pl.DataFrame(
+            {
+                "session_id": [sid] * n,
+                "start_time": frames_at(flip, start_frame, path=path, field="trialStartFrame"),
+                "stop_time": frames_at(
+                    flip, start_frame + per_level, path=path, field="framesPerLevel"
+                ),
+                "trial_index": np.arange(n),
+                "level": np.round(level, 3),
+            }
+        )
+        frames.append(LUMINANCE_TEST.validate(df, source=path))
+    return drop_invalid(pl.concat(frames), invalid_intervals(raw))
+
+
+# ----------------------------------------------------------------------------- invalid times
+def invalid_times(raw: RawSession) -> pl.DataFrame:
+    """Return the session's invalid-time intervals (manifest annotations, else invalid_times file).
+
+    stop_time -1 in the source means the end of the sync recording (or of the last stim file).
+    """
+    df = invalid_intervals(raw)
+    df = df.with_columns(pl.lit(str(raw.session_id)).alias("session_id"))
+    return INVALID_TIMES.validate(df.select(INVALID_TIMES.names), source=raw.root)
