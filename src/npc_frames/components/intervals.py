@@ -100,7 +100,7 @@ def build_rf_mapping(
     is_flash = np.isfinite(flash)
     is_grating = np.isfinite(ori)
     is_vis = is_flash ^ is_grating
-    is_noise = np.isfinite(noise).any(axis=1)
+    is_noise = np.asarray(np.isfinite(noise).any(axis=1), dtype=bool)
     is_aud = np.isfinite(tone) | np.isfinite(am) | is_noise
 
     start = frames_at(flip, sf, path=path, field="stimStartFrame")
