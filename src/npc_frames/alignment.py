@@ -274,8 +274,14 @@ class SessionClocks:
         for s in self.streams.values():
             if s.kind == band and s.probe_letter == letter:
                 return s
+        broken = "; ".join(
+            str(e)
+            for k, e in self.failures.items()
+            if os.path.basename(k).startswith("Record Node")
+        )
         raise MissingFileError(
-            f"no {band.upper()} stream for probe {letter}",
+            f"no {band.upper()} stream for probe {letter}"
+            + (f" (unreadable record nodes: {broken})" if broken else ""),
             field=f"Probe{letter}-{band.upper()}",
             expected=f"one of {sorted(self.streams)}",
         )
@@ -343,23 +349,32 @@ def session_clocks(raw: Any, *, sync: Any | None = None) -> SessionClocks:
     sync_barcodes = decode_barcodes(
         sync.rising(SYNC_BARCODE_LINE), sync.falling(SYNC_BARCODE_LINE), total_duration=total
     )
-    recordings = [oe.read_recording(n) for n in nodes]
-    streams = oe.merge_streams(recordings)
     clocks: dict[str, StreamClock] = {}
     failures: dict[str, NpcFramesError] = {}
+    recordings = []
+    for node in nodes:  # one or two record nodes; a broken one must not hide the others
+        try:
+            recordings.append(oe.read_recording(node))
+        except NpcFramesError as exc:
+            failures[node] = exc
+    streams = oe.merge_streams(recordings)
     for folder, s in streams.items():  # a handful of streams per session
         try:
             samples, states = oe.read_ttl(s)
             rising, falling = ttl_edge_times(
                 samples, states, first_sample=s.first_sample, sample_rate=s.sample_rate
             )
+            # clipped uploads without their zarr do not record the full length: the last TTL
+            # event is the latest evidence that the stream was still recording
+            last_ttl = int(samples.max(initial=s.first_sample) - s.first_sample) + 1
+            n = s.num_samples_compressed or max(s.num_samples, last_ttl)
             clocks[folder] = align_stream(
                 rising,
                 falling,
                 sync_barcodes,
                 name=folder,
                 nominal_rate=s.sample_rate,
-                num_samples=s.num_samples,
+                num_samples=n,
                 path=s.events_path,
             )
         except NpcFramesError as exc:

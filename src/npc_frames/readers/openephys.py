@@ -450,6 +450,13 @@ class ContinuousStream:
     num_samples: int
     kind: StreamKind
     probe_letter: str | None
+    #: samples of the full recording from the matching ``ecephys_compressed`` zarr, when present
+    num_samples_compressed: int | None = None
+
+    @property
+    def num_samples_full(self) -> int:
+        """Return the best-known length of the recording in samples (zarr, else on disk)."""
+        return self.num_samples_compressed or self.num_samples
 
     @property
     def path(self) -> str:
@@ -491,6 +498,31 @@ def _first_npy_value(file: str) -> int:
             "sample_numbers.npy is empty", path=file, expected="at least one sample number"
         )
     return int(arr[0])
+
+
+def _compressed_num_samples(record_node: str, recording: str, folder: str) -> int | None:
+    """Return the sample count of ``ecephys_compressed/<experimentN>_<node>#<folder>.zarr``
+    (FORMATS §1.2) from its array metadata, or None when there is no such zarr."""
+    node_dir = os.path.dirname(os.path.abspath(record_node))
+    if os.path.basename(node_dir) != "ecephys_clipped":
+        return None
+    experiment = os.path.basename(os.path.dirname(recording))
+    name = f"{experiment}_{os.path.basename(record_node)}#{folder}.zarr"
+    zarr_dir = os.path.join(os.path.dirname(node_dir), "ecephys_compressed", name, "traces_seg0")
+    for meta in (".zarray", "zarr.json"):
+        file = os.path.join(zarr_dir, meta)
+        if os.path.isfile(file):
+            try:
+                with open(file, encoding="utf-8") as f:
+                    return int(json.load(f)["shape"][0])
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise BadFormatError(
+                    f"compressed traces metadata unreadable: {exc}",
+                    path=file,
+                    field="shape",
+                    expected="zarr array metadata with shape [samples, channels]",
+                ) from exc
+    return None
 
 
 @dataclass(frozen=True)
@@ -541,6 +573,7 @@ def read_recording(record_node: str) -> OpenEphysRecording:
                 )
             n = os.path.getsize(dat) // (2 * max(nch, 1))
         kind, letter = _stream_kind(folder, rate)
+        compressed = _compressed_num_samples(record_node, rec, folder)
         streams.append(
             ContinuousStream(
                 record_node=record_node,
@@ -555,6 +588,7 @@ def read_recording(record_node: str) -> OpenEphysRecording:
                 num_samples=n,
                 kind=kind,
                 probe_letter=letter,
+                num_samples_compressed=compressed,
             )
         )
     return OpenEphysRecording(

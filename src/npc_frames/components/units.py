@@ -1,0 +1,406 @@
+"""The ``units`` component: spike-sorted units of every sorted probe with spike times on the sync
+clock (FORMATS §11.3–§11.4).
+
+One pass of numpy per probe: spikes are grouped by unit with one stable sort, converted to sync
+seconds with the probe's AP clock (§10), and handed to Polars as Arrow list arrays built from
+flat values + offsets (no Python loop over units or spikes).
+
+Decisions
+---------
+* A probe whose sorting or clock cannot be read is **reported, not dropped silently**: the units
+  of healthy probes are returned, a ``UserWarning`` names each failed or unsorted probe, and
+  :func:`units_with_report` returns the reasons as data (also on ``df.attrs`` of the result).
+  When no probe yields units and some failed, the first failure is raised.
+* ``default_qc`` is overwritten by npc's rule (§11.3 item 9). ``activity_drift`` needs trials: it
+  is computed when a ``trials`` frame is passed, else null and excluded from the rule (so a
+  session converted without trials does not fail every unit, unlike the reference, where it is
+  False for every unit of a non-task session). A missing ``decoder_label`` counts as not noise; a
+  missing metric fails the unit.
+* CCF columns are a *left* join on (probe, peak_channel) with the annotated electrodes: units on
+  unannotated channels are kept with null CCF, where the reference's inner merge drops them
+  **[quirk]**.
+* ``waveform_mean`` is the average template restricted to the unit's own channels (where it is
+  not all zero), with those channels in ``channels``; ``waveform_sd`` is not carried.
+* The AP stream's clock is used for spikes; a sorting whose sample rate differs from the stream's
+  nominal rate by > 0.1 % is rejected as belonging to another stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+
+from npc_frames.alignment import SessionClocks, StreamClock, session_clocks
+from npc_frames.components.ephys import electrode_lookup, electrodes, probe_setup
+from npc_frames.errors import InconsistentDataError, MissingFileError, NpcFramesError
+from npc_frames.readers.sorting import SortingOutput, read_sortings
+from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
+
+__all__ = ["UnitsReport", "list_series", "units", "units_with_report"]
+
+logger = logging.getLogger(__name__)
+
+#: npc QC thresholds (FORMATS §11.3 item 9)
+MAX_ISI_VIOLATIONS_RATIO = 0.5
+MAX_AMPLITUDE_CUTOFF = 0.1
+MIN_PRESENCE_RATIO = 0.7
+MAX_ACTIVITY_DRIFT = 0.1
+#: activity_drift counting window around each stim start, s (the code's [−1.5, +2) **[quirk]**)
+DRIFT_WINDOW = (-1.5, 2.0)
+
+
+@dataclass(frozen=True)
+class UnitsReport:
+    """What happened to each probe: converted, failed (with the error) or not sorted."""
+
+    converted: tuple[str, ...] = ()
+    failures: dict[str, NpcFramesError] = field(default_factory=dict)
+    unsorted: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as plain data (probe -> message)."""
+        return {
+            "converted": list(self.converted),
+            "failed": {k: str(v) for k, v in self.failures.items()},
+            "unsorted": list(self.unsorted),
+        }
+
+
+# ---------------------------------------------------------------------------- list helpers
+def list_series(
+    name: str, values: np.ndarray, offsets: npt.NDArray[np.int64], *, inner: int | None = None
+) -> pl.Series:
+    """Return a Polars list Series from flat `values` and row `offsets` (len rows + 1).
+
+    With `inner`, values are first grouped into fixed-length lists of `inner` items, giving a
+    list of lists (e.g. channels × samples waveforms).
+    """
+    vals: pa.Array = pa.array(np.ascontiguousarray(values))
+    if inner is not None:
+        n_inner = values.size // inner if inner else 0
+        inner_offsets = pa.array(np.arange(n_inner + 1, dtype=np.int64) * inner)
+        vals = pa.LargeListArray.from_arrays(inner_offsets, vals)
+    arr = pa.LargeListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int64)), vals)
+    return pl.Series(name, arr)
+
+
+def _group_by_unit(
+    so: SortingOutput,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return (spike order grouping spikes by unit with ascending samples, row offsets)."""
+    units = so.spike_units
+    samples = so.spike_samples
+    n = so.n_units
+    key_dtype = np.uint16 if n < 2**16 else np.int64  # 16-bit keys take numpy's radix sort
+    if samples.size and not np.all(samples[1:] >= samples[:-1]):
+        order = np.lexsort((samples, units))
+    else:
+        order = np.argsort(units.astype(key_dtype), kind="stable")
+    counts = np.bincount(units, minlength=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return order, offsets
+
+
+def _peaks(
+    so: SortingOutput,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (peak channel, amplitude, channels offsets, channels values, waveform values)."""
+    n = so.n_units
+    tpl = so.templates
+    if tpl is None or tpl.shape[0] != n or tpl.shape[2] == 0:
+        empty = np.zeros(0)
+        return (
+            np.full(n, -1, np.int64),
+            np.full(n, np.nan),
+            np.zeros(n + 1, np.int64),
+            empty.astype(np.int64),
+            empty.astype(np.float32),
+        )
+    p2p = tpl.max(axis=1) - tpl.min(axis=1)  # (units, channels)
+    peak = np.argmax(p2p, axis=1)
+    amplitude = p2p[np.arange(n), peak].astype(np.float64)
+    mask = np.any(tpl != 0, axis=1)  # channels with data
+    per_unit = mask.sum(axis=1)
+    ch_offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(per_unit, out=ch_offsets[1:])
+    unit_idx, ch_idx = np.nonzero(mask)
+    channels = so.channels[ch_idx]
+    waveforms = np.ascontiguousarray(tpl.transpose(0, 2, 1)[unit_idx, ch_idx, :], np.float32)
+    return so.channels[peak], amplitude, ch_offsets, channels, waveforms.ravel()
+
+
+def _probe_units(
+    so: SortingOutput,
+    clock: StreamClock,
+    *,
+    session_id: str,
+    letter: str,
+    device_name: str | None,
+    lookup: tuple[np.ndarray, np.ndarray] | None,
+    sync_total_seconds: float,
+    channel_offset: int,
+) -> pl.DataFrame:
+    if so.sample_rate and abs(so.sample_rate / clock.nominal_rate - 1) > 1e-3:
+        raise InconsistentDataError(
+            f"sorting sample rate {so.sample_rate} Hz differs from the AP stream's "
+            f"{clock.nominal_rate} Hz",
+            path=so.path,
+            field="sample_rate",
+            expected=f"the nominal rate of {clock.name}",
+        )
+    n = so.n_units
+    order, offsets = _group_by_unit(so)
+    times = clock.times(so.spike_samples[order])
+    cols: dict[str, Any] = {}
+    cluster = so.cluster_ids
+    prefix = f"{session_id}_{letter}-" if so.shank is None else f"{session_id}_{letter}-{so.shank}-"
+    cols["unit_id"] = pl.Series("unit_id", np.char.add(prefix, cluster.astype(str)))
+    cols["cluster_id"] = pl.Series(cluster, dtype=pl.Int64)
+    cols["electrode_group_name"] = pl.Series([f"probe{letter}"] * n, dtype=pl.String)
+    cols["device_name"] = pl.Series([device_name] * n, dtype=pl.String)
+    cols["shank"] = pl.Series([so.shank] * n, dtype=pl.Int64)
+    peak, amplitude, ch_offsets, channels, waveforms = _peaks(so)
+    has_peak = peak >= 0
+    peak_channel = np.where(has_peak, peak + channel_offset, -1)
+    cols["peak_channel"] = pl.Series(peak_channel).set(pl.Series(~has_peak), None)
+    if lookup is not None and has_peak.any():
+        chs, idx = lookup
+        pos = np.clip(np.searchsorted(chs, peak_channel), 0, max(chs.size - 1, 0))
+        found = has_peak & (chs[pos] == peak_channel) if chs.size else np.zeros(n, bool)
+        pe = np.where(found, idx[pos], -1) if chs.size else np.full(n, -1)
+        cols["peak_electrode"] = pl.Series(pe).set(pl.Series(~found), None)
+    else:
+        cols["peak_electrode"] = pl.Series([None] * n, dtype=pl.Int64)
+    cols["amplitude"] = pl.Series(amplitude).fill_nan(None)
+    cols["spike_times"] = list_series("spike_times", times, offsets)
+    if so.spike_amplitudes is not None:
+        amps = np.asarray(so.spike_amplitudes, np.float64)[order]
+        cols["spike_amplitudes"] = list_series("spike_amplitudes", amps, offsets)
+    else:
+        cols["spike_amplitudes"] = pl.Series([None] * n, dtype=pl.List(pl.Float64))
+    # clipped uploads: the last spike is later evidence of recording than the last TTL event
+    last = int(so.spike_samples.max(initial=-1)) + 1
+    stop = min(clock.times(max(clock.num_samples, last)).item(), sync_total_seconds)
+    obs = np.tile(np.array([clock.start_time, stop]), n)
+    cols["obs_intervals"] = list_series(
+        "obs_intervals", obs, np.arange(n + 1, dtype=np.int64), inner=2
+    )
+    cols["channels"] = list_series("channels", channels + channel_offset, ch_offsets)
+    n_samples = so.templates.shape[1] if so.templates is not None else 0
+    cols["waveform_mean"] = list_series("waveform_mean", waveforms, ch_offsets, inner=n_samples)
+    cols["num_spikes"] = pl.Series(np.diff(offsets), dtype=pl.Int64)
+    df = pl.DataFrame(cols)
+    metrics = so.metrics.select(
+        [
+            pl.col(c).cast(pl.Float64, strict=False)
+            for c in METRIC_COLUMNS
+            if c in so.metrics.columns
+        ]
+    )
+    props = so.properties
+    extra = []
+    if "decoder_label" in props.columns:
+        extra.append(props["decoder_label"].cast(pl.String).alias("decoder_label"))
+    if "decoder_probability" in props.columns:
+        extra.append(props["decoder_probability"].cast(pl.Float64).alias("decoder_probability"))
+    if metrics.width:
+        df = pl.concat([df, metrics], how="horizontal")
+    if extra:
+        df = df.with_columns(extra)
+    return df
+
+
+def _qc(df: pl.DataFrame) -> pl.DataFrame:
+    def col(name: str) -> pl.Expr:
+        return pl.col(name) if name in df.columns else pl.lit(None, pl.Float64)
+
+    rule = (
+        (col("isi_violations_ratio") <= MAX_ISI_VIOLATIONS_RATIO)
+        & (col("amplitude_cutoff") <= MAX_AMPLITUDE_CUTOFF)
+        & (col("presence_ratio") >= MIN_PRESENCE_RATIO)
+    ).fill_null(False)
+    label = pl.col("decoder_label") if "decoder_label" in df.columns else pl.lit(None, pl.String)
+    rule = rule & (label != "noise").fill_null(True)
+    drift = pl.col("activity_drift") if "activity_drift" in df.columns else pl.lit(None, pl.Float64)
+    rule = rule & (drift < MAX_ACTIVITY_DRIFT).fill_null(True)
+    return df.with_columns(rule.alias("default_qc"), rule.alias("is_qc_pass"))
+
+
+def _local_dir(raw: Any, path: str) -> str:
+    if "://" in path:
+        raise MissingFileError(
+            "sorting output on remote storage must be downloaded first",
+            path=path,
+            expected="a local sorting folder (remote sorting output is not read in place)",
+        )
+    return path
+
+
+def units_with_report(
+    raw: Any, *, trials: pl.DataFrame | None = None, clocks: SessionClocks | None = None
+) -> tuple[pl.DataFrame, UnitsReport]:
+    """Return (units of every sorted, alignable probe; report of failed/unsorted probes)."""
+    sid = str(raw.session_id)
+    sorting_path = getattr(raw, "sorting_path", None)
+    if sorting_path is None:
+        raise MissingFileError(
+            "session has no spike-sorting output",
+            path=getattr(raw, "root", raw),
+            expected="<root>/sorting/<stream folder>/ (phy) or an AIND sorting result",
+        )
+    clocks = clocks if clocks is not None else session_clocks(raw)
+    setup = probe_setup(raw)
+    try:
+        el = electrodes(raw)
+        lookups = electrode_lookup(el)
+    except NpcFramesError as exc:
+        logger.warning("electrodes unavailable for %s: %s", sid, exc)
+        el, lookups = None, {}
+    serials = {p.letter: p.serial for p in setup.settings.probes} if setup.settings else {}
+    sortings, failures = read_sortings(_local_dir(raw, sorting_path))
+    frames: list[pl.DataFrame] = []
+    converted: list[str] = []
+    for key, so in sorted(sortings.items()):  # one iteration per probe (≤ 6)
+        letter = so.probe_letter or key[0]
+        try:
+            stream = clocks.probe_stream(letter, "ap")
+            clock = clocks.clock(stream)
+            frames.append(
+                _probe_units(
+                    so,
+                    clock,
+                    session_id=sid,
+                    letter=letter,
+                    device_name=serials.get(letter),
+                    lookup=lookups.get(f"probe{letter}"),
+                    sync_total_seconds=clocks.sync_total_seconds,
+                    channel_offset=setup.channel_offset,
+                )
+            )
+            converted.append(key)
+        except NpcFramesError as exc:
+            failures[key] = exc
+    recorded = set(setup.recorded_letters)
+    sorted_letters = {k[0] for k in sortings} | {k[0] for k in failures}
+    unsorted = tuple(sorted(recorded - sorted_letters))
+    report = UnitsReport(converted=tuple(converted), failures=failures, unsorted=unsorted)
+    for key, err in failures.items():
+        warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
+    for letter in unsorted:
+        warnings.warn(
+            f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
+        )
+    if not frames:
+        if failures:
+            raise next(iter(failures.values()))
+        out = UNITS.empty()
+    else:
+        df = pl.concat(frames, how="diagonal_relaxed").with_columns(pl.lit(sid).alias("session_id"))
+        if trials is not None:
+            df = df.with_columns(activity_drift(df, trials).alias("activity_drift"))
+            df = df.with_columns(
+                (pl.col("activity_drift") < MAX_ACTIVITY_DRIFT).alias("is_not_drift")
+            )
+        df = _qc(df)
+        if el is not None and "x" in el.columns and el["x"].is_not_null().any():
+            ccf = el.select(
+                pl.col("group_name").alias("electrode_group_name"),
+                pl.col("channel").alias("peak_channel"),
+                pl.col("x").alias("ccf_ap"),
+                pl.col("y").alias("ccf_dv"),
+                pl.col("z").alias("ccf_ml"),
+                "structure",
+                "location",
+            )
+            df = df.join(
+                ccf, on=["electrode_group_name", "peak_channel"], how="left", maintain_order="left"
+            )
+        out = UNITS.validate(df, source=sorting_path)
+    out.attrs = report.as_dict()  # type: ignore[attr-defined]
+    return out, report
+
+
+def units(raw: Any, *, trials: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Return one row per sorted unit with spike times on the sync clock (FORMATS §11.3–11.4).
+
+    Probes that fail (sorting unreadable, clock not alignable) or were not sorted are reported by
+    a warning and in ``df.attrs``; the units of the other probes are returned. Pass `trials`
+    (the ``trials`` component) to compute ``activity_drift``.
+    """
+    return units_with_report(raw, trials=trials)[0]
+
+
+def activity_drift(df: pl.DataFrame, trials: pl.DataFrame) -> pl.Series:
+    """Return activity_drift per unit of `df` from the task `trials` (FORMATS §11.3 item 8).
+
+    Spike counts in [stim − 1.5 s, stim + 2 s) of every non-catch trial (NaN outside the unit's
+    obs_intervals, then dropped); trials grouped by (rewarded_modality, stim_name); per group the
+    Anderson–Darling k-sample statistic (midrank) across blocks (or 3 chronological chunks when
+    the group has one block); the maximum over groups / 100, clipped to [0, 1]. Counting is one
+    vectorized searchsorted; the statistic loops over (unit, group) pairs (scipy), not spikes.
+    """
+    from scipy.stats import anderson_ksamp
+
+    need = {"stim_start_time", "is_catch", "rewarded_modality", "stim_name", "block_index"}
+    n = df.height
+    if not need <= set(trials.columns) or n == 0:
+        return pl.Series("activity_drift", [None] * n, dtype=pl.Float64)
+    tr = trials.filter(~pl.col("is_catch").fill_null(False)).drop_nulls("stim_start_time")
+    if tr.height == 0:
+        return pl.Series("activity_drift", [None] * n, dtype=pl.Float64)
+    stim = tr["stim_start_time"].to_numpy()
+    lo, hi = stim + DRIFT_WINDOW[0], stim + DRIFT_WINDOW[1]
+    times = df["spike_times"].explode().drop_nulls().to_numpy()
+    counts_per_unit = df["spike_times"].list.len().fill_null(0).to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(counts_per_unit)])
+    # globally sorted key: unit u's spikes shifted by u * span keep (unit, time) order
+    t0 = float(min(times.min(initial=0.0), lo.min()))
+    span = float(max(times.max(initial=0.0), hi.max()) - t0) + 10.0
+    unit_of = np.repeat(np.arange(n), counts_per_unit)
+    key = (times - t0) + unit_of * span
+    base = (np.arange(n) * span)[:, None]
+    counts = (
+        np.searchsorted(key, base + (hi - t0)[None, :])
+        - np.searchsorted(key, base + (lo - t0)[None, :])
+    ).astype(np.float64)
+    del offsets
+    obs = df["obs_intervals"].list.first().list.to_struct(fields=["a", "b"]).struct.unnest()
+    start = obs["a"].to_numpy()[:, None]
+    stop = obs["b"].to_numpy()[:, None]
+    counts[(lo[None, :] < start) | (hi[None, :] > stop)] = np.nan
+    groups = (
+        tr.select(pl.struct("rewarded_modality", "stim_name").rank("dense").cast(pl.Int64) - 1)
+        .to_series()
+        .to_numpy()
+    )
+    block = tr["block_index"].to_numpy()
+    out = np.full(n, np.nan)
+    for g in np.unique(groups):  # a handful of (modality, stim) groups
+        cols = np.flatnonzero(groups == g)
+        blocks = block[cols]
+        labels = (
+            np.searchsorted(np.unique(blocks), blocks)
+            if np.unique(blocks).size > 1
+            else np.minimum(np.arange(cols.size) * 3 // max(cols.size, 1), 2)
+        )
+        for u in range(n):  # per unit: scipy's statistic has no batched form
+            row = counts[u, cols]
+            samples = [row[(labels == k) & ~np.isnan(row)] for k in np.unique(labels)]
+            samples = [x for x in samples if x.size]
+            if len(samples) < 2 or np.unique(np.concatenate(samples)).size < 2:
+                stat = 0.0 if len(samples) >= 2 else np.nan
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    stat = float(anderson_ksamp(samples, midrank=True).statistic)
+            out[u] = np.fmax(out[u], stat)
+    drift = np.clip(out / 100.0, 0.0, 1.0)
+    return pl.Series("activity_drift", drift).fill_nan(None)
