@@ -23,6 +23,9 @@ quirks must apply them themselves):
   itself falls one sample earlier (the DAQ holds 5 V for all but the last sample).
 * ``reward_time`` in the trials truth = flip time of the reward frame (the stim-file rule); the
   ``rewards`` truth gives solenoid opening times when the solenoid line is recorded (≥ 2024-04-01).
+* a script whose last toggle leaves the diode box white gets one extra photodiode falling edge when
+  its window closes (0.2-0.5 s after the last flip), so the line is low between scripts and every
+  script's first toggle is rising; it lies outside npc's last-vsync + 5 frames diode window.
 * before 2023-08-31 auditory ``stim_start_time`` is still the physical onset (not on sync).
 """
 

@@ -140,9 +140,16 @@ def make_frames(rng: np.random.Generator, n_frames: int, first_flip: float) -> F
 def frame_lines(frames: Frames, diode_interval: int) -> dict[int, tuple[FloatArray, FloatArray]]:
     """Return the vsync (2), photodiode (4) and stim_running (5) edges of one script."""
     toggles = frames.diode[:: int(diode_interval)]
+    rising, falling = toggles[0::2], toggles[1::2]
+    if rising.size > falling.size:
+        # The box is left white after the last frame: the photodiode goes dark when the task
+        # window closes, ~0.2-0.5 s later (well beyond npc's last-vsync + 5 frames diode window),
+        # so the line is low between scripts and the next script's first toggle is again rising.
+        close = frames.flip[-1] + 0.2 + 0.3 * ((frames.flip.size * 7919) % 1000) / 1000
+        falling = np.concatenate((falling, q([close])))
     return {
         2: (frames.vsync_rise, frames.flip),
-        4: (toggles[0::2], toggles[1::2]),
+        4: (rising, falling),
         5: (
             q([frames.vsync_rise[0] - 1e-4]),
             q([frames.flip[-1] + 1e-4]),
