@@ -486,3 +486,137 @@ def test_flags_match_dynroutdata_except_go_includes_scheduled_autorewards(task_p
     np.testing.assert_array_equal(df["is_noncontingent_reward"].to_numpy(), d.autoRewarded)
     np.testing.assert_array_equal(df["is_contingent_reward"].to_numpy(), d.rewardEarned)
     np.testing.assert_array_equal(df["block_index"].to_numpy(), d.trialBlock - 1)
+
+
+# ------------------------------------------------------------------ whole-component (RawSession)
+SESSION_FOLDER = "ecephys_366122_2023-09-01_12-00-00"
+
+
+def make_raw(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    sync: Any = "default",
+    extra_stims: dict[str, dict[str, Any]] | None = None,
+    annotations: dict[str, Any] | None = None,
+    top_files: dict[str, str] | None = None,
+    frame_times: dict[str, Any] | None = None,
+    **task_overrides: Any,
+) -> Any:
+    """Return a RawSession of a hand-built folder, with timing.frame_times/sync_data patched to
+    the fakes of this module (flip = 10 + i/60 for the task; `frame_times` adds others)."""
+    import dataclasses
+
+    from npc_frames import timing
+    from npc_frames.paths import RawSession
+
+    root = tmp_path / SESSION_FOLDER
+    (root / "behavior").mkdir(parents=True)
+    task = write_task(root / "behavior", **task_overrides)
+    for name, attrs in (extra_stims or {}).items():
+        with h5py.File(root / "behavior" / name, "w") as f:
+            for k, v in attrs.items():
+                _write(f, k, v)
+    for name, text in (top_files or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    raw = RawSession.from_path(root, annotations=annotations)
+    fake_sync = make_sync() if isinstance(sync, str) else sync
+    if fake_sync is not None:
+        raw = dataclasses.replace(raw, sync_path=str(root / "behavior" / "20230901T120000.h5"))
+    fts: dict[str, Any] = {str(task): FakeFrameTimes(str(task))}
+    for name, ft in (frame_times or {}).items():
+        ft.path = str(root / "behavior" / name)
+        fts[ft.path] = ft
+    if fake_sync is None:  # task clock: flip/input per FORMATS §3.4 without sync
+        fi = np.full(N_FRAMES - 1, 1 / 60)
+        cs = np.cumsum(fi)
+        fts[str(task)] = FakeFrameTimes(
+            str(task),
+            flip=np.concatenate((cs, [cs[-1] + 1 / 60])),
+            input=np.concatenate(([0.0], cs)),
+            display=np.concatenate((cs, [cs[-1] + 1 / 60])),
+            display_source="flip",
+        )
+    monkeypatch.setattr(timing, "frame_times", lambda r: fts)
+    monkeypatch.setattr(timing, "sync_data", lambda r: fake_sync)
+    monkeypatch.setattr(timing, "timing_failures", lambda r: {})
+    return raw
+
+
+def test_trials_component_from_raw_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from npc_frames.components import trials
+
+    raw = make_raw(tmp_path, monkeypatch)
+    df = trials(raw)
+    assert df.height == 7 and df["session_id"].unique().to_list() == ["366122_2023-09-01"]
+    assert df.columns[0] == "session_id"
+
+
+def test_trials_overlapping_invalid_times_dropped_touching_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import trials
+
+    flip = flip_times()
+    s = STIM_FRAME
+    # overlaps trial 2 strictly; touches trial 4's start exactly (kept)
+    inv = [
+        {"start_time": float(flip[s[2]]), "stop_time": float(flip[s[2]] + 1), "reason": "noise"},
+        {
+            "start_time": float(flip[s[4] - 90] - 1),
+            "stop_time": float(flip[s[4] - 90]),
+            "reason": "t",
+        },
+    ]
+    raw = make_raw(tmp_path, monkeypatch, annotations={"invalid_times": inv})
+    df = trials(raw)
+    assert df["trial_index"].to_list() == [0, 1, 3, 4, 5, 6]
+
+
+def test_trials_behavior_only_session_on_task_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import trials
+
+    raw = make_raw(tmp_path, monkeypatch, sync=None)
+    df = trials(raw)
+    fi_cum = np.concatenate(([0.0], np.cumsum(np.full(N_FRAMES - 1, 1 / 60))))
+    # response_time = task-control time = input time of the response frame
+    np.testing.assert_allclose(
+        df["response_time"].to_numpy(), np.where(RESPONSE, fi_cum[STIM_FRAME + 10], np.nan)
+    )
+    # sounds without any recording: flip time of the stimulus frame (method 3)
+    k = STIMS.index("sound1")
+    assert df["stim_start_time"][k] == pytest.approx(fi_cum[STIM_FRAME[k] + 1], abs=1e-9)
+
+
+def test_largest_task_file_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from npc_frames.components._task import task_file
+
+    small = {"frameIntervals": np.full(10, 1 / 60), "trialEndFrame": np.array([1])}
+    raw = make_raw(
+        tmp_path,
+        monkeypatch,
+        extra_stims={"DynamicRouting1_366122_20230901_110000.hdf5": small},
+        frame_times={"DynamicRouting1_366122_20230901_110000.hdf5": FakeFrameTimes("x")},
+    )
+    path, _ = task_file(raw)
+    assert path.endswith("DynamicRouting1_366122_20230901_120010.hdf5")
+
+
+def test_missing_task_file_and_timing_failure_are_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames import timing
+    from npc_frames.components import trials
+    from npc_frames.errors import AlignmentError
+
+    raw = make_raw(tmp_path, monkeypatch)
+    monkeypatch.setattr(timing, "frame_times", lambda r: {})
+    monkeypatch.setattr(
+        timing, "timing_failures", lambda r: {p: "no vsync block" for p in raw.stim_paths}
+    )
+    with pytest.raises(AlignmentError) as e:
+        trials(raw)
+    assert "no vsync block" in str(e.value)

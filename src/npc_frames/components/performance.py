@@ -14,6 +14,7 @@ import numpy.typing as npt
 import polars as pl
 from scipy.special import ndtri
 
+from npc_frames.components._task import make_module_callable
 from npc_frames.schemas.behavior import PERFORMANCE
 
 if TYPE_CHECKING:
@@ -192,3 +193,7 @@ def session_flags(perf: pl.DataFrame, *, templeton: bool = False) -> dict[str, b
         n_aud = good_block.filter(pl.col("rewarded_modality") == "aud").height
         good = n_vis >= GOOD_MIN_BLOCKS_PER_MODALITY and n_aud >= GOOD_MIN_BLOCKS_PER_MODALITY
     return {"is_engaged": engaged, "is_good_behavior": good}
+
+
+# `npc_frames.components.performance(raw)` must work even after this module was imported
+make_module_callable(__name__)

@@ -46,6 +46,7 @@ from npc_frames.components._task import (
     first_after,
     frames_at,
     invalid_intervals,
+    make_module_callable,
     open_stim,
     stim_float,
     stim_int,
@@ -595,3 +596,7 @@ def _bregma_locations(
     out_x = [xs[k] if o and np.isfinite(xs[k]).all() else None for k, o in zip(ii, ok, strict=True)]
     out_y = [ys[k] if o and np.isfinite(ys[k]).all() else None for k, o in zip(ii, ok, strict=True)]
     return out_x, out_y
+
+
+# `npc_frames.components.trials(raw)` must work even after this module was imported
+make_module_callable(__name__)
