@@ -59,7 +59,7 @@ def _standin_simulate_scripts(
 ):
     runs, t = [], first_start_s
     for name in scripts:
-        n = int((task_minutes if name == "DynamicRouting1" else 0.2) * 3600)
+        n = int((task_minutes if name == "DynamicRouting1" else 0.2) * 1800) * 2  # diode ends low
         flip = quantize(t + np.arange(n) / 60.0)
         rise = quantize(flip - 0.004)
         diode = quantize(flip + 0.0195)
@@ -459,3 +459,56 @@ def test_session_without_ephys_or_probes_still_has_barcodes(tmp_path):
     assert t.ephys is None and t.counts["n_probes"] == 0
     assert not (Path(t.raw_path) / "ecephys").exists()
     assert t.sync_lines[0][0].size > 0
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_synth_writes_each_session_and_prints_where(tmp_path, capsys):
+    from npc_frames.cli import main
+
+    rc = main(
+        [
+            *("synth", str(tmp_path), "--sessions", "2", "--seed", "3", "--minutes", "0.3"),
+            *("--probes", "0", "--date", "2023-09-10", "--no-video"),
+        ]
+    )
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for k, line in enumerate(lines):
+        session_id, raw_path, _ = line.split("\t")
+        assert session_id.endswith(f"_2023-09-{10 + k}")
+        assert Path(raw_path).is_dir() and Path(raw_path).parent == tmp_path
+        truth = Truth.load(Path(raw_path).with_name(Path(raw_path).name + ".truth"))
+        assert truth.session_id == session_id and truth.params["seed"] == 3 + k
+
+
+def test_cli_synth_help_describes_every_option(capsys):
+    from npc_frames.cli import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["synth", "--help"])
+    text = capsys.readouterr().out
+    for option in (
+        "--sessions",
+        "--seed",
+        "--minutes",
+        "--probes",
+        "--units-per-probe",
+        "--date",
+        "--opto",
+    ):
+        assert option in text
+    synth = parser._subparsers._group_actions[0].choices["synth"]  # type: ignore[union-attr]
+    for action in synth._actions:
+        assert action.help, action.dest
+
+
+def test_cli_synth_bad_parameters_exit_1_with_the_field(tmp_path, capsys):
+    from npc_frames.cli import main
+
+    assert main(["synth", str(tmp_path), "--minutes", "-2"]) == 1
+    err = capsys.readouterr().err
+    assert "minutes" in err and "expected" in err

@@ -176,6 +176,31 @@ def _merge_lines(*sources: Mapping[int, tuple[npt.ArrayLike, npt.ArrayLike]]) ->
     }
 
 
+#: a line a script leaves high (e.g. the photodiode over a white sync square) falls this long after
+#: the script's last edge, when its window closes and the screen returns to grey.
+_CLOSE_WINDOW_S = 0.25
+
+
+def _close_open_lines(lines: Mapping[int, tuple[npt.ArrayLike, npt.ArrayLike]]) -> Lines:
+    """Return one script's lines with a falling edge appended to every line it leaves high.
+
+    Decision: every script starts with its lines low (FORMATS §2.5: the first diode toggle is
+    rising), so a script with an odd number of photodiode toggles must bring the diode back down
+    before the next script starts; the edge lies outside the stim_running window + 10 frames that
+    npc uses to assign diode edges to a block, so it never becomes a display time.
+    """
+    out: Lines = {}
+    ends = [float(np.max(a)) for r, f in lines.values() for a in (r, f) if np.size(a)]
+    last = max(ends) if ends else 0.0
+    for bit, (rising, falling) in lines.items():
+        r = np.asarray(rising, dtype=np.float64).ravel()
+        f = np.asarray(falling, dtype=np.float64).ravel()
+        if r.size == f.size + 1:
+            f = np.concatenate([f, quantize([last + _CLOSE_WINDOW_S])])
+        out[int(bit)] = (r, f)
+    return out
+
+
 def _script_end_s(run: Any) -> float:
     """Return the last sync time touched by one ScriptRun (its last flip or line edge)."""
     ends = [float(np.max(_attr(run, "flip")))] if np.size(_attr(run, "flip")) else []
@@ -300,7 +325,7 @@ def make_session(
             date=date,
         )
     )
-    task_end_s = max((_script_end_s(r) for r in runs), default=first_start_s)
+    task_end_s = max((_script_end_s(r) for r in runs), default=first_start_s) + _CLOSE_WINDOW_S
 
     # --- sync window: long enough for ≥ 2 barcodes inside the ephys recording ---------------------
     rec_start_pad = float(rng_sync.uniform(1.0, 4.0))
@@ -374,7 +399,7 @@ def make_session(
     # --- sync file --------------------------------------------------------------------------------
     lines = _merge_lines(
         {0: (barcode_rising, barcode_falling)},
-        *(_attr(r, "lines") or {} for r in runs),
+        *(_close_open_lines(_attr(r, "lines") or {}) for r in runs),
         video_result.lines if video_result else {},
     )
     sync_path = behavior_dir / f"{sync_start:%Y%m%dT%H%M%S}.h5"

@@ -8,7 +8,8 @@ reference object (``{"__npy__": "arrays/…"}``, ``{"__parquet__": …}``, ``{"_
 :meth:`Truth.load` reads ``truth.json`` only; every referenced array is opened (memory-mapped) the
 first time its key is accessed. Nested records load as :class:`Record`, a read-only mapping that
 also allows attribute access (``truth.ephys.probes`` == ``truth.ephys["probes"]``), so code written
-against the in-memory truth (dataclasses / dicts) works on a loaded one.
+against the in-memory truth (dataclasses / dicts) works on a loaded one. Long numeric lists (more
+than 32 numbers) are stored as ``.npy`` and load as numpy arrays.
 """
 
 from __future__ import annotations
@@ -134,6 +135,11 @@ class _Encoder:
                 isinstance(v, np.ndarray) and v.ndim == 1 for v in obj
             ):
                 return self._ragged(obj, key)
+            if len(obj) > _INLINE_MAX and all(
+                isinstance(v, bool | int | float | np.number | np.bool_) for v in obj
+            ):
+                # long numeric lists (e.g. per-frame columns) go to .npy and load as arrays
+                return self.encode(np.asarray(obj), key)
             return [self.encode(v, f"{key}.{i}") for i, v in enumerate(obj)]
         if isinstance(obj, datetime.datetime):
             return {"__datetime__": obj.isoformat()}
