@@ -373,11 +373,12 @@ def _convert_task(task: _Task) -> _Result:
                     field=name,
                     expected="session_id as first column",
                 )
+            # no fingerprint or timestamp here: a file's bytes depend only on the frame and the
+            # versions, so the same session converted anywhere (local, S3, Dask) is identical
             meta = {
                 "npc_frames.component": name,
                 "npc_frames.schema_version": str(task.schema_version),
                 "npc_frames.library_version": task.library_version,
-                "npc_frames.fingerprint": fp,
             }
             storage.atomic_write_bytes(path, to_parquet_bytes(df, component=name, metadata=meta))
             row.update(status="ok" if df.height else "empty", rows=df.height)

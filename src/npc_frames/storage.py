@@ -92,8 +92,10 @@ def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
         return fsspec.filesystem("file"), strip_protocol(path)
     protocol = path.split("://", 1)[0]
     opts = s3_options() if protocol in ("s3", "s3a") else {}
-    # skip_instance_cache: an endpoint set after the first instance must not be ignored (tests)
-    fs = fsspec.filesystem(protocol, skip_instance_cache=True, **opts)
+    # fsspec caches instances by options, so a changed endpoint gets a new one; the listing cache
+    # is dropped on every call because other writers (a concurrent convert) change the bucket
+    fs = fsspec.filesystem(protocol, **opts)
+    fs.invalidate_cache()
     return fs, fs._strip_protocol(path)
 
 
