@@ -81,6 +81,8 @@ def make_frames(
             "trial_index_in_block": np.tile(np.arange(n // 2), 2).astype(float),
             "is_response": resp,
             "is_hit": resp & np.isin(stim, ["vis1", "sound1"]),
+            "repeat_index": pl.Series([0, None] * (n // 2), dtype=pl.Int64),
+            "is_opto": pl.Series([False, None, True] * (n // 3), dtype=pl.Boolean),
         }
     ).select(lit, pl.all())
     f["performance"] = pl.DataFrame(
@@ -160,10 +162,10 @@ def make_frames(
         lit, pl.all()
     )
     cams = []
-    for cam in ("behavior", "eye"):
+    for cam in ("side_camera", "eye_camera"):
         ts = 5.0 + np.arange(30) / 60.0
         ts[0] = np.nan
-        cams.append(pl.DataFrame({"camera": cam, "frame_index": np.arange(30), "timestamps": ts}))
+        cams.append(pl.DataFrame({"camera": cam, "frame_index": np.arange(30), "timestamp": ts}))
     f["video_frame_times"] = pl.concat(cams).select(lit, pl.all())
     serials = {p: str(18005102491 + i) for i, p in enumerate(probes)}
     f["devices"] = pl.DataFrame(
@@ -171,6 +173,7 @@ def make_frames(
             "name": list(serials.values()),
             "description": ["Neuropixels 1.0"] * len(probes),
             "manufacturer": ["imec"] * len(probes),
+            "electrode_group_name": [f"probe{p}" for p in probes],
         }
     ).select(lit, pl.all())
     f["electrode_groups"] = pl.DataFrame(
@@ -187,6 +190,7 @@ def make_frames(
         el.append(
             pl.DataFrame(
                 {
+                    "electrode_index": ch + i * n_channels,
                     "group_name": f"probe{p}",
                     "channel": ch,
                     "rel_x": np.array([27.0, 59.0, 11.0, 43.0])[ch % 4],
@@ -200,8 +204,14 @@ def make_frames(
         )
     f["electrodes"] = pl.concat(el).select(lit, pl.all())
     units = []
-    for p in probes:
+    for i, p in enumerate(probes):
         counts = rng.integers(0, 50, n_units_per_probe)
+        peak = rng.integers(0, n_channels, n_units_per_probe)
+        n_wf = rng.integers(1, 4, n_units_per_probe)  # 1-3 channels with template per unit
+        chans = [
+            sorted({int(pk), *((pk + np.arange(k)) % n_channels).tolist()})
+            for pk, k in zip(peak, n_wf)
+        ]
         counts[0] = 0  # a silent unit: empty list must round-trip
         spikes = [np.sort(rng.uniform(20, 120, c)) for c in counts]
         units.append(
@@ -209,8 +219,12 @@ def make_frames(
                 {
                     "unit_id": [f"{sid}_{p}-{k}" for k in range(n_units_per_probe)],
                     "electrode_group_name": f"probe{p}",
-                    "peak_channel": rng.integers(0, n_channels, n_units_per_probe),
+                    "device_name": serials[p],
+                    "peak_channel": peak,
+                    "peak_electrode": peak + i * n_channels,
                     "cluster_id": np.arange(n_units_per_probe),
+                    "num_spikes": counts,
+                    "channels": chans,
                     "firing_rate": counts / 100.0,
                     "snr": np.where(np.arange(n_units_per_probe) == 1, np.nan, 3.0),
                     "decoder_label": ["sua", "mua", None, "noise", "sua", "sua"][
@@ -221,8 +235,7 @@ def make_frames(
                     "spike_amplitudes": [rng.uniform(50, 200, len(s)).tolist() for s in spikes],
                     "obs_intervals": [[[20.0, 120.0]]] * n_units_per_probe,
                     "waveform_mean": [
-                        rng.normal(size=(3, 8)).astype(np.float32).tolist()
-                        for _ in range(n_units_per_probe)
+                        rng.normal(size=(len(c), 8)).astype(np.float32).tolist() for c in chans
                     ],
                 }
             ).with_columns(pl.col("waveform_mean").cast(pl.List(pl.List(pl.Float32))))

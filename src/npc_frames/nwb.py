@@ -125,12 +125,13 @@ EVENT_DEFAULT_DESCRIPTIONS: dict[str, str] = {
         " triggering a restart of the trial"
     ),
 }
-#: MVR camera label -> NWB camera name (FORMATS §12.1)
+#: MVR camera label -> NWB camera name (FORMATS §12.1); NWB names map to themselves
 CAMERA_NAMES: dict[str, str] = {
     "behavior": "side_camera",
     "eye": "eye_camera",
     "face": "front_camera",
     "nose": "zoomed_side_camera",
+    **{v: v for v in ("side_camera", "eye_camera", "front_camera", "zoomed_side_camera")},
 }
 #: where each component lands (for docs, the CLI and the round-trip tests)
 NWB_LOCATIONS: dict[str, str] = {
@@ -184,12 +185,14 @@ SUBJECT_FIELDS = (
 
 # ------------------------------------------------------------------------------------ inputs
 def _frames_from_cache(
-    session_id: str, cache: str | os.PathLike[str] | None
+    session_id: str, cache: str | os.PathLike[str] | None, wanted: set[str] | None
 ) -> dict[str, pl.DataFrame]:
     """Return the component frames of `session_id` from the cache (CacheError if unusable)."""
-    from npc_frames import cache as cache_mod  # type: ignore[attr-defined]
+    from npc_frames import cache as cache_mod
 
     failed = _failed_components(session_id, cache)
+    if wanted is not None:
+        failed = {k: v for k, v in failed.items() if k in wanted}
     if failed:
         raise CacheError(
             f"session {session_id}: components failed in the cache: "
@@ -212,7 +215,7 @@ def _frames_from_cache(
 
 def _failed_components(session_id: str, cache: str | os.PathLike[str] | None) -> dict[str, str]:
     """Return component -> error of catalog rows of `session_id` whose status is not ok."""
-    from npc_frames import cache as cache_mod  # type: ignore[attr-defined]
+    from npc_frames import cache as cache_mod
 
     try:
         catalog = cache_mod.read_catalog(cache)
@@ -240,11 +243,13 @@ def _canonical(session_id: str) -> str:
 def _frames(
     session: str | Mapping[str, pl.DataFrame],
     cache: str | os.PathLike[str] | None,
+    components: Iterable[str] | None,
 ) -> dict[str, pl.DataFrame]:
+    wanted = None if components is None else {*components, "sessions"}
     if isinstance(session, Mapping):
         frames = dict(session)
     elif isinstance(session, str):
-        frames = _frames_from_cache(session, cache)
+        frames = _frames_from_cache(session, cache, wanted)
     else:
         raise ParameterError(
             f"to_nwb: session must be a session id or a mapping of frames, not {type(session)}",
@@ -260,6 +265,8 @@ def _frames(
                 field=name,
                 expected="pl.DataFrame",
             )
+    if wanted is not None:
+        frames = {k: v for k, v in frames.items() if k in wanted}
     if "sessions" not in frames or frames["sessions"].height != 1:
         raise SchemaError(
             "NWB needs the 'sessions' component with exactly one row",
@@ -428,7 +435,9 @@ def _is_regular(t: np.ndarray) -> bool:
 
 
 def _video_frame_times(df: pl.DataFrame) -> list[DynamicTable]:
-    require_columns(df, "video_frame_times", [("camera", "camera_name"), "timestamps"])
+    require_columns(
+        df, "video_frame_times", [("camera", "camera_name"), ("timestamp", "timestamps")]
+    )
     cam = first_present(df, ("camera", "camera_name"))
     assert cam is not None
     out: list[DynamicTable] = []
@@ -486,10 +495,7 @@ def to_nwb(
     InconsistentDataError
         Frames disagree (a unit on an unknown probe, a peak channel without electrode).
     """
-    frames = _frames(session, cache)
-    if components is not None:
-        wanted = set(components) | {"sessions"}
-        frames = {k: v for k, v in frames.items() if k in wanted}
+    frames = _frames(session, cache, components)
     kwargs = _session_kwargs(frames["sessions"])
     if "subjects" in frames and frames["subjects"].height:
         kwargs["subject"] = _subject(frames["subjects"], kwargs["session_start_time"])
@@ -652,7 +658,7 @@ def write_nwb(
         _apply_compression(nwb, compression)
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part.nwb", dir=dest.parent)
     os.close(fd)
     try:
         with NWBHDF5IO(tmp, mode="w") as io:

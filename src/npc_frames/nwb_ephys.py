@@ -186,56 +186,105 @@ def _ccf_locations(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def peak_electrode_rows(units: pl.DataFrame, electrodes: pl.DataFrame) -> np.ndarray | None:
-    """Return, per unit, the electrodes-table row of its peak channel (None if not derivable)."""
-    ucol = first_present(units, UNIT_GROUP)
-    ecol = first_present(electrodes, ELECTRODE_GROUP)
-    if ucol is None or ecol is None or "peak_channel" not in units.columns:
-        return None
-    if "channel" not in electrodes.columns:
-        return None
-    lookup = electrodes.select(
-        pl.col(ecol).cast(pl.String).alias("_g"),
-        pl.col("channel").cast(pl.Int64).alias("_c"),
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
-    )
-    rows = (
-        units.select(
+    """Return, per unit, the electrodes-table row of its peak channel (None if not derivable).
+
+    Uses ``units.peak_electrode`` -> ``electrodes.electrode_index`` when both exist, else the
+    pair (electrode group, ``peak_channel``) -> (``group_name``, ``channel``).
+    """
+    rows_of = pl.int_range(pl.len(), dtype=pl.Int64).alias("_row")
+    if "peak_electrode" in units.columns and "electrode_index" in electrodes.columns:
+        keys = ["_e"]
+        lookup = electrodes.select(pl.col("electrode_index").cast(pl.Int64).alias("_e"), rows_of)
+        left = units.select(pl.col("peak_electrode").cast(pl.Int64).alias("_e"))
+        shown = ["peak_electrode"]
+    else:
+        ucol = first_present(units, UNIT_GROUP)
+        ecol = first_present(electrodes, ELECTRODE_GROUP)
+        if ucol is None or ecol is None or "peak_channel" not in units.columns:
+            return None
+        if "channel" not in electrodes.columns:
+            return None
+        keys = ["_g", "_c"]
+        lookup = electrodes.select(
+            pl.col(ecol).cast(pl.String).alias("_g"),
+            pl.col("channel").cast(pl.Int64).alias("_c"),
+            rows_of,
+        )
+        left = units.select(
             pl.col(ucol).cast(pl.String).alias("_g"),
             pl.col("peak_channel").cast(pl.Int64).alias("_c"),
         )
-        .join(lookup, on=["_g", "_c"], how="left", maintain_order="left")
-        .get_column("_row")
-    )
+        shown = [ucol, "peak_channel"]
+    rows = left.join(lookup, on=keys, how="left", maintain_order="left").get_column("_row")
     if rows.null_count():
-        bad = units.filter(rows.is_null().to_numpy())[[ucol, "peak_channel"]].head(5).rows()
+        bad = units.filter(rows.is_null().to_numpy())[shown].head(5).rows()
         raise InconsistentDataError(
-            f"{rows.null_count()} units have a peak channel absent from the electrodes table, "
-            f"e.g. (group, channel) {bad}",
-            field="peak_channel",
-            expected="every (electrode_group_name, peak_channel) to be a row of electrodes",
+            f"{rows.null_count()} units have a peak electrode absent from the electrodes table, "
+            f"e.g. {shown} = {bad}",
+            field=shown[0],
+            expected="every unit's peak electrode to be a row of electrodes",
         )
     return rows.to_numpy()
 
 
-def _waveform_column(name: str, s: pl.Series) -> VectorData | None:
-    """Return a (units, samples, channels) column from list[list] channels × samples, or None."""
-    if s.null_count() or len(s) == 0:
-        return None
-    n_ch = s.list.len()
-    if n_ch.n_unique() != 1:
-        return None
-    inner = s.explode()
-    n_samp = inner.list.len()
-    if n_samp.n_unique() != 1:
-        return None
-    flat = series_to_numpy(inner.explode())
-    arr = flat.reshape(len(s), int(n_ch[0]), int(n_samp[0])).transpose(0, 2, 1)
+def _waveform_column(
+    name: str, df: pl.DataFrame, n_channels: int | None
+) -> tuple[VectorData | None, str]:
+    """Return (units × samples × channels column or None, how it was laid out).
+
+    The frame holds each unit's average template on its own ``channels`` (channels × samples).
+    With a ``channels`` column and the probe's channel count, the template is placed into a
+    dense, zero-filled (units × samples × probe channels) array indexed by probe channel, as the
+    reference writes it (FORMATS §11.4); ``channels`` says which of them are real. Without
+    ``channels``, equal shapes are stacked as they are. Otherwise None.
+    """
+    s = df[name]
+    if len(s) == 0 or s.null_count() == len(s):
+        return None, "absent"
+    n_ch = s.list.len().fill_null(0).to_numpy()
+    samples, _ = _list_parts_lengths(s)
+    if samples is None:
+        return None, "ragged"
+    n_samp = samples
+    desc = column_description("units", name)
+    if "channels" in df.columns and n_channels is not None:
+        chans = df["channels"]
+        if not np.array_equal(chans.list.len().fill_null(0).to_numpy(), n_ch):
+            raise InconsistentDataError(
+                f"units.{name} has a different number of rows per unit than units.channels",
+                field=name,
+                expected="one template row per entry of channels",
+            )
+        ch_flat = chans.explode().drop_nulls().cast(pl.Int64).to_numpy()
+        width = max(n_channels, int(ch_flat.max()) + 1 if ch_flat.size else 0)
+        unit_of_row = np.repeat(np.arange(len(s)), n_ch)
+        values = series_to_numpy(s.explode().drop_nulls().explode()).reshape(-1, n_samp)
+        dense = np.zeros((len(s), n_samp, width), dtype=values.dtype)
+        # one vectorized scatter: (unit, all samples, channel) <- that channel's template row
+        dense[unit_of_row, :, ch_flat] = values
+        return VectorData(
+            name=name,
+            description=f"{desc} (units × samples × probe channels, zero outside `channels`)",
+            data=dense,
+        ), "dense"
+    if np.unique(n_ch).size != 1:
+        return None, "ragged"
+    flat = series_to_numpy(s.explode().explode())
+    arr = flat.reshape(len(s), int(n_ch[0]), n_samp).transpose(0, 2, 1)
     return VectorData(
         name=name,
-        description=column_description("units", name)
-        + " (stored as units × samples × the unit's channels)",
+        description=f"{desc} (units × samples × the unit's channels)",
         data=np.ascontiguousarray(arr),
-    )
+    ), "stacked"
+
+
+def _list_parts_lengths(s: pl.Series) -> tuple[int | None, None]:
+    """Return (the common inner length of a list[list] Series, None) or (None, None)."""
+    inner = s.explode().drop_nulls()
+    lengths = inner.list.len().unique()
+    if len(lengths) != 1:
+        return None, None
+    return int(lengths[0]), None
 
 
 def add_units(
@@ -250,10 +299,10 @@ def add_units(
     ``VectorIndex``; ``obs_intervals`` (``list[list[f64]]`` of [start, stop]) becomes a ragged
     column of 2-wide rows; ``electrode_group`` references the group named in
     ``electrode_group_name``; ``electrodes`` links each unit to the electrodes row of its peak
-    channel. ``waveform_mean``/``waveform_sd`` (``list[list[f32]]`` channels × samples) are
-    written as the standard (units × samples × channels) columns when every unit has the same
-    number of channels and samples, else as custom doubly-ragged columns with the same name
-    prefix ``<name>_ragged``.
+    channel (``peak_electrode``). ``waveform_mean``/``waveform_sd`` (``list[list[f32]]`` channels
+    × samples of the unit's ``channels``) become the standard dense column, zero-filled outside
+    the unit's channels (see :func:`_waveform_column`); shapes that cannot be made dense are
+    kept as doubly-ragged custom columns ``<name>_ragged``.
     """
     require_columns(df, "units", ["spike_times"])
     extra: list[VectorData] = []
@@ -285,13 +334,18 @@ def add_units(
                 ),
             ]
     rename: dict[str, str] = {}
+    n_channels = None
+    if electrodes_df is not None:
+        ecol = first_present(electrodes_df, ELECTRODE_GROUP)
+        if ecol is not None:
+            n_channels = int(electrodes_df.group_by(ecol).len()["len"].max())  # type: ignore[arg-type]
     for wname in ("waveform_mean", "waveform_sd"):
         if wname in df.columns:
-            col = _waveform_column(wname, df[wname])
+            col, layout = _waveform_column(wname, df, n_channels)
             if col is not None:
                 extra.append(col)
                 skip.append(wname)
-            else:
+            elif layout == "ragged":
                 rename[wname] = f"{wname}_ragged"
     units = build_table(
         Units,
