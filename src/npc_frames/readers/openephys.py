@@ -46,13 +46,16 @@ __all__ = [
     "continuous_memmap",
     "find_recordings",
     "main_recording",
+    "merge_streams",
     "probe_letters",
     "read_oebin",
     "read_recording",
     "read_settings_xml",
     "read_sync_messages",
     "read_ttl",
+    "read_ttl_folder",
     "record_nodes",
+    "ttl_event_folders",
 ]
 
 #: a probe stream at or above this nominal rate is the AP band (npc's rule, FORMATS §9.1)
@@ -627,7 +630,11 @@ def read_ttl(stream: ContinuousStream) -> tuple[npt.NDArray[np.int64], npt.NDArr
             path=folder,
             expected="events/<stream>/TTL/{sample_numbers,states}.npy",
         )
-    base = os.path.join(folder, ttl_dirs[0])
+    return read_ttl_folder(os.path.join(folder, ttl_dirs[0]))
+
+
+def read_ttl_folder(base: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int16]]:
+    """Return (sample_numbers, states) of one TTL event folder (``…/TTL/``)."""
     files = {k: os.path.join(base, f"{k}.npy") for k in ("sample_numbers", "states")}
     for k, f in files.items():
         if not os.path.isfile(f):
@@ -647,6 +654,17 @@ def read_ttl(stream: ContinuousStream) -> tuple[npt.NDArray[np.int64], npt.NDArr
             expected=f"equal lengths (got {samples.shape[0]} and {states.shape[0]})",
         )
     return samples, states
+
+
+def ttl_event_folders(recording_path: str) -> list[str]:
+    """Return the TTL event folders a recording's structure.oebin lists (``events/<…>/TTL``)."""
+    oebin = read_oebin(recording_path)
+    out = []
+    for entry in oebin.get("events", []):
+        folder = str(entry.get("folder_name", "")).rstrip("/")
+        if folder and entry.get("type") != "string" and "TTL" in folder:
+            out.append(os.path.join(recording_path, "events", folder))
+    return out
 
 
 def continuous_memmap(stream: ContinuousStream) -> np.memmap[Any, np.dtype[np.int16]]:
