@@ -377,6 +377,24 @@ def test_truth_round_trips_through_disk_lazily(session):
     assert isinstance(loaded.sync_lines[27][0], np.memmap)
 
 
+def test_moved_session_and_truth_resolve_paths_in_their_new_place(session, tmp_path):
+    import shutil
+
+    raw, tdir = Path(session.raw_path), Path(session.truth_dir)
+    shutil.copytree(raw, tmp_path / raw.name)
+    shutil.copytree(tdir, tmp_path / tdir.name)
+    moved = Truth.load(tmp_path / tdir.name)
+    assert moved.raw_path == str(tmp_path / raw.name)
+    for s in moved.scripts:
+        assert Path(s["path"]).parent == tmp_path / raw.name / "behavior"
+        assert Path(s["path"]).is_file()
+    assert Path(moved.video["Face"]["json_path"]).is_file()
+    assert str(tmp_path) in moved.video["Face"]["json_path"]
+    assert str(raw) not in (tmp_path / tdir.name / "truth.json").read_text().replace(
+        f'"raw_path": "{raw}"', ""
+    )
+
+
 def test_truth_load_of_missing_folder_is_a_typed_error(tmp_path):
     from npc_frames.errors import BadFormatError, MissingFileError
 

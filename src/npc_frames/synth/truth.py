@@ -6,7 +6,9 @@ times per unit) as one ``values``/``offsets`` ``.npy`` pair. In ``truth.json`` s
 reference object (``{"__npy__": "arrays/…"}``, ``{"__parquet__": …}``, ``{"__ragged__": …}``).
 
 :meth:`Truth.load` reads ``truth.json`` only; every referenced array is opened (memory-mapped) the
-first time its key is accessed. Nested records load as :class:`Record`, a read-only mapping that
+first time its key is accessed. Paths inside the raw session are stored relative to it and resolve
+against the raw folder next to the truth folder, so a session + truth pair can be moved (e.g. the
+committed fixture in ``data/fixtures``). Nested records load as :class:`Record`, a read-only mapping that
 also allows attribute access (``truth.ephys.probes`` == ``truth.ephys["probes"]``), so code written
 against the in-memory truth (dataclasses / dicts) works on a loaded one. Long numeric lists (more
 than 32 numbers) are stored as ``.npy`` and load as numpy arrays.
@@ -37,9 +39,10 @@ TRUTH_VERSION = 1
 class Record(Mapping[str, Any]):
     """Read-only mapping whose reference values load on first access; keys also work as attributes."""
 
-    def __init__(self, raw: Mapping[str, Any], base: Path) -> None:
+    def __init__(self, raw: Mapping[str, Any], base: Path, raw_root: str = "") -> None:
         self._raw = dict(raw)
         self._base = base
+        self._raw_root = raw_root
         self._cache: dict[str, Any] = {}
 
     def __getitem__(self, key: Any) -> Any:
@@ -47,7 +50,7 @@ class Record(Mapping[str, Any]):
         if skey not in self._cache:
             if skey not in self._raw:
                 raise KeyError(key)
-            self._cache[skey] = _decode(self._raw[skey], self._base)
+            self._cache[skey] = _decode(self._raw[skey], self._base, self._raw_root)
         return self._cache[skey]
 
     def __getattr__(self, name: str) -> Any:
@@ -87,8 +90,9 @@ class IntKeyRecord(Record):
 class _Encoder:
     """Turn a truth tree into JSON-able data, writing large arrays to ``arrays/``."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, raw_root: str = "") -> None:
         self.base = base
+        self.raw_root = raw_root.rstrip("/")
         self.names: set[str] = set()
         (base / "arrays").mkdir(parents=True, exist_ok=True)
 
@@ -148,7 +152,14 @@ class _Encoder:
         if isinstance(obj, np.generic):
             return obj.item()
         if isinstance(obj, Path):
-            return str(obj)
+            obj = str(obj)
+        if (
+            isinstance(obj, str)
+            and self.raw_root
+            and (obj == self.raw_root or obj.startswith(self.raw_root + "/"))
+        ):
+            # paths inside the raw session are stored relative, so a moved session still loads
+            return {"__raw__": obj[len(self.raw_root) :].lstrip("/")}
         if obj is None or isinstance(obj, str | int | float | bool):
             return obj
         return str(obj)
@@ -165,10 +176,10 @@ class _Encoder:
         return {"__ragged__": {"values": vname, "offsets": oname}}
 
 
-def _decode(obj: Any, base: Path) -> Any:
+def _decode(obj: Any, base: Path, raw_root: str = "") -> Any:
     """Return the value of one JSON item, opening referenced arrays (memory-mapped)."""
     if isinstance(obj, list):
-        return [_decode(v, base) for v in obj]
+        return [_decode(v, base, raw_root) for v in obj]
     if not isinstance(obj, dict):
         return obj
     if "__npy__" in obj:
@@ -187,9 +198,11 @@ def _decode(obj: Any, base: Path) -> Any:
         return datetime.datetime.fromisoformat(obj["__datetime__"])
     if "__date__" in obj:
         return datetime.date.fromisoformat(obj["__date__"])
+    if "__raw__" in obj:
+        return str(Path(raw_root, obj["__raw__"])) if obj["__raw__"] else raw_root
     if "__intkeys__" in obj:
-        return IntKeyRecord(obj["__intkeys__"], base)
-    return Record(obj, base)
+        return IntKeyRecord(obj["__intkeys__"], base, raw_root)
+    return Record(obj, base, raw_root)
 
 
 @dataclasses.dataclass
@@ -267,14 +280,15 @@ class Truth:
         """Return the truth folder after writing ``truth.json`` and ``arrays/`` into it."""
         base = Path(truth_dir or self.truth_dir)
         base.mkdir(parents=True, exist_ok=True)
-        enc = _Encoder(base)
+        enc = _Encoder(base, str(self.raw_path))
         doc = {
             "truth_version": TRUTH_VERSION,
             **{
                 f.name: enc.encode(getattr(self, f.name), f.name)
                 for f in dataclasses.fields(self)
-                if f.name != "truth_dir"
+                if f.name not in ("truth_dir", "raw_path")
             },
+            "raw_path": str(self.raw_path),
         }
         (base / "truth.json").write_text(json.dumps(doc, indent=1))
         return base
@@ -297,9 +311,14 @@ class Truth:
                 field="truth_version",
                 expected=str(TRUTH_VERSION),
             )
-        kwargs: dict[str, Any] = {}
+        # the raw folder sits next to its truth folder (``<name>`` and ``<name>.truth``); fall back
+        # to the recorded absolute path when the pair was separated
+        sibling = base.with_name(base.name.removesuffix(".truth"))
+        raw_root = str(sibling) if base.name.endswith(".truth") and sibling.is_dir() else ""
+        raw_root = raw_root or str(doc.get("raw_path", ""))
+        kwargs: dict[str, Any] = {"raw_path": raw_root}
         for f in dataclasses.fields(cls):
-            if f.name == "truth_dir":
+            if f.name in ("truth_dir", "raw_path"):
                 continue
             if f.name not in doc:
                 raise BadFormatError(
@@ -308,7 +327,7 @@ class Truth:
                     field=f.name,
                     expected="every Truth field",
                 )
-            kwargs[f.name] = _decode(doc[f.name], base)
+            kwargs[f.name] = _decode(doc[f.name], base, raw_root)
         return cls(truth_dir=str(base), **kwargs)
 
 
