@@ -1,0 +1,282 @@
+"""RF mapping, optotagging, luminance test and invalid_times (FORMATS §6, §13) on hand-built files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from npc_frames.schemas.behavior import (
+    AUD_RF_MAPPING,
+    LUMINANCE_TEST,
+    OPTOTAGGING,
+    VIS_RF_MAPPING,
+)
+from test_trials import FakeFrameTimes, FakeSync, make_raw
+
+NAN = np.nan
+RF_NAME = "RFMapping_366122_20230901_115000.hdf5"
+OT_NAME = "OptoTagging_366122_20230901_121500.hdf5"
+LT_NAME = "LuminanceTest_366122_20230901_122000.hdf5"
+
+
+def _frames(t0: float, n: int, lag: float = 0.02) -> FakeFrameTimes:
+    flip = t0 + np.arange(n) / 60
+    return FakeFrameTimes(
+        "x",
+        script_name="",
+        flip=flip,
+        input=np.concatenate(([NAN], flip[:-1])),
+        display=flip + lag,
+    )
+
+
+def rf_attrs() -> dict[str, Any]:
+    # trials: flash, grating, tone, AM noise (0 Hz), flash; 31 frames apart
+    return {
+        "frameIntervals": np.full(200, 1 / 60),
+        "frameRate": 60,
+        "stimFrames": 15,
+        "interStimFrames": 15,
+        "soundDur": 0.25,
+        "soundSampleRate": 48000,
+        "stimStartFrame": np.array([0, 31, 62, 93, 124]),
+        "trialFullFieldContrast": np.array([1.0, NAN, NAN, NAN, -1.0]),
+        "trialVisXY": np.array([[NAN, NAN], [100.0, -50.0], [NAN, NAN], [NAN, NAN], [NAN, NAN]]),
+        "trialGratingOri": np.array([NAN, 45.0, NAN, NAN, NAN]),
+        "trialToneFreq": np.array([NAN, NAN, 6000.0, NAN, NAN]),
+        "trialAMNoiseFreq": np.array([NAN, NAN, NAN, 0.0, NAN]),
+    }
+
+
+def ot_attrs() -> dict[str, Any]:
+    return {
+        "frameIntervals": np.full(300, 1 / 60),
+        "frameRate": 60,
+        "optoDev": "laser_488",
+        "optoInterval": 60,
+        "optoOnRamp": 0.0,
+        "optoOffRamp": 0.0,
+        "optoSampleRate": 2000,
+        "optoOffsetVoltage": 0.0,
+        "trialOptoOnsetFrame": np.array([60, 125, 190]),
+        "trialOptoDur": np.array([0.01, 0.2, 0.01]),
+        "trialOptoVoltage": np.array([1.0, 1.0, 2.0]),
+        "trialGalvoVoltage": np.array([[-0.25, -0.4], [0.15, -0.55], [-0.25, -0.4]]),
+        "galvoVoltage": np.array([[-0.25, -0.4], [0.15, -0.55]]),
+        "bregmaXY": np.array([[-3.2, -2.9], [-1.6, -3.4]]),
+        "optoTaggingLocs": {"label": ["A", "C"]},
+        "optoPowerCalibrationData": {"poly coefficients": np.array([0.0, 5.0, 0.0])},
+    }
+
+
+def lt_attrs() -> dict[str, Any]:
+    return {
+        "frameIntervals": np.full(99, 1 / 60),
+        "framesPerLevel": 30,
+        "trialStartFrame": np.array([0, 30, 60]),
+        "trialLevel": np.array([-1.0, 0.25000001, 1.0]),
+    }
+
+
+RF_T0, OT_T0, LT_T0 = 2.0, 70.0, 90.0
+
+
+def _raw(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sync: Any = "default",
+    add_lines: bool = True,
+    **kw: Any,
+) -> Any:
+    from test_trials import make_sync
+
+    s = make_sync() if isinstance(sync, str) else sync
+    if s is not None and add_lines:
+        flip_rf = RF_T0 + np.arange(201) / 60
+        aud_on = flip_rf[[62, 93]] + 0.004
+        s._lines[1] = (
+            np.sort(np.concatenate((s._lines[1][0], aud_on))),
+            np.sort(np.concatenate((s._lines[1][1], aud_on + 0.25))),
+        )
+        flip_ot = OT_T0 + np.arange(301) / 60
+        on = flip_ot[[60, 125, 190]] + 0.001
+        s._lines[11] = (
+            np.sort(np.concatenate((s._lines[11][0], on))),
+            np.sort(np.concatenate((s._lines[11][1], on + np.array([0.0095, 0.1995, 0.0095])))),
+        )
+    return make_raw(
+        tmp_path,
+        monkeypatch,
+        sync=s,
+        extra_stims={RF_NAME: rf_attrs(), OT_NAME: ot_attrs(), LT_NAME: lt_attrs()},
+        frame_times={
+            RF_NAME: _frames(RF_T0, 201),
+            OT_NAME: _frames(OT_T0, 301),
+            LT_NAME: _frames(LT_T0, 100),
+        },
+        **kw,
+    )
+
+
+def test_rf_mapping_vis_and_aud_subsets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from npc_frames.components import aud_rf_mapping, vis_rf_mapping
+
+    raw = _raw(tmp_path, monkeypatch)
+    vis, aud = vis_rf_mapping(raw), aud_rf_mapping(raw)
+    flip = RF_T0 + np.arange(201) / 60
+    assert vis.columns == VIS_RF_MAPPING.names and aud.columns == AUD_RF_MAPPING.names
+    assert vis["trial_index"].to_list() == [0, 1, 4]
+    assert aud["trial_index"].to_list() == [2, 3]
+    sf = np.array([0, 31, 124])
+    np.testing.assert_allclose(vis["start_time"], flip[sf])
+    np.testing.assert_allclose(vis["stim_start_time"], flip[sf] + 0.02)
+    np.testing.assert_allclose(vis["stim_stop_time"], flip[sf + 15] + 0.02)
+    # last trial: stim + 30 frames = 154 <= 200 is in range
+    np.testing.assert_allclose(vis["stop_time"], flip[sf + 30])
+    assert vis["is_full_field_flash"].to_list() == [True, False, True]
+    assert vis["grating_orientation"][1] == 45.0 and vis["grating_x"][1] == 100.0
+    np.testing.assert_allclose(aud["stim_start_time"], flip[[62, 93]] + 0.004)
+    np.testing.assert_allclose(aud["stim_stop_time"], flip[[62, 93]] + 0.004 + 0.25)
+    assert aud["is_pure_tone"].to_list() == [True, False]
+    assert aud["is_AM_noise"].to_list() == [False, True]  # 0 Hz AM noise counts
+    assert aud["freq"].to_list() == [6000.0, 0.0]
+
+
+def test_rf_mapping_stop_time_beyond_last_frame_divides_by_frame_rate() -> None:
+    from npc_frames.components.intervals import build_rf_mapping
+
+    class S:
+        path = "rf.hdf5"
+
+        def __init__(self, a: dict[str, Any]) -> None:
+            self.a = a
+
+        def has(self, k: str) -> bool:
+            return k in self.a
+
+        def get(self, k: str, d: Any = None) -> Any:
+            return self.a.get(k, d)
+
+        def array(self, k: str, dtype: Any = None) -> np.ndarray:
+            return np.asarray(self.a[k], dtype=dtype)
+
+    a = rf_attrs()
+    a["stimStartFrame"] = np.array([0, 31, 62, 93, 180])  # 180 + 30 > 200 frames
+    import datetime
+
+    vis, _ = build_rf_mapping(
+        S(a), _frames(RF_T0, 201), None, session_id="x", session_date=datetime.date(2023, 9, 1)
+    )
+    flip = RF_T0 + np.arange(201) / 60
+    assert vis["stop_time"][-1] == pytest.approx(flip[195] + 0.02 + 15 / 60)
+
+
+def test_optotagging_onsets_offsets_locations_power(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import optotagging
+
+    raw = _raw(tmp_path, monkeypatch)
+    df = optotagging(raw)
+    assert df.columns == OPTOTAGGING.names
+    flip = OT_T0 + np.arange(301) / 60
+    on = flip[[60, 125, 190]] + 0.001
+    off = on + np.array([0.0095, 0.1995, 0.0095])
+    np.testing.assert_allclose(df["stim_start_time"], on)
+    np.testing.assert_allclose(df["stim_stop_time"], off)
+    np.testing.assert_allclose(df["start_time"], on - 0.2)  # analysis period min(0.2, 0.5)
+    np.testing.assert_allclose(df["baseline_stop_time"], on - 0.0015)
+    np.testing.assert_allclose(df["response_stop_time"], off - 0.0015)
+    assert df["location"].to_list() == ["probeA", "probeC", "probeA"]
+    assert df["bregma_x"].to_list() == [-3.2, -1.6, -3.2]
+    assert df["power"].to_list() == [5.0, 5.0, 10.0]
+    assert df["wavelength"].to_list() == [488] * 3
+    assert df["stim_name"].to_list() == ["square"] * 3
+
+
+def test_optotagging_without_laser_line_is_unrecorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import optotagging
+
+    raw = _raw(
+        tmp_path,
+        monkeypatch,
+        sync=FakeSync({"lick_sensor": (np.empty(0), np.empty(0))}),
+        add_lines=False,
+    )
+    assert optotagging(raw).height == 0
+
+
+def test_luminance_test_levels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from npc_frames.components import luminance_test
+
+    df = luminance_test(_raw(tmp_path, monkeypatch))
+    flip = LT_T0 + np.arange(100) / 60
+    assert df.columns == LUMINANCE_TEST.names
+    np.testing.assert_allclose(df["start_time"], flip[[0, 30, 60]])
+    np.testing.assert_allclose(df["stop_time"], flip[[30, 60, 90]])
+    assert df["level"].to_list() == [-1.0, 0.25, 1.0]
+
+
+def test_absent_scripts_give_zero_row_frames_of_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import aud_rf_mapping, luminance_test, optotagging, vis_rf_mapping
+
+    raw = make_raw(tmp_path, monkeypatch)
+    for fn, schema in (
+        (vis_rf_mapping, VIS_RF_MAPPING),
+        (aud_rf_mapping, AUD_RF_MAPPING),
+        (optotagging, OPTOTAGGING),
+        (luminance_test, LUMINANCE_TEST),
+    ):
+        df = fn(raw)
+        assert df.height == 0 and df.schema == schema.polars_schema
+
+
+def test_invalid_times_from_yaml_stop_minus_one_is_end_of_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import invalid_times, vis_rf_mapping
+
+    yaml = "invalid_times:\n  - {start_time: 2.5, stop_time: 2.6, reason: probe drift}\n  - {start_time: 80, stop_time: -1, reason: end}\n"
+    raw = _raw(tmp_path, monkeypatch, top_files={"invalid_times.yaml": yaml})
+    df = invalid_times(raw)
+    assert df.columns == ["session_id", "start_time", "stop_time", "reason"]
+    assert df["stop_time"].to_list() == [2.6, 100.0]  # FakeSync.total_seconds
+    assert df["reason"].to_list() == ["probe drift", "end"]
+    # the RF trial 1 (flip 2.5167 .. 3.0167) overlaps the first interval
+    assert vis_rf_mapping(raw)["trial_index"].to_list() == [0, 4]
+
+
+def test_invalid_times_annotations_take_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import invalid_times
+
+    yaml = "invalid_times: [{start_time: 1, stop_time: 2, reason: file}]\n"
+    ann = {"invalid_times": [{"start_time": 5, "stop_time": 6, "reason": "manifest"}]}
+    raw = _raw(tmp_path, monkeypatch, top_files={"invalid_times.yaml": yaml}, annotations=ann)
+    assert invalid_times(raw)["reason"].to_list() == ["manifest"]
+
+
+def test_bad_invalid_times_raise_typed_error_naming_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import invalid_times
+    from npc_frames.errors import BadFormatError
+
+    raw = _raw(
+        tmp_path,
+        monkeypatch,
+        top_files={"invalid_times.yaml": "invalid_times: [{start_time: 3}]\n"},
+    )
+    with pytest.raises(BadFormatError) as e:
+        invalid_times(raw)
+    assert e.value.field == "invalid_times[0].stop_time" and "invalid_times.yaml" in str(
+        e.value.path
+    )
