@@ -58,6 +58,12 @@ SOUND_RATE = 48000
 OPTO_RATE = 2000
 N_BLOCKS = 6
 
+#: DynamicRouting1 opto condition (one optoParams row): 1 s at 5 mW, 0.1 s off-ramp, over V1.
+OPTO_DUR = 1.0
+OPTO_OFF_RAMP = 0.1
+OPTO_POWER = 5.0
+OPTO_BREGMA = (-3.5, -2.8)
+
 #: opto-power calibration: power (mW) = polyval(POLY, volts); concave, offsetV = lower root.
 OPTO_POLY = np.array([-0.5, 4.2, -1.6])
 
@@ -144,9 +150,9 @@ def simulate_dynamic_routing(
     timeout_frames = TIMEOUT_FRAMES if "timeouts" in task_version else 0
     repeats = REPEATS if "repeats" in task_version else 0
 
-    opto_power = 5.0
+    opto_power = OPTO_POWER
     opto_volts = power_to_volts(opto_power)
-    opto_dur, opto_off_ramp = 1.0, 0.1
+    opto_dur, opto_off_ramp = OPTO_DUR, OPTO_OFF_RAMP
     opto_wave = opto_waveform(OPTO_RATE, opto_volts, opto_dur, off_ramp=opto_off_ramp)
     opto_active_start, opto_active_dur = active_duration(opto_wave, OPTO_RATE)
 
@@ -622,8 +628,8 @@ def _task_attrs(
             "label": ["V1"],
             "device": [["laser_488"]],
             "probability": [0.3],
-            "bregmaX": [-3.5],
-            "bregmaY": [-2.8],
+            "bregmaX": [OPTO_BREGMA[0]],
+            "bregmaY": [OPTO_BREGMA[1]],
             "bregma offset X": [0.0],
             "bregma offset Y": [0.0],
             "power": [opto_power],
@@ -720,6 +726,11 @@ def _trials_truth(
     post_start_frame = np.where(
         timeouts, timeout_start_frame + timeout_frames, stim_frame + RESPONSE_WINDOW[1]
     )
+    is_opto = np.isfinite(opto_times[:, 0])
+    targets = set(block_rewarded)
+    is_target = np.array([x in targets for x in stim], dtype=bool)
+    is_nontarget_vis = is_vis & ~is_target
+    is_nontarget_aud = is_aud & ~is_target
     repeat_index = np.zeros(n)
     for i in range(1, n):
         repeat_index[i] = repeat_index[i - 1] + 1 if repeat[i] else 0
@@ -781,7 +792,28 @@ def _trials_truth(
         "is_instruction": (block_trial < new_block_go).tolist(),
         "is_repeat": repeat.tolist(),
         "is_timeout": timeouts.tolist(),
-        "is_opto": np.isfinite(opto_times[:, 0]).tolist(),
+        "is_opto": is_opto.tolist(),
+        "is_target": is_target.tolist(),
+        "is_vis_target": (is_target & is_vis).tolist(),
+        "is_aud_target": (is_target & is_aud).tolist(),
+        "is_nontarget": (is_nontarget_vis | is_nontarget_aud).tolist(),
+        "is_vis_nontarget": is_nontarget_vis.tolist(),
+        "is_aud_nontarget": is_nontarget_aud.tolist(),
+        "is_vis_rewarded": np.array(["vis" in r for r in rewarded_stim], dtype=bool).tolist(),
+        "is_aud_rewarded": np.array(["sound" in r for r in rewarded_stim], dtype=bool).tolist(),
+        "is_block_switch": ((block_trial == 0) & (block_index != 0)).tolist(),
+        # §5.2 [quirk]: npc's formula is True where the two response times *disagree*; the truth
+        # gives the meaning of the name (True where sync and task control agree on a response).
+        "is_task_control_correct": (
+            np.isnan(response_time) == np.isnan(frames.input_time(response_frame))
+        ).tolist(),
+        "opto_duration": np.where(is_opto, OPTO_DUR, np.nan).tolist(),
+        "opto_power": np.where(is_opto, OPTO_POWER, np.nan).tolist(),
+        "opto_wavelength": np.where(is_opto, 488.0, np.nan).tolist(),
+        "opto_label": ["V1" if o else None for o in is_opto],
+        "opto_stim_name": ["opto0_V1" if o else "" for o in is_opto],
+        "opto_location_bregma_x": np.where(is_opto, OPTO_BREGMA[0], np.nan).tolist(),
+        "opto_location_bregma_y": np.where(is_opto, OPTO_BREGMA[1], np.nan).tolist(),
     }
 
 
