@@ -568,8 +568,27 @@ def to_nwb(
                 field="electrodes",
                 expected="an electrodes frame",
             )
+        if raw is None and isinstance(session, str):
+            raw = _raw_path_from_catalog(session, cache)
         add_raw(nwb, _raw_session(raw, frames["sessions"]), electrodes_df)
     return nwb
+
+
+def _raw_path_from_catalog(session_id: str, cache: str | os.PathLike[str] | None) -> str | None:
+    """Return the raw path the cache catalog recorded for `session_id`, if any."""
+    from npc_frames.cache import read_catalog
+
+    catalog = read_catalog(cache)
+    if "raw_path" not in catalog.columns:
+        return None
+    paths = (
+        catalog.filter(pl.col("session_id").cast(pl.String) == _canonical(session_id))
+        .get_column("raw_path")
+        .drop_nulls()
+        .unique()
+        .to_list()
+    )
+    return str(paths[0]) if paths else None
 
 
 def _raw_session(raw: Any, sessions: pl.DataFrame) -> Any:

@@ -1,0 +1,67 @@
+"""``npc-frames nwb``: write one cached session as an NWB (HDF5) file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``nwb`` subcommand to `subparsers`."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "nwb",
+        help="export one cached session as NWB",
+        description=(
+            "Assemble the NWB file of one session from its cached component frames and write it "
+            "atomically (no half-written file on failure)."
+        ),
+    )
+    p.add_argument("session_id", metavar="SESSION_ID", help="e.g. 668755_2023-08-31")
+    p.add_argument("--cache", help="cache root (default: $NPC_FRAMES_CACHE or ./npc_frames_cache)")
+    p.add_argument(
+        "-o", "--output", metavar="FILE.nwb", help="output file (default: ./<SESSION_ID>.nwb)"
+    )
+    p.add_argument(
+        "--include-raw",
+        action="store_true",
+        help="also write raw AP/LFP ElectricalSeries streamed from the raw session",
+    )
+    p.add_argument("--raw", help="raw session folder or URL for --include-raw (default: catalog)")
+    p.add_argument(
+        "--compression", choices=("gzip", "lzf"), default=None, help="compress large datasets"
+    )
+    p.add_argument(
+        "--component",
+        action="append",
+        dest="components",
+        metavar="NAME",
+        help="only this component (repeatable; default: all)",
+    )
+    p.add_argument("--validate", action="store_true", help="validate the written file with pynwb")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``nwb``; return 0 on success, 1 if validation found errors."""
+    from npc_frames.nwb import to_nwb, validate_nwb, write_nwb
+
+    out = args.output or f"{args.session_id}.nwb"
+    t0 = time.perf_counter()
+    nwb = to_nwb(
+        args.session_id,
+        cache=args.cache,
+        include_raw=args.include_raw,
+        components=args.components,
+        raw=args.raw,
+    )
+    path = write_nwb(nwb, out, compression=args.compression)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    if args.validate:
+        errors = validate_nwb(path)
+        if errors:
+            print("\n".join(errors), file=sys.stderr)
+            return 1
+        print("pynwb validation: ok")
+    return 0
