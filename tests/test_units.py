@@ -1,0 +1,328 @@
+"""The ``units`` component (FORMATS §10, §11.3–§11.4) on a synthetic session with known truth:
+spike times on sync within one AP sample on every probe, ids, peaks, waveforms, QC, and probes
+that fail or were not sorted being reported while the others convert."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from npc_frames.errors import AlignmentError, InconsistentDataError, MissingFileError
+
+AP_SAMPLE = 1 / 30_000.0
+
+
+# --------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def ephys_truth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The shared ``synth_session`` (2 probes) — or, if it cannot be built, an equivalent one."""
+    try:
+        return request.getfixturevalue("synth_session")
+    except Exception as exc:  # the shared generator is being developed in parallel
+        synth = pytest.importorskip("npc_frames.synth", reason=f"no synth: {exc}")
+        return synth.make_session(
+            tmp_path_factory.mktemp("ephys_truth"),
+            seed=2,
+            minutes=3.0,
+            n_probes=2,
+            units_per_probe=6,
+            video=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def raw(ephys_truth: Any) -> Any:
+    from npc_frames.paths import RawSession
+
+    return RawSession.from_path(Path(ephys_truth.raw_path))
+
+
+@pytest.fixture(scope="session")
+def units_df(raw: Any) -> pl.DataFrame:
+    from npc_frames.components.units import units
+
+    return units(raw)
+
+
+def get(obj: Any, key: str) -> Any:
+    """Field of a truth record: fresh truths are dataclasses, loaded ones mappings."""
+    return obj[key] if isinstance(obj, Mapping) else getattr(obj, key)
+
+
+def clone_session(src: str | Path, dst: Path) -> Path:
+    """Copy a session tree as hard links (cheap); edit a file only after unlinking it."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:  # another filesystem
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link)
+    return dst
+
+
+def replace_file(path: Path, write: Any) -> None:
+    """Replace a linked file by a new one written by `write(path)`."""
+    path.unlink()
+    write(path)
+
+
+def truth_units(truth: Any) -> dict[str, Any]:
+    e = truth.ephys
+    counts = np.asarray(get(e, "unit_spike_count"))
+    return {
+        "probe": np.asarray(get(e, "unit_probe")).astype(str),
+        "cluster_id": np.asarray(get(e, "unit_cluster_id")),
+        "peak_channel": np.asarray(get(e, "unit_peak_channel")),
+        "amplitude": np.asarray(get(e, "unit_amplitude")),
+        "offsets": np.concatenate([[0], np.cumsum(counts)]),
+        "spike_time": np.asarray(get(e, "spike_time")),
+        "spike_amplitude": np.asarray(get(e, "spike_amplitude")),
+    }
+
+
+# ------------------------------------------------------------------------------------ tests
+def test_streams_have_distinct_offsets_and_rate_errors(ephys_truth: Any) -> None:
+    """Guard: the truth exercises alignment (otherwise the next test proves little)."""
+    ap = [s for s in get(ephys_truth.ephys, "streams") if get(s, "kind") == "ap"]
+    assert len(ap) >= 2
+    rates = {get(s, "rate_on_sync") for s in ap}
+    starts = {get(s, "start_time_on_sync") for s in ap}
+    assert len(rates) == len(ap) and len(starts) == len(ap)
+    assert all(get(s, "rate_on_sync") != get(s, "nominal_rate") for s in ap)
+
+
+def test_spike_times_equal_truth_within_one_ap_sample_on_every_probe(
+    units_df: pl.DataFrame, ephys_truth: Any, raw: Any
+) -> None:
+    t = truth_units(ephys_truth)
+    ids = [f"{raw.session_id}_{p}-{c}" for p, c in zip(t["probe"], t["cluster_id"])]
+    assert units_df["unit_id"].to_list() == ids
+    flat = units_df["spike_times"].explode().to_numpy()
+    lengths = units_df["spike_times"].list.len().to_numpy()
+    np.testing.assert_array_equal(lengths, np.diff(t["offsets"]))
+    err = np.abs(flat - t["spike_time"])
+    assert err.max() < AP_SAMPLE, f"max error {err.max() * 1e6:.1f} µs"
+    for letter in set(t["probe"]):
+        rows = units_df["electrode_group_name"] == f"probe{letter}"
+        assert rows.sum() == (t["probe"] == letter).sum()
+    # sorted within every unit (analysis and NWB rely on it)
+    d = np.diff(flat)
+    boundaries = t["offsets"][1:-1] - 1
+    d[boundaries[boundaries < d.size]] = 0
+    assert np.all(d >= 0)
+
+
+def test_unit_columns_equal_truth(units_df: pl.DataFrame, ephys_truth: Any, raw: Any) -> None:
+    t = truth_units(ephys_truth)
+    np.testing.assert_array_equal(units_df["cluster_id"].to_numpy(), t["cluster_id"])
+    np.testing.assert_array_equal(units_df["peak_channel"].to_numpy(), t["peak_channel"])
+    np.testing.assert_allclose(units_df["amplitude"].to_numpy(), t["amplitude"], rtol=1e-6)
+    np.testing.assert_allclose(
+        units_df["spike_amplitudes"].explode().to_numpy(), t["spike_amplitude"], rtol=1e-6
+    )
+    np.testing.assert_array_equal(units_df["num_spikes"].to_numpy(), np.diff(t["offsets"]))
+    serials = {
+        get(p, "letter"): str(get(p, "serial_number")) for p in get(ephys_truth.ephys, "probes")
+    }
+    expected = [serials[p] for p in t["probe"]]
+    assert units_df["device_name"].to_list() == expected
+    assert units_df["session_id"].unique().to_list() == [str(raw.session_id)]
+
+
+def test_peak_electrode_points_at_the_peak_channel_row(units_df: pl.DataFrame, raw: Any) -> None:
+    from npc_frames.components.ephys import electrodes
+
+    el = electrodes(raw)
+    rows = el[units_df["peak_electrode"].to_numpy()]
+    assert rows["group_name"].to_list() == units_df["electrode_group_name"].to_list()
+    assert rows["channel"].to_list() == units_df["peak_channel"].to_list()
+
+
+def test_waveform_mean_is_the_average_template_on_the_units_own_channels(
+    units_df: pl.DataFrame, ephys_truth: Any
+) -> None:
+    root = Path(ephys_truth.raw_path)
+    for letter in ("A", "B"):
+        part = units_df.filter(pl.col("electrode_group_name") == f"probe{letter}")
+        folder = next((root / "sorting").glob(f"*Probe{letter}-AP"))
+        tpl = np.load(folder / "templates_average.npy")  # units x samples x channels
+        for row, (chans, wave) in enumerate(
+            zip(part["channels"].to_list(), part["waveform_mean"].to_list())
+        ):
+            nonzero = np.flatnonzero(np.any(tpl[row] != 0, axis=0))
+            assert chans == nonzero.tolist()
+            np.testing.assert_array_equal(np.asarray(wave, np.float32), tpl[row][:, nonzero].T)
+
+
+def test_obs_intervals_start_at_the_probe_and_end_within_the_sync_recording(
+    units_df: pl.DataFrame, ephys_truth: Any
+) -> None:
+    e = ephys_truth.ephys
+    for letter in ("A", "B"):
+        stream = next(
+            s
+            for s in get(e, "streams")
+            if get(s, "kind") == "ap" and get(s, "probe_letter") == letter
+        )
+        obs = units_df.filter(pl.col("electrode_group_name") == f"probe{letter}")["obs_intervals"]
+        starts = obs.list.first().list.first().to_numpy()
+        stops = obs.list.first().list.last().to_numpy()
+        np.testing.assert_allclose(starts, get(stream, "start_time_on_sync"), atol=AP_SAMPLE)
+        assert np.all(stops <= ephys_truth.sync_duration_s)
+        # clipped upload: the end is the last evidence of recording, close to the true stop
+        true_stop = get(stream, "start_time_on_sync") + get(stream, "num_samples") / get(
+            stream, "rate_on_sync"
+        )
+        assert np.all(stops <= true_stop + AP_SAMPLE) and np.all(stops > true_stop - 2.0)
+
+
+def test_default_qc_follows_npc_rule_without_drift(units_df: pl.DataFrame) -> None:
+    expected = (
+        (pl.col("isi_violations_ratio") <= 0.5)
+        & (pl.col("amplitude_cutoff") <= 0.1)
+        & (pl.col("presence_ratio") >= 0.7)
+        & (pl.col("decoder_label").fill_null("sua") != "noise")
+    ).fill_null(False)
+    check = units_df.select(expected.alias("e"), "default_qc", "is_qc_pass")
+    assert check["e"].to_list() == check["default_qc"].to_list() == check["is_qc_pass"].to_list()
+    assert units_df["activity_drift"].is_null().all()
+    assert 0 < units_df["default_qc"].sum() < units_df.height  # the rule discriminates
+
+
+def test_units_frame_conforms_to_schema(units_df: pl.DataFrame) -> None:
+    from npc_frames.schemas import get_schema
+
+    schema = get_schema("units")
+    assert units_df.schema == schema.polars_schema
+    assert units_df.columns[0] == "session_id"
+    assert units_df["spike_times"].dtype == pl.List(pl.Float64)
+
+
+def test_activity_drift_with_trials_matches_scipy(units_df: pl.DataFrame, raw: Any) -> None:
+    from scipy.stats import anderson_ksamp
+
+    from npc_frames.components.units import _qc, activity_drift
+
+    rng = np.random.default_rng(0)
+    n_trials = 60
+    stim = np.sort(rng.uniform(20, 150, n_trials))
+    trials = pl.DataFrame(
+        {
+            "stim_start_time": stim,
+            "is_catch": np.arange(n_trials) % 10 == 0,
+            "rewarded_modality": np.where(np.arange(n_trials) < 30, "vis", "aud"),
+            "stim_name": np.where(np.arange(n_trials) % 2 == 0, "vis1", "sound1"),
+            "block_index": np.arange(n_trials) // 15,
+        }
+    )
+    drift = activity_drift(units_df, trials).to_numpy()
+    # independent: unit 0, loop over groups as the reference does
+    spikes = np.asarray(units_df["spike_times"][0].to_list())
+    keep = trials.filter(~pl.col("is_catch"))
+    stats = []
+    for (_, _), g in keep.group_by(["rewarded_modality", "stim_name"]):
+        t0 = g["stim_start_time"].to_numpy()
+        counts = np.searchsorted(spikes, t0 + 2.0) - np.searchsorted(spikes, t0 - 1.5)
+        blocks = g["block_index"].to_numpy()
+        samples = [counts[blocks == b] for b in np.unique(blocks)]
+        if len(samples) == 1:
+            samples = list(np.array_split(counts, 3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stats.append(anderson_ksamp(samples, midrank=True).statistic)
+    assert drift[0] == pytest.approx(np.clip(max(stats) / 100, 0, 1))
+    assert np.all((drift >= 0) & (drift <= 1))
+    qc = _qc(units_df.with_columns(pl.Series("activity_drift", drift)))
+    assert not (qc["default_qc"] & ~units_df["default_qc"]).any()  # drift only removes units
+
+
+# ----------------------------------------------------------------- failures are reported
+def _units(raw_path: Path) -> tuple[pl.DataFrame, Any, list[str]]:
+    from npc_frames.components.units import units_with_report
+    from npc_frames.paths import RawSession
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df, report = units_with_report(RawSession.from_path(raw_path))
+    return df, report, [str(w.message) for w in caught]
+
+
+def test_probe_without_sorting_is_reported_not_dropped_silently(
+    ephys_truth: Any, tmp_path: Path
+) -> None:
+    root = clone_session(ephys_truth.raw_path, tmp_path / Path(ephys_truth.raw_path).name)
+    shutil.rmtree(next((root / "sorting").glob("*ProbeB-AP")))
+    df, report, messages = _units(root)
+    assert set(df["electrode_group_name"]) == {"probeA"}
+    assert report.unsorted == ("B",) and df.attrs["unsorted"] == ["B"]
+    assert any("probe B" in m and "no sorting" in m for m in messages)
+
+
+def test_corrupt_metrics_on_one_probe_leave_the_other_converted(
+    ephys_truth: Any, tmp_path: Path
+) -> None:
+    root = clone_session(ephys_truth.raw_path, tmp_path / Path(ephys_truth.raw_path).name)
+    metrics = next((root / "sorting").glob("*ProbeB-AP")) / "quality_metrics.csv"
+    q = pl.read_csv(metrics)
+    replace_file(metrics, lambda p: q.with_columns(pl.col("num_spikes") + 1).write_csv(p))
+    df, report, messages = _units(root)
+    assert set(df["electrode_group_name"]) == {"probeA"}
+    assert isinstance(report.failures["B"], InconsistentDataError)
+    assert report.failures["B"].path == str(metrics)
+    assert "num_spikes" in df.attrs["failed"]["B"]
+    assert any("probe B" in m for m in messages)
+
+
+def test_probe_that_cannot_be_aligned_is_reported(ephys_truth: Any, tmp_path: Path) -> None:
+    root = clone_session(ephys_truth.raw_path, tmp_path / Path(ephys_truth.raw_path).name)
+    ttl = next(root.glob("ecephys/ecephys_clipped/*/experiment1/recording1/events/*ProbeB-AP"))
+    ttl = ttl / "TTL"
+    samples = np.load(ttl / "sample_numbers.npy")
+    states = np.load(ttl / "states.npy")
+    keep = samples < samples[0] + 30_000 * 40  # only the first ~40 s: at most one barcode
+    replace_file(ttl / "sample_numbers.npy", lambda p: np.save(p, samples[keep]))
+    replace_file(ttl / "states.npy", lambda p: np.save(p, states[keep]))
+    df, report, _ = _units(root)
+    assert set(df["electrode_group_name"]) == {"probeA"}
+    assert isinstance(report.failures["B"], AlignmentError)
+    assert "ProbeB-AP" in str(report.failures["B"])
+
+
+def test_missing_settings_xml_still_converts_units(ephys_truth: Any, tmp_path: Path) -> None:
+    from npc_frames.components.ephys import electrodes
+    from npc_frames.paths import RawSession
+
+    root = clone_session(ephys_truth.raw_path, tmp_path / Path(ephys_truth.raw_path).name)
+    for f in root.glob("ecephys/ecephys_clipped/*/settings.xml"):
+        f.unlink()
+    df, report, _ = _units(root)
+    assert not report.failures and df.height == len(get(ephys_truth.ephys, "unit_cluster_id"))
+    assert df["device_name"].is_null().all() and df["peak_electrode"].is_null().all()
+    with pytest.raises(MissingFileError) as info:
+        electrodes(RawSession.from_path(root))
+    assert str(info.value.path).endswith("settings.xml")
+
+
+def test_all_probes_failing_raises(ephys_truth: Any, tmp_path: Path) -> None:
+    root = clone_session(ephys_truth.raw_path, tmp_path / Path(ephys_truth.raw_path).name)
+    for folder in (root / "sorting").iterdir():
+        (folder / "spike_times.npy").unlink()
+        np.save(folder / "spike_times.npy", np.zeros(3, np.uint64))
+    from npc_frames.components.units import units
+    from npc_frames.paths import RawSession
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception) as info:
+            units(RawSession.from_path(root))
+    assert "spike" in str(info.value)
