@@ -226,14 +226,16 @@ class LickModel:
             t = onset + float(np.clip(self.rng.normal(0.14, 0.02), 0.1, 0.2))
         return detected
 
-    def next_bout(self, start: float, stop: float) -> list[int] | None:
+    def next_bout(self, start: float, stop: float, rate: float | None = None) -> list[int] | None:
         """Return detected frames of the next spontaneous bout starting in ``[start, stop)``.
 
         Draws the Poisson process of bout onsets lazily from ``max(start, free_from)``; returns None
         when the next onset falls at or after ``stop`` (the process is memoryless, so the caller
-        simply asks again from a later time). A bout is 1-3 contacts.
+        simply asks again from a later time). A bout is 1-3 contacts. ``rate`` overrides
+        :attr:`spont_rate` (bouts/s) for this draw.
         """
-        t = max(start, self.free_from) + float(self.rng.exponential(1.0 / self.spont_rate))
+        rate = self.spont_rate if rate is None else rate
+        t = max(start, self.free_from) + float(self.rng.exponential(1.0 / rate))
         if t >= stop:
             return None
         frames = []

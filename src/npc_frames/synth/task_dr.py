@@ -137,7 +137,7 @@ def simulate_dynamic_routing(
     n_max = N_BLOCKS * frames_per_block + N_BLOCKS * 4000 + 4000
     frames = make_frames(rng, n_max, first_flip)
     poll, flip, display = frames.poll, frames.flip, frames.display
-    licks = LickModel(rng=rng, poll=poll)
+    licks = LickModel(rng=rng, poll=poll, spont_rate=0.1)
 
     block_rewarded = ["vis1", "sound1"] * 3 if rng.random() < 0.5 else ["sound1", "vis1"] * 3
     amn = "AMN" in task_version
@@ -302,7 +302,8 @@ def simulate_dynamic_routing(
         else:
             window_end = float(poll[stim_frame + RESPONSE_WINDOW[1]])
             while True:
-                bout = licks.next_bout(max(cursor, float(poll[stim_frame])), window_end)
+                # a mouse withholding its response also licks less spontaneously
+                bout = licks.next_bout(max(cursor, float(poll[stim_frame])), window_end, 0.03)
                 if bout is None:
                     break
                 pending += bout
