@@ -53,10 +53,10 @@ class SyncData:
     """
 
     __slots__ = (
-        "_bit_offsets",
         "_edge_bits",
         "_edge_rising",
         "_edge_times",
+        "_per_line",
         "line_labels",
         "meta",
         "sample_rate",
@@ -84,12 +84,11 @@ class SyncData:
         self.total_samples = int(total_samples)
         self.line_labels = list(line_labels)
         self.source = source
-        # sort edges by bit (stable: time order kept within a bit) so each line is one slice
-        order = np.argsort(edge_bits, kind="stable")
-        self._edge_times = _readonly(edge_times[order])
-        self._edge_bits = _readonly(edge_bits[order])
-        self._edge_rising = _readonly(edge_rising[order])
-        self._bit_offsets = np.searchsorted(self._edge_bits, np.arange(N_LINES + 1))
+        # edges stay in time order; each line's edges are gathered on first request
+        self._edge_times = _readonly(np.asarray(edge_times, dtype=np.float64))
+        self._edge_bits = _readonly(np.asarray(edge_bits, dtype=np.uint8))
+        self._edge_rising = _readonly(np.asarray(edge_rising, dtype=np.bool_))
+        self._per_line: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -148,37 +147,44 @@ class SyncData:
             return 0 <= int(line) < N_LINES
         return bool(line) and line in self.line_labels
 
-    def _slice(self, line: str | int) -> slice:
+    def _line(self, line: str | int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         b = self.bit(line)
-        return slice(int(self._bit_offsets[b]), int(self._bit_offsets[b + 1]))
+        if b not in self._per_line:
+            idx = np.flatnonzero(self._edge_bits == b)
+            self._per_line[b] = (
+                _readonly(self._edge_times[idx]),
+                _readonly(self._edge_rising[idx]),
+            )
+        return self._per_line[b]
 
     def rising(self, line: str | int) -> npt.NDArray[np.float64]:
         """Return the rising-edge times of `line` in seconds (sorted, read-only)."""
-        s = self._slice(line)
-        return _readonly(self._edge_times[s][self._edge_rising[s]])
+        times, rising = self._line(line)
+        return _readonly(times[rising])
 
     def falling(self, line: str | int) -> npt.NDArray[np.float64]:
         """Return the falling-edge times of `line` in seconds (sorted, read-only)."""
-        s = self._slice(line)
-        return _readonly(self._edge_times[s][~self._edge_rising[s]])
+        times, rising = self._line(line)
+        return _readonly(times[~rising])
 
     def all_edges(self, line: str | int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         """Return (times, is_rising) of every edge of `line`, in time order."""
-        s = self._slice(line)
-        return self._edge_times[s], self._edge_rising[s]
+        return self._line(line)
 
     def edges(self) -> pl.DataFrame:
-        """Return every edge of every line: columns line (int), label (str), time (s), rising."""
-        labels = np.asarray(self.line_labels, dtype=object)
-        df = pl.DataFrame(
+        """Return every edge of every line: columns line (int), label (str), time (s), rising.
+
+        Rows are in time order; edges of several lines at one sample are ordered by line.
+        """
+        labels = pl.Series("label", self.line_labels, dtype=pl.String)
+        return pl.DataFrame(
             {
                 "line": self._edge_bits.astype(np.int64),
-                "label": pl.Series(labels[self._edge_bits], dtype=pl.String),
+                "label": labels.gather(self._edge_bits.astype(np.uint32)),
                 "time": self._edge_times,
                 "rising": self._edge_rising,
             }
         )
-        return df.sort(["time", "line"], maintain_order=True)
 
 
 def _readonly(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -197,44 +203,44 @@ def decode_edges(
     initial state; row i ≥ 1 yields one edge per bit that differs from row i − 1. The counter is
     corrected for 32-bit rollover (2**32 added after every negative step).
     """
-    samples = np.asarray(counter).astype(np.int64)
-    steps = np.diff(samples)
-    if steps.size and (steps < 0).any():
-        wraps = np.concatenate([[0], np.cumsum(steps < 0)])
-        samples = samples + wraps.astype(np.int64) * COUNTER_ROLLOVER
+    counter = np.asarray(counter)
     word = np.asarray(state).astype(np.uint32, copy=False)
     changed = word[1:] ^ word[:-1]
     rows = np.flatnonzero(changed)
     remaining = changed[rows]
-    new_word = word[1:][rows]
+    new_word = word[rows + 1]
     out_rows: list[npt.NDArray[np.intp]] = []
     out_bits: list[npt.NDArray[np.uint8]] = []
     out_rising: list[npt.NDArray[np.bool_]] = []
     # peel off the lowest set bit of every changed word per pass: as many passes as the largest
-    # number of lines that changed in one row (usually 1-3), each pass vectorized over all rows
+    # number of lines that changed in one row (usually 1-3), each pass vectorized over all rows;
+    # popcount(low - 1) is the index of the single bit set in `low`
     while rows.size:
         low = remaining & (~remaining + np.uint32(1))
-        bits = np.frexp(low.astype(np.float64))[1].astype(np.uint8) - np.uint8(1)
         out_rows.append(rows)
-        out_bits.append(bits)
+        out_bits.append(np.bitwise_count(low - np.uint32(1)).astype(np.uint8, copy=False))
         out_rising.append((new_word & low) != 0)
-        remaining = remaining ^ low
+        remaining ^= low
         keep = remaining != 0
+        if not keep.any():
+            break
         rows, remaining, new_word = rows[keep], remaining[keep], new_word[keep]
     if not out_rows:
-        return (
-            np.empty(0, np.int64),
-            np.empty(0, np.uint8),
-            np.empty(0, np.bool_),
-        )
-    all_rows = np.concatenate(out_rows)
-    order = np.argsort(all_rows, kind="stable")
-    edge_rows = all_rows[order] + 1  # changed[j] is the change at row j + 1
-    return (
-        samples[edge_rows],
-        np.concatenate(out_bits)[order],
-        np.concatenate(out_rising)[order],
-    )
+        return np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.bool_)
+    if len(out_rows) == 1:
+        edge_rows, bits, rising = out_rows[0] + 1, out_bits[0], out_rising[0]
+    else:
+        all_rows = np.concatenate(out_rows)
+        order = np.argsort(all_rows, kind="stable")
+        edge_rows = all_rows[order] + 1  # changed[j] is the change at row j + 1
+        bits = np.concatenate(out_bits)[order]
+        rising = np.concatenate(out_rising)[order]
+    samples = counter[edge_rows].astype(np.int64)
+    wrapped = counter[1:] < counter[:-1]
+    if wrapped.any():  # 32-bit counter rolled over: add 2**32 per wrap before each edge row
+        n_wraps = np.concatenate([[0], np.cumsum(wrapped)])
+        samples += n_wraps[edge_rows].astype(np.int64) * COUNTER_ROLLOVER
+    return samples, bits, rising
 
 
 def _parse_meta(raw: Any, source: str | None) -> dict[str, Any]:
