@@ -620,3 +620,105 @@ def test_missing_task_file_and_timing_failure_are_typed(
     with pytest.raises(AlignmentError) as e:
         trials(raw)
     assert "no vsync block" in str(e.value)
+
+
+# ------------------------------------------------------------------ synthetic session (truth)
+#: display-derived columns (photodiode reconstruction) are compared within 1 ms, the rest 0.1 ms
+DISPLAY_COLUMNS = {
+    "stim_start_time",
+    "stim_stop_time",
+    "timeout_stop_time",
+    "post_response_window_start_time",
+    "post_response_window_stop_time",
+}
+
+
+def script_truth(truth: Any, script: str) -> Any:
+    """Return the truth record of the (first) run of `script` in a synthetic session."""
+    return next(s for s in truth.scripts if s["script_name"] == script)
+
+
+@pytest.fixture(scope="module")
+def synth_trials(synth_raw: Any) -> pl.DataFrame:
+    from npc_frames.components import get
+
+    return get("trials")(synth_raw)
+
+
+def test_synth_trial_times_match_truth(synth_session: Any, synth_trials: pl.DataFrame) -> None:
+    truth = script_truth(synth_session, "DynamicRouting1")["truth"]["trials"]
+    df = synth_trials
+    assert df.height == len(truth["start_time"])
+    checked = 0
+    for col in TRIALS.names:
+        if col not in truth or TRIALS.column(col).unit != "seconds":
+            continue
+        atol = 1e-3 if col in DISPLAY_COLUMNS else 1e-4
+        np.testing.assert_allclose(
+            df[col].to_numpy(), np.asarray(truth[col], dtype=float), atol=atol, err_msg=col
+        )
+        checked += 1
+    assert checked >= 17
+
+
+def test_synth_trial_flags_and_blocks_match_truth(
+    synth_session: Any, synth_trials: pl.DataFrame
+) -> None:
+    truth = script_truth(synth_session, "DynamicRouting1")["truth"]["trials"]
+    df = synth_trials
+    flags = [c for c in TRIALS.names if c.startswith("is_") and c in truth]
+    assert len(flags) >= 29  # all but is_single_opto_location (truth has no galvo)
+    for col in flags:
+        np.testing.assert_array_equal(df[col].to_numpy(), np.asarray(truth[col]), err_msg=col)
+    for col in ("block_index", "trial_index", "trial_index_in_block", "repeat_index"):
+        np.testing.assert_array_equal(df[col].to_numpy(), np.asarray(truth[col]).astype(int))
+    assert df["rewarded_modality"].to_list() == list(truth["rewarded_modality"])
+    assert df["stim_name"].to_list() == list(truth["stim_name"])
+    assert int(df["is_response"].sum()) == int(np.sum(truth["is_response"]))
+    assert int(df["is_rewarded"].sum()) == int(np.sum(truth["is_rewarded"]))
+
+
+def test_synth_opto_columns_match_truth(synth_session: Any, synth_trials: pl.DataFrame) -> None:
+    truth = script_truth(synth_session, "DynamicRouting1")["truth"]["trials"]
+    df = synth_trials
+    opto = np.asarray(truth["is_opto"])
+    assert opto.any(), "the synthetic opto session should have opto trials"
+    np.testing.assert_allclose(
+        df["opto_power"].to_numpy(), np.asarray(truth["opto_power"], dtype=float), atol=1e-9
+    )
+    np.testing.assert_allclose(
+        df["opto_duration"].to_numpy(), np.asarray(truth["opto_duration"], dtype=float)
+    )
+    wl = df["opto_wavelength"].to_numpy().astype(float)
+    np.testing.assert_array_equal(
+        np.nan_to_num(wl), np.nan_to_num(np.asarray(truth["opto_wavelength"], dtype=float))
+    )
+    assert df["opto_label"].to_list() == [
+        None if x is None else str(x) for x in truth["opto_label"]
+    ]
+    assert df["opto_stim_name"].to_list() == [str(x) for x in truth["opto_stim_name"]]
+    # one location per trial in the synthetic session: list column of length 1 vs truth float
+    bx = [x[0] if x is not None else np.nan for x in df["opto_location_bregma_x"].to_list()]
+    np.testing.assert_allclose(bx, np.asarray(truth["opto_location_bregma_x"], dtype=float))
+
+
+def test_synth_flags_vs_dynroutdata_on_same_file(
+    synth_raw: Any, synth_trials: pl.DataFrame
+) -> None:
+    """Same statement as on the hand-built file, on the generator's task file."""
+    pytest.importorskip("DynamicRoutingTask")
+    from DynamicRoutingTask.Analysis.DynamicRoutingAnalysisUtils import DynRoutData
+
+    path = synth_raw.stim_paths_for("DynamicRouting1")[0]
+    d = DynRoutData()
+    with h5py.File(path, "r") as f:
+        d.loadBehavData(path, h5pyFile=f)
+    df = synth_trials
+    np.testing.assert_array_equal(df["is_nogo"].to_numpy(), d.nogoTrials)
+    np.testing.assert_array_equal(df["is_false_alarm"].to_numpy(), d.falseAlarmTrials)
+    sched_go = (d.trialStim == d.rewardedStim) & d.autoRewardScheduled
+    np.testing.assert_array_equal(df["is_go"].to_numpy(), d.goTrials | sched_go)
+    np.testing.assert_array_equal(
+        df["is_hit"].to_numpy(), d.hitTrials | (sched_go & d.trialResponse)
+    )
+    np.testing.assert_array_equal(df["is_contingent_reward"].to_numpy(), d.rewardEarned)
