@@ -13,6 +13,21 @@ whole seconds (local wall clock), also in the file name.
 Date gates (from ``sync_start.date()``): sound TTL on bit 1 from 2023-08-31; solenoid on bit 15 from
 2024-04-01; ``diodeBoxFrameInterval`` = 1 before 2025-07-15, else 3.
 
+Truth (``ScriptRun.truth``, JSON-serialisable) of every script: ``script_name``, ``file_name``,
+``start_time``, ``n_frames`` = ``vsync_count``, first/last flip, ``stim_running_rise/fall``,
+``diode_box_frame_interval``, ``stim_clock_scale``, ``licks`` (§8.1 table of the sync contacts:
+timestamps, duration, is_likely_lick), ``lick_frames``, ``rewards`` (timestamps = solenoid opening
+when recorded, else flip of the reward frame; frame; flip_time; is_solenoid_time) and
+``running_speed`` (per-frame unfiltered cm/s from the encoder counts, §7, with each frame's input
+time). Per script in addition:
+
+* DynamicRouting1: ``trials`` (one list per §5.2 column, completed trials only, plus frame indices
+  ``trial_start_frame``, ``stim_start_frame``, ``trial_end_frame``, ``response_frame``, and
+  ``sound_onset_time``, ``is_timeout``), ``quiescent_violations`` (frame, timestamps = input time),
+  ``block_stim_rewarded``, ``frames_per_block``, ``reward_is_auto``, ``n_trials``;
+* RFMapping: ``vis_rf_mapping`` and ``aud_rf_mapping`` (§6.2 columns); OptoTagging: ``optotagging``
+  (§6.4 columns); LuminanceTest: ``luminance_test`` (§6.5 columns).
+
 Decisions on FORMATS quirks (the truth records physical/true values; parsers reproducing npc's
 quirks must apply them themselves):
 

@@ -222,6 +222,7 @@ def simulate_dynamic_routing(
     stim_sample: list[str] = []
     params: dict[str, Any] = {}
     pending: list[int] = []
+    n_opto = 0
     last_frame = n_max - 1  # replaced once the last block starts
     s = 0
     while s <= last_frame:
@@ -269,7 +270,10 @@ def simulate_dynamic_routing(
         if is_go and (block_auto < new_block_go or miss_count == AUTO_REWARD_MISSES):
             scheduled = True
             block_auto += 1
-        is_opto = bool(opto and block_trials >= new_block_go and rng.random() < 0.3)
+        # The first two eligible trials always get opto: with a single opto trial npc would read
+        # its relative onset (0) as "strictly increasing" and take it as an absolute frame (§3.6).
+        is_opto = bool(opto and block_trials >= new_block_go and (n_opto < 2 or rng.random() < 0.3))
+        n_opto += is_opto
 
         # --- pre-stimulus period with quiescent violations
         pre = _pre_stim_frames(rng) + (POST_RESPONSE_FRAMES if s == 0 else 0)
