@@ -530,3 +530,41 @@ def test_cli_synth_bad_parameters_exit_1_with_the_field(tmp_path, capsys):
     assert main(["synth", str(tmp_path), "--minutes", "-2"]) == 1
     err = capsys.readouterr().err
     assert "minutes" in err and "expected" in err
+
+
+# ------------------------------------------------------------------------------------ fixture
+
+FIXTURE = Path(__file__).parents[1] / "data" / "fixtures" / "ecephys_644070_2023-08-31_12-33-31"
+
+
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason="committed fixture absent")
+def test_committed_fixture_sync_file_matches_its_truth():
+    truth = Truth.load(FIXTURE.with_name(FIXTURE.name + ".truth"))
+    assert truth.raw_path == str(FIXTURE)
+    assert truth.session_id == "644070_2023-08-31"
+    (path,) = (FIXTURE / "behavior").glob("*.h5")
+    with npc_sync.SyncDataset(path) as ds:
+        assert ds.start_time == truth.sync_start
+        for bit in range(32):
+            exp_r, exp_f = truth.sync_lines.get(bit, ((), ()))
+            np.testing.assert_array_equal(ds.get_rising_edges(bit, units="seconds"), exp_r)
+            np.testing.assert_array_equal(ds.get_falling_edges(bit, units="seconds"), exp_f)
+        blocks = ds.vsync_times_in_blocks
+    assert [b.size for b in blocks] == [s["n_frames"] for s in truth.scripts]
+    for s in truth.scripts:
+        assert Path(s["path"]).is_file()
+
+
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason="committed fixture absent")
+def test_committed_fixture_video_json_matches_its_truth():
+    truth = Truth.load(FIXTURE.with_name(FIXTURE.name + ".truth"))
+    for label, cam in truth.video.items():
+        report = json.loads(Path(cam["json_path"]).read_text())["RecordingReport"]
+        exposures = np.asarray(truth.sync_lines[cam["exposing_bit"]][0])
+        lost = _parse_lost(report)
+        np.testing.assert_array_equal(lost, cam["lost_frames"])
+        expected = np.concatenate([[np.nan], np.delete(exposures, lost)])
+        np.testing.assert_array_equal(cam["frame_times"], expected)
+        assert report["FramesRecorded"] + 1 == cam["n_video_frames"], label
+    size = sum(p.stat().st_size for p in FIXTURE.parent.rglob("*") if p.is_file())
+    assert size < 5_000_000

@@ -38,7 +38,7 @@ from npc_frames.synth.barcodes import BARCODE_INTERVAL_S, barcode_duration, make
 from npc_frames.synth.metadata import write_metadata
 from npc_frames.synth.sync import LINE_LABELS, SYNC_RATE, quantize, write_sync_file
 from npc_frames.synth.truth import Truth
-from npc_frames.synth.video import make_videos
+from npc_frames.synth.video import CAMERAS, make_videos
 
 __all__ = ["DEFAULT_RIG", "DEFAULT_TASK_VERSION", "default_scripts", "make_session"]
 
@@ -211,6 +211,12 @@ def _script_end_s(run: Any) -> float:
     return max(ends) if ends else 0.0
 
 
+def _camera_bits(label: str) -> dict[str, int]:
+    """Return the exposing/readout sync bits of a camera label."""
+    cam = next(c for c in CAMERAS if c.label == label)
+    return {"exposing_bit": cam.exposing_bit, "readout_bit": cam.readout_bit}
+
+
 def _ephys_counts(ephys: Any) -> dict[str, int]:
     """Return n_units / n_spikes from the ephys truth when it exposes them."""
     counts: dict[str, int] = {}
@@ -239,6 +245,7 @@ def make_session(
     rig: str = DEFAULT_RIG,
     task_version: str = DEFAULT_TASK_VERSION,
     clip_seconds: float | None = None,
+    compress: bool = False,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -274,6 +281,9 @@ def make_session(
     clip_seconds:
         Length of each clipped ``continuous.dat`` (``None``: the ephys writer's default); small
         values keep fixtures small and fast.
+    compress:
+        gzip the sync file's ``data`` (transparent to h5py readers) and store truth arrays as
+        compressed ``.npz`` — for fixtures committed to git.
     """
     date, start_time = _check_params(
         seed=seed,
@@ -297,7 +307,7 @@ def make_session(
         microseconds=int(rng_sync.integers(0, 1_000_000))
     )
     asset_name = f"ecephys_{subject}_{date:%Y-%m-%d}_{start_time:%H-%M-%S}"
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()
     root = out_dir / asset_name
     truth_dir = out_dir / f"{asset_name}.truth"
     for folder in (root, truth_dir):
@@ -410,6 +420,7 @@ def make_session(
         start_time=sync_start,
         total_samples=total_samples,
         line_labels=LINE_LABELS,
+        compression="gzip" if compress else None,
     )
 
     # --- truth ------------------------------------------------------------------------------------
@@ -428,8 +439,15 @@ def make_session(
                 "truth": _attr(run, "truth") or {},
             }
         )
+    # exposure times are sync_lines[exposing_bit][0]; the truth keeps only the bits, not a copy
     video_truth = (
-        {label: dataclasses.asdict(cam) for label, cam in video_result.cameras.items()}
+        {
+            label: {
+                **{k: v for k, v in dataclasses.asdict(cam).items() if k != "exposure_times"},
+                **_camera_bits(label),
+            }
+            for label, cam in video_result.cameras.items()
+        }
         if video_result
         else {}
     )
@@ -483,7 +501,8 @@ def make_session(
             "rig": rig,
             "task_version": task_version,
             "clip_seconds": clip_seconds,
+            "compress": bool(compress),
         },
     )
-    truth.save(truth_dir)
+    truth.save(truth_dir, compress=compress)
     return truth

@@ -136,6 +136,7 @@ def write_sync_file(
     total_samples: int,
     line_labels: Sequence[str] = LINE_LABELS,
     rate: float = SYNC_RATE,
+    compression: str | None = None,
 ) -> dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
     """Return the quantised (rising, falling) edge times per bit after writing them as a sync file.
 
@@ -156,6 +157,9 @@ def write_sync_file(
         32 labels, index = bit.
     rate:
         Sample rate in Hz (``counter_output_freq``).
+    compression:
+        HDF5 filter for ``data`` (e.g. ``"gzip"``; transparent to every h5py reader). The sync
+        program writes uncompressed files; compression only keeps committed fixtures small.
 
     Returns
     -------
@@ -231,6 +235,8 @@ def write_sync_file(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
-        f.create_dataset("data", data=data)
+        f.create_dataset(
+            "data", data=data, compression=compression, shuffle=compression is not None
+        )
         f.create_dataset("meta", data=np.bytes_(repr(meta).encode()))
     return quantised

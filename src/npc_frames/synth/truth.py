@@ -1,8 +1,8 @@
 """Ground truth of a synthetic session: what the generator put into every raw file.
 
 A truth folder ``<…>.truth/`` holds ``truth.json`` (small values, readable by eye) and ``arrays/``
-with one ``.npy`` per large numeric array, ``.parquet`` per frame, and ragged lists (e.g. spike
-times per unit) as one ``values``/``offsets`` ``.npy`` pair. In ``truth.json`` such an item is a
+with one ``.npy`` (or compressed ``.npz``) per large numeric array, ``.parquet`` per frame, and
+ragged lists (e.g. spike times per unit) as one ``values``/``offsets`` array pair. In ``truth.json`` such an item is a
 reference object (``{"__npy__": "arrays/…"}``, ``{"__parquet__": …}``, ``{"__ragged__": …}``).
 
 :meth:`Truth.load` reads ``truth.json`` only; every referenced array is opened (memory-mapped) the
@@ -87,11 +87,32 @@ class IntKeyRecord(Record):
             return False
 
 
+#: sync sample rate: truth times on this grid are stored as sample counts when compressing
+_GRID_RATE = 100_000.0
+
+
+def _on_sync_grid(arr: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]] | None:
+    """Return delta-encoded sample counts if every finite value of a 1-D float array is k / rate."""
+    if arr.ndim != 1 or arr.dtype != np.float64 or arr.size < 2:
+        return None
+    finite = np.isfinite(arr)
+    k = np.rint(arr[finite] * _GRID_RATE)
+    if not np.array_equal(k / _GRID_RATE, arr[finite]) or np.abs(k).max(initial=0) > 2**52:
+        return None
+    samples = k.astype(np.int64)
+    return {
+        "deltas": np.diff(samples, prepend=0),
+        "size": np.array(arr.size),
+        "nan_idx": np.flatnonzero(~finite),
+    }
+
+
 class _Encoder:
     """Turn a truth tree into JSON-able data, writing large arrays to ``arrays/``."""
 
-    def __init__(self, base: Path, raw_root: str = "") -> None:
+    def __init__(self, base: Path, raw_root: str = "", compress: bool = False) -> None:
         self.base = base
+        self.compress = compress
         self.raw_root = raw_root.rstrip("/")
         self.names: set[str] = set()
         (base / "arrays").mkdir(parents=True, exist_ok=True)
@@ -131,6 +152,15 @@ class _Encoder:
                 return [self.encode(v, f"{key}.{i}") for i, v in enumerate(obj.tolist())]
             if obj.ndim == 1 and obj.size <= _INLINE_MAX and obj.dtype.kind in "biuf?":
                 return {"__array__": obj.tolist(), "dtype": obj.dtype.str}
+            if self.compress:
+                name = self._name(key, ".npz")
+                grid = _on_sync_grid(obj)
+                if grid is not None:
+                    # sync-quantised times compress ~50x as first value + sample-count deltas
+                    np.savez_compressed(self.base / name, **grid)  # type: ignore[arg-type]
+                    return {"__npz__": name, "grid": _GRID_RATE}
+                np.savez_compressed(self.base / name, a=np.ascontiguousarray(obj))
+                return {"__npz__": name}
             name = self._name(key, ".npy")
             np.save(self.base / name, np.ascontiguousarray(obj))
             return {"__npy__": name}
@@ -170,10 +200,12 @@ class _Encoder:
         lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         values = np.concatenate(arrays) if arrays else np.empty(0)
-        vname, oname = self._name(f"{key}.values", ".npy"), self._name(f"{key}.offsets", ".npy")
-        np.save(self.base / vname, values)
-        np.save(self.base / oname, offsets)
-        return {"__ragged__": {"values": vname, "offsets": oname}}
+        return {
+            "__ragged__": {
+                "values": self.encode(values, f"{key}.values"),
+                "offsets": self.encode(offsets, f"{key}.offsets"),
+            }
+        }
 
 
 def _decode(obj: Any, base: Path, raw_root: str = "") -> Any:
@@ -190,9 +222,19 @@ def _decode(obj: Any, base: Path, raw_root: str = "") -> Any:
         import polars as pl
 
         return pl.read_parquet(base / obj["__parquet__"])
+    if "__npz__" in obj:
+        with np.load(base / obj["__npz__"]) as npz:
+            if "grid" not in obj:
+                return npz["a"]
+            samples = np.cumsum(npz["deltas"])
+            out = np.full(int(npz["size"]), np.nan)
+            mask = np.ones(out.size, dtype=bool)
+            mask[npz["nan_idx"]] = False
+            out[mask] = samples / float(obj["grid"])
+            return out
     if "__ragged__" in obj:
-        values = np.load(base / obj["__ragged__"]["values"], mmap_mode="r")
-        offsets = np.load(base / obj["__ragged__"]["offsets"])
+        values = _decode(obj["__ragged__"]["values"], base)
+        offsets = np.asarray(_decode(obj["__ragged__"]["offsets"], base))
         return np.split(values, offsets[1:-1])
     if "__datetime__" in obj:
         return datetime.datetime.fromisoformat(obj["__datetime__"])
@@ -276,11 +318,15 @@ class Truth:
                 return s
         raise KeyError(name)
 
-    def save(self, truth_dir: str | Path | None = None) -> Path:
-        """Return the truth folder after writing ``truth.json`` and ``arrays/`` into it."""
+    def save(self, truth_dir: str | Path | None = None, *, compress: bool = False) -> Path:
+        """Return the truth folder after writing ``truth.json`` and ``arrays/`` into it.
+
+        With `compress`, arrays are written as compressed ``.npz`` (loaded whole on first access
+        instead of memory-mapped) — for committed fixtures.
+        """
         base = Path(truth_dir or self.truth_dir)
         base.mkdir(parents=True, exist_ok=True)
-        enc = _Encoder(base, str(self.raw_path))
+        enc = _Encoder(base, str(self.raw_path), compress=compress)
         doc = {
             "truth_version": TRUTH_VERSION,
             **{
