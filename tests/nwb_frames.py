@@ -7,10 +7,15 @@ with NaN and null, int, bool, str with null, list[f64], list[str], list[list[f64
 from __future__ import annotations
 
 import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
+from polars.testing import assert_series_equal
+
+from npc_frames.nwb import EVENT_TABLES, INTERVAL_TABLES
+from npc_frames.nwb_tables import is_void
 
 SESSION_ID = "668755_2023-08-31"
 
@@ -259,3 +264,121 @@ def conform(name: str, df: pl.DataFrame) -> pl.DataFrame:
             if c.name not in df.columns
         )
     )
+
+
+# ------------------------------------------------------------------------- expected values
+def expected(df: pl.DataFrame) -> pl.DataFrame:
+    """Return `df` as it must read back: the null-encoding rules of npc_frames.nwb_tables."""
+    exprs = []
+    for name in df.columns:
+        s = df[name]
+        if name == "session_id" or is_void(s):
+            continue
+        exprs.append(_encode(s))
+    return pl.DataFrame(exprs)
+
+
+def _encode(s: pl.Series) -> pl.Series:
+    dt = s.dtype
+    if isinstance(dt, pl.List):
+        # null list -> []; inner values follow the scalar rules
+        s = s.fill_null(pl.Series([[]], dtype=dt))
+        inner = dt.inner
+        if isinstance(inner, pl.List) or not (inner.is_float() or inner == pl.String):
+            return s
+        fill = float("nan") if inner.is_float() else ""
+        return s.list.eval(pl.element().fill_null(fill))
+    if dt.is_float():
+        return s.fill_null(float("nan"))
+    if dt.is_integer() or dt == pl.Boolean:
+        return s.cast(pl.Float64).fill_null(float("nan")) if s.null_count() else s
+    if dt == pl.String or isinstance(dt, pl.Categorical | pl.Enum):
+        return s.cast(pl.String).fill_null("")
+    if dt == pl.Date or isinstance(dt, pl.Datetime):
+        return s.dt.to_string().fill_null("")
+    return s
+
+
+def _same(actual: pl.Series, want: pl.Series, *, check_dtype: bool = True) -> None:
+    """Assert two series hold the same values (NaN == NaN; numeric dtype family must match)."""
+    if check_dtype:
+        a, w = actual.dtype, want.dtype
+        assert (
+            a == w
+            or (a.is_integer() and w.is_integer())
+            or (a.is_float() and w.is_float())
+            or (isinstance(a, pl.List) and isinstance(w, pl.List))
+        ), f"{want.name}: dtype {a} read back, {w} written"
+    if isinstance(want.dtype, pl.List) or isinstance(actual.dtype, pl.List):
+        assert _nested_equal(actual.to_list(), want.to_list()), want.name
+        return
+    if want.dtype.is_numeric() or want.dtype == pl.Boolean:
+        np.testing.assert_array_equal(
+            actual.cast(pl.Float64).to_numpy(), want.cast(pl.Float64).to_numpy(), want.name
+        )
+        return
+    assert_series_equal(actual.alias(want.name), want, check_dtypes=False)
+
+
+def _nested_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple | np.ndarray) and isinstance(b, list | tuple | np.ndarray):
+        return len(a) == len(b) and all(_nested_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def pynwb_frame(table: Any) -> pl.DataFrame:
+    """Return a pynwb DynamicTable as a polars frame, ragged cells as lists."""
+    from hdmf.common import VectorIndex
+
+    cols = {}
+    for name in table.colnames:
+        if name == "electrodes":
+            continue  # a region of another table: checked by test_units_link_peak_channel_...
+        col = table[name]
+        if isinstance(col, VectorIndex) or hasattr(col, "target"):
+            values = [np.asarray(col[i]).tolist() for i in range(len(table))]
+            cols[name] = pl.Series(name, values)
+        else:
+            data = col.data[:]
+            if isinstance(data, list) or (
+                data.dtype.kind == "O" and len(data) and not isinstance(data[0], str | bytes)
+            ):
+                continue  # object references (electrode_group, group)
+            if data.dtype.kind in "OSU":
+                data = [v.decode() if isinstance(v, bytes) else v for v in data]
+            cols[name] = (
+                pl.Series(name, data) if np.ndim(data) == 1 else pl.Series(name, data.tolist())
+            )
+    return pl.DataFrame(cols)
+
+
+TABLE_PATHS: dict[str, str] = {
+    **{k: f"/intervals/{v}" for k, v in INTERVAL_TABLES.items()},
+    **{k: f"/processing/behavior/{v}" for k, v in EVENT_TABLES.items()},
+    "units": "/units",
+    "electrodes": "/general/extracellular_ephys/electrodes",
+}
+RENAMED = {"timestamps": "timestamp"}
+
+
+def compare(component: str, want_df: pl.DataFrame, got: pl.DataFrame) -> None:
+    want = expected(want_df)
+    if component == "units" and "waveform_mean" in want.columns:
+        # channels × samples of the unit's channels in the frame; NWB stores the dense
+        # samples × probe channels, zero elsewhere
+        dense = [np.asarray(w, dtype=np.float32) for w in got["waveform_mean"].to_list()]
+        chans = want_df["channels"].to_list()
+        for w, c in zip(dense, chans):
+            outside = np.setdiff1d(np.arange(w.shape[1]), c)
+            assert not w[:, outside].any()
+        got = got.with_columns(
+            pl.Series("waveform_mean", [w[:, c].T.tolist() for w, c in zip(dense, chans)])
+        )
+    if component == "electrodes" and "location_label" in got.columns:
+        got = got.with_columns(pl.col("location_label").alias("location"))
+    for name in want.columns:
+        nwb_name = RENAMED.get(name, name) if component in EVENT_TABLES else name
+        assert nwb_name in got.columns, f"{component}.{name} missing in NWB"
+        _same(got[nwb_name], want[name])

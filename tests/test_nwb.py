@@ -18,19 +18,15 @@ import h5py
 import numpy as np
 import polars as pl
 import pytest
-from polars.testing import assert_series_equal
 
 from npc_frames.errors import CacheError, InconsistentDataError, ParameterError, SchemaError
 from npc_frames.nwb import (
     CAMERA_NAMES,
-    EVENT_TABLES,
-    INTERVAL_TABLES,
     to_nwb,
     validate_nwb,
     write_nwb,
 )
-from npc_frames.nwb_tables import is_void
-from nwb_frames import SESSION_ID, make_frames
+from nwb_frames import SESSION_ID, TABLE_PATHS, compare, make_frames, pynwb_frame
 
 pynwb = pytest.importorskip("pynwb")
 
@@ -52,122 +48,6 @@ def nwb_path(frames: dict[str, pl.DataFrame], tmp_path_factory: pytest.TempPathF
 def nwb_read(nwb_path: Path) -> Iterator[Any]:
     with pynwb.NWBHDF5IO(str(nwb_path), "r") as io:
         yield io.read()
-
-
-# ------------------------------------------------------------------------- expected values
-def expected(df: pl.DataFrame) -> pl.DataFrame:
-    """Return `df` as it must read back: the null-encoding rules of npc_frames.nwb_tables."""
-    exprs = []
-    for name in df.columns:
-        s = df[name]
-        if name == "session_id" or is_void(s):
-            continue
-        exprs.append(_encode(s))
-    return pl.DataFrame(exprs)
-
-
-def _encode(s: pl.Series) -> pl.Series:
-    dt = s.dtype
-    if isinstance(dt, pl.List):
-        # null list -> []; inner values follow the scalar rules
-        s = s.fill_null(pl.Series([[]], dtype=dt))
-        inner = dt.inner
-        if isinstance(inner, pl.List) or not (inner.is_float() or inner == pl.String):
-            return s
-        fill = float("nan") if inner.is_float() else ""
-        return s.list.eval(pl.element().fill_null(fill))
-    if dt.is_float():
-        return s.fill_null(float("nan"))
-    if dt.is_integer() or dt == pl.Boolean:
-        return s.cast(pl.Float64).fill_null(float("nan")) if s.null_count() else s
-    if dt == pl.String or isinstance(dt, pl.Categorical | pl.Enum):
-        return s.cast(pl.String).fill_null("")
-    if dt == pl.Date or isinstance(dt, pl.Datetime):
-        return s.dt.to_string().fill_null("")
-    return s
-
-
-def _same(actual: pl.Series, want: pl.Series, *, check_dtype: bool = True) -> None:
-    """Assert two series hold the same values (NaN == NaN; numeric dtype family must match)."""
-    if check_dtype:
-        a, w = actual.dtype, want.dtype
-        assert (
-            a == w
-            or (a.is_integer() and w.is_integer())
-            or (a.is_float() and w.is_float())
-            or (isinstance(a, pl.List) and isinstance(w, pl.List))
-        ), f"{want.name}: dtype {a} read back, {w} written"
-    if isinstance(want.dtype, pl.List) or isinstance(actual.dtype, pl.List):
-        assert _nested_equal(actual.to_list(), want.to_list()), want.name
-        return
-    if want.dtype.is_numeric() or want.dtype == pl.Boolean:
-        np.testing.assert_array_equal(
-            actual.cast(pl.Float64).to_numpy(), want.cast(pl.Float64).to_numpy(), want.name
-        )
-        return
-    assert_series_equal(actual.alias(want.name), want, check_dtypes=False)
-
-
-def _nested_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, list | tuple | np.ndarray) and isinstance(b, list | tuple | np.ndarray):
-        return len(a) == len(b) and all(_nested_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
-        return True
-    return bool(a == b)
-
-
-def _pynwb_frame(table: Any) -> pl.DataFrame:
-    """Return a pynwb DynamicTable as a polars frame, ragged cells as lists."""
-    cols = {}
-    for name in table.colnames:
-        if name == "electrodes":
-            continue  # a region of another table: checked by test_units_link_peak_channel_...
-        col = table[name]
-        if isinstance(col, pynwb.core.VectorIndex) or hasattr(col, "target"):
-            values = [np.asarray(col[i]).tolist() for i in range(len(table))]
-            cols[name] = pl.Series(name, values)
-        else:
-            data = col.data[:]
-            if isinstance(data, list) or (
-                data.dtype.kind == "O" and len(data) and not isinstance(data[0], str | bytes)
-            ):
-                continue  # object references (electrode_group, group)
-            if data.dtype.kind in "OSU":
-                data = [v.decode() if isinstance(v, bytes) else v for v in data]
-            cols[name] = (
-                pl.Series(name, data) if np.ndim(data) == 1 else pl.Series(name, data.tolist())
-            )
-    return pl.DataFrame(cols)
-
-
-TABLE_PATHS: dict[str, str] = {
-    **{k: f"/intervals/{v}" for k, v in INTERVAL_TABLES.items()},
-    **{k: f"/processing/behavior/{v}" for k, v in EVENT_TABLES.items()},
-    "units": "/units",
-    "electrodes": "/general/extracellular_ephys/electrodes",
-}
-RENAMED = {"timestamps": "timestamp"}
-
-
-def _compare(component: str, want_df: pl.DataFrame, got: pl.DataFrame) -> None:
-    want = expected(want_df)
-    if component == "units" and "waveform_mean" in want.columns:
-        # channels × samples of the unit's channels in the frame; NWB stores the dense
-        # samples × probe channels, zero elsewhere
-        dense = [np.asarray(w, dtype=np.float32) for w in got["waveform_mean"].to_list()]
-        chans = want_df["channels"].to_list()
-        for w, c in zip(dense, chans):
-            outside = np.setdiff1d(np.arange(w.shape[1]), c)
-            assert not w[:, outside].any()
-        got = got.with_columns(
-            pl.Series("waveform_mean", [w[:, c].T.tolist() for w, c in zip(dense, chans)])
-        )
-    if component == "electrodes" and "location_label" in got.columns:
-        got = got.with_columns(pl.col("location_label").alias("location"))
-    for name in want.columns:
-        nwb_name = RENAMED.get(name, name) if component in EVENT_TABLES else name
-        assert nwb_name in got.columns, f"{component}.{name} missing in NWB"
-        _same(got[nwb_name], want[name])
 
 
 # --------------------------------------------------------------------------------- validity
@@ -218,7 +98,7 @@ def test_round_trip_pynwb_every_table_component(
         obj = nwb_read.units
     else:
         obj = nwb_read.electrodes
-    _compare(component, df, _pynwb_frame(obj))
+    compare(component, df, pynwb_frame(obj))
 
 
 @pytest.mark.parametrize("component", sorted(TABLE_PATHS))
@@ -240,7 +120,7 @@ def test_round_trip_lazynwb_every_table_component(
         disable_progress=True,
     )
     got = got.drop([c for c in got.columns if c.startswith("_")])
-    _compare(component, df, got)
+    compare(component, df, got)
 
 
 def test_round_trip_lazynwb_keeps_dtypes(frames: dict[str, pl.DataFrame], nwb_path: Path) -> None:
@@ -323,7 +203,7 @@ def test_session_metadata_and_subject_age_in_days(
     assert nwb_read.subject.subject_id == str(subj["subject_id"])
     assert nwb_read.subject.species == "Mus musculus"
     # every session column, verbatim, for flags without an NWB field
-    flags = _pynwb_frame(nwb_read.analysis["sessions"])
+    flags = pynwb_frame(nwb_read.analysis["sessions"])
     assert flags["is_ephys"].to_list() == [True]
     assert flags["date"].to_list() == ["2023-08-31"]
 
@@ -348,8 +228,8 @@ def test_video_frame_times_one_table_per_camera(
     assert sorted(cams) == ["eye_camera", "side_camera"]
     for cam in cams:
         part = src.filter(pl.col("camera") == cam)
-        got = _pynwb_frame(nwb_read.acquisition[f"frametimes_{CAMERA_NAMES[cam]}"])
-        _compare("video_frame_times", part.drop("camera"), got)
+        got = pynwb_frame(nwb_read.acquisition[f"frametimes_{CAMERA_NAMES[cam]}"])
+        compare("video_frame_times", part.drop("camera"), got)
         assert np.isnan(got["timestamp"][0])  # metadata frame
     assert not {"frametimes_front_camera", "frametimes_zoomed_side_camera"} & set(
         nwb_read.acquisition
@@ -507,8 +387,8 @@ def test_session_from_cache_round_trips(frames: dict[str, pl.DataFrame], tmp_pat
     path = write_nwb(SESSION_ID, tmp_path / "x.nwb", cache=tmp_path)
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
-        _compare("trials", frames["trials"], _pynwb_frame(nwb.trials))
-        _compare("units", frames["units"], _pynwb_frame(nwb.units))
+        compare("trials", frames["trials"], pynwb_frame(nwb.trials))
+        compare("units", frames["units"], pynwb_frame(nwb.units))
 
 
 def test_session_argument_of_wrong_type_is_a_parameter_error() -> None:
