@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -145,3 +146,72 @@ def test_quiescent_violations_are_input_times(
     df = quiescent_violations(raw)
     flip = flip_times()
     np.testing.assert_allclose(df["timestamps"], flip[[49, 449]])
+
+
+# ------------------------------------------------------------------ synthetic session (truth)
+def _runs(truth: Any) -> list[Any]:
+    return [s["truth"] for s in truth.scripts]
+
+
+def test_synth_licks_equal_truth(synth_session: Any, synth_raw: Any) -> None:
+    from npc_frames.components import get
+
+    df = get("licks")(synth_raw)
+    runs = [r["licks"] for r in _runs(synth_session)]
+    ts = np.sort(np.concatenate([np.asarray(r["timestamps"], dtype=float) for r in runs]))
+    dur = np.concatenate([np.asarray(r["duration"], dtype=float) for r in runs])
+    assert df.height == ts.size
+    np.testing.assert_allclose(df["timestamps"], ts, atol=1e-4)
+    np.testing.assert_allclose(np.sort(df["duration"].to_numpy()), np.sort(dur), atol=1e-4)
+    assert int(df["is_likely_lick"].sum()) == int(sum(np.sum(r["is_likely_lick"]) for r in runs))
+
+
+def test_synth_rewards_equal_truth(synth_session: Any, synth_raw: Any) -> None:
+    from npc_frames.components import get
+
+    df = get("rewards")(synth_raw)
+    ts = np.sort(
+        np.concatenate(
+            [
+                np.asarray(r["rewards"]["timestamps"], dtype=float).ravel()
+                for r in _runs(synth_session)
+            ]
+        )
+    )
+    assert df.height == ts.size
+    np.testing.assert_allclose(df["timestamps"], ts, atol=1e-4)
+
+
+def test_synth_running_speed_within_tolerance_of_truth(synth_session: Any, synth_raw: Any) -> None:
+    """Truth is the generator's per-frame (unfiltered) speed at input times; we compare with the
+    same 4 Hz zero-phase filter implemented independently (second-order sections)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    from npc_frames.components import get
+
+    df = get("running_speed")(synth_raw)
+    sos = butter(3, 4.0, btype="low", fs=60.0, output="sos")
+    ts, vs = [], []
+    for r in _runs(synth_session):
+        rs = r["running_speed"]
+        t = np.asarray(rs["timestamps"], dtype=float)[1:]
+        v = np.asarray(rs["speed"], dtype=float)[1:]
+        if t.size < 2:
+            continue
+        ts.append(t + 0.5 * np.median(np.diff(t)))
+        vs.append(sosfiltfilt(sos, np.nan_to_num(v)))
+    order = np.argsort([t[0] for t in ts])
+    t = np.concatenate([ts[i] for i in order])
+    v = np.concatenate([vs[i] for i in order])
+    assert df.height == t.size
+    np.testing.assert_allclose(df["timestamps"], t, atol=1e-4)
+    np.testing.assert_allclose(df["speed"], v, atol=0.05 * np.max(np.abs(v)))
+
+
+def test_synth_quiescent_violations_equal_truth(synth_session: Any, synth_raw: Any) -> None:
+    from npc_frames.components import get
+
+    truth = next(s for s in synth_session.scripts if s["script_name"] == "DynamicRouting1")
+    exp = np.unique(np.asarray(truth["truth"]["quiescent_violations"]["timestamps"], dtype=float))
+    df = get("quiescent_violations")(synth_raw)
+    np.testing.assert_allclose(df["timestamps"], exp, atol=1e-4)

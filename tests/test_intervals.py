@@ -280,3 +280,39 @@ def test_bad_invalid_times_raise_typed_error_naming_entry(
     assert e.value.field == "invalid_times[0].stop_time" and "invalid_times.yaml" in str(
         e.value.path
     )
+
+
+# ------------------------------------------------------------------ synthetic session (truth)
+def _truth_table(truth: Any, script: str, name: str) -> Any:
+    return next(s for s in truth.scripts if s["script_name"] == script)["truth"][name]
+
+
+@pytest.mark.parametrize(
+    ("component", "script"),
+    [
+        ("vis_rf_mapping", "RFMapping"),
+        ("aud_rf_mapping", "RFMapping"),
+        ("optotagging", "OptoTagging"),
+    ],
+)
+def test_synth_interval_tables_equal_truth(
+    synth_session: Any, synth_raw: Any, component: str, script: str
+) -> None:
+    from npc_frames.components import get
+    from npc_frames.schemas import get_schema
+
+    df = get(component)(synth_raw)
+    truth = _truth_table(synth_session, script, component)
+    assert df.height == len(truth["trial_index"])
+    schema = get_schema(component)
+    display = {"stim_start_time", "stim_stop_time"} if component == "vis_rf_mapping" else set()
+    for col in schema.names[1:]:
+        if col not in truth:
+            continue
+        exp = np.asarray(truth[col])
+        got = df[col].to_numpy()
+        if exp.dtype.kind == "f":
+            atol = 1e-3 if col in display else 1e-4
+            np.testing.assert_allclose(got.astype(float), exp, atol=atol, err_msg=col)
+        else:
+            assert got.tolist() == exp.tolist(), col

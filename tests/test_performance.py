@@ -161,3 +161,58 @@ def test_performance_component_and_empty_trials(
     assert perf["n_trials"].to_list() == [4, 3]
     assert perf["is_first_block_aud"].to_list() == [False, False]
     assert performance_from_trials(TRIALS.empty()).height == 0
+
+
+# ------------------------------------------------------------------ synthetic session (truth)
+def _independent_performance(t: Any) -> dict[int, dict[str, float]]:
+    """Performance per block computed straight from the truth trials with numpy (no polars)."""
+    from scipy.special import ndtri
+
+    def a(k: str) -> np.ndarray:
+        return np.asarray(t[k])
+
+    def d(hr: float, far: float, n1: int, n2: int) -> float:
+        if n1 == 0 or n2 == 0:
+            return float("nan")
+        hr = 0.5 / n1 if hr == 0 else (1 - 0.5 / n1 if hr == 1 else hr)
+        far = 0.5 / n2 if far == 0 else (1 - 0.5 / n2 if far == 1 else far)
+        return float(ndtri(hr) - ndtri(far))
+
+    out = {}
+    for b in np.unique(a("block_index")):
+        m = a("block_index") == b
+        go, nogo, hit, fa = (a(k)[m] for k in ("is_go", "is_nogo", "is_hit", "is_false_alarm"))
+        vis_block = a("rewarded_modality")[m][0] == "vis"
+        other_t = a("is_aud_target")[m] if vis_block else a("is_vis_target")[m]
+        hr = hit.sum() / go.sum()
+        far_other = (fa & other_t).sum() / other_t.sum()
+        vt, vnt = a("is_vis_target")[m], a("is_vis_nontarget")[m]
+        out[int(b)] = {
+            "n_trials": float(m.sum()),
+            "n_hits": float(hit.sum()),
+            "hit_rate": hr,
+            "false_alarm_rate": fa.sum() / nogo.sum(),
+            "cross_modality_dprime": d(hr, far_other, int(go.sum()), int(other_t.sum())),
+            "vis_dprime": d(
+                (hit & vt).sum() / vt.sum(),
+                (fa & vnt).sum() / vnt.sum(),
+                int(vt.sum()),
+                int(vnt.sum()),
+            ),
+        }
+    return out
+
+
+def test_synth_performance_equals_independent_computation_from_truth(
+    synth_session: Any, synth_raw: Any
+) -> None:
+    from npc_frames.components import get
+
+    truth = next(s for s in synth_session.scripts if s["script_name"] == "DynamicRouting1")
+    expected = _independent_performance(truth["truth"]["trials"])
+    perf = get("performance")(synth_raw)
+    assert perf["block_index"].to_list() == sorted(expected)
+    for row in perf.iter_rows(named=True):
+        exp = expected[row["block_index"]]
+        for k, v in exp.items():
+            assert row[k] == pytest.approx(v, nan_ok=True), (row["block_index"], k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,3 +149,37 @@ def test_epochs_rows_tags_and_interval_names(
     assert df["start_time"][0] == pytest.approx(2.02) and df["stop_time"][0] == pytest.approx(
         2.02 + 200 / 60
     )
+
+
+# ------------------------------------------------------------------ synthetic session (truth)
+def _get(obj: Any, key: str) -> Any:
+    return obj[key] if isinstance(obj, dict) else getattr(obj, key)
+
+
+def test_synth_sessions_subjects_epochs_match_truth(synth_session: Any, synth_raw: Any) -> None:
+    from npc_frames.components import get
+
+    md = synth_session.metadata
+    row = get("sessions")(synth_raw).row(0, named=True)
+    assert row["session_id"] == str(synth_session.session_id)
+    assert row["rig"] == md.rig
+    assert row["experimenter"] == " ".join(p.title() for p in md.experimenter.split("."))
+    assert row["is_sync"] and row["is_ephys"] and row["is_task"] and row["is_opto"]
+    assert row["is_video"] == bool(_get(synth_session.params, "video"))
+    start = synth_session.sync_start
+    start = (
+        datetime.datetime.fromisoformat(str(start))
+        if not isinstance(start, datetime.datetime)
+        else start
+    )
+    assert row["session_start_time"].replace(tzinfo=None) == start
+    sub = get("subjects")(synth_raw).row(0, named=True)
+    assert sub["subject_id"] == md.subject_id and sub["sex"] == md.sex[0].upper()
+    assert sub["date_of_birth"] == md.date_of_birth
+    assert sub["age"] == f"P{(start.date() - md.date_of_birth).days}D"
+    assert sub["is_wild_type"] is False
+    ep = get("epochs")(synth_raw)
+    assert ep["script_name"].to_list() == [s["script_name"] for s in synth_session.scripts]
+    tags = dict(zip(ep["script_name"], ep["tags"].to_list(), strict=True))
+    assert "task" in tags["DynamicRouting1"] and "opto_perturbation" in tags["DynamicRouting1"]
+    assert tags["OptoTagging"] == ["optotagging"]
