@@ -41,6 +41,7 @@ Decisions on FORMATS quirks and open points:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import json
@@ -48,7 +49,7 @@ import xml.etree.ElementTree as ET
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +101,8 @@ NP1_ROW_PITCH_UM = 20.0
 FIRST_SAMPLE_BASE = 210_000_000
 CLOCK_ERROR_MAX = 5e-6
 RIG_TIMEZONE = zoneinfo.ZoneInfo("America/Los_Angeles")
+# probes whose sorting output is simulated concurrently (bounded: each holds its spikes in memory)
+SORTING_THREADS = 2
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -176,7 +179,7 @@ class EphysTruth:
     spike_time: FloatArray
     spike_amplitude: npt.NDArray[np.float32]
 
-    ARRAY_FIELDS = (
+    ARRAY_FIELDS: ClassVar[tuple[str, ...]] = (
         "unit_cluster_id",
         "unit_peak_channel",
         "unit_amplitude",
@@ -191,6 +194,11 @@ class EphysTruth:
     def n_units(self) -> int:
         """Return the number of units over all probes."""
         return int(self.unit_cluster_id.size)
+
+    @property
+    def n_spikes(self) -> int:
+        """Return the number of spikes over all probes."""
+        return int(self.spike_unit.size)
 
     def stream(self, folder_name: str, record_node: str | None = None) -> StreamTruth:
         """Return the stream with that folder name (first match unless a record node is given)."""
@@ -390,6 +398,7 @@ def make_ephys(
     barcode_falling: np.ndarray,
     clip_seconds: float = 2.0,
     software_time_ms: int | None = None,
+    sync_start: datetime.datetime | None = None,
     hostname: str = "W10DT05516",
     aborted_recording: bool = False,
 ) -> EphysTruth:
@@ -416,8 +425,12 @@ def make_ephys(
     clip_seconds:
         Length of every ``continuous.dat`` (clipped upload); TTL and spikes span the whole recording.
     software_time_ms:
-        ``sync_messages.txt`` software time (ms since the epoch, UTC); default: 12:00 local time
-        (America/Los_Angeles) on ``date`` plus ``recording_start_s``.
+        ``sync_messages.txt`` software time (ms since the epoch, UTC); default: ``sync_start``
+        (naive local rig time, America/Los_Angeles) plus ``recording_start_s``, or 12:00 local
+        time on ``date`` plus ``recording_start_s`` when ``sync_start`` is not given either.
+    sync_start:
+        Wall-clock start of the sync recording (naive, rig-local), only used for the default
+        ``software_time_ms`` and the settings.xml ``DATE``.
     hostname:
         ``MACHINE name`` in settings.xml (W10DT05516 is rig NP3).
     aborted_recording:
@@ -443,8 +456,9 @@ def make_ephys(
             "barcode edges must be 1-D arrays of seconds", field="barcode_rising", expected="1-D"
         )
     if software_time_ms is None:
-        noon = datetime.datetime.combine(date, datetime.time(12, 0), tzinfo=RIG_TIMEZONE)
-        software_time_ms = round((noon.timestamp() + recording_start_s) * 1000)
+        t0 = sync_start or datetime.datetime.combine(date, datetime.time(12, 0))
+        t0 = t0.replace(tzinfo=RIG_TIMEZONE) if t0.tzinfo is None else t0
+        software_time_ms = round((t0.timestamp() + recording_start_s) * 1000)
 
     root = Path(root)
     clipped = root / "ecephys" / "ecephys_clipped"
@@ -500,19 +514,19 @@ def make_ephys(
         )
 
     # -- sorting: spikes on each AP clock ----------------------------------------------------
-    sortings: dict[str, ProbeSorting] = {}
     ap_streams = {
         s.letter: s for ss in streams_by_node.values() for s in ss if s.kind == "ap" and s.letter
     }
-    for letter in probe_letters:
+
+    def sort_probe(letter: str, probe_rng: np.random.Generator) -> ProbeSorting:
         ap_stream = ap_streams[letter]
         rel_dat = (
             f"../../ecephys/ecephys_clipped/Record Node {ap_stream.node_id}/experiment1/"
             f"recording1/continuous/{ap_stream.folder_name}/continuous.dat"
         )
-        sortings[letter] = make_sorting(
+        return make_sorting(
             root / "sorting" / ap_stream.folder_name,
-            rng=rng,
+            rng=probe_rng,
             n_units=units_per_probe,
             n_samples=ap_stream.clock.num_samples,
             channel_x=channel_x,
@@ -520,6 +534,13 @@ def make_ephys(
             sample_rate=AP_RATE,
             dat_path=rel_dat,
         )
+
+    # probes are independent: one child generator each keeps results identical however the
+    # threads are scheduled; numpy releases the GIL in the heavy array work
+    probe_rngs = rng.spawn(len(probe_letters))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=SORTING_THREADS) as pool:
+        results = pool.map(sort_probe, probe_letters, probe_rngs)
+        sortings: dict[str, ProbeSorting] = dict(zip(probe_letters, results))
 
     # -- record nodes --------------------------------------------------------------------------
     stream_truths: list[StreamTruth] = []
@@ -753,41 +774,56 @@ def _write_aborted_recording(
     _write_sync_messages(rec_dir / "sync_messages.txt", software_time_ms + elapsed_ms, aborted)
 
 
+def _noise(rng: np.random.Generator, n: int, n_ch: int, sd_counts: float) -> npt.NDArray[np.int16]:
+    """Return (n, n_ch) int16 Gaussian noise, drawn as random rows of a 4096-row noise bank.
+
+    Drawing every sample is the slowest part of writing a clip; rows of a bank are
+    indistinguishable from fresh noise for anything that reads these files.
+    """
+    bank = rng.standard_normal((min(n, 4096), n_ch), dtype=np.float32) * np.float32(sd_counts)
+    bank_i16 = np.clip(np.round(bank), -32768, 32767).astype(np.int16)
+    return bank_i16[rng.integers(0, bank_i16.shape[0], n)]
+
+
 def _continuous_data(
     rng: np.random.Generator, stream: _Stream, n: int, sorting: ProbeSorting | None
 ) -> npt.NDArray[np.int16]:
     """Return (n, channels) int16 samples: band-appropriate noise plus the AP spikes in the clip."""
     n_ch = stream.num_channels
     if stream.kind == "nidaq":
-        volts = rng.normal(0.0, 0.005, (n, n_ch)).astype(np.float32)
-        return np.round(volts / NIDAQ_BIT_VOLTS).astype(np.int16)
+        return _noise(rng, n, n_ch, 0.005 / NIDAQ_BIT_VOLTS)  # ~5 mV
     if stream.kind == "lfp":
         # slow fluctuations: a 20-sample moving average of white noise, ~40 µV
         white = rng.standard_normal((n + 20, n_ch), dtype=np.float32)
         cs = np.cumsum(white, axis=0, dtype=np.float32)
         uv = (cs[20:] - cs[:-20]) * (40.0 / np.sqrt(20.0))
         return np.clip(np.round(uv / NP_BIT_VOLTS), -32768, 32767).astype(np.int16)
-    uv = rng.standard_normal((n, n_ch), dtype=np.float32)
-    uv *= 10.0
+    data = _noise(rng, n, n_ch, 10.0 / NP_BIT_VOLTS)  # ~10 µV rms
     if sorting is not None:
-        _add_spikes(uv, sorting)
-    return np.clip(np.round(uv / NP_BIT_VOLTS), -32768, 32767).astype(np.int16)
+        _add_spikes(data, sorting)
+    return data
 
 
-def _add_spikes(uv: npt.NDArray[np.float32], sorting: ProbeSorting) -> None:
-    """Add each unit's average template at its spikes that fall inside the clip (in place)."""
-    n, _n_ch = uv.shape
+# at most this many spikes are drawn into a clipped AP continuous.dat (largest first)
+MAX_SPIKES_IN_CLIP = 2000
+
+
+def _add_spikes(data: npt.NDArray[np.int16], sorting: ProbeSorting) -> None:
+    """Add each unit's average template at its spikes inside the clip (int16 counts, in place)."""
+    n = data.shape[0]
     templates = np.load(sorting.folder / "templates_average.npy", mmap_mode="r")
     spikes = sorting.spikes
     start = spikes.samples - AVERAGE_TEMPLATE_PEAK_INDEX
-    sel = (start >= 0) & (start + AVERAGE_TEMPLATE_SAMPLES <= n)
-    if not sel.any():
+    sel = np.flatnonzero((start >= 0) & (start + AVERAGE_TEMPLATE_SAMPLES <= n))
+    if sel.size == 0:
         return
+    if sel.size > MAX_SPIKES_IN_CLIP:
+        sel = sel[np.argsort(spikes.amplitudes[sel])[-MAX_SPIKES_IN_CLIP:]]
     s_start = start[sel]
     s_unit = spikes.unit_index[sel].astype(np.int64)
     s_scale = (spikes.amplitudes[sel] / sorting.amplitude[s_unit]).astype(np.float32)
     units = np.unique(s_unit)
-    dense = np.asarray(templates[units])  # (u, t, ch) only for units that fire in the clip
+    dense = np.asarray(templates[units]) / np.float32(NP_BIT_VOLTS)  # (u, t, ch) in counts
     row = np.searchsorted(units, s_unit)
     # (spike, channel) pairs on the units' nonzero channels
     nz_unit, nz_ch = np.nonzero(np.any(dense != 0, axis=1))
@@ -796,12 +832,14 @@ def _add_spikes(uv: npt.NDArray[np.float32], sorting: ProbeSorting) -> None:
     reps = per_unit[row]
     pair_spike = np.repeat(np.arange(s_start.size), reps)
     pair_k = np.arange(pair_spike.size) - np.repeat(np.cumsum(reps) - reps, reps)
-    pair_nz = first[row][pair_spike] + pair_k
-    pair_ch = nz_ch[pair_nz]
-    pair_row = row[pair_spike]
-    for lag in range(AVERAGE_TEMPLATE_SAMPLES):  # loop over template samples, not spikes
-        values = dense[pair_row, lag, pair_ch] * s_scale[pair_spike]
-        np.add.at(uv, (s_start[pair_spike] + lag, pair_ch), values)
+    pair_ch = nz_ch[first[row][pair_spike] + pair_k]
+    # (pairs, samples) waveforms and their flat positions in the (n, n_ch) array
+    waves = dense[row[pair_spike], :, pair_ch] * s_scale[pair_spike][:, None]
+    lags = np.arange(AVERAGE_TEMPLATE_SAMPLES)
+    flat = (s_start[pair_spike][:, None] + lags[None, :]) * data.shape[1] + pair_ch[:, None]
+    acc = data.reshape(-1).astype(np.float32)
+    np.add.at(acc, flat.ravel(), waves.ravel())
+    data.reshape(-1)[:] = np.clip(np.round(acc), -32768, 32767).astype(np.int16)
 
 
 def _write_ttl(

@@ -197,58 +197,62 @@ def simulate_spike_trains(
     total = int(n_gen.sum())
 
     unit_of = np.repeat(np.arange(n_units, dtype=np.int32), n_gen)
-    isi = rng.standard_exponential(total)
-    isi *= np.repeat(mean_isi - dead, n_gen)
-    isi += dead
+    times = np.repeat(mean_isi - dead, n_gen)
+    times *= rng.standard_exponential(total, dtype=np.float32)
+    times += dead
     # first spike: uniform within one-to-two mean ISIs (always inside the recording for sparse units)
-    isi[starts] = rng.uniform(0.0, 1.0, n_units) * np.minimum(n_samples - 1.0, 2.0 * mean_isi)
-    times = np.cumsum(isi)
-    times -= np.repeat(times[starts] - isi[starts], n_gen)
-    del isi
+    first = rng.uniform(0.0, 1.0, n_units) * np.minimum(n_samples - 1.0, 2.0 * mean_isi)
+    times[starts] = first
+    np.cumsum(times, out=times)
+    times -= np.repeat(times[starts] - first, n_gen)
     samples = times.astype(np.int64)  # floor; values are positive
     del times
     keep = samples < n_samples
 
     # partial presence: ~10 % of well-sampled units fire only inside a window
     partial = (~few) & (rng.uniform(size=n_units) < 0.10) & (expected > 300)
-    w_start = rng.uniform(0.0, 0.5, n_units) * n_samples
-    w_stop = w_start + rng.uniform(0.2, 0.5, n_units) * n_samples
-    in_window = (samples >= w_start[unit_of]) & (samples < w_stop[unit_of])
-    keep &= in_window | ~partial[unit_of]
-    del in_window
+    w_start = (rng.uniform(0.0, 0.5, n_units) * n_samples).astype(np.int64)
+    w_stop = w_start + (rng.uniform(0.2, 0.5, n_units) * n_samples).astype(np.int64)
+    for u in np.flatnonzero(partial):  # loop over a few units; each is a contiguous slice
+        sl = slice(starts[u], starts[u] + n_gen[u])
+        keep[sl] &= (samples[sl] >= w_start[u]) & (samples[sl] < w_stop[u])
     # guarantee at least one spike per unit (the first generated one is inside the recording)
-    kept_counts = np.bincount(unit_of[keep], minlength=n_units)
+    kept_counts = np.add.reduceat(keep, starts) if n_units else np.zeros(0, np.int64)
     keep[starts[kept_counts == 0]] = True
 
     unit_of = unit_of[keep]
     samples = samples[keep]
     del keep
+    counts = np.bincount(unit_of, minlength=n_units)
+    starts = _segment_starts(counts)
 
     # doublets: contaminated units get a spike 8–40 samples after a fraction of their spikes
     contaminated = (~few) & (rng.uniform(size=n_units) < 0.15)
-    frac = np.where(contaminated, 10 ** rng.uniform(np.log10(0.002), np.log10(0.05), n_units), 0.0)
-    doublet = rng.uniform(size=samples.size) < frac[unit_of]
-    if doublet.any():
-        offsets = rng.integers(8, 41, samples.size)
-        extra = samples + offsets
-        doublet &= extra < n_samples
-        reps = 1 + doublet.astype(np.int64)
-        idx = np.repeat(np.arange(samples.size), reps)
-        second = np.zeros(idx.size, dtype=bool)
-        second[np.cumsum(reps)[doublet] - 1] = True
-        new_samples = samples[idx]
-        new_samples[second] = extra[doublet]
-        samples = new_samples
-        unit_of = unit_of[idx]
+    frac = 10 ** rng.uniform(np.log10(0.002), np.log10(0.05), n_units)
+    chosen = [
+        starts[u] + np.flatnonzero(rng.uniform(size=counts[u]) < frac[u])
+        for u in np.flatnonzero(contaminated)
+    ]
+    first_of = np.concatenate([np.zeros(0, np.int64), *chosen])
+    extra = samples[first_of] + rng.integers(8, 41, first_of.size)
+    inside = extra < n_samples
+    first_of, extra = first_of[inside], extra[inside]
+    if first_of.size:
+        # insert each doublet right after its spike: order by unit then time is kept
+        samples = np.insert(samples, first_of + 1, extra)
+        unit_of = np.insert(unit_of, first_of + 1, unit_of[first_of])
 
     if unit_amplitudes_uv is None:
         unit_amplitudes_uv = np.ones(n_units)
-    sigma = rng.uniform(0.05, 0.25, n_units)
-    amps = unit_amplitudes_uv[unit_of] * np.exp(sigma[unit_of] * rng.standard_normal(samples.size))
+    sigma = rng.uniform(0.05, 0.25, n_units).astype(np.float32)
+    amps = rng.standard_normal(samples.size, dtype=np.float32)
+    amps *= sigma[unit_of]
+    np.exp(amps, out=amps)
+    amps *= unit_amplitudes_uv.astype(np.float32)[unit_of]
     return SpikeTrains(
         unit_index=unit_of.astype(np.int32, copy=False),
         samples=samples,
-        amplitudes=amps.astype(np.float32),
+        amplitudes=amps,
         rates_hz=rates,
         n_units=n_units,
         n_samples=int(n_samples),
@@ -340,21 +344,9 @@ def make_sorting(
         sample_rate=sample_rate,
         unit_amplitudes_uv=amplitude_uv,
     )
+    spikes, quantum = _quantize_amplitudes(spikes)
     counts = spikes.counts
-    order = np.argsort(spikes.samples, kind="stable")
-    spike_unit_t = spikes.unit_index[order]
-    np.save(folder / "spike_times.npy", spikes.samples[order].astype(np.uint64))
-    np.save(folder / "spike_clusters.npy", cluster_ids[spike_unit_t].astype(np.int32))
-    template_of_unit = np.concatenate([kept_templates, merged_templates[:, 0]])
-    spike_templates = template_of_unit[spike_unit_t]
-    if n_merged:
-        is_merged_spike = spike_unit_t >= n_kept
-        use_second = is_merged_spike & (rng.uniform(size=spike_unit_t.size) < 0.4)
-        spike_templates[use_second] = merged_templates[spike_unit_t[use_second] - n_kept, 1]
-    np.save(folder / "spike_templates.npy", spike_templates.astype(np.uint32))
-    del spike_templates, spike_unit_t
-    np.save(folder / "amplitudes.npy", spikes.amplitudes[order].astype(np.float64))
-    del order
+    _write_spike_files(folder, rng, spikes, quantum, cluster_ids, kept_templates, merged_templates)
 
     # -- Kilosort templates (whitened, unit norm) --------------------------------------------
     template_peak = rng.integers(0, n_ch, n_templates)
@@ -416,6 +408,74 @@ def make_sorting(
     )
 
 
+# bits of a packed spike key used for amplitude codes (float32-exact: <= 24 bits)
+_AMP_BITS = 24
+
+
+def _key_layout(n_units: int, n_samples: int) -> tuple[int, int]:
+    """Return (unit_bits, amp_bits) of a uint64 spike key ``sample | unit | amplitude code``."""
+    unit_bits = max(1, (n_units - 1).bit_length())
+    sample_bits = max(1, (n_samples - 1).bit_length())
+    amp_bits = min(_AMP_BITS, 64 - unit_bits - sample_bits)
+    if amp_bits < 12:
+        raise ParameterError(
+            f"{n_units} units × {n_samples} samples do not fit a 64-bit spike key",
+            field="n_samples",
+            expected="n_samples < 2**40 / n_units",
+        )
+    return unit_bits, amp_bits
+
+
+def _quantize_amplitudes(spikes: SpikeTrains) -> tuple[SpikeTrains, float]:
+    """Return spikes with amplitudes rounded to a power-of-two quantum (fits the key), and it."""
+    _, amp_bits = _key_layout(spikes.n_units, spikes.n_samples)
+    top = float(spikes.amplitudes.max()) if spikes.amplitudes.size else 1.0
+    quantum = np.float32(2.0 ** np.ceil(np.log2(top / (2**amp_bits - 1))))
+    amps = np.round(spikes.amplitudes / quantum)
+    amps *= quantum
+    return dataclasses.replace(spikes, amplitudes=amps.astype(np.float32)), float(quantum)
+
+
+def _write_spike_files(
+    folder: Path,
+    rng: np.random.Generator,
+    spikes: SpikeTrains,
+    quantum: float,
+    cluster_ids: IntArray,
+    kept_templates: IntArray,
+    merged_templates: IntArray,
+) -> None:
+    """Write the per-spike Kilosort arrays in time order.
+
+    Time order comes from one sort of packed uint64 keys (sample | unit | amplitude code) rather
+    than an argsort and four random gathers: several times faster on ~10 M spikes.
+    """
+    unit_bits, amp_bits = _key_layout(spikes.n_units, spikes.n_samples)
+    key = spikes.samples.view(np.uint64) << np.uint64(unit_bits + amp_bits)
+    key |= spikes.unit_index.astype(np.uint64) << np.uint64(amp_bits)
+    # amplitudes are exact multiples of the power-of-two quantum: the division is exact
+    key |= (spikes.amplitudes / np.float32(quantum)).astype(np.uint64)
+    key.sort()
+    np.save(folder / "spike_times.npy", key >> np.uint64(unit_bits + amp_bits))
+    unit_t = ((key >> np.uint64(amp_bits)) & np.uint64(2**unit_bits - 1)).astype(np.intp)
+    np.save(folder / "spike_clusters.npy", cluster_ids.astype(np.int32)[unit_t])
+    n_kept = kept_templates.size
+    template_of_unit = np.concatenate([kept_templates, merged_templates[:, 0]]).astype(np.uint32)
+    spike_templates = template_of_unit[unit_t]
+    if merged_templates.size:
+        # a merged cluster's spikes come from either source template
+        second = np.concatenate(
+            [np.zeros(n_kept, dtype=bool), np.ones(merged_templates.shape[0], dtype=bool)]
+        )[unit_t]
+        second &= rng.uniform(size=unit_t.size) < 0.4
+        spike_templates[second] = merged_templates[unit_t[second] - n_kept, 1].astype(np.uint32)
+    np.save(folder / "spike_templates.npy", spike_templates)
+    del spike_templates, unit_t
+    amps = (key & np.uint64(2**amp_bits - 1)).astype(np.float64)
+    amps *= quantum
+    np.save(folder / "amplitudes.npy", amps)
+
+
 def _quality_metrics(
     rng: np.random.Generator,
     spikes: SpikeTrains,
@@ -438,9 +498,10 @@ def _quality_metrics(
     isi_ratio = np.nan_to_num(isi_ratio)
 
     n_bins = max(1, int(duration_s // PRESENCE_BIN_S))
-    bin_index = np.minimum(spikes.samples * n_bins // spikes.n_samples, n_bins - 1)
-    occupied = np.unique(unit.astype(np.int64) * n_bins + bin_index)
-    presence = np.bincount(occupied // n_bins, minlength=n) / n_bins
+    bin_index = (spikes.samples * (n_bins / spikes.n_samples)).astype(np.int64)
+    np.minimum(bin_index, n_bins - 1, out=bin_index)
+    per_bin = np.bincount(unit.astype(np.int64) * n_bins + bin_index, minlength=n * n_bins)
+    presence = (per_bin.reshape(n, n_bins) > 0).sum(axis=1) / n_bins
 
     firing_rate = counts / duration_s
     snr = amplitude_uv / noise_uv * rng.uniform(0.15, 0.35, n)
