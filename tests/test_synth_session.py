@@ -176,6 +176,22 @@ def test_stim_files_are_named_script_subject_date_time(session):
         )
 
 
+@needs_task
+def test_stim_start_time_lies_within_the_sync_window_near_its_first_vsync(session):
+    """§1.2/§14: startTime ≥ sync start, within ~1 s of sync start + first vsync; file fits in sync."""
+    sync_stop = session.sync_start + datetime.timedelta(seconds=session.sync_duration_s)
+    for s in session.scripts:
+        with h5py.File(s["path"]) as f:
+            start = datetime.datetime.strptime(f["startTime"][()].decode(), "%Y%m%d_%H%M%S")
+            total = float(np.sum(f["frameIntervals"][()]))
+            assert f["frameIntervals"].shape[0] == s["n_frames"] - 1
+        assert start == s["start_time"]
+        first_vsync = session.sync_start + datetime.timedelta(seconds=float(s["flip"][0]))
+        assert abs((first_vsync - start).total_seconds()) < 1.5
+        assert start >= session.sync_start.replace(microsecond=0)
+        assert start + datetime.timedelta(seconds=total) <= sync_stop
+
+
 def test_default_scripts_run_in_order(session):
     assert [s["script_name"] for s in session.scripts] == [
         "RFMapping",
