@@ -346,14 +346,26 @@ def test_open_ephys_python_tools_reads_streams_and_events(session: tuple[Path, E
             assert int(c.sample_numbers[0]) == s.first_sample_number
         events = rec.events
         assert events is not None
+        edges = np.concatenate([BARCODE_RISING, BARCODE_FALLING])
+        rising = np.concatenate([np.ones(BARCODE_RISING.size), np.zeros(BARCODE_FALLING.size)])
         for s in expected:
             ev = events[events.stream_name == s.stream_name].sort_values("sample_number")
             assert len(ev) == s.num_ttl_events
             assert set(ev.line) == {1}
-            assert int(ev.sample_number.iloc[0]) >= s.first_sample_number
-        # aborted recording is smaller
+            stop = s.start_time_on_sync + s.num_samples / s.rate_on_sync
+            inside = (edges >= s.start_time_on_sync) & (edges < stop)
+            order = np.argsort(edges[inside])
+            want = np.round((edges[inside][order] - s.start_time_on_sync) * s.rate_on_sync)
+            np.testing.assert_array_equal(ev.sample_number.to_numpy(), want + s.first_sample_number)
+            np.testing.assert_array_equal(ev.state.to_numpy(), rising[inside][order])
+        # the aborted recording is the smaller one (FORMATS §9.2: the largest wins)
         aborted = rn.recordings[1]
         assert aborted.continuous[0].samples.shape[0] < rec.continuous[0].samples.shape[0]
+        sizes = [
+            sum(f.stat().st_size for f in Path(r.directory).rglob("*") if f.is_file())
+            for r in rn.recordings
+        ]
+        assert sizes[0] > sizes[1]
 
 
 def test_spikeinterface_read_openephys_streams_and_probe(session: tuple[Path, EphysTruth]) -> None:
@@ -626,3 +638,27 @@ def test_bad_parameters_raise_parameter_error(tmp_path: Path, kwargs: dict, fiel
         make_ephys(tmp_path / "s", **args)
     assert info.value.field == field
     assert not (tmp_path / "s").exists()  # nothing written on bad input
+
+
+def test_software_time_defaults_to_sync_start_plus_recording_start(tmp_path: Path) -> None:
+    sync_start = datetime.datetime(2023, 8, 31, 12, 33, 31)
+    truth = make_ephys(
+        tmp_path / "s",
+        rng=np.random.default_rng(1),
+        date=DATE,
+        probe_letters=["A"],
+        units_per_probe=2,
+        recording_start_s=20.0,
+        recording_stop_s=80.0,
+        barcode_rising=BARCODE_RISING,
+        barcode_falling=BARCODE_FALLING,
+        clip_seconds=0.01,
+        sync_start=sync_start,
+    )
+    pacific = datetime.timezone(datetime.timedelta(hours=-7))  # PDT on 2023-08-31
+    expected = sync_start.replace(tzinfo=pacific) + datetime.timedelta(seconds=20)
+    assert truth.software_time_ms == round(expected.timestamp() * 1000)
+    settings = ET.parse(
+        tmp_path / "s" / "ecephys" / "ecephys_clipped" / "Record Node 102" / "settings.xml"
+    )
+    assert settings.getroot().findtext("INFO/DATE") == "31 Aug 2023 12:33:51"

@@ -1033,7 +1033,6 @@ def _write_settings_xml(
             port=str(port),
             dock="1",
             probe_serial_number=str(serials[i]),
-            hs_serial_number=str(23_000_000_000 + serials[i] % 1_000_000),
             headstage_serial_number=str(23_000_000_000 + serials[i] % 1_000_000),
             probe_part_number=PROBE_PART_NUMBER,
             probe_name=PROBE_NAME,
