@@ -761,13 +761,17 @@ def _register_remote_fs(con: duckdb.DuckDBPyConnection, root: str) -> None:
     con.register_filesystem(fs)
 
 
-def connect(cache: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    cache: str | os.PathLike[str] | None = None, *, views: Iterable[str] | None = None
+) -> duckdb.DuckDBPyConnection:
     """Return an in-memory DuckDB connection with one view per component of the cache.
 
     Each view reads ``<cache>/<component>/session_id=*/data.parquet`` with hive partitioning and
     union_by_name, in the registered schema's column order (absent columns null). ``spike_times``
     is a long view (session_id, unit_id, spike_time) over ``units``; ``catalog`` is the catalog.
     For ``s3://`` caches the fsspec filesystem (AWS environment) is registered with DuckDB.
+    `views` restricts the views created (binding a view reads the footers of its files, so
+    :func:`sql` creates only those its query names).
     """
     import duckdb
 
@@ -775,14 +779,23 @@ def connect(cache: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConne
     con = duckdb.connect()
     if storage.is_remote(root):
         _register_remote_fs(con, root)
+    wanted = set(_component_names()) | {"spike_times", "catalog"} if views is None else set(views)
+    if "spike_times" in wanted:
+        wanted.add("units")
+    # one listing tells which components have files
+    present = {
+        p.replace("\\", "/").rsplit("/", 3)[-3]
+        for p in storage.glob(storage.join(root, "*", "session_id=*", DATA_FILE))
+    }
     for name in _component_names():
+        if name not in wanted:
+            continue
         schema = _schema_of(name)
         pattern = _glob(root, name)
-        has_files = bool(storage.glob(pattern))
         typed = f"_schema_{name}"
         if schema is not None:
             con.register(typed, pl.DataFrame(schema=schema).to_arrow())
-        if has_files:
+        if name in present:
             source = (
                 f"SELECT * FROM read_parquet('{_sql_str(pattern)}', hive_partitioning=true, "
                 f"union_by_name=true, hive_types={{'session_id': VARCHAR}})"
@@ -795,17 +808,24 @@ def connect(cache: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConne
         else:
             continue
         con.execute(f"CREATE VIEW {_sql_ident(name)} AS {source}")
-    units_schema = _schema_of("units")
-    if bool(storage.glob(_glob(root, "units"))) or units_schema is not None:
+    if "spike_times" in wanted:
         # units without unit_id/spike_times (schema not declared yet) get no spike_times view
         with contextlib.suppress(duckdb.Error):
             con.execute(
                 "CREATE VIEW spike_times AS SELECT session_id, unit_id, "
                 "unnest(spike_times) AS spike_time FROM units"
             )
-    catalog = read_catalog(root)
-    con.register("catalog", catalog.to_arrow())
+    if "catalog" in wanted:
+        con.register("catalog", read_catalog(root).to_arrow())
     return con
+
+
+def _referenced_views(query: str) -> set[str]:
+    """Return the view names (components, spike_times, catalog) that appear as words in `query`."""
+    import re
+
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query.lower()))
+    return words & ({*_component_names(), "spike_times", "catalog"})
 
 
 def _sql_str(text: str) -> str:
@@ -827,7 +847,7 @@ def sql(
     """
     import duckdb
 
-    con = connect(cache)
+    con = connect(cache, views=_referenced_views(query))
     try:
         rel = con.sql(query, params=params)
         if rel is None:
