@@ -187,8 +187,7 @@ def write_sync_file(
             expected="a uint32 word",
         )
 
-    samples: list[npt.NDArray[np.int64]] = []
-    masks: list[npt.NDArray[np.uint32]] = []
+    keys: list[npt.NDArray[np.int64]] = []
     quantised: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
     for bit, (rising_s, falling_s) in sorted(lines.items()):
         bit = int(bit)
@@ -196,17 +195,16 @@ def write_sync_file(
         falling = np.sort(sync_samples(falling_s, rate))
         _check_line(bit, rising, falling, bool((initial_state >> bit) & 1), total_samples, path)
         quantised[bit] = (rising / rate, falling / rate)
-        both = np.concatenate([rising, falling])
-        samples.append(both)
-        masks.append(np.full(both.size, 1 << bit, dtype=np.uint32))
+        # one sortable key per edge: sample in the high bits, line in the low 5 bits
+        keys.append(np.concatenate([rising, falling]) * 32 + bit)
 
-    all_samples = np.concatenate(samples) if samples else np.empty(0, np.int64)
-    all_masks = np.concatenate(masks) if masks else np.empty(0, np.uint32)
-    order = np.argsort(all_samples, kind="stable")
-    all_samples, all_masks = all_samples[order], all_masks[order]
+    all_keys = np.sort(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+    all_samples = all_keys >> 5
+    all_masks = np.left_shift(np.uint32(1), (all_keys & 31).astype(np.uint32))
     # one row per distinct sample; lines changing on the same sample are distinct bits, so their
     # toggle masks combine by XOR (== OR) and the running state is a cumulative XOR
-    event_samples, starts = np.unique(all_samples, return_index=True)
+    starts = np.flatnonzero(np.diff(all_samples, prepend=-1))
+    event_samples = all_samples[starts]
     toggles = np.bitwise_xor.reduceat(all_masks, starts) if starts.size else np.empty(0, np.uint32)
     words = np.bitwise_xor.accumulate(
         np.concatenate([np.array([initial_state], np.uint32), toggles.astype(np.uint32)])
