@@ -279,7 +279,9 @@ class Truth:
         The ephys generator's truth (``None`` without ephys).
     video:
         Per camera label: ``frame_times`` (one per video frame, NaN for the metadata frame),
-        ``exposure_times``, ``lost_frames``, ``frames_recorded``, ``n_video_frames``, paths.
+        ``lost_frames`` (0-based positions in the exposure-pulse list), ``exposing_bit`` and
+        ``readout_bit`` (exposure times = ``sync_lines[exposing_bit][0]``), ``frames_recorded``,
+        ``n_video_frames``, ``time_start``, ``video_path``, ``json_path``.
     metadata:
         Subject facts, experimenter, rig, invalid times.
     counts:
