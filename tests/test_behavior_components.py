@@ -215,3 +215,53 @@ def test_synth_quiescent_violations_equal_truth(synth_session: Any, synth_raw: A
     exp = np.unique(np.asarray(truth["truth"]["quiescent_violations"]["timestamps"], dtype=float))
     df = get("quiescent_violations")(synth_raw)
     np.testing.assert_allclose(df["timestamps"], exp, atol=1e-4)
+
+
+# ---------------------------------------------------------------- independence / task clock
+BEHAVIOR_COMPONENTS = (
+    "sessions",
+    "subjects",
+    "epochs",
+    "trials",
+    "performance",
+    "vis_rf_mapping",
+    "aud_rf_mapping",
+    "optotagging",
+    "luminance_test",
+    "invalid_times",
+    "licks",
+    "rewards",
+    "running_speed",
+    "quiescent_violations",
+)
+
+
+def test_behavior_only_session_gives_every_component_on_task_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import get
+    from npc_frames.schemas import get_schema
+
+    raw = make_raw(tmp_path, monkeypatch, sync=None)
+    for name in BEHAVIOR_COMPONENTS:
+        df = get(name)(raw)
+        assert df.columns == get_schema(name).names, name
+    assert get("trials")(raw).height == 7 and get("licks")(raw).height == 4
+    assert get("running_speed")(raw)["timestamps"][0] == pytest.approx(1 / 60 + 1 / 120)
+
+
+def test_broken_task_file_fails_only_the_components_that_need_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames.components import get
+    from npc_frames.errors import NpcFramesError
+
+    raw = make_raw(tmp_path, monkeypatch, trialStim=None)
+    failed = set()
+    for name in BEHAVIOR_COMPONENTS:
+        try:
+            get(name)(raw)
+        except NpcFramesError as exc:
+            assert exc.path is not None and "DynamicRouting1" in exc.path
+            failed.add(name)
+    assert failed == {"trials", "performance"}

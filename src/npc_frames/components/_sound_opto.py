@@ -98,7 +98,6 @@ def opto_active_window(
     Computed once per unique parameter set (a handful per session). NaN where there is no opto.
     """
     params = np.stack([voltage, dur, delay, on_ramp, off_ramp, sin_freq], axis=1)
-    params = np.nan_to_num(params, nan=np.nan)
     n = params.shape[0]
     start = np.full(n, np.nan)
     stop = np.full(n, np.nan)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from scipy.signal import butter, filtfilt
 
 from npc_frames.components._task import (
     frames_at,
@@ -175,6 +174,8 @@ def rewards(raw: RawSession) -> pl.DataFrame:
 # ------------------------------------------------------------------------------ running speed
 def filter_running_speed(speed: FloatArray) -> FloatArray:
     """Return speed low-passed at 4 Hz by a zero-phase 3rd-order Butterworth (NaN → 0 first)."""
+    from scipy.signal import butter, filtfilt  # imported here: scipy.signal is slow to import
+
     x = np.nan_to_num(np.asarray(speed, dtype=np.float64), nan=0.0)
     b, a = butter(RUNNING_FILTER_ORDER, RUNNING_CUTOFF_HZ, btype="low", fs=RUNNING_SAMPLE_RATE)
     padlen = 3 * max(len(a), len(b))
