@@ -722,3 +722,36 @@ def test_synth_flags_vs_dynroutdata_on_same_file(
         df["is_hit"].to_numpy(), d.hitTrials | (sched_go & d.trialResponse)
     )
     np.testing.assert_array_equal(df["is_contingent_reward"].to_numpy(), d.rewardEarned)
+
+
+def test_task_clock_times_and_licks_vs_dynroutdata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without sync: our licks equal DynRoutData.lickTimes exactly (same frames, same 0.05 s
+    de-bounce, same [0, cumsum(frameIntervals)] clock) and task-control response times equal
+    stimStartTimes + responseTimes; visual stim_start_time is one frame interval later than
+    DynRoutData.stimStartTimes because FORMATS §3.4 defines the no-sync *flip* time of frame i as
+    cumsum(frameIntervals)[i] (the [quirk] of timing.frame_times), while DynRoutData uses the
+    input-data time [0, cumsum][i]."""
+    pytest.importorskip("DynamicRoutingTask")
+    from DynamicRoutingTask.Analysis.DynamicRoutingAnalysisUtils import DynRoutData
+
+    from npc_frames.components import get
+
+    raw = make_raw(tmp_path, monkeypatch, sync=None)
+    path = raw.stim_paths_for("DynamicRouting1")[0]
+    d = DynRoutData()
+    with h5py.File(path, "r") as f:
+        d.loadBehavData(path, h5pyFile=f)
+    np.testing.assert_allclose(get("licks")(raw)["timestamps"].to_numpy(), d.lickTimes)
+    df = get("trials")(raw)
+    resp = df["is_response"].to_numpy()
+    np.testing.assert_allclose(
+        df["task_control_response_time"].to_numpy()[resp],
+        (d.stimStartTimes + d.responseTimes)[resp],
+    )
+    vis = df["is_vis_stim"].to_numpy()
+    fi = np.full(N_FRAMES - 1, 1 / 60)
+    np.testing.assert_allclose(
+        df["stim_start_time"].to_numpy()[vis] - d.stimStartTimes[vis], fi[STIM_FRAME[vis]]
+    )

@@ -15,7 +15,10 @@ pre-2023-08-31 sounds and opto trials without a marker line use method 3.
 
 Decision: a rising edge more than :data:`MAX_ONSET_LATENCY` after the trigger is not this trial's
 onset (the line missed the pulse; the edge belongs to a later event); such trials fall back to
-method 3 instead of borrowing a later trial's onset, which the reference would do.
+method 3 instead of borrowing a later trial's onset, which the reference would do. Likewise a
+session dated on/after 2023-08-31 whose sound line has no edges falls back to method 3 for every
+trial (the reference raises "missing sync line"), so that one dead TTL line does not cost the
+whole trials table; the flip-time onsets are then ~0–100 ms early.
 """
 
 from __future__ import annotations

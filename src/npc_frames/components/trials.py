@@ -26,7 +26,11 @@ Decisions on the reference's quirks (also in the column descriptions of `schemas
 Differences from DynamicRoutingTask's DynRoutData on the same file: `is_go` includes
 auto-reward-scheduled trials (DynRoutData.goTrials excludes them), so `is_hit`/`is_miss` do too;
 `is_nogo`, `is_false_alarm` and `is_correct_reject` equal DynRoutData's nogo/falseAlarm/
-correctReject arrays exactly (tests/test_trials.py checks both statements).
+correctReject arrays exactly. Without sync, licks equal DynRoutData.lickTimes and task-control
+response times equal its stimStartTimes + responseTimes, while display/flip-based times (e.g. visual
+stim_start_time) are one frame interval later than DynRoutData's, because FORMATS §3.4 defines the
+no-sync flip time of frame i as cumsum(frameIntervals)[i] and DynRoutData uses [0, cumsum][i]
+(tests/test_trials.py checks each statement).
 """
 
 from __future__ import annotations
