@@ -233,6 +233,17 @@ def test_vsync_blocks_match_scripts_frame_counts(session, sync):
         np.testing.assert_array_equal(block, s["flip"])
 
 
+@needs_task
+def test_npc_sync_validates_the_file_and_recovers_display_times_within_2_ms(session, sync):
+    """The reference reader's own checks (§2.3 validate) and photodiode algorithm (§2.5) accept it."""
+    sync.validate(licks=True, audio=True)
+    blocks = sync.frame_display_time_blocks
+    assert len(blocks) == len(session.scripts)
+    for block, s in zip(blocks, session.scripts):
+        assert block is not None and block.size == s["n_frames"]
+        assert np.nanmax(np.abs(block - np.asarray(s["display"]))) < 0.002
+
+
 def test_sync_starts_30_to_60_s_before_first_script_and_stops_after_last(session):
     first = min(float(s["flip"][0]) for s in session.scripts)
     last = max(float(s["flip"][-1]) for s in session.scripts)
