@@ -238,14 +238,11 @@ def test_synth_session_video_frame_times_equal_truth(request: pytest.FixtureRequ
         pytest.skip("npc_frames.synth.make_session not available yet")
     truth, raw = _synth(request)
     df = video_frame_times(raw)
-    cams = getattr(getattr(truth, "video", None), "cameras", None) or getattr(
-        truth, "cameras", None
-    )
-    if not cams:
-        pytest.skip("synth Truth exposes no per-camera frame times")
+    cams = truth.video
+    assert cams, "synthetic session has no videos"
+    assert set(df["camera"]) == {NWB[label] for label in cams}
     for label, cam in cams.items():
-        expected = np.asarray(
-            cam.frame_times if hasattr(cam, "frame_times") else cam["frame_times"]
-        )
-        got = df.filter(pl.col("camera") == NWB[label]).sort("frame_index")["timestamp"]
-        np.testing.assert_array_equal(got.to_numpy(), expected)
+        expected = np.asarray(cam["frame_times"], dtype=np.float64)
+        got = df.filter(pl.col("camera") == NWB[label]).sort("frame_index")
+        assert got.height == cam["n_video_frames"] == cam["frames_recorded"] + 1
+        np.testing.assert_array_equal(got["timestamp"].to_numpy(), expected)
