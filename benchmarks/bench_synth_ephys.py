@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import resource
 import shutil
 import sys
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_synth_ephys_"))
     root = out / "ecephys_123456_2023-08-31_12-00-00"
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     truth = make_ephys(
         root,
         rng=np.random.default_rng(args.seed),
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         clip_seconds=args.clip_seconds,
     )
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     written = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     sorting_bytes = sum(p.stat().st_size for p in (root / "sorting").rglob("*") if p.is_file())
     truth_bytes = sum(a.nbytes for a in truth.arrays().values())
@@ -76,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         f"probes={args.probes} units={truth.n_units} minutes={args.minutes:g} "
         f"spikes={truth.n_spikes:,}"
     )
-    print(f"make_ephys: {elapsed:.1f} s  ({truth.n_spikes / elapsed / 1e6:.1f} M spikes/s)")
+    print(
+        f"make_ephys: {elapsed:.1f} s wall, {cpu:.1f} s CPU "
+        f"({truth.n_spikes / elapsed / 1e6:.1f} M spikes/s wall); load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(
         f"written: {written / 2**20:,.0f} MiB (sorting {sorting_bytes / 2**20:,.0f} MiB); "
         f"truth arrays in memory: {truth_bytes / 2**20:,.0f} MiB"

@@ -196,15 +196,18 @@ def simulate_spike_trains(
     starts = _segment_starts(n_gen)
     total = int(n_gen.sum())
 
-    unit_of = np.repeat(np.arange(n_units, dtype=np.int32), n_gen)
     times = np.repeat(mean_isi - dead, n_gen)
     times *= rng.standard_exponential(total, dtype=np.float32)
     times += dead
     # first spike: uniform within one-to-two mean ISIs (always inside the recording for sparse units)
     first = rng.uniform(0.0, 1.0, n_units) * np.minimum(n_samples - 1.0, 2.0 * mean_isi)
-    times[starts] = first
+    # one global cumulative sum restarts at each unit: each segment's first increment cancels
+    # the previous segment's last value (values stay small, so float64 keeps sub-sample precision)
+    times[starts] = 0.0
+    seg_sum = np.add.reduceat(times, starts)
+    prev_last = np.concatenate([[0.0], (first + seg_sum)[:-1]])
+    times[starts] = first - prev_last
     np.cumsum(times, out=times)
-    times -= np.repeat(times[starts] - first, n_gen)
     samples = times.astype(np.int64)  # floor; values are positive
     del times
     keep = samples < n_samples
@@ -217,13 +220,13 @@ def simulate_spike_trains(
         sl = slice(starts[u], starts[u] + n_gen[u])
         keep[sl] &= (samples[sl] >= w_start[u]) & (samples[sl] < w_stop[u])
     # guarantee at least one spike per unit (the first generated one is inside the recording)
-    kept_counts = np.add.reduceat(keep, starts) if n_units else np.zeros(0, np.int64)
-    keep[starts[kept_counts == 0]] = True
+    counts = np.add.reduceat(keep, starts, dtype=np.int64)
+    keep[starts[counts == 0]] = True
+    counts[counts == 0] = 1
 
-    unit_of = unit_of[keep]
     samples = samples[keep]
     del keep
-    counts = np.bincount(unit_of, minlength=n_units)
+    unit_of = np.repeat(np.arange(n_units, dtype=np.int32), counts)
     starts = _segment_starts(counts)
 
     # doublets: contaminated units get a spike 8–40 samples after a fraction of their spikes
@@ -431,9 +434,10 @@ def _quantize_amplitudes(spikes: SpikeTrains) -> tuple[SpikeTrains, float]:
     _, amp_bits = _key_layout(spikes.n_units, spikes.n_samples)
     top = float(spikes.amplitudes.max()) if spikes.amplitudes.size else 1.0
     quantum = np.float32(2.0 ** np.ceil(np.log2(top / (2**amp_bits - 1))))
-    amps = np.round(spikes.amplitudes / quantum)
+    amps = spikes.amplitudes / quantum
+    np.round(amps, out=amps)
     amps *= quantum
-    return dataclasses.replace(spikes, amplitudes=amps.astype(np.float32)), float(quantum)
+    return dataclasses.replace(spikes, amplitudes=amps), float(quantum)
 
 
 def _write_spike_files(
@@ -464,10 +468,8 @@ def _write_spike_files(
     spike_templates = template_of_unit[unit_t]
     if merged_templates.size:
         # a merged cluster's spikes come from either source template
-        second = np.concatenate(
-            [np.zeros(n_kept, dtype=bool), np.ones(merged_templates.shape[0], dtype=bool)]
-        )[unit_t]
-        second &= rng.uniform(size=unit_t.size) < 0.4
+        merged = np.flatnonzero(unit_t >= n_kept)
+        second = merged[rng.uniform(size=merged.size) < 0.4]
         spike_templates[second] = merged_templates[unit_t[second] - n_kept, 1].astype(np.uint32)
     np.save(folder / "spike_templates.npy", spike_templates)
     del spike_templates, unit_t
