@@ -755,3 +755,37 @@ def test_task_clock_times_and_licks_vs_dynroutdata(
     np.testing.assert_allclose(
         df["stim_start_time"].to_numpy()[vis] - d.stimStartTimes[vis], fi[STIM_FRAME[vis]]
     )
+
+
+def test_multi_location_galvo_trial_is_not_single_location(tmp_path: Path) -> None:
+    params = dict(task_attrs()["optoParams"])
+    params["bregmaX"] = np.array([[-1.0, 1.0], [-3.5, np.nan]])
+    params["bregmaY"] = np.array([[2.0, 2.0], [-3.0, np.nan]])
+    df = _build(write_task(tmp_path, optoParams=params))
+    # rows are NaN-padded to the largest number of locations
+    assert df["opto_location_bregma_x"].to_list()[5:] == [[-0.5, 1.5], [-3.5]]
+    assert df["is_single_opto_location"].to_list()[5:] == [False, True]
+
+
+def test_files_without_opto_device_assume_488_nm(tmp_path: Path) -> None:
+    df = _build(write_task(tmp_path, trialOptoDevice=None))
+    assert df["opto_wavelength"].to_list() == [None] * 5 + [488, 488]
+
+
+def test_reward_time_fallback_when_rewards_do_not_map_onto_rewarded_trials(tmp_path: Path) -> None:
+    # an extra (manual) reward inside unrewarded trial 2 breaks the one-to-one mapping
+    frames = np.array(
+        [STIM_FRAME[0] + 10, STIM_FRAME[2] + 20, STIM_FRAME[4] + 60, STIM_FRAME[6] + 10]
+    )
+    df = _build(write_task(tmp_path, rewardFrames=frames))
+    flip = flip_times()
+    got = df["reward_time"].to_numpy()
+    assert np.isnan(got[2])  # not rewarded: no reward time although a reward fell inside
+    np.testing.assert_allclose(got[[0, 4, 6]], flip[frames[[0, 2, 3]]])
+
+
+def test_old_files_without_auto_reward_scheduled(tmp_path: Path) -> None:
+    # trialAutoRewarded then means "scheduled"; delivered = scheduled and rewarded at stim + 60
+    df = _build(write_task(tmp_path, trialAutoRewardScheduled=None))
+    assert df["is_reward_scheduled"].to_list() == AUTO
+    assert df["is_noncontingent_reward"].to_list() == AUTO

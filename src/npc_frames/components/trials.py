@@ -593,12 +593,15 @@ def _bregma_locations(
     xs: list[list[float] | None] = []
     ys: list[list[float] | None] = []
     for i in range(n_rows):  # one entry per opto-parameter row (a handful), not per event
-        xs.append(list(bx_rows[i] + np.nan_to_num(off_x[i] if i < off_x.size else 0.0)))
-        ys.append(list(by_rows[i] + np.nan_to_num(off_y[i] if i < off_y.size else 0.0)))
+        x = bx_rows[i] + np.nan_to_num(off_x[i] if i < off_x.size else 0.0)
+        y = by_rows[i] + np.nan_to_num(off_y[i] if i < off_y.size else 0.0)
+        keep = np.isfinite(x) & np.isfinite(y)  # rows are NaN-padded to the most locations
+        xs.append([float(v) for v in x[keep]])
+        ys.append([float(v) for v in y[keep]])
     ok = has_opto & np.isfinite(idx) & (idx >= 0) & (idx < n_rows)
     ii = np.where(ok, idx, 0).astype(np.int64)
-    out_x = [xs[k] if o and np.isfinite(xs[k]).all() else None for k, o in zip(ii, ok, strict=True)]
-    out_y = [ys[k] if o and np.isfinite(ys[k]).all() else None for k, o in zip(ii, ok, strict=True)]
+    out_x = [xs[k] if o and xs[k] else None for k, o in zip(ii, ok, strict=True)]
+    out_y = [ys[k] if o and ys[k] else None for k, o in zip(ii, ok, strict=True)]
     return out_x, out_y
 
 
