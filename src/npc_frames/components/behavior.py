@@ -88,6 +88,7 @@ def licks_from_frames(lick_frames: npt.ArrayLike, frame_times: FloatArray) -> pl
     lick; duration NaN and is_likely_lick null (the task polls once per frame).
     """
     t = frames_at(frame_times, np.asarray(lick_frames, dtype=np.float64).ravel())
+    t = t[np.isfinite(t)]
     if t.size:
         keep = np.concatenate(([True], np.diff(t) > MIN_LICK_INTERVAL))
         t = t[keep]
@@ -116,11 +117,9 @@ def licks(raw: RawSession) -> pl.DataFrame:
             return LICKS.validate(df.with_columns(pl.lit(sid).alias("session_id")), source=raw.root)
     path, ft = task_file(raw)
     stim = open_stim(path)
-    # DynRoutData's frame times [0, cumsum(frameIntervals)] = the input-data times of §3.4
-    times = np.asarray(ft.input, dtype=np.float64)
-    if np.isnan(times[0]):  # on sync input[0] is NaN: the first frame's inputs precede any flip
-        times = np.asarray(ft.flip, dtype=np.float64)
-    df = licks_from_frames(stim.array("lickFrames"), times)
+    # DynRoutData's frame times [0, cumsum(frameIntervals)] are the input-data times of §3.4
+    # (on sync: the previous vsync; frame 0 has none and its licks are dropped)
+    df = licks_from_frames(stim.array("lickFrames"), np.asarray(ft.input, dtype=np.float64))
     return LICKS.validate(df.with_columns(pl.lit(sid).alias("session_id")), source=path)
 
 
