@@ -70,7 +70,8 @@ SESSIONS = Schema(
         Column(
             "experimenter",
             STR,
-            "experimenter from debug.log `User('first.last')` (last one), title-cased",
+            "experimenter from debug.log `User('first.last')` (last one), title-cased; null "
+            "when the log names none (the reference's per-date/rig defaults are not guessed)",
             required=False,
         ),
         Column(
