@@ -181,19 +181,28 @@ def test_metadata_fields(tmp_path: Path) -> None:
     assert sync.edges().height == 0
 
 
-def test_counter_rollover_is_corrected_unlike_npc_sync(tmp_path: Path) -> None:
+NEAR_WRAP = 2**32 - 100
+
+
+def _wrapping_file(tmp_path: Path) -> Path:
+    data = np.array([[0, 0], [NEAR_WRAP, 1], [50, 0], [150, 1]], dtype=np.uint64)
+    return write_raw_sync(tmp_path / "wrap.h5", data, default_meta())
+
+
+def test_counter_rollover_is_corrected(tmp_path: Path) -> None:
     """Decision on the §2.2 [quirk]: we always unwrap a 32-bit counter that steps backwards."""
-    npc_sync = pytest.importorskip("npc_sync")
-    near_wrap = 2**32 - 100
-    data = np.array([[0, 0], [near_wrap, 1], [50, 0], [150, 1]], dtype=np.uint64)
-    path = write_raw_sync(tmp_path / "wrap.h5", data, default_meta())
-    sync = read_sync(path)
-    expected = np.array([near_wrap, 2**32 + 150]) / RATE
+    sync = read_sync(_wrapping_file(tmp_path))
+    expected = np.array([NEAR_WRAP, 2**32 + 150]) / RATE
     np.testing.assert_array_equal(sync.rising(0), expected)
     assert np.all(np.diff(sync.edges()["time"].to_numpy()) > 0)
-    npc = npc_sync.SyncDataset(path)
+
+
+@pytest.mark.slow  # importing npc_sync (scipy.signal) costs several seconds
+def test_counter_rollover_differs_from_npc_sync_by_design(tmp_path: Path) -> None:
+    npc_sync = pytest.importorskip("npc_sync")
+    npc = npc_sync.SyncDataset(_wrapping_file(tmp_path))
     # npc skips its correction when counter_bits == 32: its second rising edge jumps back to 1.5 ms
-    assert npc.get_rising_edges(0, units="samples").tolist() == [near_wrap, 150]
+    assert npc.get_rising_edges(0, units="samples").tolist() == [NEAR_WRAP, 150]
 
 
 def test_edges_frame_lists_every_edge_of_every_line(tmp_path: Path) -> None:
@@ -212,6 +221,7 @@ def test_edges_frame_lists_every_edge_of_every_line(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow  # importing npc_sync (scipy.signal) costs several seconds
 def test_same_edges_as_npc_sync_syncdataset(tmp_path: Path) -> None:
     npc_sync = pytest.importorskip("npc_sync")
     rng = np.random.default_rng(7)

@@ -444,6 +444,7 @@ def test_display_times_for_block_rejects_blocks_without_diode_edges() -> None:
         display_times_for_block(np.arange(100) / 60, np.empty(0), np.empty(0))
 
 
+@pytest.mark.slow  # importing npc_sync (scipy.signal) costs several seconds
 def test_display_times_close_to_npc_sync(tmp_path: Path) -> None:
     """npc_sync's frame_display_time_blocks on the same files agrees within 1 ms."""
     npc_sync = pytest.importorskip("npc_sync")
@@ -552,10 +553,12 @@ def _check_against_truth(truth: Any, expected_n: int) -> dict[str, FrameTimes]:
     return times
 
 
+@pytest.mark.slow  # builds the shared 3-minute synthetic session
 def test_synth_session_flip_and_display_times_equal_truth(request: pytest.FixtureRequest) -> None:
     _check_against_truth(_synth_or_skip(request, "synth_session"), expected_n=1)
 
 
+@pytest.mark.slow
 def test_synth_session_display_times_identical_to_npc_sync(request: pytest.FixtureRequest) -> None:
     """N = 1: our §2.5 implementation gives npc_sync's display times to the last bit."""
     npc_sync = pytest.importorskip("npc_sync")
@@ -569,6 +572,7 @@ def test_synth_session_display_times_identical_to_npc_sync(request: pytest.Fixtu
         np.testing.assert_allclose(ft.display, theirs[ft.block_index], rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow  # builds a 1-minute synthetic session dated after 2025-07-15
 def test_synth_session_every_3_frames_display_times_match_truth(
     request: pytest.FixtureRequest,
 ) -> None:

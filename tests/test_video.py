@@ -232,6 +232,7 @@ def _synth(request: pytest.FixtureRequest) -> tuple[Any, Any]:
         pytest.skip(f"synthetic session could not be built: {exc}")
 
 
+@pytest.mark.slow  # builds the shared 3-minute synthetic session
 def test_synth_session_video_frame_times_equal_truth(request: pytest.FixtureRequest) -> None:
     synth = pytest.importorskip("npc_frames.synth")
     if not hasattr(synth, "make_session"):
