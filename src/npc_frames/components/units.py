@@ -40,7 +40,7 @@ import pyarrow as pa
 from npc_frames.alignment import SessionClocks, StreamClock, session_clocks
 from npc_frames.components.ephys import electrode_lookup, electrodes, probe_setup
 from npc_frames.errors import InconsistentDataError, MissingFileError, NpcFramesError
-from npc_frames.readers.sorting import SortingOutput, read_sortings
+from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
 from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
 
 __all__ = ["UnitsReport", "list_series", "units", "units_with_report"]
@@ -74,39 +74,68 @@ class UnitsReport:
 
 
 # ---------------------------------------------------------------------------- list helpers
+_ARROW_TYPES = {
+    np.dtype(np.float64): pa.float64(),
+    np.dtype(np.float32): pa.float32(),
+    np.dtype(np.int64): pa.int64(),
+}
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    # from_buffers is zero-copy and, unlike pa.array(ndarray), does not import pandas
+    values = np.ascontiguousarray(values)
+    if values.dtype not in _ARROW_TYPES:
+        values = values.astype(np.float64)
+    arrow_type = _ARROW_TYPES[values.dtype]
+    return pa.Array.from_buffers(arrow_type, values.size, [None, pa.py_buffer(values)])
+
+
+def _large_list(offsets: npt.NDArray[np.int64], child: pa.Array) -> pa.Array:
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    return pa.LargeListArray.from_buffers(
+        pa.large_list(child.type), offsets.size - 1, [None, pa.py_buffer(offsets)], children=[child]
+    )
+
+
 def list_series(
     name: str, values: np.ndarray, offsets: npt.NDArray[np.int64], *, inner: int | None = None
 ) -> pl.Series:
     """Return a Polars list Series from flat `values` and row `offsets` (len rows + 1).
 
     With `inner`, values are first grouped into fixed-length lists of `inner` items, giving a
-    list of lists (e.g. channels × samples waveforms).
+    list of lists (e.g. channels × samples waveforms). Zero-copy through Arrow buffers.
     """
-    vals: pa.Array = pa.array(np.ascontiguousarray(values))
+    vals = _arrow(values)
     if inner is not None:
         n_inner = values.size // inner if inner else 0
-        inner_offsets = pa.array(np.arange(n_inner + 1, dtype=np.int64) * inner)
-        vals = pa.LargeListArray.from_arrays(inner_offsets, vals)
-    arr = pa.LargeListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int64)), vals)
-    return pl.Series(name, arr)
+        vals = _large_list(np.arange(n_inner + 1, dtype=np.int64) * inner, vals)
+    return pl.Series(name, _large_list(offsets, vals))
 
 
 def _group_by_unit(
     so: SortingOutput,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
     """Return (spike order grouping spikes by unit with ascending samples, row offsets)."""
     units = so.spike_units
     samples = so.spike_samples
     n = so.n_units
-    key_dtype = np.uint16 if n < 2**16 else np.int64  # 16-bit keys take numpy's radix sort
     if samples.size and not np.all(samples[1:] >= samples[:-1]):
         order = np.lexsort((samples, units))
     else:
-        order = np.argsort(units.astype(key_dtype), kind="stable")
+        key = units.astype(np.uint16) if n < 2**16 else units  # 16-bit keys: radix sort
+        order = np.argsort(key, kind="stable")
     counts = np.bincount(units, minlength=n)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return order, offsets
+
+
+def _gather_times(clock: StreamClock, samples: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Return sync times of samples[order], computed in place (one float64 array)."""
+    t = np.take(samples, order).astype(np.float64)
+    t /= clock.rate_on_sync
+    t += clock.start_time
+    return t
 
 
 def _peaks(
@@ -158,7 +187,7 @@ def _probe_units(
         )
     n = so.n_units
     order, offsets = _group_by_unit(so)
-    times = clock.times(so.spike_samples[order])
+    times = _gather_times(clock, so.spike_samples, order)
     cols: dict[str, Any] = {}
     cluster = so.cluster_ids
     prefix = f"{session_id}_{letter}-" if so.shank is None else f"{session_id}_{letter}-{so.shank}-"
@@ -182,7 +211,7 @@ def _probe_units(
     cols["amplitude"] = pl.Series(amplitude).fill_nan(None)
     cols["spike_times"] = list_series("spike_times", times, offsets)
     if so.spike_amplitudes is not None:
-        amps = np.asarray(so.spike_amplitudes, np.float64)[order]
+        amps = np.take(np.asarray(so.spike_amplitudes, np.float64), order)
         cols["spike_amplitudes"] = list_series("spike_amplitudes", amps, offsets)
     else:
         cols["spike_amplitudes"] = pl.Series([None] * n, dtype=pl.List(pl.Float64))
@@ -265,31 +294,42 @@ def units_with_report(
         logger.warning("electrodes unavailable for %s: %s", sid, exc)
         el, lookups = None, {}
     serials = {p.letter: p.serial for p in setup.settings.probes} if setup.settings else {}
-    sortings, failures = read_sortings(_local_dir(raw, sorting_path))
+    entries = {
+        key: (entry, location)
+        for entry, location in find_sortings(_local_dir(raw, sorting_path)).items()
+        if (key := sorting_key(entry)) is not None
+    }
+    failures: dict[str, NpcFramesError] = {}
     frames: list[pl.DataFrame] = []
     converted: list[str] = []
-    for key, so in sorted(sortings.items()):  # one iteration per probe (≤ 6)
-        letter = so.probe_letter or key[0]
+    for key, (entry, location) in sorted(entries.items()):  # one iteration per probe (≤ 6)
+        letter = key[0]
         try:
+            # read one probe at a time: its spikes are released before the next is read
+            so = read_sorting(location, name=entry)
             stream = clocks.probe_stream(letter, "ap")
             clock = clocks.clock(stream)
+            frame = _probe_units(
+                so,
+                clock,
+                session_id=sid,
+                letter=letter,
+                device_name=serials.get(letter),
+                lookup=lookups.get(f"probe{letter}"),
+                sync_total_seconds=clocks.sync_total_seconds,
+                channel_offset=setup.channel_offset,
+            )
+            del so
             frames.append(
-                _probe_units(
-                    so,
-                    clock,
-                    session_id=sid,
-                    letter=letter,
-                    device_name=serials.get(letter),
-                    lookup=lookups.get(f"probe{letter}"),
-                    sync_total_seconds=clocks.sync_total_seconds,
-                    channel_offset=setup.channel_offset,
+                UNITS.validate(
+                    _qc(frame).with_columns(pl.lit(sid).alias("session_id")), source=location
                 )
             )
             converted.append(key)
         except NpcFramesError as exc:
             failures[key] = exc
     recorded = set(setup.recorded_letters)
-    sorted_letters = {k[0] for k in sortings} | {k[0] for k in failures}
+    sorted_letters = {k[0] for k in entries}
     unsorted = tuple(sorted(recorded - sorted_letters))
     report = UnitsReport(converted=tuple(converted), failures=failures, unsorted=unsorted)
     for key, err in failures.items():
@@ -303,13 +343,14 @@ def units_with_report(
             raise next(iter(failures.values()))
         out = UNITS.empty()
     else:
-        df = pl.concat(frames, how="diagonal_relaxed").with_columns(pl.lit(sid).alias("session_id"))
+        df = pl.concat(frames, how="vertical", rechunk=False)
         if trials is not None:
             df = df.with_columns(activity_drift(df, trials).alias("activity_drift"))
-            df = df.with_columns(
-                (pl.col("activity_drift") < MAX_ACTIVITY_DRIFT).alias("is_not_drift")
+            df = _qc(
+                df.with_columns(
+                    (pl.col("activity_drift") < MAX_ACTIVITY_DRIFT).alias("is_not_drift")
+                )
             )
-        df = _qc(df)
         if el is not None and "x" in el.columns and el["x"].is_not_null().any():
             ccf = el.select(
                 pl.col("group_name").alias("electrode_group_name"),
@@ -320,7 +361,7 @@ def units_with_report(
                 "structure",
                 "location",
             )
-            df = df.join(
+            df = df.drop(ccf.columns[2:]).join(
                 ccf, on=["electrode_group_name", "peak_channel"], how="left", maintain_order="left"
             )
         out = UNITS.validate(df, source=sorting_path)

@@ -53,6 +53,8 @@ __all__ = [
     "read_aind_legacy",
     "read_phy",
     "read_sorting",
+    "read_sortings",
+    "sorting_key",
 ]
 
 Layout = Literal["phy", "aind_legacy", "aind_analyzer"]
@@ -76,7 +78,7 @@ class SortingOutput:
     #: sample index of each spike in the sorted recording (0 = first sample) (n_spikes,)
     spike_samples: npt.NDArray[np.int64]
     #: index into `cluster_ids` of each spike (n_spikes,)
-    spike_units: npt.NDArray[np.int64]
+    spike_units: npt.NDArray[np.integer[Any]]
     #: per-spike amplitude (µV for AIND; template scaling for phy), or None
     spike_amplitudes: npt.NDArray[np.float64] | None
     #: average template per unit (n_units, n_samples, n_channels), float32, or None
@@ -182,10 +184,41 @@ def _join_metrics(quality: pl.DataFrame | None, template: pl.DataFrame | None) -
     return quality.join(template.drop(dup), on="cluster_id", how="left", maintain_order="left")
 
 
+def _as_int64(a: np.ndarray) -> npt.NDArray[np.int64]:
+    if a.dtype == np.int64:
+        return a
+    if a.dtype == np.uint64 and a.dtype.isnative:
+        return a.view(np.int64)  # sample indices never reach 2**63
+    return a.astype(np.int64)
+
+
 def _unit_index(
-    spike_clusters: npt.NDArray[np.int64], cluster_ids: npt.NDArray[np.int64], path: str
-) -> npt.NDArray[np.int64]:
+    spike_clusters: npt.NDArray[np.integer[Any]], cluster_ids: npt.NDArray[np.int64], path: str
+) -> npt.NDArray[np.integer[Any]]:
     """Map each spike's cluster id to its position in `cluster_ids` (vectorized)."""
+    if spike_clusters.size == 0:
+        return np.zeros(0, np.int64)
+    c_min, c_max = int(spike_clusters.min()), int(spike_clusters.max())
+    if np.array_equal(cluster_ids, np.arange(cluster_ids.size)) and (
+        c_min >= 0 and c_max < cluster_ids.size
+    ):
+        return spike_clusters  # ids are already unit indices: no gather
+    lo = int(cluster_ids.min(initial=0))
+    hi = int(cluster_ids.max(initial=0))
+    if lo >= 0 and hi < 10_000_000 and np.unique(cluster_ids).size == cluster_ids.size:
+        # small non-negative ids (Kilosort): an O(n) lookup table instead of a binary search
+        lut = np.full(max(hi, c_max) + 1, -1, dtype=np.int32)
+        lut[cluster_ids] = np.arange(cluster_ids.size, dtype=np.int32)
+        idx = lut[spike_clusters] if c_min >= 0 else np.full(spike_clusters.size, -1, np.int32)
+        if (idx < 0).any():
+            bad_ids = np.unique(spike_clusters[idx < 0])[:10].tolist()
+            raise InconsistentDataError(
+                f"spikes belong to clusters absent from the unit list: {bad_ids}",
+                path=path,
+                field="cluster_id",
+                expected="every spike cluster listed in the metrics index",
+            )
+        return idx
     order = np.argsort(cluster_ids, kind="stable")
     sorted_ids = cluster_ids[order]
     pos = np.searchsorted(sorted_ids, spike_clusters)
@@ -262,8 +295,11 @@ def read_phy(path: str, *, name: str | None = None) -> SortingOutput:
     if clusters is None:
         clusters = _load_npy(os.path.join(path, "spike_templates.npy"))
     assert clusters is not None
-    samples = np.asarray(times, dtype=np.int64).ravel()
-    spike_clusters = np.asarray(clusters, dtype=np.int64).ravel()
+    # memory-mapped views, no copies: uint64 sample indices < 2**63 reinterpret as int64
+    samples = _as_int64(times.ravel())
+    spike_clusters = np.asarray(clusters).ravel()
+    if spike_clusters.dtype.kind not in "iu" or spike_clusters.dtype.itemsize == 8:
+        spike_clusters = _as_int64(spike_clusters)
     if samples.size != spike_clusters.size:
         raise BadFormatError(
             f"spike_times.npy has {samples.size} spikes, spike_clusters.npy {spike_clusters.size}",
@@ -596,6 +632,16 @@ def read_sorting(path: str, *, name: str | None = None) -> SortingOutput:
     )
 
 
+def sorting_key(entry: str) -> str | None:
+    """Return the probe key of a sorting entry: ``<letter>`` or ``<letter>-<shank>`` (None if the
+    entry names no probe)."""
+    letter = _probe_letter(entry)
+    if letter is None:
+        return None
+    shank = _shank(entry)
+    return letter if shank is None else f"{letter}-{shank}"
+
+
 def read_sortings(path: str) -> tuple[dict[str, SortingOutput], dict[str, NpcFramesError]]:
     """Return (probe letter -> SortingOutput, entry -> error) for every entry under `path`.
 
@@ -605,11 +651,9 @@ def read_sortings(path: str) -> tuple[dict[str, SortingOutput], dict[str, NpcFra
     ok: dict[str, SortingOutput] = {}
     failed: dict[str, NpcFramesError] = {}
     for entry, location in find_sortings(path).items():
-        letter = _probe_letter(entry)
-        if letter is None:
+        key = sorting_key(entry)
+        if key is None:
             continue
-        shank = _shank(entry)
-        key = letter if shank is None else f"{letter}-{shank}"
         try:
             ok[key] = read_sorting(location, name=entry)
         except NpcFramesError as exc:
