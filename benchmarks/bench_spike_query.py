@@ -142,8 +142,8 @@ def w_delta_samples(df: pl.DataFrame, path: Path, samples: np.ndarray) -> None:
     lens = df["spike_times"].list.len().to_numpy()
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     arr = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(samples.astype(np.int64)))
-    t = df.drop("spike_times").sort("structure", maintain_order=True).to_arrow()
-    order = df.with_row_index("_i").sort("structure", maintain_order=True)["_i"].to_numpy()
+    order = df.with_row_index("_i").sort("structure", "unit_id")["_i"].to_numpy()
+    t = df.drop("spike_times")[order].to_arrow()
     t = t.append_column("spike_samples", arr.take(pa.array(order)))
     pq.write_table(
         t,
@@ -300,6 +300,9 @@ def main() -> None:
     ap.add_argument("--spikes", type=float, default=7.5e6, help="spikes per session")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-nwb", action="store_true", help="skip lazynwb / pynwb")
+    ap.add_argument(
+        "--only", action="append", default=[], help="run only layouts whose name contains this"
+    )
     ap.add_argument("--out", default=None, help="work folder (default: a temp dir, removed)")
     args = ap.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_spikes_"))
@@ -310,7 +313,11 @@ def main() -> None:
         f"({args.sessions * n_spikes * 8 / 1e9:.2f} GB of float64 spike times); work dir {work}"
     )
     structure = "S07"
-    write_s: dict[str, float] = dict.fromkeys([*CANDIDATES, "delta int samples (lossy)"], 0.0)
+    names = [*CANDIDATES, "delta int samples (lossy)"]
+    if args.only:
+        names = [n for n in names if any(o in n for o in args.only)]
+    writers = {**CANDIDATES, "delta int samples (lossy)": w_delta_samples}
+    write_s: dict[str, float] = dict.fromkeys(names, 0.0)
     nwb_paths: list[Path] = []
     nwb_write = 0.0
     one_unit = None
@@ -322,7 +329,8 @@ def main() -> None:
         truth_spikes += int(sel["spike_times"].list.len().sum())
         if one_unit is None:
             one_unit = sel["unit_id"][0]
-        for name, writer in [*CANDIDATES.items(), ("delta int samples (lossy)", w_delta_samples)]:
+        for name in names:
+            writer = writers[name]
             d = work / _slug(name) / f"session_id={df['session_id'][0]}"
             d.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
@@ -346,7 +354,7 @@ def main() -> None:
     )
     print(head)
     print("-" * len(head))
-    for name in [*CANDIDATES, "delta int samples (lossy)"]:
+    for name in names:
         size, tp, td, need, t1, need1 = measure(
             work / _slug(name), name, structure, one_unit or "", truth_units, args.repeat
         )

@@ -106,11 +106,11 @@ def test_units_row_groups_never_span_two_structures_and_hold_few_units(built):
     assert "BYTE_STREAM_SPLIT" in spikes.encodings
 
 
-def test_units_rows_are_clustered_by_structure_keeping_component_order_within(built):
+def test_units_rows_are_sorted_by_structure_then_unit_id(built):
     root, raws = built
     df = pl.read_parquet(root / "units" / f"session_id={_sid(2)}" / "data.parquet")
     truth = _truth(raws)[_sid(2)]["units"]
-    assert df.equals(truth.sort("structure", maintain_order=True))
+    assert df.equals(truth.sort("structure", "unit_id"))
 
 
 # ----------------------------------------------------------------------- scans, SQL, truth

@@ -4,9 +4,10 @@ Every component is written with zstd and per-column statistics. ``units`` gets a
 chosen with ``benchmarks/bench_spike_query.py`` (figures in ``docs/cache.md``) for the query users
 run most: "units passing QC in one structure, with their spike times":
 
-- rows are clustered by ``structure`` (stable: ties keep the component's order), and a row group
-  never spans two structures, so the min/max statistics of ``structure`` let Polars and DuckDB skip
-  every other structure's spike times without decoding them;
+- rows are sorted by ``structure`` then ``unit_id`` and a row group never spans two structures,
+  so the min/max statistics of ``structure`` let Polars and DuckDB skip every other structure's
+  spike times without decoding them, and those of ``unit_id`` narrow a one-unit read to a few
+  row groups;
 - row groups are small (at most :data:`UNITS_ROW_GROUP_UNITS` units and about
   :data:`UNITS_ROW_GROUP_SPIKES` spikes), so one unit's spike times can be fetched (a ranged GET on
   S3) without the rest of the session's;
@@ -71,7 +72,7 @@ LAYOUTS: dict[str, Layout] = {
     "units": Layout(
         column_compression={"spike_times": "none", "spike_amplitudes": "none"},
         byte_stream_split=("spike_times", "spike_amplitudes"),
-        cluster_by=("structure",),
+        cluster_by=("structure", "unit_id"),
         split_on=("structure",),
         list_budget_column="spike_times",
         max_list_elements=UNITS_ROW_GROUP_SPIKES,
