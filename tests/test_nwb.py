@@ -409,3 +409,64 @@ def test_write_nwb_returns_the_path(frames: dict[str, pl.DataFrame], tmp_path: P
     dest = tmp_path / "sub" / "s.nwb"
     assert write_nwb({"sessions": frames["sessions"]}, dest) == dest
     assert dest.exists() and os.path.getsize(dest) > 0
+
+
+# ------------------------------------------------------------------------------------- raw
+RAW = object()  # stands for a RawSession: passed through to the (faked) stream reader
+def test_include_raw_streams_memmaps_in_chunks_with_compression(
+    frames: dict[str, pl.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AP/LFP come out of the memory maps unchanged, chunked, on the stream's sync clock."""
+    from npc_frames import nwb_ephys
+
+    n_ch = int(frames["electrodes"].filter(pl.col("group_name") == "probeA").height)
+    maps: dict[tuple[str, str], np.memmap] = {}
+    rng = np.random.default_rng(3)
+    for group in ("probeA", "probeB"):
+        for band, n in (("ap", 9000), ("lfp", 750)):
+            mm = np.memmap(tmp_path / f"{group}_{band}.dat", np.int16, "w+", shape=(n, n_ch))
+            mm[:] = rng.integers(-500, 500, mm.shape)
+            mm.flush()
+            maps[group, band] = np.memmap(mm.filename, np.int16, "r", shape=(n, n_ch))
+    clock = {"ap": (20.08, 30000.0705), "lfp": (20.08, 2500.0059)}
+
+    def fake_stream(raw: Any, probe: str, band: str) -> tuple[np.ndarray, float, float, float]:
+        assert raw is RAW
+        return maps[probe, band], clock[band][0], clock[band][1], 0.195e-6
+
+    monkeypatch.setattr(nwb_ephys, "_stream", fake_stream)
+    nwb = to_nwb(frames, include_raw=True, raw=RAW)
+    series = nwb.acquisition["probeA_ap"]
+    assert isinstance(series.data, nwb_ephys.MemmapChunkIterator)  # never loaded whole
+    path = write_nwb(nwb, tmp_path / "raw.nwb", compression="lzf")
+    with h5py.File(path) as f:
+        for (group, band), mm in maps.items():
+            ds = f[f"acquisition/{group}_{band}/data"]
+            assert ds.compression == "lzf" and ds.chunks is not None
+            np.testing.assert_array_equal(ds[:], mm)
+            start = f[f"acquisition/{group}_{band}/starting_time"]
+            assert start[()] == clock[band][0]
+            assert start.attrs["rate"] == clock[band][1]
+            rows = f[f"acquisition/{group}_{band}/electrodes"][:]
+            names = frames["electrodes"]["group_name"].to_numpy()[rows]
+            assert set(names) == {group}
+    assert validate_nwb(path) == []
+
+
+def test_include_raw_without_raw_session_is_a_parameter_error(
+    frames: dict[str, pl.DataFrame],
+) -> None:
+    with pytest.raises(ParameterError, match="raw"):
+        to_nwb(frames, include_raw=True)
+
+
+def test_raw_channel_count_mismatch_is_inconsistent(
+    frames: dict[str, pl.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npc_frames import nwb_ephys
+
+    monkeypatch.setattr(
+        nwb_ephys, "_stream", lambda raw, probe, band: (np.zeros((10, 3), np.int16), 0.0, 1.0, 1.0)
+    )
+    with pytest.raises(InconsistentDataError, match="channels"):
+        to_nwb(frames, include_raw=True, raw=RAW)

@@ -629,9 +629,7 @@ def _apply_compression(nwb: NWBFile, compression: str) -> None:
                 obj.set_data_io(H5DataIO, io_kwargs)
         elif isinstance(obj, TimeSeries):
             data = obj.data
-            if isinstance(data, AbstractDataChunkIterator):
-                obj.fields["data"] = H5DataIO(data=data, **io_kwargs)
-            elif _compressible(data):
+            if isinstance(data, AbstractDataChunkIterator) or _compressible(data):
                 obj.set_data_io("data", H5DataIO, io_kwargs)
             if _compressible(obj.fields.get("timestamps")):
                 obj.set_data_io("timestamps", H5DataIO, io_kwargs)

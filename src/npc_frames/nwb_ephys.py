@@ -410,14 +410,13 @@ def _stream(raw: Any, probe: str, band: str) -> tuple[np.ndarray, float, float, 
 
     letter = probe.removeprefix("probe")
     kind: Literal["ap", "lfp"] = "lfp" if band == "lfp" else "ap"
-    try:
-        clocks = alignment.session_clocks(raw)
-        stream = clocks.probe_stream(letter, kind)
-        clock = clocks.clock(stream)
-    except AttributeError:  # only the contract's continuous() is available
+    if not hasattr(alignment, "session_clocks"):  # only the contract's continuous() exists
         data, times = alignment.continuous(raw, letter, kind)
         start, rate = _rate_and_start(np.asarray(times), f"{probe} {band}")
         return data, start, rate, NP1_VOLTS_PER_BIT
+    clocks = alignment.session_clocks(raw)
+    stream = clocks.probe_stream(letter, kind)
+    clock = clocks.clock(stream)
     bits = np.asarray(getattr(stream, "bit_volts", ()) or (np.nan,), dtype=float)
     volts = float(bits[0]) * 1e-6 if np.isfinite(bits[0]) else NP1_VOLTS_PER_BIT
     return oe.continuous_memmap(stream), float(clock.start_time), float(clock.rate_on_sync), volts
