@@ -211,7 +211,6 @@ def test_dynroutdata_reads_task_file_and_trial_classes_match_truth(dr: ScriptRun
         "is_repeat",
         "is_timeout",
         "is_opto",
-        "is_noncontingent_reward",
     ):
         assert t[key].any(), key
     # running speed: DynRoutData's unfiltered speed equals the truth per frame
@@ -611,10 +610,15 @@ def test_mouse_rates_over_a_long_session(long_runs: list[ScriptRun]) -> None:
     assert 0.75 <= hit_rate <= 0.95
     assert 0.08 <= t["is_response"][other_target].mean() <= 0.35
     assert t["is_response"][non_target].mean() <= 0.15
-    assert t["is_response"][catch].mean() <= 0.15
+    assert t["is_response"][catch].mean() <= 0.2
     assert catch.sum() / first_try.sum() == pytest.approx(0.1, abs=0.04)
     assert sorted(set(t["block_index"].tolist())) == list(range(6))
     assert len(run.truth["quiescent_violations"]["frame"]) > 20
+    # after a switch the mouse is slow to adopt the new context: instruction trials it misses are
+    # auto-rewarded (non-contingent), the others earn their reward
+    instr = t["is_instruction"] & (t["block_index"] > 0)
+    assert 0.2 < t["is_noncontingent_reward"][instr].mean() < 0.9
+    assert not (t["is_noncontingent_reward"] & t["is_contingent_reward"]).any()
 
 
 def test_two_minute_task_simulates_fast(tmp_path: Path) -> None:

@@ -113,7 +113,8 @@ def _response_prob(stim: str, rewarded: str, previous_rewarded: str | None, idx:
     if stim == "catch":
         return 0.02
     if stim == rewarded:
-        return 0.85
+        # after a switch the mouse needs a few trials to adopt the new context
+        return 0.85 if previous_rewarded is None else min(0.85, 0.4 + 0.15 * idx)
     if stim in ("vis1", "sound1"):
         return 0.45 if (stim == previous_rewarded and idx < 10) else 0.15
     return 0.04
