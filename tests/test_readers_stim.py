@@ -212,3 +212,32 @@ def test_bad_start_time_and_missing_key_name_the_field(stim_path: Path, tmp_path
         stim.group("rigName")
     with pytest.raises(BadFormatError):
         stim.str("lickFrames")
+
+
+@pytest.mark.slow  # builds the shared synthetic session
+def test_synth_task_file_agrees_with_dynroutdata(request: pytest.FixtureRequest) -> None:
+    """DynamicRoutingTask's own DynRoutData reads the same values from a synthetic DR1 file,
+    and its frame times ([0, cumsum(frameIntervals)]) equal our task-clock flip times."""
+    from npc_frames.errors import NpcFramesError
+    from npc_frames.timing import frame_times_from_stim
+
+    utils = pytest.importorskip("DynamicRoutingTask.Analysis.DynamicRoutingAnalysisUtils")
+    synth = pytest.importorskip("npc_frames.synth")
+    if not hasattr(synth, "make_session"):
+        pytest.skip("npc_frames.synth.make_session not available yet")
+    try:
+        truth = request.getfixturevalue("synth_session")
+    except NpcFramesError as exc:
+        pytest.skip(f"synthetic session could not be built: {exc}")
+    path = next(Path(truth.raw_path, "behavior").glob("DynamicRouting1_*.hdf5"))
+    theirs = utils.DynRoutData()
+    theirs.loadBehavData(str(path))
+    stim = open_stim(path)
+    assert stim.str("rigName") == theirs.rigName
+    assert stim.str("startTime") == theirs.startTime
+    assert stim.strs("trialStim")[: theirs.nTrials] == list(theirs.trialStim)
+    np.testing.assert_array_equal(stim.array("lickFrames"), theirs.lickFrames)
+    np.testing.assert_array_equal(stim.array("trialEndFrame"), theirs.trialEndFrame)
+    np.testing.assert_allclose(
+        frame_times_from_stim(stim).flip, theirs.frameTimes, rtol=0, atol=1e-12
+    )

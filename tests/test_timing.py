@@ -487,6 +487,25 @@ def test_frame_times_and_failures_from_a_raw_session(tmp_path: Path) -> None:
     assert frame_times(raw)[str(s.stim_paths["RFMapping"])] is times[str(s.stim_paths["RFMapping"])]
 
 
+def test_behavior_only_raw_session_has_task_clock_frame_times(tmp_path: Path) -> None:
+    from npc_frames.paths import RawSession
+    from npc_frames.timing import sync_data
+
+    root = tmp_path / "668755_2023-08-31"
+    root.mkdir()
+    path = root / "DynamicRouting1_668755_20230831_131418.hdf5"
+    fi = np.full(299, 1 / 60)
+    with h5py.File(path, "w") as f:
+        f["frameIntervals"] = fi
+        f.create_dataset("startTime", data="20230831_131418", dtype=h5py.string_dtype())
+    raw = RawSession.from_path(root)
+    assert raw.sync_path is None and sync_data(raw) is None
+    ft = frame_times(raw)[str(path)]
+    assert ft.flip[0] == 0.0 and ft.n_frames == 300 and ft.display_source == "flip"
+    np.testing.assert_allclose(ft.flip[-1], 299 / 60)
+    assert timing_failures(raw) == {}
+
+
 def test_stim_file_opened_and_reused(tmp_path: Path) -> None:
     s = make_session(tmp_path, [Block("RFMapping", 2.0, 50)])
     stim = open_stim(s.stim_paths["RFMapping"])

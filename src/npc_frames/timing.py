@@ -20,7 +20,8 @@ Decisions on the **[quirk]**s of the reference implementation, in one place:
   (≈ 0 s after the previous flip). npc_frames uses the same convention as with sync: flip[0] = 0
   (time origin = first flip), flip[i] = ``sum(frameIntervals[:i])``; input[i] = flip[i − 1]
   (NaN for i = 0). Our times are therefore one frame interval (~16.7 ms) *earlier* than npc's
-  flip times in behaviour-only sessions, and consistent with the synced case.
+  flip times in behaviour-only sessions, consistent with the synced case, and equal to the task
+  package's own ``DynRoutData.frameTimes`` (``[0, cumsum(frameIntervals)]``).
 * *"Truncated" matches* (§3.5): when the file's frame count differs from its only plausible block
   by ≤ 60 frames npc returns the whole block (so flip times no longer have one entry per frame).
   npc_frames accepts the match but returns exactly ``n_frames`` times: the block's first
