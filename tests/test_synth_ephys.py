@@ -662,3 +662,30 @@ def test_software_time_defaults_to_sync_start_plus_recording_start(tmp_path: Pat
         tmp_path / "s" / "ecephys" / "ecephys_clipped" / "Record Node 102" / "settings.xml"
     )
     assert settings.getroot().findtext("INFO/DATE") == "31 Aug 2023 12:33:51"
+
+
+def test_same_seed_gives_identical_output(tmp_path: Path) -> None:
+    def run(name: str) -> EphysTruth:
+        return make_ephys(
+            tmp_path / name,
+            rng=np.random.default_rng(9),
+            date=DATE,
+            probe_letters=["A", "B", "D"],
+            units_per_probe=3,
+            recording_start_s=2.0,
+            recording_stop_s=62.0,
+            barcode_rising=BARCODE_RISING,
+            barcode_falling=BARCODE_FALLING,
+            clip_seconds=0.01,
+        )
+
+    a, b = run("a"), run("b")
+    assert a.to_json_dict() == b.to_json_dict()
+    for name, arr in a.arrays().items():
+        np.testing.assert_array_equal(arr, b.arrays()[name], err_msg=name)
+    for p in a.probes:
+        for f in ("spike_times.npy", "spike_clusters.npy", "templates_average.npy"):
+            np.testing.assert_array_equal(
+                np.load(tmp_path / "a" / p.sorting_path / f),
+                np.load(tmp_path / "b" / p.sorting_path / f),
+            )

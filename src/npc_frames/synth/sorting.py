@@ -6,8 +6,8 @@ FORMATS §11.1, plus the ``quality_metrics.csv`` / ``template_metrics.csv`` tabl
 ``cluster_id``, columns of §11.2) and a dense ``templates_average.npy`` (units × samples × 384, µV)
 whose peak channel and peak-to-peak amplitude are the truth of the §11.3 item-2 rule.
 
-Everything is vectorized over spikes; a 400-unit, 90-minute probe (~10 M spikes) is simulated and
-written in a couple of seconds.
+Everything is vectorized over spikes (Python loops only over the few units that need special
+treatment); a 400-unit, 90-minute probe (~15 M spikes) takes ~5 s of CPU to simulate and write.
 
 Decisions (documented here because readers of these files depend on them):
 
@@ -16,7 +16,8 @@ Decisions (documented here because readers of these files depend on them):
   Arrays are written 1-D (``(n_spikes,)``), as phy re-saves them; Kilosort itself writes
   ``(n_spikes, 1)`` — readers should ``ravel()`` either.
 * ``amplitudes.npy`` (float64 per spike) holds the per-spike amplitude in µV, the same numbers as
-  the truth's ``spike_amplitude``; real Kilosort writes a template scaling factor here instead.
+  the truth's ``spike_amplitude`` (both rounded to a power-of-two quantum, ~1e-4 µV, so that they
+  are exact in float32); real Kilosort writes a template scaling factor here instead.
 * Cluster ids are non-contiguous, as after phy curation: some templates have no spikes any more and
   merged clusters get new ids above the largest template id, their spikes carrying either source
   template in ``spike_templates.npy``.
