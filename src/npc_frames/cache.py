@@ -316,8 +316,14 @@ def _resolve(target: str) -> Callable[[Any], pl.DataFrame]:
     return fn
 
 
-def _convert_task(task: _Task) -> _Result:
-    """Convert one session (runs in a worker): compute, validate and write each component."""
+def _convert_task(
+    task: _Task, on_component: Callable[[str, str, int, int], None] | None = None
+) -> _Result:
+    """Convert one session (runs in a worker): compute, validate and write each component.
+
+    `on_component(session_id, component, index, total)` is called before each component (used
+    for the per-session progress line when the session runs in this process).
+    """
     from npc_frames.paths import RawSession
 
     result = _Result(raw_path=task.raw_path, session_id=task.session_id)
@@ -332,7 +338,9 @@ def _convert_task(task: _Task) -> _Result:
         return result
     result.session_id = sid
     storage_dirs: set[str] = set()
-    for name, target in task.targets:
+    for index, (name, target) in enumerate(task.targets):
+        if on_component is not None:
+            on_component(sid, name, index, len(task.targets))
         path = data_path(task.cache, name, sid)
         prev = task.previous.get(name)
         if (
@@ -443,6 +451,10 @@ class _Progress:
             self.failed += 1
         n = len(result.rows) + len(result.skipped)
         self.detail = f"| {result.session_id or result.raw_path}: {n - len(bad)}/{n} components ok"
+        self._draw()
+
+    def component(self, session_id: str, name: str, index: int, total: int) -> None:
+        self.detail = f"| {session_id}: {name} ({index + 1}/{total})"
         self._draw()
 
     def start(self) -> None:
@@ -602,7 +614,7 @@ def convert(
             executor = own_pool
         if executor is None:
             for t in tasks:
-                collect(_convert_task(t))
+                collect(_convert_task(t, bar.component if bar.enabled else None))
         else:
             futures = {executor.submit(_convert_task, t): t for t in tasks}
             for fut in cf.as_completed(futures):
