@@ -309,6 +309,30 @@ def test_stim_from_a_different_day_fails() -> None:
     assert not matched and "day" in failed["old"]
 
 
+def test_stim_whose_frame_count_matches_no_block_is_a_timing_failure(tmp_path: Path) -> None:
+    s = make_session(
+        tmp_path, [Block("RFMapping", 2.0, 300), Block("DynamicRouting1", 12.0, 500)], seed=8
+    )
+    path = s.stim_paths["DynamicRouting1"]
+    with h5py.File(path, "r+") as f:  # 200 frames more than its block: beyond the 60-frame rule
+        fi = f["frameIntervals"][()]
+        del f["frameIntervals"]
+        f["frameIntervals"] = np.concatenate([fi, np.full(200, 1 / 60)])
+    times, failures = timing(s)
+    assert list(times) == [str(s.stim_paths["RFMapping"])]
+    assert "700 frames" in failures[str(path)]
+
+
+def test_vsync_period_must_be_a_monitor_frame_period(tmp_path: Path) -> None:
+    from npc_frames.errors import BadFormatError
+
+    t = 1.0 + np.arange(100) * 0.05  # 20 Hz "vsyncs"
+    path = write_sync_edges(tmp_path / "slow.h5", {2: (t - 0.005, t)}, labels=LABELS)
+    with pytest.raises(BadFormatError) as exc:
+        vsync_blocks(read_sync(path))
+    assert exc.value.field == "vsync_stim"
+
+
 # --------------------------------------------------------------------------- flip / input
 def test_flip_is_vsync_fall_and_input_is_previous_flip(tmp_path: Path) -> None:
     s = make_session(

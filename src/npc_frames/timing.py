@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ DEFINITE_SHORT_INTERVAL = 0.05 / FRAME_RATE
 MAX_EDGE_COUNT_MISMATCH = 5
 #: matched files whose frame count differs from the block's by up to this are "truncated" (§3.5)
 TRUNCATED_MATCH_FRAMES = 60
+#: monitor frame periods a vsync line may have (s, ±10 %; only 60 Hz occurs on NP rigs)
+VSYNC_PERIODS = (1 / 60, 1 / 120, 1 / 144, 1 / 300)
 #: the diode box toggles every 3 frames in sessions from this date (§2.5)
 FIRST_DIODE_EVERY_3_FRAMES = datetime.date(2025, 7, 15)
 
@@ -212,6 +215,15 @@ def vsync_blocks(sync: SyncData) -> list[F64]:
     vsync blocks.
     """
     falling = _vsync_falling(sync)
+    if falling.size > 1:
+        period = float(np.median(np.diff(falling)))
+        if not any(abs(period - p) <= 0.1 * p for p in VSYNC_PERIODS):
+            raise BadFormatError(
+                f"median vsync interval {period * 1000:.2f} ms is not a monitor frame period",
+                path=sync.source,
+                field=VSYNC_LINE,
+                expected="within ±10 % of 1/60, 1/120, 1/144 or 1/300 s (§2.4)",
+            )
     blocks = reshape_into_blocks(falling, BLOCK_GAP)
     on, off = stim_running_windows(sync)
     if on.size:
@@ -359,7 +371,9 @@ def _remove_anomalous(flips: F64, first_on: bool, n: int) -> tuple[F64, bool]:
     return flips, first_on
 
 
-def _display_every_frame(vsyncs: F64, flips: F64, first_on: bool) -> F64:
+def _display_every_frame(
+    vsyncs: F64, flips: F64, first_on: bool, *, check_long_intervals: bool = True
+) -> F64:
     """N = 1: ON edges trusted, OFF frames between them (§2.5 step 4); no end fix-ups."""
     v = vsyncs + AVERAGE_VSYNC_TO_DIODE
     first_off = not first_on
@@ -397,7 +411,7 @@ def _display_every_frame(vsyncs: F64, flips: F64, first_on: bool) -> F64:
     long_thr = 1.1 * median_refresh
     long_disp = np.flatnonzero(np.diff(display) > long_thr)
     v_iv = np.diff(v)
-    if long_disp.size:
+    if long_disp.size and check_long_intervals:
         shifts = np.array([0, -1, -2, -3, -4, -5, 1, 2, 3, 4, 5])
         cand = long_disp[:, None] + shifts[None, :]
         valid = (cand > 0) & (cand < v_iv.size)
@@ -530,14 +544,21 @@ def diode_frames_per_flip(sync: SyncData, stim: StimFile | None, rising: F64, fa
 
 
 def display_times_for_block(
-    vsyncs: F64, rising: F64, falling: F64, *, frames_per_flip: int = 1
+    vsyncs: F64,
+    rising: F64,
+    falling: F64,
+    *,
+    frames_per_flip: int = 1,
+    check_long_intervals: bool = True,
 ) -> F64:
     """Return one display time per vsync (s) from the block's photodiode edges (§2.5).
 
     `rising`/`falling` may be all diode edges of the recording; only those inside
     (first vsync + 0.015 s, last vsync + 5 frames) are used. The result includes the 0.008 s
     top-to-centre refresh. Raises :class:`DiodeError` (an NpcFramesError) when the block's diode
-    signal cannot be decoded.
+    signal cannot be decoded. `check_long_intervals=False` skips the N = 1 cross-check of long
+    display intervals against long vsync intervals (npc skips it for Spontaneous scripts, whose
+    frame timing does not matter).
     """
     vsyncs = np.asarray(vsyncs, dtype=np.float64)
     lo, hi = vsyncs[0] + MIN_VSYNC_DIODE_SEPARATION, vsyncs[-1] + MAX_VSYNC_DIODE_SEPARATION
@@ -552,7 +573,9 @@ def display_times_for_block(
     if n == 1:
         if abs(flips.size - vsyncs.size) > MAX_EDGE_COUNT_MISMATCH:
             raise DiodeError(f"{flips.size} diode edges for {vsyncs.size} vsyncs")
-        display = _display_every_frame(vsyncs, flips, first_on)
+        display = _display_every_frame(
+            vsyncs, flips, first_on, check_long_intervals=check_long_intervals
+        )
         display = _fix_every_frame_ends(display, vsyncs)
     else:
         on = flips[0::2] if first_on else flips[1::2]
@@ -667,7 +690,14 @@ def compute_timing(
             n_per_flip = diode_frames_per_flip(sync, stim, d_rise, d_fall)
             try:
                 display = _fit(
-                    display_times_for_block(vs, d_rise, d_fall, frames_per_flip=n_per_flip), n
+                    display_times_for_block(
+                        vs,
+                        d_rise,
+                        d_fall,
+                        frames_per_flip=n_per_flip,
+                        check_long_intervals="spontaneous" not in stim.script_name.lower(),
+                    ),
+                    n,
                 )
                 source = "photodiode"
             except (DiodeError, IndexError, ValueError) as exc:
@@ -708,16 +738,21 @@ def _rename(t: FrameTimes, path: str) -> FrameTimes:
 # ------------------------------------------------------------------------ RawSession level
 _MEMO: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _MEMO_SIZE = 16
+_MEMO_LOCK = threading.Lock()
 
 
 def _memo(key: tuple[Any, ...], fn: Callable[[], Any]) -> Any:
-    if key in _MEMO:
-        _MEMO.move_to_end(key)
-        return _MEMO[key]
+    # the lock guards the dict only: fn() may itself memoize (frame times -> sync data); two
+    # threads racing on one key both compute and the last result is kept
+    with _MEMO_LOCK:
+        if key in _MEMO:
+            _MEMO.move_to_end(key)
+            return _MEMO[key]
     value = fn()
-    _MEMO[key] = value
-    while len(_MEMO) > _MEMO_SIZE:
-        _MEMO.popitem(last=False)
+    with _MEMO_LOCK:
+        _MEMO[key] = value
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
     return value
 
 

@@ -14,6 +14,7 @@ import builtins
 import datetime
 import os
 import posixpath
+import threading
 from collections import OrderedDict
 from typing import IO, Any
 
@@ -295,18 +296,21 @@ def _open(path: str) -> StimFile:
 
 _CACHE: OrderedDict[tuple[str, int, float], StimFile] = OrderedDict()
 _CACHE_SIZE = 32
+_CACHE_LOCK = threading.Lock()
 
 
 def _open_cached(path: str, size: int, mtime: float) -> StimFile:
     key = (path, size, mtime)
-    stim = _CACHE.get(key)
-    if stim is not None and stim._h5.id.valid:  # a caller may have closed it
-        _CACHE.move_to_end(key)
-        return stim
+    with _CACHE_LOCK:
+        stim = _CACHE.get(key)
+        if stim is not None and stim._h5.id.valid:  # a caller may have closed it
+            _CACHE.move_to_end(key)
+            return stim
     stim = _open(path)
-    _CACHE[key] = stim
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)  # not closed: other holders may still read it
+    with _CACHE_LOCK:
+        _CACHE[key] = stim
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)  # not closed: other holders may still read it
     return stim
 
 
