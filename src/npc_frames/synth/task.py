@@ -41,6 +41,10 @@ quirks must apply them themselves):
 * a script whose last toggle leaves the diode box white gets one extra photodiode falling edge when
   its window closes (0.2-0.5 s after the last flip), so the line is low between scripts and every
   script's first toggle is rising; it lies outside npc's last-vsync + 5 frames diode window.
+* the diode box always starts black, so every script's first toggle is rising (the post-2023-08-25
+  behaviour; the older white-start case with its missed first edge is not simulated).
+* the last, incomplete task trial keeps the pre-stimulus length it reached in the simulation even if
+  a lengthening violation fell after the last frame (readers truncate per-trial arrays to n).
 * before 2023-08-31 auditory ``stim_start_time`` is still the physical onset (not on sync).
 """
 
