@@ -316,3 +316,42 @@ def test_synth_interval_tables_equal_truth(
             np.testing.assert_allclose(got.astype(float), exp, atol=atol, err_msg=col)
         else:
             assert got.tolist() == exp.tolist(), col
+
+
+@pytest.fixture(scope="module")
+def synth_invalid(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    synth = pytest.importorskip("npc_frames.synth")
+    inv = [
+        {"start_time": 100.0, "stop_time": 110.0, "reason": "probe drift"},
+        {"start_time": 300.0, "stop_time": -1, "reason": "end of good data"},
+    ]
+    return synth.make_session(
+        tmp_path_factory.mktemp("synth_invalid"),
+        seed=5,
+        minutes=2.0,
+        ephys=False,
+        video=False,
+        invalid_times=inv,
+    )
+
+
+@pytest.mark.slow  # generates its own 2-minute session (~10 s)
+def test_synth_invalid_times_file_drops_overlapping_trials(synth_invalid: Any) -> None:
+    from npc_frames.components import get
+    from npc_frames.paths import RawSession
+
+    raw = RawSession.from_path(synth_invalid.raw_path)
+    inv = get("invalid_times")(raw)
+    assert inv["reason"].to_list() == ["probe drift", "end of good data"]
+    assert inv["stop_time"][1] == pytest.approx(float(synth_invalid.sync_duration_s), abs=1e-3)
+    truth = next(s for s in synth_invalid.scripts if s["script_name"] == "DynamicRouting1")
+    t = truth["truth"]["trials"]
+    start, stop = np.asarray(t["start_time"]), np.asarray(t["stop_time"])
+    bad = np.zeros(start.size, dtype=bool)
+    for a, b in zip(inv["start_time"], inv["stop_time"], strict=True):
+        bad |= (start < b) & (stop > a)
+    assert bad.any() and not bad.all()
+    trials = get("trials")(raw)
+    assert trials["trial_index"].to_list() == np.flatnonzero(~bad).tolist()
+    ep = get("epochs")(raw)
+    assert any("invalid_times" in tags for tags in ep["tags"].to_list())
