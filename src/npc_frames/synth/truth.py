@@ -165,15 +165,17 @@ class _Encoder:
             np.save(self.base / name, np.ascontiguousarray(obj))
             return {"__npy__": name}
         if isinstance(obj, list | tuple):
-            if len(obj) > _INLINE_MAX and all(
-                isinstance(v, np.ndarray) and v.ndim == 1 for v in obj
-            ):
-                return self._ragged(obj, key)
-            if len(obj) > _INLINE_MAX and all(
-                isinstance(v, bool | int | float | np.number | np.bool_) for v in obj
-            ):
+            if len(obj) > _INLINE_MAX and isinstance(obj[0], np.ndarray):
+                if all(isinstance(v, np.ndarray) and v.ndim == 1 for v in obj):
+                    return self._ragged(obj, key)
+            elif len(obj) > _INLINE_MAX and isinstance(obj[0], bool | int | float | np.generic):
                 # long numeric lists (e.g. per-frame columns) go to .npy and load as arrays
-                return self.encode(np.asarray(obj), key)
+                try:
+                    arr = np.asarray(obj)
+                except (ValueError, TypeError):
+                    arr = np.empty(0, dtype=object)
+                if arr.ndim == 1 and arr.dtype.kind in "biuf":
+                    return self.encode(arr, key)
             return [self.encode(v, f"{key}.{i}") for i, v in enumerate(obj)]
         if isinstance(obj, datetime.datetime):
             return {"__datetime__": obj.isoformat()}
