@@ -689,3 +689,23 @@ def test_same_seed_gives_identical_output(tmp_path: Path) -> None:
                 np.load(tmp_path / "a" / p.sorting_path / f),
                 np.load(tmp_path / "b" / p.sorting_path / f),
             )
+
+
+def test_sorting_bad_parameters_raise_parameter_error(tmp_path: Path) -> None:
+    x = np.zeros(384)
+    with pytest.raises(ParameterError) as info:
+        make_sorting(
+            tmp_path / "p",
+            rng=np.random.default_rng(0),
+            n_units=3,
+            n_samples=900_000,
+            channel_x=x,
+            channel_y=np.zeros(10),
+        )
+    assert info.value.field == "channel_y"
+    with pytest.raises(ParameterError) as info:
+        simulate_spike_trains(np.random.default_rng(0), n_units=0, n_samples=900_000)
+    assert info.value.field == "n_units"
+    with pytest.raises(ParameterError) as info:
+        simulate_spike_trains(np.random.default_rng(0), n_units=2, n_samples=1000)
+    assert info.value.field == "n_samples"
