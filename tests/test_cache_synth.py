@@ -104,3 +104,29 @@ def test_synth_trials_question_same_in_polars_and_sql(synth_cache, synth_session
     sid = str(synth_sessions[0].session_id)
     per_session = cache.read_session(sid, synth_cache)
     assert per_session["trials"].height == dict(via_polars.select("session_id", "n").rows())[sid]
+
+
+@pytest.mark.slow
+def test_synth_manifest_notes_and_invalid_times_land_in_components(synth_sessions, tmp_path):
+    t = synth_sessions[0]
+    sid = str(t.session_id)
+    manifest = tmp_path / "tracked.yaml"
+    manifest.write_text(
+        f"{sid}:\n"
+        f"  raw_path: {t.raw_path}\n"
+        "  notes: left eye closed for the first block\n"
+        "  issues: [https://github.com/example/tracker/issues/7]\n"
+        "  invalid_times:\n"
+        "    - {start_time: 10.0, stop_time: 12.5, reason: lick sensor unplugged}\n"
+    )
+    out = cache.convert(
+        None, tmp_path / "c", manifest=manifest, components=["sessions", "invalid_times"]
+    )
+    assert set(out["status"]) == {"ok"}, out.select("component", "error").rows()
+    sessions = cache.scan_sessions(tmp_path / "c").collect()
+    assert sessions["notes"].to_list() == ["left eye closed for the first block"]
+    assert sessions["issues"].to_list() == [["https://github.com/example/tracker/issues/7"]]
+    inv = cache.scan_invalid_times(tmp_path / "c").collect()
+    assert inv.select("session_id", "start_time", "stop_time", "reason").rows() == [
+        (sid, 10.0, 12.5, "lick sensor unplugged")
+    ]
