@@ -346,7 +346,7 @@ class Truth:
     @classmethod
     def load(cls, truth_dir: str | Path) -> Truth:
         """Return the truth saved in `truth_dir`; big arrays load lazily when first accessed."""
-        base = Path(truth_dir)
+        base = Path(truth_dir).absolute()
         path = base / "truth.json"
         if not path.is_file():
             raise MissingFileError("no truth.json in truth folder", path=path)
