@@ -323,6 +323,21 @@ def test_stim_whose_frame_count_matches_no_block_is_a_timing_failure(tmp_path: P
     assert "700 frames" in failures[str(path)]
 
 
+def test_sync_without_vsync_line_fails_every_stim_naming_the_line(tmp_path: Path) -> None:
+    s = make_session(tmp_path, [Block("RFMapping", 2.0, 100)])
+    sync0 = read_sync(s.sync_path)
+    labels = list(LABELS)
+    labels[2] = ""  # the vsync line is unlabeled: npc finds it only by label
+    path = tmp_path / "novsync.h5"
+    write_sync_edges(
+        path, {2: (np.asarray(sync0.rising(2)), np.asarray(sync0.falling(2)))}, labels=labels
+    )
+    stim = str(s.stim_paths["RFMapping"])
+    times, failures = compute_timing(read_sync(path), [stim])
+    assert not times
+    assert "vsync_stim" in failures[stim]
+
+
 def test_vsync_period_must_be_a_monitor_frame_period(tmp_path: Path) -> None:
     from npc_frames.errors import BadFormatError
 

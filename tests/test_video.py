@@ -177,6 +177,15 @@ def test_camera_line_found_by_exposure_fingerprint_when_cables_swapped(tmp_path:
     _assert_truth(video_frame_times(_raw(root)), truth)
 
 
+def test_ambiguous_fingerprints_fall_back_to_line_labels(tmp_path: Path) -> None:
+    root, truth = make_video_session(tmp_path, seed=8)
+    for js in (root / "behavior_videos").glob("*.json"):  # every camera claims 10 ms
+        doc = json.loads(js.read_text())
+        doc["RecordingReport"]["CustomInitialExposureTime"] = 10
+        js.write_text(json.dumps(doc))
+    _assert_truth(video_frame_times(_raw(root)), truth)
+
+
 def test_repeated_recordings_split_and_closest_to_time_start_chosen(tmp_path: Path) -> None:
     root, truth = make_video_session(tmp_path, second_recording=True, seed=3)
     _assert_truth(video_frame_times(_raw(root)), truth)

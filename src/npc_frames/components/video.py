@@ -81,29 +81,39 @@ def _fingerprint_ms(sync: SyncData, bit: int) -> float:
 def camera_exposure_lines(sync: SyncData, infos: list[MvrInfo]) -> dict[str, int]:
     """Return {json path: sync bit of the camera's exposure line} (§12.3 step 1).
 
-    Raises AlignmentError naming the json when no exposure line fits the camera.
+    Each camera gets the ``*_cam_exposing`` line whose first-8-pulse duration is closest to its
+    ``CustomInitialExposureTime``; ties go to the line named after the camera. If the
+    fingerprints do not separate the cameras (two cameras would share a line), the lines named
+    after the cameras are used. Raises AlignmentError naming the json when no line fits.
     """
     lines = _exposing_lines(sync)
     prints = {name: _fingerprint_ms(sync, bit) for name, bit in lines.items()}
-    out: dict[str, int] = {}
-    for info in infos:
+    candidates = {k: v for k, v in prints.items() if np.isfinite(v)}
+
+    def by_name(info: MvrInfo) -> int:
         name = parse_camera_name(info.camera)
-        candidates = {k: v for k, v in prints.items() if np.isfinite(v)}
-        if info.custom_initial_exposure_ms is not None and candidates:
-            best = min(
-                candidates,
-                key=lambda k: abs(candidates[k] - info.custom_initial_exposure_ms),  # type: ignore[operator]
-            )
-            out[info.path] = lines[best]
-        elif name in lines:
-            out[info.path] = lines[name]
-        else:
+        if name not in lines:
             raise AlignmentError(
                 f"no exposure line on sync for camera {info.camera!r}",
                 path=info.path,
                 field="CameraLabel",
                 expected=f"a '<cam>_cam_exposing' sync line for it; found {sorted(lines)}",
             )
+        return lines[name]
+
+    out: dict[str, int] = {}
+    for info in infos:
+        target = info.custom_initial_exposure_ms
+        if target is None or not candidates:
+            out[info.path] = by_name(info)
+            continue
+        dist = {k: abs(v - target) for k, v in candidates.items()}
+        best = min(dist.values())
+        tied = [k for k, d in dist.items() if d == best]
+        own = parse_camera_name(info.camera)
+        out[info.path] = lines[own if own in tied else tied[0]]
+    if len(set(out.values())) < len(out):  # fingerprints ambiguous: trust the line labels
+        out = {info.path: by_name(info) for info in infos}
     return out
 
 
