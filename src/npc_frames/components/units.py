@@ -130,9 +130,23 @@ def _group_by_unit(
     return order, offsets
 
 
+#: spikes gathered per step when building times (bounds the temporary int64 copy to 8 MB)
+_GATHER_CHUNK = 1 << 20
+
+
+def _gather(src: np.ndarray, order: np.ndarray) -> npt.NDArray[np.float64]:
+    """Return src[order] as float64, gathered in chunks so that no full-length temporary is made
+    (a loop over ~10 chunks per probe, never over spikes)."""
+    out = np.empty(order.size, dtype=np.float64)
+    for lo in range(0, order.size, _GATHER_CHUNK):
+        hi = min(lo + _GATHER_CHUNK, order.size)
+        out[lo:hi] = src[order[lo:hi]]
+    return out
+
+
 def _gather_times(clock: StreamClock, samples: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Return sync times of samples[order], computed in place (one float64 array)."""
-    t = np.take(samples, order).astype(np.float64)
+    """Return sync times (s) of samples[order], computed in place."""
+    t = _gather(samples, order)
     t /= clock.rate_on_sync
     t += clock.start_time
     return t
@@ -188,6 +202,8 @@ def _probe_units(
     n = so.n_units
     order, offsets = _group_by_unit(so)
     times = _gather_times(clock, so.spike_samples, order)
+    cols_spikes = list_series("spike_times", times, offsets)
+    del times
     cols: dict[str, Any] = {}
     cluster = so.cluster_ids
     prefix = f"{session_id}_{letter}-" if so.shank is None else f"{session_id}_{letter}-{so.shank}-"
@@ -209,12 +225,14 @@ def _probe_units(
     else:
         cols["peak_electrode"] = pl.Series([None] * n, dtype=pl.Int64)
     cols["amplitude"] = pl.Series(amplitude).fill_nan(None)
-    cols["spike_times"] = list_series("spike_times", times, offsets)
+    cols["spike_times"] = cols_spikes
     if so.spike_amplitudes is not None:
-        amps = np.take(np.asarray(so.spike_amplitudes, np.float64), order)
+        amps = _gather(np.asarray(so.spike_amplitudes), order)
         cols["spike_amplitudes"] = list_series("spike_amplitudes", amps, offsets)
+        del amps
     else:
         cols["spike_amplitudes"] = pl.Series([None] * n, dtype=pl.List(pl.Float64))
+    del order
     # clipped uploads: the last spike is later evidence of recording than the last TTL event
     last = int(so.spike_samples.max(initial=-1)) + 1
     stop = min(clock.times(max(clock.num_samples, last)).item(), sync_total_seconds)
@@ -294,6 +312,7 @@ def units_with_report(
         logger.warning("electrodes unavailable for %s: %s", sid, exc)
         el, lookups = None, {}
     serials = {p.letter: p.serial for p in setup.settings.probes} if setup.settings else {}
+    ccf = _ccf_table(el)
     entries = {
         key: (entry, location)
         for entry, location in find_sortings(_local_dir(raw, sorting_path)).items()
@@ -320,6 +339,14 @@ def units_with_report(
                 channel_offset=setup.channel_offset,
             )
             del so
+            if ccf is not None:
+                frame = frame.join(
+                    ccf,
+                    on=["electrode_group_name", "peak_channel"],
+                    how="left",
+                    maintain_order="left",
+                )
+            # validated per probe: a frame validated after concatenation is copied whole
             frames.append(
                 UNITS.validate(
                     _qc(frame).with_columns(pl.lit(sid).alias("session_id")), source=location
@@ -343,30 +370,33 @@ def units_with_report(
             raise next(iter(failures.values()))
         out = UNITS.empty()
     else:
-        df = pl.concat(frames, how="vertical", rechunk=False)
+        out = pl.concat(frames, how="vertical", rechunk=False)
+        del frames
         if trials is not None:
-            df = df.with_columns(activity_drift(df, trials).alias("activity_drift"))
-            df = _qc(
-                df.with_columns(
-                    (pl.col("activity_drift") < MAX_ACTIVITY_DRIFT).alias("is_not_drift")
+            drift = activity_drift(out, trials)
+            out = _qc(
+                out.with_columns(
+                    drift.alias("activity_drift"),
+                    (drift < MAX_ACTIVITY_DRIFT).alias("is_not_drift"),
                 )
             )
-        if el is not None and "x" in el.columns and el["x"].is_not_null().any():
-            ccf = el.select(
-                pl.col("group_name").alias("electrode_group_name"),
-                pl.col("channel").alias("peak_channel"),
-                pl.col("x").alias("ccf_ap"),
-                pl.col("y").alias("ccf_dv"),
-                pl.col("z").alias("ccf_ml"),
-                "structure",
-                "location",
-            )
-            df = df.drop(ccf.columns[2:]).join(
-                ccf, on=["electrode_group_name", "peak_channel"], how="left", maintain_order="left"
-            )
-        out = UNITS.validate(df, source=sorting_path)
     out.attrs = report.as_dict()  # type: ignore[attr-defined]
     return out, report
+
+
+def _ccf_table(el: pl.DataFrame | None) -> pl.DataFrame | None:
+    """Return the annotated electrodes keyed like units (None when nothing is annotated)."""
+    if el is None or "x" not in el.columns or not el["x"].is_not_null().any():
+        return None
+    return el.select(
+        pl.col("group_name").alias("electrode_group_name"),
+        pl.col("channel").alias("peak_channel"),
+        pl.col("x").alias("ccf_ap"),
+        pl.col("y").alias("ccf_dv"),
+        pl.col("z").alias("ccf_ml"),
+        "structure",
+        "location",
+    )
 
 
 def units(raw: Any, *, trials: pl.DataFrame | None = None) -> pl.DataFrame:
