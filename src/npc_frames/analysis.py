@@ -70,14 +70,21 @@ class _Spikes:
 
 def _flat_list(series: pl.Series) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Return (values, offsets) of a list[f64] series without copying per row."""
-    arr = series.cast(pl.List(pl.Float64)).to_arrow()
+    series = series.cast(pl.List(pl.Float64))
+    if series.null_count():  # a null list is a unit without spikes
+        series = series.to_frame("s").select(
+            pl.col("s").fill_null(pl.lit([], dtype=pl.List(pl.Float64)))
+        )["s"]
+    arr = series.rechunk().to_arrow()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if arr.null_count:
-        arr = pa.compute.fill_null(arr, pa.scalar([], type=arr.type))
-    arr = arr.cast(pa.large_list(pa.float64()))
-    offsets = np.asarray(arr.offsets, dtype=np.int64)
-    values = np.asarray(arr.values, dtype=np.float64)[offsets[0] : offsets[-1]]
+    if not pa.types.is_large_list(arr.type):
+        arr = arr.cast(pa.large_list(pa.float64()))
+    # read the Arrow buffers directly: Array.to_numpy()/__array__ import pandas (seconds)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    flat = arr.values
+    values = np.frombuffer(flat.buffers()[1], dtype=np.float64)[flat.offset : flat.offset + len(flat)]
+    values = values[offsets[0] : offsets[-1]]
     return values, offsets - offsets[0]
 
 

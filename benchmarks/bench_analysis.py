@@ -1,0 +1,286 @@
+"""Spike counts for all units x all trials of many full-scale sessions, side by side (issue 7).
+
+Three ways to get the same counts, each in a fresh process (wall time and peak RSS of that process):
+
+- ``npc_frames``: ``nf.spike_counts(nf.scan_units(cache), nf.scan_trials(cache), windows=...)`` over
+  the Parquet cache (units written with the cache's own layout, ``npc_frames.cache_layout``);
+- ``lazynwb``: ``lazynwb.get_spike_times_in_intervals(..., as_counts=True)`` over NWB files of the
+  same sessions (written with pynwb's bulk VectorData/VectorIndex);
+- ``h5py+numpy``: per-unit ``np.searchsorted`` over spike times read from the same NWB files — the
+  issue's hand-written baseline.
+
+Every method's counts are checked against the others on a sample of units. Not run by CI.
+
+    python benchmarks/bench_analysis.py                          # 20 sessions x 2,400 units x 60 M spikes
+    python benchmarks/bench_analysis.py --sessions 4 --spikes 10e6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+WINDOWS = {"baseline": ("stim_start_time", -0.5, 0.0), "response": ("stim_start_time", 0.0, 0.5)}
+DURATION = 5400.0  # 90-minute session
+
+
+def session_id(i: int) -> str:
+    return f"{660000 + i}_2023-{1 + i // 28:02d}-{1 + i % 28:02d}"
+
+
+def make_session(
+    i: int, n_units: int, n_spikes: int, n_trials: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (units, trials) frames of one synthetic full-scale session."""
+    rng = np.random.default_rng(i)
+    sid = session_id(i)
+    rates = rng.lognormal(0.0, 1.2, n_units)
+    counts = rng.multinomial(n_spikes, rates / rates.sum())
+    unit_of = np.repeat(np.arange(n_units), counts)
+    times = rng.uniform(0, DURATION, n_spikes)
+    times = times[np.lexsort((times, unit_of))]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    probe = np.sort(rng.integers(0, 6, n_units))
+    units = pl.DataFrame(
+        {
+            "session_id": sid,
+            "unit_id": [f"{sid}_{'ABCDEF'[p]}-{k}" for k, p in enumerate(probe)],
+            "electrode_group_name": [f"probe{'ABCDEF'[p]}" for p in probe],
+            "default_qc": rng.random(n_units) < 0.4,
+            "spike_times": pl.from_arrow(
+                pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(times))
+            ).cast(pl.List(pl.Float64)),
+            "obs_intervals": [[[1.0, DURATION - 1.0]]] * n_units,
+        }
+    )
+    stim = np.sort(rng.uniform(30, DURATION - 30, n_trials))
+    trials = pl.DataFrame(
+        {
+            "session_id": sid,
+            "trial_index": np.arange(n_trials),
+            "start_time": stim - 1.5,
+            "stop_time": stim + 3.0,
+            "stim_start_time": stim,
+            "is_catch": rng.random(n_trials) < 0.1,
+        }
+    )
+    return units, trials
+
+
+def write_cache(cache: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
+    from npc_frames import storage
+    from npc_frames.cache import data_path
+    from npc_frames.cache_layout import to_parquet_bytes
+
+    sid = units["session_id"][0]
+    for name, df in (("units", units), ("trials", trials)):
+        path = data_path(str(cache), name, sid)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        storage.atomic_write_bytes(path, to_parquet_bytes(df, component=name))
+
+
+def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
+    """Write units (bulk ragged spike_times + obs_intervals) and trials with pynwb."""
+    import datetime as dt
+
+    from hdmf.common import VectorData, VectorIndex
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.misc import Units
+
+    nwb = NWBFile(
+        session_description="benchmark",
+        identifier=str(path.stem),
+        session_start_time=dt.datetime(2023, 8, 31, tzinfo=dt.UTC),
+    )
+    st = units["spike_times"]
+    spikes = st.explode().to_numpy()
+    idx = np.cumsum(st.list.len().to_numpy())
+    obs_data = np.tile([[1.0, DURATION - 1.0]], (units.height, 1))
+    cols: list[Any] = []
+    st_data = VectorData(name="spike_times", data=spikes, description="spike times (s)")
+    cols += [st_data, VectorIndex(name="spike_times_index", data=idx, target=st_data)]
+    obs = VectorData(name="obs_intervals", data=obs_data, description="observation intervals")
+    cols += [
+        obs,
+        VectorIndex(name="obs_intervals_index", data=np.arange(1, units.height + 1), target=obs),
+    ]
+    cols.append(VectorData(name="unit_id", data=units["unit_id"].to_list(), description="unit id"))
+    cols.append(
+        VectorData(name="default_qc", data=units["default_qc"].to_numpy(), description="qc")
+    )
+    nwb.units = Units(name="units", description="units", columns=cols, id=np.arange(units.height))
+    for name in ("stim_start_time", "is_catch"):
+        nwb.add_trial_column(name=name, description=name)
+    tr = trials.to_dict(as_series=False)
+    for k in range(trials.height):  # 500 rows: pynwb's row API is fine for trials
+        nwb.add_trial(
+            start_time=tr["start_time"][k],
+            stop_time=tr["stop_time"][k],
+            stim_start_time=tr["stim_start_time"][k],
+            is_catch=tr["is_catch"][k],
+        )
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+# ------------------------------------------------------------------------------ methods
+def run_npc_frames(root: Path) -> dict[str, Any]:
+    import npc_frames as nf
+
+    t0 = time.perf_counter()
+    counts = nf.spike_counts(
+        nf.scan_units(cache=str(root / "cache")),
+        nf.scan_trials(cache=str(root / "cache")),
+        windows=WINDOWS,
+    )
+    elapsed = time.perf_counter() - t0
+    return {"seconds": elapsed, "rows": counts.height, "sample": _sample(counts)}
+
+
+def run_lazynwb(root: Path) -> dict[str, Any]:
+    import lazynwb
+
+    paths = sorted(str(p) for p in (root / "nwb").glob("*.nwb"))
+    t0 = time.perf_counter()
+    units = (
+        lazynwb.scan_nwb(paths, "/units", disable_progress=True)
+        .select("unit_id", "_nwb_path", "_table_index", "obs_intervals")
+        .collect()
+    )
+    intervals = {
+        name: (pl.col(event) + start, pl.col(event) + stop)
+        for name, (event, start, stop) in WINDOWS.items()
+    }
+    counts = lazynwb.get_spike_times_in_intervals(
+        units,
+        intervals=intervals,
+        intervals_df="/intervals/trials",
+        as_counts=True,
+        disable_progress=True,
+        as_polars=True,
+        use_process_pool=False,
+    )
+    elapsed = time.perf_counter() - t0
+    long = counts.unpivot(
+        index=[c for c in counts.columns if c not in WINDOWS],
+        on=list(WINDOWS),
+        variable_name="window",
+        value_name="count",
+    )
+    return {"seconds": elapsed, "rows": long.height, "columns": counts.columns}
+
+
+def run_h5py(root: Path) -> dict[str, Any]:
+    import h5py
+
+    t0 = time.perf_counter()
+    rows = 0
+    sample: dict[str, int] = {}
+    for path in sorted((root / "nwb").glob("*.nwb")):
+        with h5py.File(path, "r") as f:
+            spikes = f["units/spike_times"][:]
+            idx = f["units/spike_times_index"][:]
+            unit_ids = f["units/unit_id"].asstr()[:]
+            stim = f["intervals/trials/stim_start_time"][:]
+        starts = np.concatenate([[0], idx[:-1]])
+        for u, (a, b) in enumerate(zip(starts, idx, strict=True)):  # the per-unit idiom
+            s = spikes[a:b]
+            for name, (_, lo, hi) in WINDOWS.items():
+                c = np.searchsorted(s, stim + hi) - np.searchsorted(s, stim + lo)
+                rows += c.size
+                if u < 3:
+                    sample[f"{unit_ids[u]}|{name}"] = int(c[:50].sum())
+    return {"seconds": time.perf_counter() - t0, "rows": rows, "sample": sample}
+
+
+def _sample(counts: pl.DataFrame) -> dict[str, int]:
+    first = counts.group_by("session_id").agg(pl.col("unit_id").unique().sort().head(3))
+    keep = first.explode("unit_id")
+    sub = counts.join(keep, on=["session_id", "unit_id"]).filter(pl.col("trial_index") < 50)
+    agg = sub.group_by("unit_id", "window").agg(pl.col("count").sum())
+    return {f"{u}|{w}": int(c) for u, w, c in agg.iter_rows()}
+
+
+METHODS = {"npc_frames": run_npc_frames, "lazynwb": run_lazynwb, "h5py+numpy": run_h5py}
+
+
+def child(method: str, root: Path) -> None:
+    out = METHODS[method](root)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(out, default=str))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--units", type=int, default=2400)
+    ap.add_argument("--spikes", type=float, default=60e6, help="spikes per session")
+    ap.add_argument("--trials", type=int, default=500)
+    ap.add_argument("--dir", type=Path, default=None, help="reuse/keep data here")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.dir)
+        return
+    root = args.dir or Path(tempfile.mkdtemp(prefix="bench_analysis_"))
+    stamp = root / f"done_{args.sessions}_{args.units}_{int(args.spikes)}_{args.trials}"
+    if not stamp.exists():
+        t0 = time.perf_counter()
+        (root / "nwb").mkdir(parents=True, exist_ok=True)
+        for i in range(args.sessions):
+            units, trials = make_session(i, args.units, int(args.spikes), args.trials)
+            write_cache(root / "cache", units, trials)
+            write_nwb(root / "nwb" / f"{session_id(i)}.nwb", units, trials)
+            del units, trials
+        stamp.touch()
+        print(f"prepared {args.sessions} sessions in {time.perf_counter() - t0:.0f} s under {root}")
+    print(
+        f"{args.sessions} sessions x {args.units} units x {args.trials} trials, "
+        f"{args.spikes:.3g} spikes/session, windows {list(WINDOWS)}; {os.cpu_count()} cores"
+    )
+    results: dict[str, dict[str, Any]] = {}
+    for method in args.methods.split(","):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", method, "--dir", str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{method:12s} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        results[method] = json.loads(line[7:])
+    base = results.get("npc_frames")
+    print(f"{'method':12s} {'seconds':>8s} {'peak MB':>8s} {'rows':>11s} {'vs npc_frames':>14s}")
+    for method, r in results.items():
+        ratio = r["seconds"] / base["seconds"] if base else float("nan")
+        print(
+            f"{method:12s} {r['seconds']:8.2f} {r['peak_rss_mb']:8.0f} {r['rows']:11d} {ratio:13.1f}x"
+        )
+    if base and "h5py+numpy" in results:
+        a, b = base["sample"], results["h5py+numpy"]["sample"]
+        common = set(a) & set(b)
+        agree = all(a[k] == b[k] for k in common)
+        print(
+            f"counts agree with the h5py+numpy baseline on {len(common)} sampled unit-windows: {agree}"
+        )
+
+
+if __name__ == "__main__":
+    main()
