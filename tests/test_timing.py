@@ -393,9 +393,8 @@ def test_display_every_frame_within_1ms_of_truth_with_dropped_frames(
     tmp_path_factory: pytest.TempPathFactory, seed: int, n_frames: int, n_dropped: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    dropped = {
-        int(k): 1 for k in rng.choice(np.arange(10, n_frames - 10), n_dropped, replace=False)
-    }
+    frames = rng.choice(np.arange(10, n_frames - 10), n_dropped, replace=False)
+    dropped = {int(k): int(rng.integers(1, 4)) for k in frames}  # 1-3 extra refreshes
     tmp = tmp_path_factory.mktemp("n1")
     s = make_session(tmp, [Block("DynamicRouting1", 2.0, n_frames, dropped=dropped)], seed=seed)
     times, failures = timing(s)
@@ -403,6 +402,8 @@ def test_display_every_frame_within_1ms_of_truth_with_dropped_frames(
     assert not failures
     assert ft.display_source == "photodiode", ft.display_note
     assert ft.diode_frames_per_flip == 1
+    np.testing.assert_array_equal(ft.flip, s.blocks[0].flip)
+    np.testing.assert_array_equal(ft.input[1:], s.blocks[0].flip[:-1])
     np.testing.assert_allclose(ft.display, s.blocks[0].display, atol=0.001)
 
 
@@ -418,9 +419,8 @@ def test_display_every_3_frames_within_1ms_of_truth_with_dropped_frames(
     tmp_path_factory: pytest.TempPathFactory, seed: int, n_frames: int, n_dropped: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    dropped = {
-        int(k): 1 for k in rng.choice(np.arange(10, n_frames - 10), n_dropped, replace=False)
-    }
+    frames = rng.choice(np.arange(10, n_frames - 10), n_dropped, replace=False)
+    dropped = {int(k): int(rng.integers(1, 4)) for k in frames}  # 1-3 extra refreshes
     tmp = tmp_path_factory.mktemp("n3")
     start = datetime.datetime(2025, 7, 20, 10, 0, 0, 250000)
     block = Block("DynamicRouting1", 2.0, n_frames, dropped=dropped, diode_every=3)
@@ -430,6 +430,7 @@ def test_display_every_3_frames_within_1ms_of_truth_with_dropped_frames(
     assert not failures
     assert ft.display_source == "photodiode", ft.display_note
     assert ft.diode_frames_per_flip == 3
+    np.testing.assert_array_equal(ft.flip, s.blocks[0].flip)
     np.testing.assert_allclose(ft.display, s.blocks[0].display, atol=0.001)
 
 
