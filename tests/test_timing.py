@@ -33,6 +33,7 @@ from npc_frames.timing import (
     timing_failures,
     vsync_blocks,
 )
+from s3server import s3_endpoint  # noqa: F401  (fixture)
 from test_readers_sync import write_sync_edges
 
 REFRESH = 1 / 59.95  # the monitor's real refresh period
@@ -636,3 +637,27 @@ def test_synth_session_every_3_frames_display_times_match_truth(
     request: pytest.FixtureRequest,
 ) -> None:
     _check_against_truth(_synth_or_skip(request, "synth_every_3"), expected_n=3)
+
+
+# ------------------------------------------------------------------------------------- S3
+@pytest.mark.s3
+def test_frame_times_from_s3_equal_local(tmp_path: Path, s3_endpoint: Any) -> None:  # noqa: F811
+    from npc_frames.paths import RawSession
+
+    s = make_session(
+        tmp_path, [Block("RFMapping", 2.0, 300), Block("DynamicRouting1", 12.0, 500)], seed=9
+    )
+    bucket = s3_endpoint.bucket("timing")
+    url = s3_endpoint.upload_folder(s.root, bucket, s.root.name)
+    remote = RawSession.from_path(url)
+    local = frame_times(RawSession.from_path(s.root))
+    times = frame_times(remote)
+    assert not timing_failures(remote)
+    assert [p.split("/")[-1] for p in times] == [p.split("/")[-1] for p in local]
+    assert all(p.startswith("s3://") for p in times)
+    for (_, a), (_, b) in zip(times.items(), local.items()):
+        np.testing.assert_array_equal(a.flip, b.flip)
+        np.testing.assert_array_equal(a.display, b.display)
+    # readers take URLs directly too
+    assert read_sync(remote.sync_path).rising(2).size == 800
+    assert open_stim(remote.stim_paths[0]).n_frames in (300, 500)
