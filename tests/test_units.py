@@ -326,3 +326,98 @@ def test_all_probes_failing_raises(ephys_truth: Any, tmp_path: Path) -> None:
         with pytest.raises(Exception) as info:
             units(RawSession.from_path(root))
     assert "spike" in str(info.value)
+
+
+# --------------------------------------------------------------- other inputs of the component
+def test_continuous_returns_memmap_and_sync_times(ephys_truth: Any, raw: Any) -> None:
+    from npc_frames.alignment import continuous
+
+    e = ephys_truth.ephys
+    for letter, band in (("A", "ap"), ("B", "lfp")):
+        stream = next(
+            s
+            for s in get(e, "streams")
+            if get(s, "kind") == band and get(s, "probe_letter") == letter
+        )
+        data, times = continuous(raw, f"probe{letter}", band)  # type: ignore[arg-type]
+        assert isinstance(data, np.memmap) and data.dtype == np.int16
+        assert data.shape == (get(stream, "num_samples_clipped"), get(stream, "num_channels"))
+        k = np.arange(data.shape[0])
+        truth = get(stream, "start_time_on_sync") + k / get(stream, "rate_on_sync")
+        period = 1 / get(stream, "nominal_rate")
+        assert np.max(np.abs(times - truth)) < period
+
+
+def test_truncated_continuous_raises_while_units_still_convert(
+    ephys_truth: Any, tmp_path: Path
+) -> None:
+    from npc_frames.alignment import continuous
+    from npc_frames.errors import BadFormatError
+    from npc_frames.paths import RawSession
+
+    root = clone_session(ephys_truth.raw_path, tmp_path / Path(ephys_truth.raw_path).name)
+    dat = next(root.glob("ecephys/ecephys_clipped/*/experiment1/recording1/continuous/*ProbeA-AP"))
+    dat = dat / "continuous.dat"
+    size = dat.stat().st_size
+    replace_file(dat, lambda p: p.write_bytes(b"\0" * (size // 2 - size // 2 % (384 * 2))))
+    session = RawSession.from_path(root)
+    with pytest.raises(BadFormatError) as info:
+        continuous(session, "A")
+    assert info.value.path == str(dat) and "truncated" in str(info.value)
+    df, report, _ = _units(root)
+    assert not report.failures and set(df["electrode_group_name"]) == {"probeA", "probeB"}
+
+
+def write_aind_legacy(phy: Path, out: Path, name: str) -> None:
+    """Rewrite a phy folder in the AIND pipeline's legacy layout (FORMATS §11.2)."""
+    q = pl.read_csv(phy / "quality_metrics.csv")
+    cluster_ids = q["cluster_id"].to_numpy()
+    clusters = np.load(phy / "spike_clusters.npy")
+    unit_index = np.searchsorted(cluster_ids, clusters)
+    spikes = np.zeros(
+        clusters.size,
+        dtype=[("sample_index", "<i8"), ("unit_index", "<i8"), ("segment_index", "<i8")],
+    )
+    spikes["sample_index"] = np.load(phy / "spike_times.npy").astype(np.int64)
+    spikes["unit_index"] = unit_index
+    sorted_dir = out / "sorting_precurated" / name
+    (sorted_dir / "properties").mkdir(parents=True)
+    np.save(sorted_dir / "spikes.npy", spikes)
+    (sorted_dir / "numpysorting_info.json").write_text(
+        '{"sampling_frequency": 30000.0, "num_segments": 1}'
+    )
+    np.save(sorted_dir / "properties" / "original_cluster_id.npy", cluster_ids)
+    labels = np.where(np.arange(cluster_ids.size) % 3 == 0, "noise", "sua")
+    np.save(sorted_dir / "properties" / "decoder_label.npy", labels)
+    post = out / "postprocessed" / name
+    (post / "quality_metrics").mkdir(parents=True)
+    q.rename({"cluster_id": ""}).write_csv(post / "quality_metrics" / "metrics.csv")
+    (post / "spike_amplitudes").mkdir()
+    np.save(post / "spike_amplitudes" / "amplitude_segment_0.npy", np.load(phy / "amplitudes.npy"))
+    shutil.copy(phy / "templates_average.npy", post / "templates_average.npy")
+    (post / "recording_info").mkdir()
+    (post / "recording_info" / "recording_attributes.json").write_text(
+        '{"channel_ids": [' + ", ".join(f'"AP{k + 1}"' for k in range(384)) + "]}"
+    )
+
+
+def test_aind_legacy_sorting_gives_the_same_units(
+    ephys_truth: Any, tmp_path: Path, units_df: pl.DataFrame
+) -> None:
+    root = clone_session(ephys_truth.raw_path, tmp_path / Path(ephys_truth.raw_path).name)
+    sorting = root / "sorting"
+    phy = {p.name: tmp_path / p.name for p in sorting.iterdir()}
+    for folder_name, dst in phy.items():
+        shutil.move(sorting / folder_name, dst)
+    for folder_name, src in phy.items():
+        write_aind_legacy(src, sorting, f"experiment1_Record Node 102#{folder_name}_recording1")
+    df, report, _ = _units(root)
+    assert report.converted == ("A", "B") and not report.failures
+    for col in ("unit_id", "cluster_id", "peak_channel", "num_spikes", "device_name"):
+        assert df[col].to_list() == units_df[col].to_list(), col
+    np.testing.assert_array_equal(
+        df["spike_times"].explode().to_numpy(), units_df["spike_times"].explode().to_numpy()
+    )
+    # decoder labels from the pipeline's properties enter the QC rule
+    noise = df["decoder_label"] == "noise"
+    assert noise.sum() > 0 and not (df["default_qc"] & noise).any()
