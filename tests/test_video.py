@@ -15,6 +15,7 @@ from npc_frames.components.video import split_recordings, video_frame_times
 from npc_frames.errors import AlignmentError, BadFormatError, MissingFileError
 from npc_frames.readers.mvr import parse_lost_frames, read_mvr_json
 from npc_frames.schemas import get_schema
+from s3server import s3_endpoint  # noqa: F401  (fixture)
 from test_readers_sync import write_sync_edges
 
 SYNC_START = datetime.datetime(2023, 8, 31, 12, 33, 31, 637254)
@@ -256,3 +257,10 @@ def test_synth_session_video_frame_times_equal_truth(request: pytest.FixtureRequ
         got = df.filter(pl.col("camera") == NWB[label]).sort("frame_index")
         assert got.height == cam["n_video_frames"] == cam["frames_recorded"] + 1
         np.testing.assert_array_equal(got["timestamp"].to_numpy(), expected)
+
+
+@pytest.mark.s3
+def test_video_frame_times_from_s3_equal_truth(tmp_path: Path, s3_endpoint: Any) -> None:  # noqa: F811
+    root, truth = make_video_session(tmp_path, lost={"Face": [300]}, seed=9)
+    url = s3_endpoint.upload_folder(root, s3_endpoint.bucket("video"), root.name)
+    _assert_truth(video_frame_times(_raw(url)), truth)
