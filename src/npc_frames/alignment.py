@@ -294,6 +294,8 @@ class SessionClocks:
 
 
 _CLOCKS_CACHE: dict[tuple[Any, ...], SessionClocks] = {}
+#: sessions whose clocks are memoized (a converting process visits many sessions)
+_CLOCKS_CACHE_SIZE = 32
 
 
 def _stat_key(path: str | None) -> tuple[Any, ...]:
@@ -312,8 +314,9 @@ def _local(raw: Any, path: str) -> str:
 
 
 def session_clocks(raw: Any, *, sync: Any | None = None) -> SessionClocks:
-    """Return every stream of the session's record nodes aligned to sync (memoized by the
-    paths, sizes and modification times of the sync file and record nodes).
+    """Return every stream of the session's record nodes aligned to sync (memoized, for the last
+    32 sessions, by the paths, sizes and modification times of the sync file and of each record
+    node's settings.xml; pass `sync` to bypass the memo).
 
     Streams that cannot be aligned are listed in ``failures`` with their AlignmentError (or
     missing-file error) instead of raising, so that the other probes still convert. A session
@@ -393,7 +396,9 @@ def session_clocks(raw: Any, *, sync: Any | None = None) -> SessionClocks:
         settings=settings,
         settings_error=settings_error,
     )
-    if sync is not None and key[-1] is None:
+    if key[-1] is None:
+        if len(_CLOCKS_CACHE) >= _CLOCKS_CACHE_SIZE:
+            _CLOCKS_CACHE.pop(next(iter(_CLOCKS_CACHE)))
         _CLOCKS_CACHE[key] = out
     return out
 

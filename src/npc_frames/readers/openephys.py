@@ -111,6 +111,12 @@ def find_recordings(record_node: str) -> list[str]:
         return int(digits) if digits.isdigit() else -1
 
     out: list[tuple[int, int, str]] = []
+    if "://" in record_node:
+        raise MissingFileError(
+            "Open Ephys record nodes are read from local storage only",
+            path=record_node,
+            expected="a local copy of the record node (e.g. synced from the remote asset)",
+        )
     if not os.path.isdir(record_node):
         raise MissingFileError(
             "record node folder does not exist", path=record_node, expected="Record Node NNN/"
