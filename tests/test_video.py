@@ -261,6 +261,9 @@ def test_synth_session_video_frame_times_equal_truth(request: pytest.FixtureRequ
 
 @pytest.mark.s3
 def test_video_frame_times_from_s3_equal_truth(tmp_path: Path, s3_endpoint: Any) -> None:  # noqa: F811
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()  # another module's server may have been cached
     root, truth = make_video_session(tmp_path, lost={"Face": [300]}, seed=9)
     url = s3_endpoint.upload_folder(root, s3_endpoint.bucket("video"), root.name)
     _assert_truth(video_frame_times(_raw(url)), truth)
