@@ -421,3 +421,58 @@ def test_aind_legacy_sorting_gives_the_same_units(
     # decoder labels from the pipeline's properties enter the QC rule
     noise = df["decoder_label"] == "noise"
     assert noise.sum() > 0 and not (df["default_qc"] & noise).any()
+
+
+def test_probe_units_from_flat_arrays_shank_ids_and_unsorted_samples() -> None:
+    from npc_frames.alignment import StreamClock
+    from npc_frames.components.units import _probe_units, list_series
+    from npc_frames.readers.sorting import SortingOutput
+
+    samples = np.array([90, 10, 50, 30, 70, 20], dtype=np.int64)  # not time-ordered
+    units_idx = np.array([1, 0, 1, 0, 2, 0])
+    tpl = np.zeros((3, 4, 5), np.float32)
+    tpl[0, :, 2] = [0, 5, -5, 0]
+    tpl[1, :, 4] = [0, 1, -9, 0]
+    tpl[1, :, 3] = [0, 1, 0, 0]
+    so = SortingOutput(
+        path="x",
+        layout="aind_legacy",
+        name="ProbeC-AP_group1",
+        probe_letter="C",
+        shank=1,
+        cluster_ids=np.array([7, 3, 11]),
+        spike_samples=samples,
+        spike_units=units_idx,
+        spike_amplitudes=np.arange(6.0),
+        templates=tpl,
+        channels=np.array([0, 1, 2, 3, 4]) + 100,
+        metrics=pl.DataFrame({"cluster_id": [7, 3, 11]}),
+    )
+    clock = StreamClock("s", 30_000.0, 30_000.0 * (1 + 1e-5), 4.0, num_samples=1000)
+    df = _probe_units(
+        so,
+        clock,
+        session_id="668755_2023-08-31",
+        letter="C",
+        device_name="123",
+        lookup=(np.array([102, 104]), np.array([40, 41])),
+        sync_total_seconds=4.02,
+        channel_offset=0,
+    )
+    assert df["unit_id"].to_list() == [f"668755_2023-08-31_C-1-{c}" for c in (7, 3, 11)]
+    expected = [[10, 20, 30], [50, 90], [70]]
+    got = df["spike_times"].to_list()
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, clock.times(np.array(e)))
+    assert df["spike_amplitudes"].to_list() == [[1.0, 5.0, 3.0], [2.0, 0.0], [4.0]]
+    assert df["peak_channel"].to_list() == [102, 104, None]
+    assert df["peak_electrode"].to_list() == [40, 41, None]
+    assert df["amplitude"].to_list()[:2] == [10.0, 10.0]
+    assert df["channels"].to_list() == [[102], [103, 104], []]
+    assert df["waveform_mean"].to_list()[1] == [[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, -9.0, 0.0]]
+    stop = 4.02  # clipped at the end of the sync recording
+    assert df["obs_intervals"].to_list() == [[[4.0, stop]]] * 3
+    assert list_series("x", np.arange(6.0), np.array([0, 2, 3]), inner=2).to_list() == [
+        [[0.0, 1.0], [2.0, 3.0]],
+        [[4.0, 5.0]],
+    ]

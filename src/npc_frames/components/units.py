@@ -103,7 +103,8 @@ def list_series(
     """Return a Polars list Series from flat `values` and row `offsets` (len rows + 1).
 
     With `inner`, values are first grouped into fixed-length lists of `inner` items, giving a
-    list of lists (e.g. channels × samples waveforms). Zero-copy through Arrow buffers.
+    list of lists (e.g. channels × samples waveforms); `offsets` then count inner lists.
+    Zero-copy through Arrow buffers.
     """
     vals = _arrow(values)
     if inner is not None:
@@ -177,7 +178,10 @@ def _peaks(
     unit_idx, ch_idx = np.nonzero(mask)
     channels = so.channels[ch_idx]
     waveforms = np.ascontiguousarray(tpl.transpose(0, 2, 1)[unit_idx, ch_idx, :], np.float32)
-    return so.channels[peak], amplitude, ch_offsets, channels, waveforms.ravel()
+    has_data = per_unit > 0  # an all-zero template has no peak
+    peak_channel = np.where(has_data, so.channels[peak], -1)
+    amplitude[~has_data] = np.nan
+    return peak_channel, amplitude, ch_offsets, channels, waveforms.ravel()
 
 
 def _probe_units(
