@@ -146,3 +146,20 @@ def test_probe_letters_follow_slot_port_rule_for_six_and_fewer(
     assert "".join(probe_letters(slots, ports)) == letters
     if date >= datetime.date(2023, 11, 1) and n_probes == 3:
         assert ports == [2, 3, 4]
+
+
+def test_surface_channel_recording_offsets_channels_by_384(
+    ephys_truth: Any, tmp_path: Path, raw: Any
+) -> None:
+    from npc_frames.components.units import units
+    from npc_frames.paths import RawSession
+
+    name = Path(ephys_truth.raw_path).name + "_surface_channels"
+    surface = RawSession.from_path(clone_session(ephys_truth.raw_path, tmp_path / name))
+    el = electrodes(surface)
+    base = electrodes(raw)
+    np.testing.assert_array_equal(el["channel"].to_numpy(), base["channel"].to_numpy() + 384)
+    u = units(surface)
+    assert (u["peak_channel"].to_numpy() >= 384).all()
+    rows = el[u["peak_electrode"].to_numpy()]
+    assert rows["channel"].to_list() == u["peak_channel"].to_list()
