@@ -640,11 +640,21 @@ def test_synth_session_every_3_frames_display_times_match_truth(
 
 
 # ------------------------------------------------------------------------------------- S3
-@pytest.mark.s3
-def test_frame_times_from_s3_equal_local(tmp_path: Path, s3_endpoint: Any) -> None:  # noqa: F811
-    import s3fs
+@pytest.fixture
+def fresh_s3fs() -> Any:
+    """Forget cached s3fs clients before and after: each module's moto server has its own port."""
+    s3fs = pytest.importorskip("s3fs")
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield
+    s3fs.S3FileSystem.clear_instance_cache()
 
-    s3fs.S3FileSystem.clear_instance_cache()  # another module's server may have been cached
+
+@pytest.mark.s3
+def test_frame_times_from_s3_equal_local(
+    tmp_path: Path,
+    s3_endpoint: Any,  # noqa: F811
+    fresh_s3fs: None,
+) -> None:
     from npc_frames.paths import RawSession
 
     s = make_session(

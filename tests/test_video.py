@@ -259,11 +259,21 @@ def test_synth_session_video_frame_times_equal_truth(request: pytest.FixtureRequ
         np.testing.assert_array_equal(got["timestamp"].to_numpy(), expected)
 
 
-@pytest.mark.s3
-def test_video_frame_times_from_s3_equal_truth(tmp_path: Path, s3_endpoint: Any) -> None:  # noqa: F811
-    import s3fs
+@pytest.fixture
+def fresh_s3fs() -> Any:
+    """Forget cached s3fs clients before and after: each module's moto server has its own port."""
+    s3fs = pytest.importorskip("s3fs")
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield
+    s3fs.S3FileSystem.clear_instance_cache()
 
-    s3fs.S3FileSystem.clear_instance_cache()  # another module's server may have been cached
+
+@pytest.mark.s3
+def test_video_frame_times_from_s3_equal_truth(
+    tmp_path: Path,
+    s3_endpoint: Any,  # noqa: F811
+    fresh_s3fs: None,
+) -> None:
     root, truth = make_video_session(tmp_path, lost={"Face": [300]}, seed=9)
     url = s3_endpoint.upload_folder(root, s3_endpoint.bucket("video"), root.name)
     _assert_truth(video_frame_times(_raw(url)), truth)
