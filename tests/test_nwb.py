@@ -413,6 +413,8 @@ def test_write_nwb_returns_the_path(frames: dict[str, pl.DataFrame], tmp_path: P
 
 # ------------------------------------------------------------------------------------- raw
 RAW = object()  # stands for a RawSession: passed through to the (faked) stream reader
+
+
 def test_include_raw_streams_memmaps_in_chunks_with_compression(
     frames: dict[str, pl.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -470,3 +472,30 @@ def test_raw_channel_count_mismatch_is_inconsistent(
     )
     with pytest.raises(InconsistentDataError, match="channels"):
         to_nwb(frames, include_raw=True, raw=RAW)
+
+
+# ------------------------------------------------------------------------------------- CLI
+def test_cli_nwb_exports_a_cached_session(
+    frames: dict[str, pl.DataFrame], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from npc_frames.cli import main
+
+    _fake_cache(tmp_path, frames, {})
+    out = tmp_path / "out" / "s.nwb"
+    status = main(["nwb", SESSION_ID, "--cache", str(tmp_path), "-o", str(out), "--validate"])
+    assert status == 0
+    assert "pynwb validation: ok" in capsys.readouterr().out
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        assert len(io.read().units) == frames["units"].height
+
+
+def test_cli_nwb_missing_session_fails_without_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from npc_frames.cli import main
+
+    pytest.importorskip("npc_frames.cache")
+    out = tmp_path / "s.nwb"
+    assert main(["nwb", "668755_2023-08-31", "--cache", str(tmp_path), "-o", str(out)]) == 1
+    assert "668755_2023-08-31" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
