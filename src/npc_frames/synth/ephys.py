@@ -41,15 +41,16 @@ Decisions on FORMATS quirks and open points:
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import datetime
 import json
 import xml.etree.ElementTree as ET
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +59,10 @@ from npc_frames.errors import ParameterError
 from npc_frames.synth.sorting import (
     AVERAGE_TEMPLATE_PEAK_INDEX,
     AVERAGE_TEMPLATE_SAMPLES,
+    CHUNK_SPIKES,
+    NpyAppender,
     ProbeSorting,
+    SpikeTrains,
     make_sorting,
 )
 
@@ -103,6 +107,13 @@ CLOCK_ERROR_MAX = 5e-6
 RIG_TIMEZONE = zoneinfo.ZoneInfo("America/Los_Angeles")
 # probes whose sorting output is simulated concurrently (bounded: each holds its spikes in memory)
 SORTING_THREADS = 2
+# dtypes of the per-spike truth arrays (EphysTruth fields, also the .npy files of truth_arrays_dir)
+SPIKE_TRUTH_DTYPES: Mapping[str, type[np.generic]] = {
+    "spike_unit": np.int32,
+    "spike_sample": np.int64,
+    "spike_time": np.float64,
+    "spike_amplitude": np.float32,
+}
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -161,7 +172,8 @@ class EphysTruth:
     then ascending ``cluster_id``; spikes by unit row then time. ``spike_sample`` is the sample on
     the probe's AP clock relative to its first continuous sample (== ``spike_times.npy``),
     ``spike_time`` = ``start_time_on_sync + spike_sample / rate_on_sync`` of that AP stream,
-    ``spike_amplitude`` is µV (== ``amplitudes.npy``).
+    ``spike_amplitude`` is µV (== ``amplitudes.npy``). When :func:`make_ephys` is given
+    ``truth_arrays_dir``, the four per-spike arrays are read-only memory maps of ``.npy`` files there.
     """
 
     software_time_ms: int
@@ -401,6 +413,7 @@ def make_ephys(
     sync_start: datetime.datetime | None = None,
     hostname: str = "W10DT05516",
     aborted_recording: bool = False,
+    truth_arrays_dir: str | Path | None = None,
 ) -> EphysTruth:
     """Return the ground truth after writing Open Ephys record nodes and sorting output under root.
 
@@ -435,6 +448,15 @@ def make_ephys(
         ``MACHINE name`` in settings.xml (W10DT05516 is rig NP3).
     aborted_recording:
         Also write a short aborted ``recording2`` after the real one (smaller than recording1).
+    truth_arrays_dir:
+        Folder (created) for the per-spike truth arrays: each probe's spikes are appended to
+        ``spike_unit.npy``, ``spike_sample.npy``, ``spike_time.npy`` and ``spike_amplitude.npy``
+        there as soon as the probe is sorted, then dropped from memory, and the returned truth holds
+        read-only memory maps of the files. Default: hold every spike in memory (~24 bytes each).
+
+    Memory: probes are simulated on :data:`SORTING_THREADS` threads and consumed in letter order,
+    so at most that many probes' spike trains (plus the one being stored) exist at once; after a
+    probe is stored only its spikes inside the ``continuous.dat`` clip are kept (to draw them).
     """
     _validate_letters(probe_letters)
     if units_per_probe < 1:
@@ -538,9 +560,24 @@ def make_ephys(
     # probes are independent: one child generator each keeps results identical however the
     # threads are scheduled; numpy releases the GIL in the heavy array work
     probe_rngs = rng.spawn(len(probe_letters))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=SORTING_THREADS) as pool:
-        results = pool.map(sort_probe, probe_letters, probe_rngs)
-        sortings: dict[str, ProbeSorting] = dict(zip(probe_letters, results))
+    sink = _SpikeTruthSink(None if truth_arrays_dir is None else Path(truth_arrays_dir))
+    sortings: dict[str, ProbeSorting] = {}
+    try:
+        for letter, sorting in zip(
+            probe_letters,
+            _map_in_order(sort_probe, probe_letters, probe_rngs, workers=SORTING_THREADS),
+        ):
+            clock = ap_streams[letter].clock
+            sink.add(sorting.spikes, clock)
+            # only spikes inside the clipped continuous.dat are needed from here on
+            n_clip = _clip_samples(clip_seconds, clock)
+            sortings[letter] = dataclasses.replace(
+                sorting, spikes=_spikes_before(sorting.spikes, n_clip + AVERAGE_TEMPLATE_SAMPLES)
+            )
+            del sorting
+        spike_arrays = sink.finish()
+    finally:
+        sink.close()
 
     # -- record nodes --------------------------------------------------------------------------
     stream_truths: list[StreamTruth] = []
@@ -605,7 +642,7 @@ def make_ephys(
         probes=probes,
         streams=stream_truths,
         sortings=sortings,
-        ap_clocks={letter: ap_streams[letter].clock for letter in probe_letters},
+        spike_arrays=spike_arrays,
         software_time_ms=software_time_ms,
         recording_start_s=recording_start_s,
         recording_stop_s=recording_stop_s,
@@ -619,35 +656,133 @@ def _serial_numbers(rng: np.random.Generator, n: int) -> list[int]:
     return [int(p) * 100_000_000 + int(v) for p, v in zip(prefixes, values)]
 
 
+_T = TypeVar("_T")
+
+
+def _map_in_order(fn: Callable[..., _T], *iterables: Iterable[Any], workers: int) -> Iterator[_T]:
+    """Yield ``fn(*args)`` in input order, running at most ``workers`` calls ahead of the consumer.
+
+    Unlike ``Executor.map`` (which submits everything at once, so finished results pile up while
+    an earlier one is still running), a call is only submitted when the consumer has taken a
+    result: at most ``workers`` results exist besides the one being consumed.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: collections.deque[concurrent.futures.Future[_T]] = collections.deque()
+        for args in zip(*iterables):
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, *args))
+        while pending:
+            yield pending.popleft().result()
+
+
+def _clip_samples(clip_seconds: float, clock: _Clock) -> int:
+    """Return the number of samples of a stream's clipped ``continuous.dat``."""
+    return int(min(round(clip_seconds * clock.nominal_rate), clock.num_samples))
+
+
+def _spikes_before(spikes: SpikeTrains, n: int) -> SpikeTrains:
+    """Return the spikes whose sample is below ``n`` (copies: the full arrays can be freed)."""
+    keep = spikes.samples < n
+    return dataclasses.replace(
+        spikes,
+        unit_index=spikes.unit_index[keep],
+        samples=spikes.samples[keep],
+        amplitudes=spikes.amplitudes[keep],
+    )
+
+
+class _SpikeTruthSink:
+    """Collects each probe's spikes, in probe order, into the four per-spike truth arrays.
+
+    With a folder, every probe is appended to ``.npy`` files at once (its arrays can then be
+    freed) and :meth:`finish` returns read-only memory maps; without, the probes' arrays are kept
+    and concatenated field by field in :meth:`finish`, freeing each field's parts as it goes, so
+    the peak stays near the size of the result.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.unit_offset = 0
+        self._files: dict[str, NpyAppender] = {}
+        self._parts: list[tuple[SpikeTrains, _Clock, int]] = []
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._files = {
+                name: NpyAppender(folder / f"{name}.npy", dtype)
+                for name, dtype in SPIKE_TRUTH_DTYPES.items()
+            }
+
+    def add(self, spikes: SpikeTrains, clock: _Clock) -> None:
+        """Store one probe's spikes (its units follow the previous probes' units)."""
+        offset = self.unit_offset
+        self.unit_offset += spikes.n_units
+        if not self._files:
+            self._parts.append((spikes, clock, offset))
+            return
+        self._files["spike_sample"].append(spikes.samples)
+        self._files["spike_amplitude"].append(spikes.amplitudes)
+        for start in range(0, spikes.samples.size, CHUNK_SPIKES):
+            sl = slice(start, start + CHUNK_SPIKES)
+            self._files["spike_unit"].append(spikes.unit_index[sl] + np.int32(offset))
+            self._files["spike_time"].append(_sync_times(spikes.samples[sl], clock))
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """Return the per-spike truth arrays by field name."""
+        if self._files:
+            paths = {name: f.close() for name, f in self._files.items()}
+            return {name: np.load(path, mmap_mode="r") for name, path in paths.items()}
+        parts, self._parts = self._parts, []
+        sizes = [spikes.samples.size for spikes, _, _ in parts]
+        bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        samples = [spikes.samples for spikes, _, _ in parts]
+        units = [spikes.unit_index for spikes, _, _ in parts]
+        amplitudes = [spikes.amplitudes for spikes, _, _ in parts]
+        clocks = [(clock, offset) for _, clock, offset in parts]
+        del parts
+        out: dict[str, np.ndarray] = {}
+        out["spike_sample"] = _concatenate(samples, np.int64)
+        out["spike_amplitude"] = _concatenate(amplitudes, np.float32)
+        spike_unit = _concatenate(units, np.int32)
+        spike_time = np.empty(spike_unit.size, dtype=np.float64)
+        for (clock, offset), lo, hi in zip(clocks, bounds[:-1], bounds[1:]):
+            spike_unit[lo:hi] += np.int32(offset)
+            spike_time[lo:hi] = _sync_times(out["spike_sample"][lo:hi], clock)
+        out["spike_unit"] = spike_unit
+        out["spike_time"] = spike_time
+        return out
+
+    def close(self) -> None:
+        """Close any open ``.npy`` file (after an error, or a second time: harmless)."""
+        for f in self._files.values():
+            f.close()
+
+
+def _concatenate(parts: list[np.ndarray], dtype: type[np.generic]) -> np.ndarray:
+    """Return the parts concatenated, emptying the list so each part can be freed right away."""
+    out = np.concatenate(parts, dtype=dtype) if parts else np.empty(0, dtype=dtype)
+    parts.clear()
+    return out
+
+
+def _sync_times(samples: IntArray, clock: _Clock) -> FloatArray:
+    """Return sync-clock seconds of AP samples counted from the stream's first sample."""
+    t = samples / clock.rate_on_sync
+    t += clock.start_time_on_sync
+    return t
+
+
 def _assemble_truth(
     *,
     probes: list[ProbeTruth],
     streams: list[StreamTruth],
     sortings: Mapping[str, ProbeSorting],
-    ap_clocks: Mapping[str, _Clock],
+    spike_arrays: Mapping[str, np.ndarray],
     software_time_ms: int,
     recording_start_s: float,
     recording_stop_s: float,
 ) -> EphysTruth:
     letters = [p.letter for p in probes]
-    n_spikes = sum(int(sortings[letter].spikes.samples.size) for letter in letters)
-    spike_unit = np.empty(n_spikes, dtype=np.int32)
-    spike_sample = np.empty(n_spikes, dtype=np.int64)
-    spike_time = np.empty(n_spikes, dtype=np.float64)
-    spike_amplitude = np.empty(n_spikes, dtype=np.float32)
-    offset = 0
-    unit_offset = 0
-    for letter in letters:
-        spikes = sortings[letter].spikes
-        clock = ap_clocks[letter]
-        sl = slice(offset, offset + spikes.samples.size)
-        spike_unit[sl] = spikes.unit_index + unit_offset
-        spike_sample[sl] = spikes.samples
-        spike_time[sl] = spikes.samples / clock.rate_on_sync
-        spike_time[sl] += clock.start_time_on_sync
-        spike_amplitude[sl] = spikes.amplitudes
-        offset += spikes.samples.size
-        unit_offset += spikes.n_units
     return EphysTruth(
         software_time_ms=software_time_ms,
         recording_start_s=recording_start_s,
@@ -661,10 +796,10 @@ def _assemble_truth(
         unit_peak_channel=np.concatenate([sortings[letter].peak_channel for letter in letters]),
         unit_amplitude=np.concatenate([sortings[letter].amplitude for letter in letters]),
         unit_spike_count=np.concatenate([sortings[letter].spike_counts for letter in letters]),
-        spike_unit=spike_unit,
-        spike_sample=spike_sample,
-        spike_time=spike_time,
-        spike_amplitude=spike_amplitude,
+        spike_unit=spike_arrays["spike_unit"],
+        spike_sample=spike_arrays["spike_sample"],
+        spike_time=spike_arrays["spike_time"],
+        spike_amplitude=spike_arrays["spike_amplitude"],
     )
 
 
@@ -701,7 +836,7 @@ def _write_recording(
         clock = stream.clock
         cont_dir = rec_dir / "continuous" / stream.folder_name
         cont_dir.mkdir(parents=True, exist_ok=True)
-        n_clip = int(min(round(clip_seconds * clock.nominal_rate), clock.num_samples))
+        n_clip = _clip_samples(clip_seconds, clock)
         data = _continuous_data(rng, stream, n_clip, sortings.get(stream.letter or ""))
         data.tofile(cont_dir / "continuous.dat")
         del data

@@ -403,6 +403,9 @@ def make_session(
             sync_duration_s=sync_duration_s,
             subject=subject,
             seed=int(seed),
+            # per-spike truth goes straight to the truth folder, probe by probe, and Truth.save
+            # references those files instead of copying them (compressed fixtures excepted)
+            truth_arrays_dir=None if compress else truth_dir / "arrays" / "ephys_spikes",
             **({} if clip_seconds is None else {"clip_seconds": float(clip_seconds)}),
         )
 

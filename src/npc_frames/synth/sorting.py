@@ -7,7 +7,8 @@ FORMATS §11.1, plus the ``quality_metrics.csv`` / ``template_metrics.csv`` tabl
 whose peak channel and peak-to-peak amplitude are the truth of the §11.3 item-2 rule.
 
 Everything is vectorized over spikes (Python loops only over the few units that need special
-treatment); a 400-unit, 90-minute probe (~15 M spikes) takes ~5 s of CPU to simulate and write.
+treatment, and over fixed-size chunks of spikes when deriving the per-spike files, which bounds the
+temporaries); a 400-unit, 90-minute probe (~10 M spikes) takes ~2 s of CPU to simulate and write.
 
 Decisions (documented here because readers of these files depend on them):
 
@@ -21,7 +22,12 @@ Decisions (documented here because readers of these files depend on them):
 * Cluster ids are non-contiguous, as after phy curation: some templates have no spikes any more and
   merged clusters get new ids above the largest template id, their spikes carrying either source
   template in ``spike_templates.npy``.
-* Every unit has at least one spike; a few units have very few (1–10) spikes.
+* Firing rates are log-normal (Buzsáki & Mizuseki 2014, *Nat Rev Neurosci* 15:264): median
+  2.2 Hz, σ = 1.3 in natural-log units (a factor of ~3.7), clipped to 0.05–60 Hz. Their mean is
+  ~4.9 Hz; with partial presence (below) a unit fires ~4.6 Hz on average, so a full-scale session
+  of 2,400 units × 90 min has ~60 M spikes, as recorded Dynamic Routing sessions do. (An earlier
+  log-uniform 0.1–50 Hz draw had a mean of ~8 Hz and twice the spikes.)
+* Every unit has at least one spike; a few units (~2 %) have very few (1–10) spikes.
 * The refractory period is 1.5 ms plus one sample (46 samples at 30 kHz), so a clean unit has
   exactly zero ISIs below 1.5 ms; "contaminated" units get doublets 8–40 samples after some spikes,
   so their ``isi_violations_ratio`` is computed from real violations. Some units are present only
@@ -31,7 +37,9 @@ Decisions (documented here because readers of these files depend on them):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import io
+import types
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +51,10 @@ from npc_frames.errors import ParameterError
 __all__ = [
     "QUALITY_METRIC_COLUMNS",
     "TEMPLATE_METRIC_COLUMNS",
+    "NpyAppender",
     "ProbeSorting",
     "SpikeTrains",
+    "draw_firing_rates",
     "make_sorting",
     "simulate_spike_trains",
 ]
@@ -60,8 +70,13 @@ REFRACTORY_S = 1.5e-3
 PRESENCE_BIN_S = 60.0
 # channels farther than this from a unit's peak site carry no template signal (sparse templates)
 TEMPLATE_RADIUS_UM = 100.0
-MIN_RATE_HZ = 0.1
-MAX_RATE_HZ = 50.0
+# firing-rate distribution (see the module docstring): log-normal, clipped
+RATE_MEDIAN_HZ = 2.2
+RATE_SIGMA_LN = 1.3
+MIN_RATE_HZ = 0.05
+MAX_RATE_HZ = 60.0
+# spikes per chunk when deriving per-spike arrays: bounds temporaries to a few tens of MB
+CHUNK_SPIKES = 1 << 21
 
 QUALITY_METRIC_COLUMNS: tuple[str, ...] = (
     "amplitude_cutoff",
@@ -127,8 +142,9 @@ class SpikeTrains:
 
     @property
     def counts(self) -> IntArray:
-        """Return the number of spikes of each unit."""
-        return np.bincount(self.unit_index, minlength=self.n_units).astype(np.int64)
+        """Return the number of spikes of each unit (spikes are grouped by unit: no bincount)."""
+        bounds = np.searchsorted(self.unit_index, np.arange(self.n_units + 1, dtype=np.int32))
+        return np.diff(bounds).astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +176,75 @@ def _segment_starts(counts: IntArray) -> IntArray:
     return np.cumsum(counts) - counts
 
 
+def _chunks(n: int, size: int = CHUNK_SPIKES) -> Iterator[slice]:
+    """Yield consecutive slices of at most ``size`` covering ``range(n)``."""
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+class NpyAppender:
+    """A 1-D ``.npy`` file written piece by piece; its length goes into the header on close.
+
+    Lets a writer stream an array it never holds whole (a probe's spikes, or every probe's spikes
+    one probe at a time). The ``.npy`` 1.0 header of a 1-D array is 128 bytes for any length below
+    10**15, so the placeholder written first is overwritten in place.
+    """
+
+    def __init__(self, path: Path, dtype: npt.DTypeLike) -> None:
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self.size = 0
+        self._file = self.path.open("wb")
+        self._header_len = self._file.write(self._header(0))
+
+    def _header(self, n: int) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            buf,
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (n,),
+            },
+        )
+        return buf.getvalue()
+
+    def append(self, values: npt.ArrayLike) -> None:
+        """Append values (cast to the file's dtype; 1-D arrays of that dtype are not copied)."""
+        arr = np.ascontiguousarray(values, dtype=self.dtype).reshape(-1)
+        arr.tofile(self._file)
+        self.size += arr.size
+
+    def close(self) -> Path:
+        """Return the path after writing the final header and closing the file."""
+        if not self._file.closed:
+            header = self._header(self.size)
+            if len(header) != self._header_len:  # pragma: no cover - needs >= 10**15 items
+                raise ValueError(f"npy header of {self.path} changed length")
+            self._file.seek(0)
+            self._file.write(header)
+            self._file.close()
+        return self.path
+
+    def __enter__(self) -> NpyAppender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def draw_firing_rates(rng: np.random.Generator, n_units: int) -> FloatArray:
+    """Return ``n_units`` firing rates (Hz): log-normal, median 2.2 Hz, σ_ln 1.3, in 0.05–60 Hz."""
+    rates = rng.lognormal(np.log(RATE_MEDIAN_HZ), RATE_SIGMA_LN, n_units)
+    np.clip(rates, MIN_RATE_HZ, MAX_RATE_HZ, out=rates)
+    return rates
+
+
 def simulate_spike_trains(
     rng: np.random.Generator,
     *,
@@ -170,10 +255,12 @@ def simulate_spike_trains(
 ) -> SpikeTrains:
     """Return simulated spike trains (sorted by unit, then time) for ``n_units`` units.
 
-    Rates are log-uniform in 0.1–50 Hz; ISIs are a refractory period (1.5 ms + 1 sample) plus an
-    exponential, so a clean unit has no ISI violation. About 2 % of units have 1–10 spikes, ~15 %
-    get refractory-violating doublets and ~10 % fire only during part of the recording. Fully
-    vectorized: one segmented cumulative sum over all units' ISIs.
+    Rates come from :func:`draw_firing_rates` (log-normal, median 2.2 Hz, 0.05–60 Hz). ISIs are
+    whole samples: a refractory period (1.5 ms + 1 sample = 46 samples at 30 kHz) plus a rounded
+    exponential, so a clean unit has no ISI violation and the mean ISI is kept to within half a
+    sample. About 2 % of units have 1–10 spikes, ~15 % get refractory-violating doublets and ~10 %
+    fire only during part of the recording. Vectorized: one restarting integer cumulative sum over
+    all units' ISIs, computed in place.
     """
     if n_units < 1:
         raise ParameterError("need at least one unit", field="n_units", expected=">= 1")
@@ -184,33 +271,37 @@ def simulate_spike_trains(
             expected=">= 10 s of samples",
         )
     duration_s = n_samples / sample_rate
-    rates = 10 ** rng.uniform(np.log10(MIN_RATE_HZ), np.log10(MAX_RATE_HZ), n_units)
+    rates = draw_firing_rates(rng, n_units)
     n_few = max(1, round(0.02 * n_units)) if n_units >= 4 else 0
     few = np.zeros(n_units, dtype=bool)
     few[rng.choice(n_units, n_few, replace=False)] = True
     rates[few] = rng.uniform(1.0, 10.0, n_few) / duration_s
 
-    dead = np.ceil(REFRACTORY_S * sample_rate) + 1.0  # samples
+    dead = int(np.ceil(REFRACTORY_S * sample_rate)) + 1  # samples
     mean_isi = sample_rate / rates  # samples
     expected = rates * duration_s
     n_gen = np.ceil(expected + 6.0 * np.sqrt(expected) + 10.0).astype(np.int64)
     starts = _segment_starts(n_gen)
     total = int(n_gen.sum())
 
-    times = np.repeat(mean_isi - dead, n_gen)
-    times *= rng.standard_exponential(total, dtype=np.float32)
-    times += dead
+    # ISIs in whole samples: dead time + rounded exponential (float32 draws, one int64 array)
+    draw = rng.standard_exponential(total, dtype=np.float32)
+    draw *= np.repeat((mean_isi - dead).astype(np.float32), n_gen)
+    np.rint(draw, out=draw)
+    samples = draw.astype(np.int64)
+    del draw
+    samples += dead
     # first spike: uniform within one-to-two mean ISIs (always inside the recording for sparse units)
-    first = rng.uniform(0.0, 1.0, n_units) * np.minimum(n_samples - 1.0, 2.0 * mean_isi)
+    first = (rng.uniform(0.0, 1.0, n_units) * np.minimum(n_samples - 1.0, 2.0 * mean_isi)).astype(
+        np.int64
+    )
     # one global cumulative sum restarts at each unit: each segment's first increment cancels
-    # the previous segment's last value (values stay small, so float64 keeps sub-sample precision)
-    times[starts] = 0.0
-    seg_sum = np.add.reduceat(times, starts)
-    prev_last = np.concatenate([[0.0], (first + seg_sum)[:-1]])
-    times[starts] = first - prev_last
-    np.cumsum(times, out=times)
-    samples = times.astype(np.int64)  # floor; values are positive
-    del times
+    # the previous segment's last value, so the running sum stays within one recording's length
+    samples[starts] = 0
+    seg_sum = np.add.reduceat(samples, starts)
+    prev_last = np.concatenate([[0], (first + seg_sum)[:-1]])
+    samples[starts] = first - prev_last
+    np.cumsum(samples, out=samples)
     keep = samples < n_samples
 
     # partial presence: ~10 % of well-sampled units fire only inside a window
@@ -227,7 +318,6 @@ def simulate_spike_trains(
 
     samples = samples[keep]
     del keep
-    unit_of = np.repeat(np.arange(n_units, dtype=np.int32), counts)
     starts = _segment_starts(counts)
 
     # doublets: contaminated units get a spike 8–40 samples after a fraction of their spikes
@@ -244,7 +334,10 @@ def simulate_spike_trains(
     if first_of.size:
         # insert each doublet right after its spike: order by unit then time is kept
         samples = np.insert(samples, first_of + 1, extra)
-        unit_of = np.insert(unit_of, first_of + 1, unit_of[first_of])
+        counts += np.bincount(
+            np.searchsorted(starts, first_of, side="right") - 1, minlength=n_units
+        )
+    unit_of = np.repeat(np.arange(n_units, dtype=np.int32), counts)
 
     if unit_amplitudes_uv is None:
         unit_amplitudes_uv = np.ones(n_units)
@@ -254,7 +347,7 @@ def simulate_spike_trains(
     np.exp(amps, out=amps)
     amps *= unit_amplitudes_uv.astype(np.float32)[unit_of]
     return SpikeTrains(
-        unit_index=unit_of.astype(np.int32, copy=False),
+        unit_index=unit_of,
         samples=samples,
         amplitudes=amps,
         rates_hz=rates,
@@ -348,7 +441,7 @@ def make_sorting(
         sample_rate=sample_rate,
         unit_amplitudes_uv=amplitude_uv,
     )
-    spikes, quantum = _quantize_amplitudes(spikes)
+    quantum = _quantize_amplitudes(spikes)
     counts = spikes.counts
     _write_spike_files(folder, rng, spikes, quantum, cluster_ids, kept_templates, merged_templates)
 
@@ -430,15 +523,16 @@ def _key_layout(n_units: int, n_samples: int) -> tuple[int, int]:
     return unit_bits, amp_bits
 
 
-def _quantize_amplitudes(spikes: SpikeTrains) -> tuple[SpikeTrains, float]:
-    """Return spikes with amplitudes rounded to a power-of-two quantum (fits the key), and it."""
+def _quantize_amplitudes(spikes: SpikeTrains) -> float:
+    """Return the power-of-two quantum after rounding the amplitudes to it in place (fits the key)."""
     _, amp_bits = _key_layout(spikes.n_units, spikes.n_samples)
-    top = float(spikes.amplitudes.max()) if spikes.amplitudes.size else 1.0
+    amps = spikes.amplitudes
+    top = float(amps.max()) if amps.size else 1.0
     quantum = np.float32(2.0 ** np.ceil(np.log2(top / (2**amp_bits - 1))))
-    amps = spikes.amplitudes / quantum
+    amps /= quantum  # exact: dividing by a power of two
     np.round(amps, out=amps)
     amps *= quantum
-    return dataclasses.replace(spikes, amplitudes=amps), float(quantum)
+    return float(quantum)
 
 
 def _write_spike_files(
@@ -452,31 +546,53 @@ def _write_spike_files(
 ) -> None:
     """Write the per-spike Kilosort arrays in time order.
 
-    Time order comes from one sort of packed uint64 keys (sample | unit | amplitude code) rather
-    than an argsort and four random gathers: several times faster on ~10 M spikes.
+    Time order comes from one in-place sort of packed uint64 keys (sample | unit | amplitude code)
+    rather than an argsort and four random gathers: several times faster on ~10 M spikes. The keys
+    are built and the four files derived chunk by chunk, so the only full-size temporary is the
+    key array itself.
     """
     unit_bits, amp_bits = _key_layout(spikes.n_units, spikes.n_samples)
-    key = spikes.samples.view(np.uint64) << np.uint64(unit_bits + amp_bits)
-    key |= spikes.unit_index.astype(np.uint64) << np.uint64(amp_bits)
-    # amplitudes are exact multiples of the power-of-two quantum: the division is exact
-    key |= (spikes.amplitudes / np.float32(quantum)).astype(np.uint64)
+    sample_shift = np.uint64(unit_bits + amp_bits)
+    amp_shift = np.uint64(amp_bits)
+    unit_mask = np.uint64(2**unit_bits - 1)
+    amp_mask = np.uint64(2**amp_bits - 1)
+    q = np.float32(quantum)
+    n = spikes.samples.size
+    key = np.empty(n, dtype=np.uint64)
+    for sl in _chunks(n):
+        k = key[sl]
+        np.left_shift(spikes.samples[sl].view(np.uint64), sample_shift, out=k)
+        k |= spikes.unit_index[sl].astype(np.uint64) << amp_shift
+        # amplitudes are exact multiples of the power-of-two quantum: the division is exact
+        k |= (spikes.amplitudes[sl] / q).astype(np.uint64)
     key.sort()
-    np.save(folder / "spike_times.npy", key >> np.uint64(unit_bits + amp_bits))
-    unit_t = ((key >> np.uint64(amp_bits)) & np.uint64(2**unit_bits - 1)).astype(np.intp)
-    np.save(folder / "spike_clusters.npy", cluster_ids.astype(np.int32)[unit_t])
+
     n_kept = kept_templates.size
+    cluster_of_unit = cluster_ids.astype(np.int32)
     template_of_unit = np.concatenate([kept_templates, merged_templates[:, 0]]).astype(np.uint32)
-    spike_templates = template_of_unit[unit_t]
-    if merged_templates.size:
-        # a merged cluster's spikes come from either source template
-        merged = np.flatnonzero(unit_t >= n_kept)
-        second = merged[rng.uniform(size=merged.size) < 0.4]
-        spike_templates[second] = merged_templates[unit_t[second] - n_kept, 1].astype(np.uint32)
-    np.save(folder / "spike_templates.npy", spike_templates)
-    del spike_templates, unit_t
-    amps = (key & np.uint64(2**amp_bits - 1)).astype(np.float64)
-    amps *= quantum
-    np.save(folder / "amplitudes.npy", amps)
+    second_of_merged = merged_templates[:, 1].astype(np.uint32)
+    with (
+        NpyAppender(folder / "spike_times.npy", np.uint64) as times,
+        NpyAppender(folder / "spike_clusters.npy", np.int32) as clusters,
+        NpyAppender(folder / "spike_templates.npy", np.uint32) as templates,
+        NpyAppender(folder / "amplitudes.npy", np.float64) as amplitudes,
+    ):
+        for sl in _chunks(n):
+            k = key[sl]
+            times.append(k >> sample_shift)
+            unit = ((k >> amp_shift) & unit_mask).astype(np.intp)
+            clusters.append(cluster_of_unit[unit])
+            spike_templates = template_of_unit[unit]
+            if merged_templates.size:
+                # a merged cluster's spikes come from either source template
+                merged = np.flatnonzero(unit >= n_kept)
+                second = merged[rng.uniform(size=merged.size) < 0.4]
+                spike_templates[second] = second_of_merged[unit[second] - n_kept]
+            templates.append(spike_templates)
+            del unit, spike_templates
+            amps = (k & amp_mask).astype(np.float64)
+            amps *= quantum
+            amplitudes.append(amps)
 
 
 def _quality_metrics(
@@ -491,19 +607,23 @@ def _quality_metrics(
     n = spikes.n_units
     fs = spikes.sample_rate
     unit = spikes.unit_index
-    same = unit[1:] == unit[:-1]
-    isi = np.diff(spikes.samples)
+    samples = spikes.samples
     threshold = REFRACTORY_S * fs
-    violation = same & (isi < threshold)
-    isi_count = np.bincount(unit[1:][violation], minlength=n).astype(np.int64)
+    n_bins = max(1, int(duration_s // PRESENCE_BIN_S))
+    isi_count = np.zeros(n, dtype=np.int64)
+    per_bin = np.zeros(n * n_bins, dtype=np.int64)
+    for sl in _chunks(samples.size):  # chunks bound the temporaries
+        # ISIs of this chunk's spikes to their successors (the next chunk's first one included)
+        u = unit[sl.start : sl.stop + 1]
+        violation = (u[1:] == u[:-1]) & (np.diff(samples[sl.start : sl.stop + 1]) < threshold)
+        isi_count += np.bincount(u[1:][violation], minlength=n)
+        bin_index = (samples[sl] * (n_bins / spikes.n_samples)).astype(np.int64)
+        np.minimum(bin_index, n_bins - 1, out=bin_index)
+        bin_index += unit[sl].astype(np.int64) * n_bins
+        per_bin += np.bincount(bin_index, minlength=n * n_bins)
     with np.errstate(divide="ignore", invalid="ignore"):
         isi_ratio = isi_count * duration_s / (2.0 * counts.astype(np.float64) ** 2 * REFRACTORY_S)
     isi_ratio = np.nan_to_num(isi_ratio)
-
-    n_bins = max(1, int(duration_s // PRESENCE_BIN_S))
-    bin_index = (spikes.samples * (n_bins / spikes.n_samples)).astype(np.int64)
-    np.minimum(bin_index, n_bins - 1, out=bin_index)
-    per_bin = np.bincount(unit.astype(np.int64) * n_bins + bin_index, minlength=n * n_bins)
     presence = (per_bin.reshape(n, n_bins) > 0).sum(axis=1) / n_bins
 
     firing_rate = counts / duration_s
