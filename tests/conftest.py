@@ -25,6 +25,7 @@ def synth_session(tmp_path_factory: pytest.TempPathFactory) -> Any:
         n_probes=2,
         units_per_probe=6,
         opto=True,
+        clip_seconds=0.2,  # continuous.dat is clipped in real uploads too; short keeps tests fast
     )
 
 
@@ -50,6 +51,7 @@ def synth_sessions(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
             n_probes=1,
             units_per_probe=4,
             date=dt.date(2023, 9, 1) + dt.timedelta(days=seed),
+            clip_seconds=0.2,
         )
         for seed in (11, 12, 13)
     ]
