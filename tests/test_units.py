@@ -49,7 +49,7 @@ def raw(ephys_truth: Any) -> Any:
 def units_df(raw: Any) -> pl.DataFrame:
     from npc_frames.components.units import units
 
-    return units(raw)
+    return units(raw, trials=None)
 
 
 def get(obj: Any, key: str) -> Any:
@@ -197,6 +197,28 @@ def test_default_qc_follows_npc_rule_without_drift(units_df: pl.DataFrame) -> No
     assert check["e"].to_list() == check["default_qc"].to_list() == check["is_qc_pass"].to_list()
     assert units_df["activity_drift"].is_null().all()
     assert 0 < units_df["default_qc"].sum() < units_df.height  # the rule discriminates
+
+
+def test_default_units_compute_drift_from_the_sessions_trials(
+    units_df: pl.DataFrame, raw: Any
+) -> None:
+    """`convert` calls units(raw): drift then comes from the session's own trials and enters the
+    default_qc rule exactly as when the trials frame is passed in."""
+    from npc_frames.components import get as component
+    from npc_frames.components.units import units
+
+    auto = units(raw)
+    explicit = units(raw, trials=component("trials")(raw))
+    assert auto["activity_drift"].is_not_null().any()
+    assert auto["activity_drift"].to_list() == explicit["activity_drift"].to_list()
+    rule = (
+        (pl.col("activity_drift") < 0.1)
+        & (pl.col("isi_violations_ratio") <= 0.5)
+        & (pl.col("amplitude_cutoff") <= 0.1)
+        & (pl.col("presence_ratio") >= 0.7)
+        & (pl.col("decoder_label").fill_null("sua") != "noise")
+    ).fill_null(False)
+    assert auto.select(rule.alias("e"))["e"].to_list() == auto["default_qc"].to_list()
 
 
 def test_units_frame_conforms_to_schema(units_df: pl.DataFrame) -> None:

@@ -403,14 +403,35 @@ def _ccf_table(el: pl.DataFrame | None) -> pl.DataFrame | None:
     )
 
 
-def units(raw: Any, *, trials: pl.DataFrame | None = None) -> pl.DataFrame:
+def units(raw: Any, *, trials: pl.DataFrame | str | None = "auto") -> pl.DataFrame:
     """Return one row per sorted unit with spike times on the sync clock (FORMATS §11.3–11.4).
 
     Probes that fail (sorting unreadable, clock not alignable) or were not sorted are reported by
-    a warning and in ``df.attrs``; the units of the other probes are returned. Pass `trials`
-    (the ``trials`` component) to compute ``activity_drift``.
+    a warning and in ``df.attrs``; the units of the other probes are returned.
+
+    ``activity_drift`` (and so the reference's ``default_qc`` rule) needs the session's trials:
+    with ``trials="auto"`` (the default, used by ``convert``) they are computed from `raw` when the
+    session has a task file, and drift is null when they cannot be; pass a ``trials`` frame to
+    reuse one, or ``None`` to skip drift.
     """
+    if isinstance(trials, str):
+        if trials != "auto":
+            raise ValueError(f"trials must be a frame, None or 'auto', not {trials!r}")
+        trials = _trials_or_none(raw)
     return units_with_report(raw, trials=trials)[0]
+
+
+def _trials_or_none(raw: Any) -> pl.DataFrame | None:
+    """Return the session's trials, or None when it has no task or they cannot be computed."""
+    if not getattr(raw, "is_task", False):
+        return None
+    from npc_frames.components import get
+
+    try:
+        return get("trials")(raw)
+    except NpcFramesError as exc:
+        logger.warning("activity_drift skipped for %s: trials unavailable: %s", raw.session_id, exc)
+        return None
 
 
 def _flat_lists(series: pl.Series) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -487,8 +508,13 @@ def activity_drift(df: pl.DataFrame, trials: pl.DataFrame) -> pl.Series:
             row = counts[u, cols]
             samples = [row[(labels == k) & ~np.isnan(row)] for k in np.unique(labels)]
             samples = [x for x in samples if x.size]
-            if len(samples) < 2 or np.unique(np.concatenate(samples)).size < 2:
-                stat = 0.0 if len(samples) >= 2 else np.nan
+            n_obs = sum(x.size for x in samples)
+            if len(samples) < 2 or n_obs < 4:
+                # scipy's k-sample variance term divides by (N-1)(N-2)(N-3): undefined below 4
+                # observations (and it raises IndexError for N = 2)
+                stat = np.nan
+            elif np.unique(np.concatenate(samples)).size < 2:
+                stat = 0.0
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
