@@ -199,3 +199,19 @@ def test_bad_parameters_and_missing_columns_are_typed_errors() -> None:
     assert "stim_start_time" in str(info.value)
     with pytest.raises(ParameterError):
         an.psth(units, trials, event="t", start=0, stop=1, bin_size=0)
+
+
+def test_flat_list_views_are_exact_for_sliced_chunked_and_null_rows() -> None:
+    from npc_frames.lists import flat_list, flat_list_chunks, list_from_flat
+
+    s = pl.concat([pl.Series([[1.0, 2.0], None]), pl.Series([[], [3.0, 4.0, 5.0]])], rechunk=False)
+    assert s.n_chunks() == 2
+    values, offsets = flat_list(s)
+    assert values.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and offsets.tolist() == [0, 2, 2, 2, 5]
+    values, offsets = flat_list(s.rechunk()[2:])
+    assert values.tolist() == [3.0, 4.0, 5.0] and offsets.tolist() == [0, 0, 3]
+    assert [o.tolist() for _, o in flat_list_chunks(s)] == [[0, 2, 2], [0, 0, 3]]
+    assert list_from_flat(np.array([1.0, 2.0, 3.0]), np.array([0, 0, 3])).to_list() == [
+        [],
+        [1.0, 2.0, 3.0],
+    ]

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import pyarrow as pa
 
 from npc_frames.errors import ParameterError, SchemaError
+from npc_frames.lists import flat_list, list_from_flat
 
 __all__ = ["aligned_spikes", "psth", "spike_counts", "spike_histograms"]
 
@@ -68,26 +68,6 @@ class _Spikes:
         return len(self.unit_ids)
 
 
-def _flat_list(series: pl.Series) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """Return (values, offsets) of a list[f64] series without copying per row."""
-    series = series.cast(pl.List(pl.Float64))
-    if series.null_count():  # a null list is a unit without spikes
-        series = series.to_frame("s").select(
-            pl.col("s").fill_null(pl.lit([], dtype=pl.List(pl.Float64)))
-        )["s"]
-    arr = series.rechunk().to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not pa.types.is_large_list(arr.type):
-        arr = arr.cast(pa.large_list(pa.float64()))
-    # read the Arrow buffers directly: Array.to_numpy()/__array__ import pandas (seconds)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    flat = arr.values
-    values = np.frombuffer(flat.buffers()[1], dtype=np.float64)[flat.offset : flat.offset + len(flat)]
-    values = values[offsets[0] : offsets[-1]]
-    return values, offsets - offsets[0]
-
-
 def _obs_intervals(df: pl.DataFrame) -> list[npt.NDArray[np.float64]] | None:
     if "obs_intervals" not in df.columns:
         return None
@@ -108,7 +88,7 @@ def _load_spikes(units: pl.LazyFrame, session_id: str, with_obs: bool) -> _Spike
         .collect()
         .sort(_UNIT_KEY, maintain_order=True)
     )
-    times, offsets = _flat_list(df["spike_times"])
+    times, offsets = flat_list(df["spike_times"])
     lengths = np.diff(offsets)
     if times.size and lengths.size:
         # spikes must be sorted within each unit for searchsorted; check in one pass
@@ -331,9 +311,6 @@ def aligned_spikes(
         ev = trials[event].cast(pl.Float64).fill_null(np.nan).to_numpy()
         rel, _, offsets = _aligned(spikes, ev, start, stop)
         n = spikes.n_units * trials.height
-        lists = pa.LargeListArray.from_arrays(
-            pa.array(offsets, pa.int64()), pa.array(rel, pa.float64())
-        )
         parts.append(
             pl.DataFrame(
                 {
@@ -344,7 +321,7 @@ def aligned_spikes(
                     _TRIAL_KEY: np.tile(
                         trials[_TRIAL_KEY].cast(pl.Int64).to_numpy(), spikes.n_units
                     ),
-                    "spike_times": pl.from_arrow(lists).cast(pl.List(pl.Float64)),
+                    "spike_times": list_from_flat(rel, offsets),
                 }
             )
         )
@@ -477,7 +454,7 @@ def spike_histograms(
             .collect()
             .sort(by, maintain_order=True)
         )
-        times, offsets = _flat_list(df["spike_times"])
+        times, offsets = flat_list(df["spike_times"])
         if times.size == 0:
             continue
         probes, probe_of_unit = np.unique(df[by].to_numpy().astype(str), return_inverse=True)

@@ -40,6 +40,7 @@ import pyarrow as pa
 from npc_frames.alignment import SessionClocks, StreamClock, session_clocks
 from npc_frames.components.ephys import electrode_lookup, electrodes, probe_setup
 from npc_frames.errors import InconsistentDataError, MissingFileError, NpcFramesError
+from npc_frames.lists import flat_list_chunks
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
 from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
 
@@ -434,27 +435,6 @@ def _trials_or_none(raw: Any) -> pl.DataFrame | None:
         return None
 
 
-def _flat_lists(series: pl.Series) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Return (values, offsets) numpy views of each chunk of a ``list[f64]`` Series (zero-copy
-    through Arrow; null rows have empty slices)."""
-    out = []
-    for chunk in series.get_chunks():
-        arr = chunk.to_arrow()
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        if arr.type != pa.large_list(pa.float64()):
-            arr = arr.cast(pa.large_list(pa.float64()))
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
-            arr.offset : arr.offset + len(arr) + 1
-        ]
-        child = arr.values
-        values = np.frombuffer(child.buffers()[1], dtype=np.float64)[
-            child.offset : child.offset + len(child)
-        ]
-        out.append((values, offsets))
-    return out
-
-
 def activity_drift(df: pl.DataFrame, trials: pl.DataFrame) -> pl.Series:
     """Return activity_drift per unit of `df` from the task `trials` (FORMATS §11.3 item 8).
 
@@ -480,7 +460,7 @@ def activity_drift(df: pl.DataFrame, trials: pl.DataFrame) -> pl.Series:
     # per-unit counting on zero-copy views of the list column (no 60 M-spike temporaries)
     counts = np.zeros((n, stim.size), dtype=np.float64)
     row = 0
-    for values, offsets in _flat_lists(df["spike_times"]):
+    for values, offsets in flat_list_chunks(df["spike_times"]):
         for u in range(offsets.size - 1):  # per unit: two searchsorted calls over its slice
             t = values[offsets[u] : offsets[u + 1]]
             counts[row] = np.searchsorted(t, hi) - np.searchsorted(t, lo)
