@@ -227,7 +227,9 @@ def session_summary(
     if speed.height:
         t, v = speed["timestamps"].to_numpy(), speed["speed"].to_numpy()
         step = max(1, t.size // 20000)
-        ax_run.plot(t[::step], v[::step], lw=0.5, color="k")
+        t, v = t[::step], v[::step].astype(np.float64)
+        gaps = np.flatnonzero(np.diff(t) > 1.0) + 1  # between stim scripts: no samples, no line
+        ax_run.plot(np.insert(t, gaps, np.nan), np.insert(v, gaps, np.nan), lw=0.5, color="k")
     if rewards.height:
         ax_run.vlines(
             rewards["timestamps"].to_numpy(),
