@@ -384,7 +384,10 @@ def test_cache_with_failed_component_is_a_cache_error_naming_it(
 
 def test_session_from_cache_round_trips(frames: dict[str, pl.DataFrame], tmp_path: Path) -> None:
     _fake_cache(tmp_path, frames, {})
-    path = write_nwb(SESSION_ID, tmp_path / "x.nwb", cache=tmp_path)
+    from npc_frames.ids import SessionId
+
+    # a SessionId (or its "_0" spelling) finds the same cached session
+    path = write_nwb(SessionId.parse(SESSION_ID + "_0"), tmp_path / "x.nwb", cache=tmp_path)  # type: ignore[arg-type]
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
         compare("trials", frames["trials"], pynwb_frame(nwb.trials))

@@ -232,12 +232,9 @@ def _failed_components(session_id: str, cache: str | os.PathLike[str] | None) ->
 
 
 def _canonical(session_id: str) -> str:
-    try:
-        from npc_frames.ids import SessionId  # type: ignore[attr-defined]
+    from npc_frames.ids import SessionId
 
-        return str(SessionId.parse(session_id))
-    except ImportError:  # ids.py not there yet
-        return session_id
+    return str(SessionId.parse(session_id))
 
 
 def _frames(
@@ -246,6 +243,8 @@ def _frames(
     components: Iterable[str] | None,
 ) -> dict[str, pl.DataFrame]:
     wanted = None if components is None else {*components, "sessions"}
+    if type(session).__name__ == "SessionId":  # npc_frames.ids.SessionId
+        session = str(session)
     if isinstance(session, Mapping):
         frames = dict(session)
     elif isinstance(session, str):
