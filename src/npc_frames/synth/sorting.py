@@ -23,10 +23,11 @@ Decisions (documented here because readers of these files depend on them):
   merged clusters get new ids above the largest template id, their spikes carrying either source
   template in ``spike_templates.npy``.
 * Firing rates are log-normal (Buzsáki & Mizuseki 2014, *Nat Rev Neurosci* 15:264): median
-  2.2 Hz, σ = 1.3 in natural-log units (a factor of ~3.7), clipped to 0.05–60 Hz. Their mean is
-  ~4.9 Hz; with partial presence (below) a unit fires ~4.6 Hz on average, so a full-scale session
-  of 2,400 units × 90 min has ~60 M spikes, as recorded Dynamic Routing sessions do. (An earlier
-  log-uniform 0.1–50 Hz draw had a mean of ~8 Hz and twice the spikes.)
+  2 Hz, σ = 1.15 in natural-log units (5–95 % range 0.3–13 Hz), clipped to 0.05–60 Hz, plus ~2 %
+  of units with only 1–10 spikes. The clipped mean is ~3.8 Hz; with partial presence (below) a
+  unit fires ~3.6 Hz on average, so the full-scale ``make_session`` case (90-minute task inside a
+  ~118-minute recording, 6 × 400 units) has ~60 M spikes, like a recorded Dynamic Routing
+  session. (An earlier log-uniform 0.1–50 Hz draw had a mean of ~8 Hz and twice the spikes.)
 * Every unit has at least one spike; a few units (~2 %) have very few (1–10) spikes.
 * The refractory period is 1.5 ms plus one sample (46 samples at 30 kHz), so a clean unit has
   exactly zero ISIs below 1.5 ms; "contaminated" units get doublets 8–40 samples after some spikes,
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -54,6 +56,7 @@ __all__ = [
     "NpyAppender",
     "ProbeSorting",
     "SpikeTrains",
+    "chunk_slices",
     "draw_firing_rates",
     "make_sorting",
     "simulate_spike_trains",
@@ -71,8 +74,8 @@ PRESENCE_BIN_S = 60.0
 # channels farther than this from a unit's peak site carry no template signal (sparse templates)
 TEMPLATE_RADIUS_UM = 100.0
 # firing-rate distribution (see the module docstring): log-normal, clipped
-RATE_MEDIAN_HZ = 2.2
-RATE_SIGMA_LN = 1.3
+RATE_MEDIAN_HZ = 2.0
+RATE_SIGMA_LN = 1.15
 MIN_RATE_HZ = 0.05
 MAX_RATE_HZ = 60.0
 # spikes per chunk when deriving per-spike arrays: bounds temporaries to a few tens of MB
@@ -176,8 +179,9 @@ def _segment_starts(counts: IntArray) -> IntArray:
     return np.cumsum(counts) - counts
 
 
-def _chunks(n: int, size: int = CHUNK_SPIKES) -> Iterator[slice]:
-    """Yield consecutive slices of at most ``size`` covering ``range(n)``."""
+def chunk_slices(n: int, size: int | None = None) -> Iterator[slice]:
+    """Yield consecutive slices of at most ``size`` (default :data:`CHUNK_SPIKES`) over ``range(n)``."""
+    size = size or CHUNK_SPIKES
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
@@ -239,10 +243,28 @@ class NpyAppender:
 
 
 def draw_firing_rates(rng: np.random.Generator, n_units: int) -> FloatArray:
-    """Return ``n_units`` firing rates (Hz): log-normal, median 2.2 Hz, σ_ln 1.3, in 0.05–60 Hz."""
+    """Return ``n_units`` firing rates (Hz): log-normal, median 2 Hz, σ_ln 1.15, in 0.05–60 Hz."""
     rates = rng.lognormal(np.log(RATE_MEDIAN_HZ), RATE_SIGMA_LN, n_units)
     np.clip(rates, MIN_RATE_HZ, MAX_RATE_HZ, out=rates)
     return rates
+
+
+@dataclasses.dataclass(frozen=True)
+class _UnitParams:
+    """Per-unit parameters of :func:`simulate_spike_trains`, all drawn before any spike."""
+
+    n_samples: int
+    dead: int  # refractory period in samples
+    isi_scale: npt.NDArray[np.float32]  # mean ISI minus the dead time, samples
+    n_gen: IntArray  # ISIs generated per unit (enough to pass the end of the recording)
+    first: IntArray  # first spike sample
+    partial: npt.NDArray[np.bool_]
+    w_start: IntArray
+    w_stop: IntArray
+    contaminated: npt.NDArray[np.bool_]
+    doublet_frac: FloatArray
+    amp_sigma: npt.NDArray[np.float32]
+    amp_uv: npt.NDArray[np.float32]
 
 
 def simulate_spike_trains(
@@ -255,12 +277,15 @@ def simulate_spike_trains(
 ) -> SpikeTrains:
     """Return simulated spike trains (sorted by unit, then time) for ``n_units`` units.
 
-    Rates come from :func:`draw_firing_rates` (log-normal, median 2.2 Hz, 0.05–60 Hz). ISIs are
+    Rates come from :func:`draw_firing_rates` (log-normal, median 2 Hz, 0.05–60 Hz). ISIs are
     whole samples: a refractory period (1.5 ms + 1 sample = 46 samples at 30 kHz) plus a rounded
     exponential, so a clean unit has no ISI violation and the mean ISI is kept to within half a
     sample. About 2 % of units have 1–10 spikes, ~15 % get refractory-violating doublets and ~10 %
-    fire only during part of the recording. Vectorized: one restarting integer cumulative sum over
-    all units' ISIs, computed in place.
+    fire only during part of the recording.
+
+    Vectorized over spikes: units are simulated in groups of about :data:`CHUNK_SPIKES` generated
+    ISIs (one restarting cumulative sum per group) written straight into the result arrays, so the
+    temporaries stay small and are reused instead of spanning the whole probe.
     """
     if n_units < 1:
         raise ParameterError("need at least one unit", field="n_units", expected=">= 1")
@@ -277,84 +302,116 @@ def simulate_spike_trains(
     few[rng.choice(n_units, n_few, replace=False)] = True
     rates[few] = rng.uniform(1.0, 10.0, n_few) / duration_s
 
-    dead = int(np.ceil(REFRACTORY_S * sample_rate)) + 1  # samples
+    dead = int(np.ceil(REFRACTORY_S * sample_rate)) + 1
     mean_isi = sample_rate / rates  # samples
     expected = rates * duration_s
     n_gen = np.ceil(expected + 6.0 * np.sqrt(expected) + 10.0).astype(np.int64)
-    starts = _segment_starts(n_gen)
-    total = int(n_gen.sum())
-
-    # ISIs in whole samples: dead time + rounded exponential (float32 draws, one int64 array)
-    draw = rng.standard_exponential(total, dtype=np.float32)
-    draw *= np.repeat((mean_isi - dead).astype(np.float32), n_gen)
-    np.rint(draw, out=draw)
-    samples = draw.astype(np.int64)
-    del draw
-    samples += dead
     # first spike: uniform within one-to-two mean ISIs (always inside the recording for sparse units)
-    first = (rng.uniform(0.0, 1.0, n_units) * np.minimum(n_samples - 1.0, 2.0 * mean_isi)).astype(
-        np.int64
-    )
-    # one global cumulative sum restarts at each unit: each segment's first increment cancels
-    # the previous segment's last value, so the running sum stays within one recording's length
-    samples[starts] = 0
-    seg_sum = np.add.reduceat(samples, starts)
-    prev_last = np.concatenate([[0], (first + seg_sum)[:-1]])
-    samples[starts] = first - prev_last
-    np.cumsum(samples, out=samples)
-    keep = samples < n_samples
-
+    first = rng.uniform(0.0, 1.0, n_units) * np.minimum(n_samples - 1.0, 2.0 * mean_isi)
     # partial presence: ~10 % of well-sampled units fire only inside a window
     partial = (~few) & (rng.uniform(size=n_units) < 0.10) & (expected > 300)
     w_start = (rng.uniform(0.0, 0.5, n_units) * n_samples).astype(np.int64)
     w_stop = w_start + (rng.uniform(0.2, 0.5, n_units) * n_samples).astype(np.int64)
-    for u in np.flatnonzero(partial):  # loop over a few units; each is a contiguous slice
-        sl = slice(starts[u], starts[u] + n_gen[u])
-        keep[sl] &= (samples[sl] >= w_start[u]) & (samples[sl] < w_stop[u])
-    # guarantee at least one spike per unit (the first generated one is inside the recording)
-    counts = np.add.reduceat(keep, starts, dtype=np.int64)
-    keep[starts[counts == 0]] = True
-    counts[counts == 0] = 1
-
-    samples = samples[keep]
-    del keep
-    starts = _segment_starts(counts)
-
     # doublets: contaminated units get a spike 8–40 samples after a fraction of their spikes
     contaminated = (~few) & (rng.uniform(size=n_units) < 0.15)
     frac = 10 ** rng.uniform(np.log10(0.002), np.log10(0.05), n_units)
-    chosen = [
-        starts[u] + np.flatnonzero(rng.uniform(size=counts[u]) < frac[u])
-        for u in np.flatnonzero(contaminated)
-    ]
-    first_of = np.concatenate([np.zeros(0, np.int64), *chosen])
-    extra = samples[first_of] + rng.integers(8, 41, first_of.size)
-    inside = extra < n_samples
-    first_of, extra = first_of[inside], extra[inside]
-    if first_of.size:
-        # insert each doublet right after its spike: order by unit then time is kept
-        samples = np.insert(samples, first_of + 1, extra)
-        counts += np.bincount(
-            np.searchsorted(starts, first_of, side="right") - 1, minlength=n_units
-        )
-    unit_of = np.repeat(np.arange(n_units, dtype=np.int32), counts)
-
-    if unit_amplitudes_uv is None:
-        unit_amplitudes_uv = np.ones(n_units)
     sigma = rng.uniform(0.05, 0.25, n_units).astype(np.float32)
-    amps = rng.standard_normal(samples.size, dtype=np.float32)
-    amps *= sigma[unit_of]
-    np.exp(amps, out=amps)
-    amps *= unit_amplitudes_uv.astype(np.float32)[unit_of]
+    amp_uv = np.ones(n_units) if unit_amplitudes_uv is None else unit_amplitudes_uv
+    params = _UnitParams(
+        n_samples=int(n_samples),
+        dead=dead,
+        isi_scale=(mean_isi - dead).astype(np.float32),
+        n_gen=n_gen,
+        first=first.astype(np.int64),
+        partial=partial,
+        w_start=w_start,
+        w_stop=w_stop,
+        contaminated=contaminated,
+        doublet_frac=frac,
+        amp_sigma=sigma,
+        amp_uv=np.asarray(amp_uv, dtype=np.float32),
+    )
+
+    # result arrays sized for the worst case (a doublet after every generated spike); pages past
+    # the spikes actually written are never touched, so they cost address space, not memory
+    capacity = 2 * int(n_gen.sum())
+    samples = np.empty(capacity, dtype=np.int64)
+    unit_index = np.empty(capacity, dtype=np.int32)
+    amplitudes = np.empty(capacity, dtype=np.float32)
+    group = (np.cumsum(n_gen) - n_gen) // CHUNK_SPIKES  # units grouped by ~CHUNK_SPIKES ISIs
+    edges = [0, *(np.flatnonzero(np.diff(group)) + 1).tolist(), n_units]
+    n = 0
+    for lo, hi in itertools.pairwise(edges):
+        g_samples, g_units = _simulate_units(rng, params, lo, hi)
+        k = g_samples.size
+        samples[n : n + k] = g_samples
+        unit_index[n : n + k] = g_units
+        # amplitudes: log-normal around the unit's amplitude
+        amps = amplitudes[n : n + k]
+        rng.standard_normal(k, dtype=np.float32, out=amps)
+        amps *= params.amp_sigma[g_units]
+        np.exp(amps, out=amps)
+        amps *= params.amp_uv[g_units]
+        n += k
     return SpikeTrains(
-        unit_index=unit_of,
-        samples=samples,
-        amplitudes=amps,
+        unit_index=unit_index[:n],
+        samples=samples[:n],
+        amplitudes=amplitudes[:n],
         rates_hz=rates,
         n_units=n_units,
         n_samples=int(n_samples),
         sample_rate=float(sample_rate),
     )
+
+
+def _simulate_units(
+    rng: np.random.Generator, p: _UnitParams, lo: int, hi: int
+) -> tuple[IntArray, npt.NDArray[np.int32]]:
+    """Return (samples, unit index) of units ``lo``…``hi - 1``, sorted by unit then time."""
+    n_gen = p.n_gen[lo:hi]
+    starts = _segment_starts(n_gen)
+    # ISIs in whole samples: dead time + rounded exponential
+    draw = rng.standard_exponential(int(n_gen.sum()), dtype=np.float32)
+    draw *= np.repeat(p.isi_scale[lo:hi], n_gen)
+    np.rint(draw, out=draw)
+    samples = draw.astype(np.int64)
+    del draw
+    samples += p.dead
+    # one cumulative sum restarts at each unit: each segment's first increment cancels the
+    # previous segment's last value, so the running sum stays within one recording's length
+    samples[starts] = 0
+    seg_sum = np.add.reduceat(samples, starts)
+    first = p.first[lo:hi]
+    prev_last = np.concatenate([[0], (first + seg_sum)[:-1]])
+    samples[starts] = first - prev_last
+    np.cumsum(samples, out=samples)
+    keep = samples < p.n_samples
+    for u in np.flatnonzero(p.partial[lo:hi]):  # a few units; each is a contiguous slice
+        sl = slice(starts[u], starts[u] + n_gen[u])
+        keep[sl] &= (samples[sl] >= p.w_start[lo + u]) & (samples[sl] < p.w_stop[lo + u])
+    # guarantee at least one spike per unit (the first generated one is inside the recording)
+    counts = np.add.reduceat(keep, starts, dtype=np.int64)
+    keep[starts[counts == 0]] = True
+    counts[counts == 0] = 1
+    samples = samples[keep]
+    del keep
+    starts = _segment_starts(counts)
+
+    chosen = [
+        starts[u] + np.flatnonzero(rng.uniform(size=counts[u]) < p.doublet_frac[lo + u])
+        for u in np.flatnonzero(p.contaminated[lo:hi])
+    ]
+    first_of = np.concatenate([np.zeros(0, np.int64), *chosen])
+    extra = samples[first_of] + rng.integers(8, 41, first_of.size)
+    inside = extra < p.n_samples
+    first_of, extra = first_of[inside], extra[inside]
+    if first_of.size:
+        # insert each doublet right after its spike: order by unit then time is kept
+        samples = np.insert(samples, first_of + 1, extra)
+        owner = np.searchsorted(starts, first_of, side="right") - 1
+        counts += np.bincount(owner, minlength=counts.size)
+    units = np.repeat(np.arange(lo, hi, dtype=np.int32), counts)
+    return samples, units
 
 
 def _waveforms(rng: np.random.Generator, n: int, n_t: int, peak_index: int) -> FloatArray:
@@ -559,7 +616,7 @@ def _write_spike_files(
     q = np.float32(quantum)
     n = spikes.samples.size
     key = np.empty(n, dtype=np.uint64)
-    for sl in _chunks(n):
+    for sl in chunk_slices(n):
         k = key[sl]
         np.left_shift(spikes.samples[sl].view(np.uint64), sample_shift, out=k)
         k |= spikes.unit_index[sl].astype(np.uint64) << amp_shift
@@ -577,7 +634,7 @@ def _write_spike_files(
         NpyAppender(folder / "spike_templates.npy", np.uint32) as templates,
         NpyAppender(folder / "amplitudes.npy", np.float64) as amplitudes,
     ):
-        for sl in _chunks(n):
+        for sl in chunk_slices(n):
             k = key[sl]
             times.append(k >> sample_shift)
             unit = ((k >> amp_shift) & unit_mask).astype(np.intp)
@@ -612,7 +669,7 @@ def _quality_metrics(
     n_bins = max(1, int(duration_s // PRESENCE_BIN_S))
     isi_count = np.zeros(n, dtype=np.int64)
     per_bin = np.zeros(n * n_bins, dtype=np.int64)
-    for sl in _chunks(samples.size):  # chunks bound the temporaries
+    for sl in chunk_slices(samples.size):  # chunks bound the temporaries
         # ISIs of this chunk's spikes to their successors (the next chunk's first one included)
         u = unit[sl.start : sl.stop + 1]
         violation = (u[1:] == u[:-1]) & (np.diff(samples[sl.start : sl.stop + 1]) < threshold)
