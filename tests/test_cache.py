@@ -19,6 +19,7 @@ import pytest
 
 import test_cache_fakes as fakes
 from npc_frames import cache
+from npc_frames.cache_layout import pack, unpack
 from npc_frames.errors import BadFormatError, InvalidIdError, ParameterError, SchemaError
 
 DAY0 = dt.date(2023, 8, 31)
@@ -102,13 +103,43 @@ def test_units_row_groups_never_span_two_structures_and_hold_few_units(built):
         assert st.min == st.max  # so a structure filter skips other row groups by statistics
         assert md.row_group(i).num_rows <= 32
     leaf = [md.row_group(0).column(j) for j in range(md.num_columns)]
-    spikes = next(c for c in leaf if c.path_in_schema == "spike_times.list.element")
-    assert "BYTE_STREAM_SPLIT" in spikes.encodings
+    spikes = next(c for c in leaf if c.path_in_schema == "spike_times")
+    # packed: one uncompressed byte array per unit, no min/max copied into the footer
+    assert spikes.physical_type == "BYTE_ARRAY" and spikes.compression == "UNCOMPRESSED"
+    assert spikes.statistics is None or not spikes.statistics.has_min_max
+    assert json.loads(f.schema_arrow.metadata[b"npc_frames.packed"]) == {"spike_times": "float64"}
+
+
+def test_packed_spike_times_hold_the_exact_float64_bytes(built):
+    root, raws = built
+    f = root / "units" / f"session_id={_sid(0)}" / "data.parquet"
+    raw = pl.read_parquet(f)
+    assert raw.schema["spike_times"] == pl.Binary
+    truth = _truth(raws)[_sid(0)]["units"].sort("structure", "unit_id")
+    for blob, spikes in zip(raw["spike_times"], truth["spike_times"]):
+        assert blob == spikes.to_numpy().astype("<f8").tobytes()
+    assert unpack(raw["spike_times"]).equals(truth["spike_times"])
+
+
+def test_pack_unpack_round_trip_keeps_nulls_empty_lists_and_slices():
+    s = pl.Series("x", [[1.5, 2.5], None, [], [3.0]], dtype=pl.List(pl.Float64))
+    packed = pl.Series("x", pack(s, "float64"))
+    assert packed.to_list() == [
+        np.array([1.5, 2.5]).tobytes(),
+        None,
+        b"",
+        np.array([3.0]).tobytes(),
+    ]
+    assert unpack(packed).equals(s)
+    assert unpack(pl.Series("x", pack(s.slice(1, 3), "float64"))).equals(s.slice(1, 3))
+    f32 = pl.Series("y", [[1.0], [2.0, 3.0]], dtype=pl.List(pl.Float32))
+    assert unpack(pl.Series("y", pack(f32, "float32")), "float32").equals(f32)
 
 
 def test_units_rows_are_sorted_by_structure_then_unit_id(built):
     root, raws = built
     df = pl.read_parquet(root / "units" / f"session_id={_sid(2)}" / "data.parquet")
+    df = df.with_columns(unpack(df["spike_times"]))
     truth = _truth(raws)[_sid(2)]["units"]
     assert df.equals(truth.sort("structure", "unit_id"))
 
@@ -189,6 +220,13 @@ def test_scan_pushes_filters_and_projections_into_parquet(built):
     # hive partition pruning: only the one session's file is listed
     assert _sid(1) in scan_part and _sid(0) not in scan_part
     assert "FILTER" not in plan[: plan.index("Parquet SCAN")]
+    # the unpacking step disappears when spike_times is not selected
+    assert "python_udf" not in plan and "PROJECT 4/" in scan_part
+    with_spikes = (
+        cache.scan_units(root).filter(pl.col("is_qc_pass")).select("spike_times").explain()
+    )
+    assert "python_udf" in with_spikes
+    assert "SELECTION" in with_spikes[with_spikes.index("Parquet SCAN") :]
 
 
 def test_scan_gives_one_stable_schema_missing_columns_null(built, tmp_path):

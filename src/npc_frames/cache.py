@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from npc_frames import storage
-from npc_frames.cache_layout import to_parquet_bytes
+from npc_frames.cache_layout import (
+    LAYOUTS,
+    PACKED_KEY,
+    packed_columns,
+    to_parquet_bytes,
+    unpack,
+    unpack_expr,
+)
 from npc_frames.errors import CacheError, InvalidIdError, NpcFramesError, ParameterError
 
 if TYPE_CHECKING:
@@ -678,18 +685,44 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     root = cache_root(cache)
     schema = _schema_of(component)
     pattern = _glob(root, component)
-    if not storage.glob(pattern):
+    files = storage.glob(pattern)
+    if not files:
         return pl.LazyFrame(schema=schema if schema is not None else {"session_id": pl.String})
+    packed = _packed(component, schema, files[0])
     kwargs: dict[str, Any] = {
         "hive_partitioning": True,
         "hive_schema": {"session_id": pl.String},
         "storage_options": storage.polars_storage_options(root),
+        "missing_columns": "insert",
+        "extra_columns": "ignore",
     }
     if schema is not None:
-        kwargs.update(schema=schema, missing_columns="insert", extra_columns="ignore")
-    else:
-        kwargs.update(missing_columns="insert", extra_columns="ignore")
-    return pl.scan_parquet(pattern, **kwargs)
+        # packed list columns are byte arrays on disk (cache_layout); unpacked after the scan,
+        # which keeps filters on other columns and projections pushed into the reader
+        kwargs["schema"] = pl.Schema(
+            {n: (pl.Binary() if n in packed else t) for n, t in schema.items()}
+        )
+    lf = pl.scan_parquet(pattern, **kwargs)
+    if packed:
+        lf = lf.with_columns(unpack_expr(n, e) for n, e in packed.items())
+    return lf
+
+
+def _packed(component: str, schema: pl.Schema | None, sample_file: str) -> dict[str, str]:
+    """Return {column: element dtype} of the packed columns of a component's files."""
+    layout = LAYOUTS.get(component)
+    if layout is None or not layout.packed:
+        return {}
+    if schema is not None:
+        return packed_columns(layout, schema)
+    # no registered schema: the file's own metadata says what is packed
+    import pyarrow.parquet as pq
+
+    fs, path = storage.filesystem(sample_file)
+    with fs.open(path, "rb") as f:
+        meta = pq.read_schema(f).metadata or {}
+    raw = meta.get(PACKED_KEY.encode())
+    return dict(json.loads(raw)) if raw else {}
 
 
 def _make_scan(component: str) -> Callable[..., pl.LazyFrame]:
@@ -751,6 +784,12 @@ def read_session(
             continue
         df = pl.read_parquet(io.BytesIO(data))
         schema = _schema_of(name)
+        layout = LAYOUTS.get(name)
+        if layout is not None and layout.packed:
+            packed = packed_columns(layout, schema) if schema is not None else {}
+            df = df.with_columns(
+                unpack(df[c], e) for c, e in packed.items() if df.schema.get(c) == pl.Binary
+            )
         if schema is not None:
             df = df.select(
                 pl.col(c).cast(t) if c in df.columns else pl.lit(None, dtype=t).alias(c)
@@ -812,6 +851,14 @@ def connect(
                 f"SELECT * FROM read_parquet('{_sql_str(pattern)}', hive_partitioning=true, "
                 f"union_by_name=true, hive_types={{'session_id': VARCHAR}})"
             )
+            layout = LAYOUTS.get(name)
+            packed = packed_columns(layout, schema) if layout and schema is not None else {}
+            if packed:
+                replace = ", ".join(
+                    f"{_unpack_udf(con, e)}({_sql_ident(c)}) AS {_sql_ident(c)}"
+                    for c, e in packed.items()
+                )
+                source = source.replace("SELECT *", f"SELECT * REPLACE ({replace})", 1)
             if schema is not None:
                 cols = ", ".join(_sql_ident(c) for c in schema.names())
                 source = f"SELECT {cols} FROM (SELECT * FROM {typed} UNION ALL BY NAME {source})"
@@ -830,6 +877,43 @@ def connect(
     if "catalog" in wanted:
         con.register("catalog", read_catalog(root).to_arrow())
     return con
+
+
+_DUCKDB_TYPES = {"float64": "DOUBLE", "float32": "FLOAT", "int64": "BIGINT", "int32": "INTEGER"}
+
+
+def _unpack_udf(con: duckdb.DuckDBPyConnection, element: str) -> str:
+    """Return the name of a DuckDB function unpacking a packed column (registered on `con`)."""
+    import duckdb
+    import pyarrow as pa
+
+    name = f"npc_unpack_{element}"
+    registered = {
+        r[0]
+        for r in con.execute(
+            "SELECT function_name FROM duckdb_functions() WHERE function_name = ?", [name]
+        ).fetchall()
+    }
+    if name in registered:
+        return name
+
+    def fn(arr: Any) -> Any:
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        out = unpack(pl.Series("x", arr), element).to_arrow()
+        return out.cast(pa.list_(out.type.value_type))
+
+    element_type = duckdb.sqltype(_DUCKDB_TYPES[element])
+    con.create_function(  # type: ignore[call-overload]
+        name,
+        fn,
+        [duckdb.sqltype("BLOB")],
+        duckdb.list_type(element_type),
+        type="arrow",
+        null_handling="special",
+        side_effects=False,
+    )
+    return name
 
 
 def _referenced_views(query: str) -> set[str]:

@@ -11,9 +11,13 @@ run most: "units passing QC in one structure, with their spike times":
 - row groups are small (at most :data:`UNITS_ROW_GROUP_UNITS` units and about
   :data:`UNITS_ROW_GROUP_SPIKES` spikes), so one unit's spike times can be fetched (a ranged GET on
   S3) without the rest of the session's;
-- float list columns (``spike_times``, ``spike_amplitudes``) are stored BYTE_STREAM_SPLIT without
-  general-purpose compression: zstd gains < 10 % on spike times (their mantissas are noise) but
-  decodes at ~0.3 GB/s, which made it the bottleneck of the query.
+- ``spike_times`` (and ``spike_amplitudes``) are *packed*: each unit's values are stored as one
+  uncompressed Parquet BYTE_ARRAY holding its little-endian float64s — a flat float array whose
+  offsets are the byte-array lengths. Parquet list columns must decode a repetition level per
+  spike (Polars managed ~0.25 GB/s, zstd or not); a byte array decodes at memory speed, and
+  :func:`unpack` turns it back into ``list[f64]`` without copying the values. Scans, SQL views
+  and ``read_session`` unpack, so the public column stays ``spike_times: list[f64]``, bit-exact.
+  File metadata ``npc_frames.packed`` records which columns are packed and their element dtype.
 
 The public column stays ``spike_times: list[f64]``; only the physical layout differs.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,8 +40,21 @@ __all__ = [
     "UNITS_ROW_GROUP_SPIKES",
     "UNITS_ROW_GROUP_UNITS",
     "Layout",
+    "pack",
+    "packed_columns",
     "to_parquet_bytes",
+    "unpack",
 ]
+
+#: file metadata key: JSON {column: element dtype name} of the packed list columns
+PACKED_KEY = "npc_frames.packed"
+#: element dtypes a list column may be packed from (little-endian fixed-width numbers)
+PACKABLE: dict[str, tuple[pl.DataType, pa.DataType]] = {
+    "float64": (pl.Float64(), pa.float64()),
+    "float32": (pl.Float32(), pa.float32()),
+    "int64": (pl.Int64(), pa.int64()),
+    "int32": (pl.Int32(), pa.int32()),
+}
 
 #: at most this many units per row group of ``units`` (bounds the bytes read for one unit)
 UNITS_ROW_GROUP_UNITS = 32
@@ -65,13 +83,15 @@ class Layout:
     list_budget_column: str | None = None
     max_list_elements: int = UNITS_ROW_GROUP_SPIKES
     max_rows: int = DEFAULT_ROW_GROUP_ROWS
+    #: list-of-number columns stored packed as one byte array per row (see module docstring)
+    packed: tuple[str, ...] = ()
 
 
 #: component name -> layout; components not listed use ``Layout()``
 LAYOUTS: dict[str, Layout] = {
     "units": Layout(
         column_compression={"spike_times": "none", "spike_amplitudes": "none"},
-        byte_stream_split=("spike_times", "spike_amplitudes"),
+        packed=("spike_times", "spike_amplitudes"),
         cluster_by=("structure", "unit_id"),
         split_on=("structure",),
         list_budget_column="spike_times",
@@ -79,6 +99,86 @@ LAYOUTS: dict[str, Layout] = {
         max_rows=UNITS_ROW_GROUP_UNITS,
     ),
 }
+
+
+def _element_name(dtype: pl.DataType) -> str | None:
+    if not isinstance(dtype, pl.List):
+        return None
+    inner = dtype.inner
+    for name, (pl_type, _) in PACKABLE.items():
+        if inner == pl_type:
+            return name
+    return None
+
+
+def packed_columns(layout: Layout, schema: Mapping[str, pl.DataType]) -> dict[str, str]:
+    """Return {column: element dtype name} of the columns `layout` packs, for a frame `schema`."""
+    out = {}
+    for name in layout.packed:
+        if name in schema:
+            element = _element_name(schema[name])
+            if element is not None:
+                out[name] = element
+    return out
+
+
+def _offsets(arr: pa.Array) -> np.ndarray:
+    """Return the int64 offsets of a large list/binary array, honouring its slice offset."""
+    buf = arr.buffers()[1]
+    return np.frombuffer(buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+
+
+def pack(series: pl.Series, element: str) -> pa.Array:
+    """Return a list-of-number Series as a large_binary array of its little-endian values.
+
+    Zero-copy for the values: the list's value buffer becomes the binary data buffer and the
+    list offsets (× item size) become the binary offsets. Null lists stay null.
+    """
+    _, pa_type = PACKABLE[element]
+    arr = series.to_arrow().cast(pa.large_list(pa_type))
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = _offsets(arr)
+    values = arr.values
+    width = pa_type.byte_width
+    start = (int(offsets[0]) + values.offset) * width
+    data = values.buffers()[1].slice(start, (int(offsets[-1]) - int(offsets[0])) * width)
+    byte_offsets = pa.py_buffer(((offsets - offsets[0]) * width).astype(np.int64))
+    validity = arr.buffers()[0] if arr.null_count else None
+    if validity is not None and arr.offset:
+        validity = pa.array(arr.is_valid()).buffers()[1]
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(arr), [validity, byte_offsets, data], null_count=arr.null_count
+    )
+
+
+def unpack(series: pl.Series, element: str = "float64") -> pl.Series:
+    """Return a packed byte-array Series as the list-of-number Series it was packed from."""
+    pl_type, pa_type = PACKABLE[element]
+    arr = series.to_arrow(compat_level=pl.CompatLevel.oldest())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if arr.type != pa.large_binary():
+        arr = arr.cast(pa.large_binary())
+    offsets = _offsets(arr)
+    width = pa_type.byte_width
+    n_values = (int(offsets[-1]) - int(offsets[0])) // width
+    data = arr.buffers()[2]
+    if data is None:
+        data = pa.py_buffer(b"")
+    values = pa.Array.from_buffers(pa_type, n_values, [None, data], offset=int(offsets[0]) // width)
+    list_offsets = pa.array((offsets - offsets[0]) // width, type=pa.int64())
+    mask = arr.is_null() if arr.null_count else None
+    out = pa.LargeListArray.from_arrays(list_offsets, values, mask=mask)
+    return pl.Series(series.name, out, dtype=pl.List(pl_type))
+
+
+def unpack_expr(name: str, element: str) -> pl.Expr:
+    """Return an expression turning packed column `name` back into its list column."""
+    pl_type, _ = PACKABLE[element]
+    return pl.col(name).map_batches(
+        lambda s: unpack(s, element), return_dtype=pl.List(pl_type), is_elementwise=True
+    )
 
 
 def row_group_bounds(df: pl.DataFrame, layout: Layout) -> list[tuple[int, int]]:
@@ -118,7 +218,9 @@ def row_group_bounds(df: pl.DataFrame, layout: Layout) -> list[tuple[int, int]]:
     return bounds
 
 
-def _write_options(layout: Layout, schema: pa.Schema) -> dict[str, object]:
+def _write_options(
+    layout: Layout, schema: pa.Schema, packed: Mapping[str, str]
+) -> dict[str, object]:
     names = list(schema.names)
     compression: str | dict[str, str]
     if layout.column_compression:
@@ -142,8 +244,9 @@ def _write_options(layout: Layout, schema: pa.Schema) -> dict[str, object]:
             else None
         ),
         "use_byte_stream_split": bss_leaves or False,
-        "use_dictionary": [n for n in names if n not in bss],
-        "write_statistics": True,
+        "use_dictionary": [n for n in names if n not in bss and n not in packed],
+        # min/max of a packed column would copy whole units' spike trains into the footer
+        "write_statistics": [n for n in names if n not in packed],
     }
 
 
@@ -156,11 +259,18 @@ def to_parquet_bytes(
     if cluster and df.height:
         df = df.sort(cluster, nulls_last=True, maintain_order=True)
     table = df.to_arrow()
-    if metadata:
+    packed = packed_columns(layout, df.schema)
+    for name, element in packed.items():
+        i = table.column_names.index(name)
+        table = table.set_column(i, name, pack(df[name], element))
+    meta = dict(metadata or {})
+    if packed:
+        meta[PACKED_KEY] = json.dumps(packed, sort_keys=True)
+    if meta:
         existing = dict(table.schema.metadata or {})
-        existing.update({k.encode(): v.encode() for k, v in metadata.items()})
+        existing.update({k.encode(): v.encode() for k, v in meta.items()})
         table = table.replace_schema_metadata(existing)
-    opts = _write_options(layout, table.schema)
+    opts = _write_options(layout, table.schema, packed)
     buf = io.BytesIO()
     with pq.ParquetWriter(buf, table.schema, **opts) as writer:  # type: ignore[arg-type]
         for a, b in row_group_bounds(df, layout):
