@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import threading
+import time
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -19,14 +21,28 @@ import numpy as np
 import polars as pl
 import pytest
 
+import npc_frames.synth.sorting as sorting_module
 from npc_frames.errors import ParameterError
-from npc_frames.synth.ephys import EphysTruth, make_ephys, probe_slot_ports
+from npc_frames.synth.ephys import (
+    SPIKE_TRUTH_DTYPES,
+    EphysTruth,
+    _map_in_order,
+    make_ephys,
+    probe_slot_ports,
+)
 from npc_frames.synth.sorting import (
+    MAX_RATE_HZ,
+    MIN_RATE_HZ,
     QUALITY_METRIC_COLUMNS,
+    RATE_MEDIAN_HZ,
+    RATE_SIGMA_LN,
     TEMPLATE_METRIC_COLUMNS,
+    NpyAppender,
+    draw_firing_rates,
     make_sorting,
     simulate_spike_trains,
 )
+from npc_frames.synth.truth import Truth
 
 DATE = datetime.date(2023, 8, 31)
 LETTERS = ("A", "E")  # one probe in each record node
@@ -228,6 +244,9 @@ def test_oebin_lists_streams_with_required_fields(session: tuple[Path, EphysTrut
             if c["num_channels"] == 384:
                 assert ch["channel_name"] == "CH1"
                 assert ch["bit_volts"] == pytest.approx(0.195, rel=1e-6)
+        # channel lists are pre-rendered: the text must still be exactly json.dumps(indent=4)
+        text = (rec1(root, node) / "structure.oebin").read_text()
+        assert text == json.dumps(oebin, indent=4)
         ttl = [e for e in oebin["events"] if e["folder_name"].endswith("/TTL/")]
         assert [e["folder_name"] for e in ttl] == [f + "TTL/" for f in expected]
         for e in oebin["events"]:
@@ -568,7 +587,12 @@ def test_spike_trains_rates_refractory_and_sparse_units() -> None:
     assert np.median(np.abs(observed / trains.rates_hz[well] - 1)) < 0.05
 
 
-def test_quality_metrics_make_default_qc_pass_for_some_units(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [None, 997], ids=["default-chunks", "997-spike-chunks"])
+def test_quality_metrics_make_default_qc_pass_for_some_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int | None
+) -> None:
+    if chunk is not None:  # chunk boundaries inside units: ISIs across them must still count
+        monkeypatch.setattr(sorting_module, "CHUNK_SPIKES", chunk)
     k = np.arange(384)
     x = np.array([27.0, 59.0, 11.0, 43.0])[k % 4]
     y = 20.0 * (k // 2)
@@ -709,3 +733,143 @@ def test_sorting_bad_parameters_raise_parameter_error(tmp_path: Path) -> None:
     with pytest.raises(ParameterError) as info:
         simulate_spike_trains(np.random.default_rng(0), n_units=2, n_samples=1000)
     assert info.value.field == "n_samples"
+
+
+# ---------------------------------------------------------------------------------------------
+# firing rates and the memory-bounded writers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_firing_rates_follow_the_documented_clipped_lognormal() -> None:
+    from scipy import integrate, stats
+
+    rates = draw_firing_rates(np.random.default_rng(11), 400_000)
+    assert rates.min() >= MIN_RATE_HZ == 0.05 and rates.max() <= MAX_RATE_HZ == 60.0
+    dist = stats.lognorm(s=RATE_SIGMA_LN, scale=RATE_MEDIAN_HZ)
+    assert np.median(rates) == pytest.approx(2.0, rel=0.01)
+    assert np.mean(rates == MIN_RATE_HZ) == pytest.approx(dist.cdf(0.05), abs=1e-3)
+    assert np.mean(rates == MAX_RATE_HZ) == pytest.approx(dist.sf(60.0), abs=5e-4)
+    # mean of the clipped distribution, integrated independently of the generator
+    body, _ = integrate.quad(lambda x: x * dist.pdf(x), 0.05, 60.0)
+    mean = 0.05 * dist.cdf(0.05) + body + 60.0 * dist.sf(60.0)
+    assert 3.7 < mean < 3.9  # documented: ~3.8 Hz, ~60 M spikes at full scale
+    assert rates.mean() == pytest.approx(mean, rel=0.01)
+
+
+def test_npy_appender_writes_a_loadable_array_piece_by_piece(tmp_path: Path) -> None:
+    with NpyAppender(tmp_path / "a.npy", np.int32) as out:
+        out.append(np.arange(5))
+        out.append(np.empty(0))
+        out.append(np.arange(5, 12, dtype=np.int64))  # cast to the file's dtype
+    a = np.load(tmp_path / "a.npy")
+    assert a.dtype == np.int32
+    np.testing.assert_array_equal(a, np.arange(12))
+    assert NpyAppender(tmp_path / "e.npy", np.float64).close() == tmp_path / "e.npy"
+    assert np.load(tmp_path / "e.npy").shape == (0,)
+
+
+def test_map_in_order_yields_in_order_and_runs_at_most_workers_ahead() -> None:
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            started.append(i)
+        time.sleep(0.002 * (i % 3))  # later calls often finish first
+        return i * 10
+
+    for i, result in enumerate(_map_in_order(work, range(8), workers=2)):
+        assert result == i * 10
+        with lock:
+            assert len(started) <= i + 2  # never more than 2 results beyond those consumed
+    assert sorted(started) == list(range(8))
+
+
+def test_truth_arrays_dir_streams_the_same_spike_truth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # small chunks: several appends per probe and several unit groups per simulation
+    monkeypatch.setattr(sorting_module, "CHUNK_SPIKES", 500)
+    kwargs: dict = {
+        "date": DATE,
+        "probe_letters": ["A", "B", "D"],
+        "units_per_probe": 5,
+        "recording_start_s": 2.0,
+        "recording_stop_s": 92.0,
+        "barcode_rising": BARCODE_RISING,
+        "barcode_falling": BARCODE_FALLING,
+        "clip_seconds": 0.01,
+    }
+    in_memory = make_ephys(tmp_path / "a", rng=np.random.default_rng(9), **kwargs)
+    folder = tmp_path / "truth" / "spikes"
+    streamed = make_ephys(
+        tmp_path / "b", rng=np.random.default_rng(9), truth_arrays_dir=folder, **kwargs
+    )
+    assert streamed.n_spikes > 3 * 500
+    assert streamed.to_json_dict() == in_memory.to_json_dict()
+    for name, dtype in SPIKE_TRUTH_DTYPES.items():
+        arr = getattr(streamed, name)
+        assert isinstance(arr, np.memmap) and not arr.flags.writeable
+        assert arr.dtype == dtype == getattr(in_memory, name).dtype
+        assert Path(arr.filename) == (folder / f"{name}.npy").resolve()
+        np.testing.assert_array_equal(arr, getattr(in_memory, name), err_msg=name)
+    # the sorting output does not depend on where the truth goes
+    for p in in_memory.probes:
+        for f in ("spike_times.npy", "spike_clusters.npy", "spike_templates.npy"):
+            np.testing.assert_array_equal(
+                np.load(tmp_path / "a" / p.sorting_path / f),
+                np.load(tmp_path / "b" / p.sorting_path / f),
+            )
+
+
+def test_truth_save_references_memmapped_npy_files_inside_the_folder(tmp_path: Path) -> None:
+    base = tmp_path / "s.truth"
+    (base / "arrays" / "spikes").mkdir(parents=True)
+    np.save(base / "arrays" / "spikes" / "inside.npy", np.arange(100.0))
+    np.save(tmp_path / "outside.npy", np.arange(100.0))
+    inside = np.load(base / "arrays" / "spikes" / "inside.npy", mmap_mode="r")
+    outside = np.load(tmp_path / "outside.npy", mmap_mode="r")
+    truth = Truth(
+        raw_path=str(tmp_path / "s"),
+        truth_dir=str(base),
+        session_id="123456_2023-08-31",
+        subject=123456,
+        date=DATE,
+        sync_start=datetime.datetime(2023, 8, 31, 12),
+        sync_rate=100_000.0,
+        sync_total_samples=1,
+        sync_lines={},
+        line_labels=[],
+        barcodes={},
+        scripts=[],
+        ephys={"inside": inside, "view": inside[10:], "outside": outside, "plain": np.arange(50)},
+        video={},
+        metadata={},
+        counts={},
+        params={},
+    )
+    truth.save()
+    doc = json.loads((base / "truth.json").read_text())
+    assert doc["ephys"]["inside"] == {"__npy__": "arrays/spikes/inside.npy"}  # not copied
+    for key in ("view", "outside", "plain"):  # a view, a file elsewhere, memory: saved
+        assert doc["ephys"][key] == {"__npy__": f"arrays/ephys.{key}.npy"}
+    loaded = Truth.load(base)
+    np.testing.assert_array_equal(loaded.ephys["inside"], np.arange(100.0))
+    np.testing.assert_array_equal(loaded.ephys["view"], np.arange(10.0, 100.0))
+    np.testing.assert_array_equal(loaded.ephys["outside"], np.arange(100.0))
+    truth.save()  # saving again over its own files keeps them intact
+    np.testing.assert_array_equal(Truth.load(base).ephys["inside"], np.arange(100.0))
+
+
+def test_make_session_writes_spike_truth_once(synth_session: Truth) -> None:
+    truth_dir = Path(synth_session.truth_dir)
+    doc = json.loads((truth_dir / "truth.json").read_text())
+    for name in SPIKE_TRUTH_DTYPES:
+        assert doc["ephys"][name] == {"__npy__": f"arrays/ephys_spikes/{name}.npy"}
+        assert not (truth_dir / "arrays" / f"ephys.{name}.npy").exists()
+    loaded = Truth.load(truth_dir)
+    for name in SPIKE_TRUTH_DTYPES:
+        np.testing.assert_array_equal(loaded.ephys[name], getattr(synth_session.ephys, name))
+    np.testing.assert_array_equal(
+        np.bincount(loaded.ephys["spike_unit"]), loaded.ephys["unit_spike_count"]
+    )
