@@ -34,7 +34,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from npc_frames.cache_layout import LAYOUTS, Layout, to_parquet_bytes
+from npc_frames.cache import _unpack_udf
+from npc_frames.cache_layout import LAYOUTS, Layout, to_parquet_bytes, unpack_expr
 
 RATE = 30_000.0
 N_STRUCTURES = 12
@@ -101,40 +102,40 @@ def _layout_writer(layout: Layout) -> Callable[[pl.DataFrame, Path, np.ndarray],
 
 
 OURS = LAYOUTS["units"]
+_CLUSTER = {
+    "cluster_by": OURS.cluster_by,
+    "split_on": OURS.split_on,
+    "list_budget_column": "spike_times",
+    "max_rows": OURS.max_rows,
+}
 CANDIDATES: dict[str, Callable[[pl.DataFrame, Path, np.ndarray], None]] = {
     "list zstd, 1 row group": w_list_zstd_1rg,
     "list zstd, 64-unit RGs": w_list_zstd_rg64,
     "list BSS raw, 32-unit RGs": _layout_writer(
         Layout(
-            column_compression=OURS.column_compression,
-            byte_stream_split=OURS.byte_stream_split,
+            column_compression={"spike_times": "none"},
+            byte_stream_split=("spike_times",),
             list_budget_column="spike_times",
             max_rows=32,
         )
     ),
     "list BSS zstd1, clustered": _layout_writer(
+        Layout(compression_level=1, byte_stream_split=("spike_times",), **_CLUSTER)  # type: ignore[arg-type]
+    ),
+    "list BSS raw, clustered": _layout_writer(
         Layout(
-            compression="zstd",
-            compression_level=1,
-            byte_stream_split=OURS.byte_stream_split,
-            cluster_by=OURS.cluster_by,
-            split_on=OURS.split_on,
-            list_budget_column="spike_times",
-            max_rows=OURS.max_rows,
+            column_compression={"spike_times": "none"},
+            byte_stream_split=("spike_times",),
+            **_CLUSTER,  # type: ignore[arg-type]
         )
     ),
-    "list BSS lz4, clustered": _layout_writer(
-        Layout(
-            column_compression={"spike_times": "lz4"},
-            byte_stream_split=OURS.byte_stream_split,
-            cluster_by=OURS.cluster_by,
-            split_on=OURS.split_on,
-            list_budget_column="spike_times",
-            max_rows=OURS.max_rows,
-        )
+    "packed f64 zstd1, clustered": _layout_writer(
+        Layout(compression_level=1, packed=("spike_times",), **_CLUSTER)  # type: ignore[arg-type]
     ),
-    "CHOSEN: list BSS raw, clustered": _layout_writer(OURS),
+    "CHOSEN: packed f64 raw, clustered": _layout_writer(OURS),
 }
+#: layouts whose spike_times column is packed (cache_layout.pack) and must be unpacked on read
+PACKED = {"packed f64 zstd1, clustered", "CHOSEN: packed f64 raw, clustered"}
 
 
 def w_delta_samples(df: pl.DataFrame, path: Path, samples: np.ndarray) -> None:
@@ -195,20 +196,23 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def polars_query(glob: str, structure: str, list_col: str = "spike_times") -> pl.DataFrame:
-    return (
-        pl.scan_parquet(glob, hive_partitioning=True)
-        .filter(pl.col("is_qc_pass") & (pl.col("structure") == structure))
-        .select("unit_id", list_col)
-        .collect()
+def polars_query(
+    glob: str, structure: str, list_col: str = "spike_times", packed: bool = False
+) -> pl.DataFrame:
+    lf = pl.scan_parquet(glob, hive_partitioning=True).filter(
+        pl.col("is_qc_pass") & (pl.col("structure") == structure)
     )
+    if packed:  # what nf.scan_units does for the chosen layout
+        lf = lf.with_columns(unpack_expr(list_col, "float64"))
+    return lf.select("unit_id", list_col).collect()
 
 
-def duckdb_query(glob: str, structure: str) -> pa.Table:
+def duckdb_query(glob: str, structure: str, packed: bool = False) -> pa.Table:
     con = duckdb.connect()
+    col = f"{_unpack_udf(con, 'float64')}(spike_times)" if packed else "spike_times"
     return con.sql(
-        f"SELECT unit_id, spike_times FROM read_parquet('{glob}', hive_partitioning=true) "
-        "WHERE is_qc_pass AND structure = ?",
+        f"SELECT unit_id, {col} AS spike_times FROM read_parquet('{glob}', "
+        "hive_partitioning=true) WHERE is_qc_pass AND structure = ?",
         params=[structure],
     ).to_arrow_table()
 
@@ -221,16 +225,18 @@ def measure(
     glob = str(folder / "*" / "data.parquet")
     size = sum(f.stat().st_size for f in files) / 1e6
     list_col = "spike_samples" if name.startswith("delta") else "spike_times"
-    tp, res = timed(lambda: polars_query(glob, structure, list_col), repeat)
+    packed = name in PACKED
+    tp, res = timed(lambda: polars_query(glob, structure, list_col, packed), repeat)
     assert res.height == truth_units, (name, res.height)
     td = float("nan")
     if list_col == "spike_times":
-        td, _ = timed(lambda: duckdb_query(glob, structure), repeat)
+        td, _ = timed(lambda: duckdb_query(glob, structure, packed), repeat)
     need = bytes_needed(files, structure, None, ["unit_id", list_col, "is_qc_pass", "structure"])
     t1, _ = timed(
         lambda: (
             pl.scan_parquet(glob, hive_partitioning=True)
             .filter(pl.col("unit_id") == one_unit)
+            .with_columns(unpack_expr(list_col, "float64") if packed else pl.col(list_col))
             .select(list_col)
             .collect()
         ),
