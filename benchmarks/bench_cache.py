@@ -101,7 +101,7 @@ def bench_units_write(n_units: int, n_spikes: int) -> dict[str, float]:
             df.write_parquet(buf, compression="zstd")
             storage.atomic_write_bytes(path, buf.getvalue())
 
-        out["npc_frames units layout (BSS raw, clustered)"], _ = timed(chosen, 1)
+        out["npc_frames units layout (packed, clustered)"], _ = timed(chosen, 1)
         out["plain zstd list-column Parquet"], _ = timed(plain, 1)
         nwb_path = Path(d) / "units.nwb"
         out["pynwb bulk VectorData/VectorIndex NWB"], _ = timed(

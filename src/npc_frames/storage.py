@@ -16,7 +16,6 @@ Atomicity:
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import socket
 import uuid
@@ -276,8 +275,3 @@ def file_lock(path: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def bytes_io(data: bytes) -> io.BytesIO:
-    """Return a seekable in-memory file over `data`."""
-    return io.BytesIO(data)
