@@ -136,7 +136,7 @@ def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
 
 
 # ------------------------------------------------------------------------------ methods
-def run_npc_frames(root: Path) -> dict[str, Any]:
+def run_npc_frames(root: Path, limit: int | None) -> dict[str, Any]:
     import npc_frames as nf
 
     t0 = time.perf_counter()
@@ -149,10 +149,10 @@ def run_npc_frames(root: Path) -> dict[str, Any]:
     return {"seconds": elapsed, "rows": counts.height, "sample": _sample(counts)}
 
 
-def run_lazynwb(root: Path) -> dict[str, Any]:
+def run_lazynwb(root: Path, limit: int | None) -> dict[str, Any]:
     import lazynwb
 
-    paths = sorted(str(p) for p in (root / "nwb").glob("*.nwb"))
+    paths = sorted(str(p) for p in (root / "nwb").glob("*.nwb"))[:limit]
     t0 = time.perf_counter()
     units = (
         lazynwb.scan_nwb(paths, "/units", disable_progress=True)
@@ -179,16 +179,17 @@ def run_lazynwb(root: Path) -> dict[str, Any]:
         variable_name="window",
         value_name="count",
     )
-    return {"seconds": elapsed, "rows": long.height, "columns": counts.columns}
+    return {"seconds": elapsed, "rows": long.height, "sessions": len(paths)}
 
 
-def run_h5py(root: Path) -> dict[str, Any]:
+def run_h5py(root: Path, limit: int | None) -> dict[str, Any]:
     import h5py
 
     t0 = time.perf_counter()
     rows = 0
     sample: dict[str, int] = {}
-    for path in sorted((root / "nwb").glob("*.nwb")):
+    paths = sorted((root / "nwb").glob("*.nwb"))[:limit]
+    for path in paths:
         with h5py.File(path, "r") as f:
             spikes = f["units/spike_times"][:]
             idx = f["units/spike_times_index"][:]
@@ -202,7 +203,12 @@ def run_h5py(root: Path) -> dict[str, Any]:
                 rows += c.size
                 if u < 3:
                     sample[f"{unit_ids[u]}|{name}"] = int(c[:50].sum())
-    return {"seconds": time.perf_counter() - t0, "rows": rows, "sample": sample}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "rows": rows,
+        "sessions": len(paths),
+        "sample": sample,
+    }
 
 
 def _sample(counts: pl.DataFrame) -> dict[str, int]:
@@ -216,8 +222,8 @@ def _sample(counts: pl.DataFrame) -> dict[str, int]:
 METHODS = {"npc_frames": run_npc_frames, "lazynwb": run_lazynwb, "h5py+numpy": run_h5py}
 
 
-def child(method: str, root: Path) -> None:
-    out = METHODS[method](root)
+def child(method: str, root: Path, limit: int | None) -> None:
+    out = METHODS[method](root, limit)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(out, default=str))
 
@@ -232,10 +238,18 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=500)
     ap.add_argument("--dir", type=Path, default=None, help="reuse/keep data here")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument(
+        "--slow-sessions",
+        type=int,
+        default=None,
+        help="run lazynwb and h5py+numpy on only the first N sessions (they take "
+        "~10-30 s per full-scale session); ratios are then per session",
+    )
+    ap.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.dir)
+        child(args.child, args.dir, args.limit)
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_analysis_"))
     stamp = root / f"done_{args.sessions}_{args.units}_{int(args.spikes)}_{args.trials}"
@@ -255,8 +269,13 @@ def main() -> None:
     )
     results: dict[str, dict[str, Any]] = {}
     for method in args.methods.split(","):
+        limit = (
+            []
+            if method == "npc_frames" or not args.slow_sessions
+            else ["--limit", str(args.slow_sessions)]
+        )
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", method, "--dir", str(root)],
+            [sys.executable, __file__, "--child", method, "--dir", str(root), *limit],
             capture_output=True,
             text=True,
             check=False,
@@ -267,11 +286,16 @@ def main() -> None:
             continue
         results[method] = json.loads(line[7:])
     base = results.get("npc_frames")
-    print(f"{'method':12s} {'seconds':>8s} {'peak MB':>8s} {'rows':>11s} {'vs npc_frames':>14s}")
+    print(
+        f"{'method':12s} {'sessions':>8s} {'seconds':>8s} {'s/session':>9s} {'peak MB':>8s} "
+        f"{'rows':>11s}  per-session time vs npc_frames"
+    )
     for method, r in results.items():
-        ratio = r["seconds"] / base["seconds"] if base else float("nan")
+        per = r["seconds"] / max(r["sessions"], 1)
+        ratio = per / (base["seconds"] / max(base["sessions"], 1)) if base else float("nan")
         print(
-            f"{method:12s} {r['seconds']:8.2f} {r['peak_rss_mb']:8.0f} {r['rows']:11d} {ratio:13.1f}x"
+            f"{method:12s} {r['sessions']:8d} {r['seconds']:8.2f} {per:9.2f} "
+            f"{r['peak_rss_mb']:8.0f} {r['rows']:11d}  {ratio:.1f}x"
         )
     if base and "h5py+numpy" in results:
         a, b = base["sample"], results["h5py+numpy"]["sample"]
