@@ -664,6 +664,27 @@ def test_bad_parameters_raise_parameter_error(tmp_path: Path, kwargs: dict, fiel
     assert not (tmp_path / "s").exists()  # nothing written on bad input
 
 
+def test_truth_arrays_dir_that_is_a_file_raises_parameter_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "spikes.npy"
+    not_a_folder.write_bytes(b"")
+    with pytest.raises(ParameterError) as info:
+        make_ephys(
+            tmp_path / "s",
+            rng=np.random.default_rng(0),
+            date=DATE,
+            probe_letters=["A"],
+            units_per_probe=2,
+            recording_start_s=1.0,
+            recording_stop_s=60.0,
+            barcode_rising=BARCODE_RISING,
+            barcode_falling=BARCODE_FALLING,
+            truth_arrays_dir=not_a_folder,
+        )
+    assert info.value.field == "truth_arrays_dir"
+    assert str(not_a_folder) in str(info.value)
+    assert not (tmp_path / "s").exists()
+
+
 def test_software_time_defaults_to_sync_start_plus_recording_start(tmp_path: Path) -> None:
     sync_start = datetime.datetime(2023, 8, 31, 12, 33, 31)
     truth = make_ephys(

@@ -472,6 +472,14 @@ def make_ephys(
         )
     if clip_seconds <= 0:
         raise ParameterError(f"clip_seconds = {clip_seconds}", field="clip_seconds", expected="> 0")
+    spikes_dir = None if truth_arrays_dir is None else Path(truth_arrays_dir)
+    if spikes_dir is not None and spikes_dir.exists() and not spikes_dir.is_dir():
+        raise ParameterError(
+            f"truth_arrays_dir {spikes_dir} is not a folder",
+            path=spikes_dir,
+            field="truth_arrays_dir",
+            expected="a folder (created if missing)",
+        )
     rising = np.asarray(barcode_rising, dtype=np.float64)
     falling = np.asarray(barcode_falling, dtype=np.float64)
     if rising.ndim != 1 or falling.ndim != 1:
@@ -561,7 +569,7 @@ def make_ephys(
     # probes are independent: one child generator each keeps results identical however the
     # threads are scheduled; numpy releases the GIL in the heavy array work
     probe_rngs = rng.spawn(len(probe_letters))
-    sink = _SpikeTruthSink(None if truth_arrays_dir is None else Path(truth_arrays_dir))
+    sink = _SpikeTruthSink(spikes_dir)
     sortings: dict[str, ProbeSorting] = {}
     try:
         for letter, sorting in zip(
