@@ -8,7 +8,7 @@ whose peak channel and peak-to-peak amplitude are the truth of the §11.3 item-2
 
 Everything is vectorized over spikes (Python loops only over the few units that need special
 treatment, and over fixed-size chunks of spikes when deriving the per-spike files, which bounds the
-temporaries); a 400-unit, 90-minute probe (~10 M spikes) takes ~2 s of CPU to simulate and write.
+temporaries); a 400-unit, 90-minute probe (~8 M spikes) takes ~2 s of CPU to simulate and write.
 
 Decisions (documented here because readers of these files depend on them):
 
