@@ -249,6 +249,46 @@ class RawSession:
             os.replace(tmp, target)
         return target
 
+    def local_tree(self, path: str) -> str:
+        """Return a local copy of folder `path`: the folder itself when local, else a recursive
+        download into the per-user download cache, made once per content (keyed by every file's
+        name, size and stamp) and published atomically (temp folder + rename).
+
+        Open Ephys record nodes and sorting folders are read through numpy memmaps and libraries
+        that need real files; clipped uploads keep them small enough to fetch whole.
+        """
+        if "://" not in path or path.startswith("file://"):
+            return path.removeprefix("file://")
+        fs, remote = url_to_fs(path)
+        listing = fs.find(remote, detail=True)
+        stamp = "|".join(
+            f"{name}:{info.get('size')}:{info.get('ETag') or info.get('mtime') or ''}"
+            for name, info in sorted(listing.items())
+        )
+        key = hashlib.sha256(f"{path}|{stamp}".encode()).hexdigest()[:20]
+        base = os.environ.get(
+            "NPC_FRAMES_DOWNLOADS", os.path.join(tempfile.gettempdir(), "npc_frames_downloads")
+        )
+        target = os.path.join(base, key, posixpath.basename(remote.rstrip("/")))
+        if os.path.isdir(target):
+            return target
+        tmp = os.path.join(base, key, f".part{os.getpid()}")
+        root = remote.rstrip("/")
+        for name, info in listing.items():
+            if info.get("type") == "directory":
+                continue
+            dest = os.path.join(tmp, os.path.relpath(name, root))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            fs.get_file(name, dest)
+        os.makedirs(tmp, exist_ok=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process published the same content first
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
     def input_paths(self) -> list[str]:
         """Return every discovered file whose content a component may read (for fingerprints)."""
         return sorted(self.file_stats)

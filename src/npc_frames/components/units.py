@@ -287,6 +287,9 @@ def _qc(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _local_dir(raw: Any, path: str) -> str:
+    local_tree = getattr(raw, "local_tree", None)
+    if "://" in path and callable(local_tree):
+        return str(local_tree(path))
     if "://" in path:
         raise MissingFileError(
             "sorting output on remote storage must be downloaded first",

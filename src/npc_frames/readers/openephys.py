@@ -83,6 +83,9 @@ def record_nodes(source: Any) -> tuple[str, ...]:
     """
     paths = getattr(source, "record_node_paths", None)
     if paths is not None:
+        local_tree = getattr(source, "local_tree", None)
+        if callable(local_tree):  # remote sessions: read a local copy of each node
+            return tuple(local_tree(p) if "://" in p else p for p in paths)
         return tuple(paths)
     if isinstance(source, str | os.PathLike):
         root = os.fspath(source)
