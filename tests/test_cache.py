@@ -266,6 +266,20 @@ def test_sql_parameters_are_bound_not_formatted(built):
     assert n["n"].to_list() == [20]
 
 
+def test_sql_sees_sessions_converted_after_an_earlier_query(fake, tmp_path):
+    raws = _raws(tmp_path, n=2)
+    root = tmp_path / "cache"
+    cache.convert(raws[:1], root, progress=False)
+    q = "SELECT count(DISTINCT session_id) AS n FROM units"
+    assert cache.sql(q, root)["n"].to_list() == [1]
+    cache.convert(raws[1:], root, progress=False)
+    assert cache.sql(q, root)["n"].to_list() == [2]
+    # a statement that changes state never runs on the shared connection
+    cache.sql("CREATE TABLE scratch AS SELECT 1 AS x", root)
+    with pytest.raises(ParameterError, match="scratch"):
+        cache.sql("SELECT * FROM scratch", root)
+
+
 def test_sql_error_is_typed_and_quotes_the_query(built):
     root, _ = built
     with pytest.raises(ParameterError, match="SQL query failed"):

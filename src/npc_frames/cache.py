@@ -13,6 +13,7 @@ computed: it calls ``npc_frames.components`` and conforms to ``npc_frames.schema
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 import datetime as dt
@@ -23,6 +24,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -833,11 +835,8 @@ def connect(
     wanted = set(_component_names()) | {"spike_times", "catalog"} if views is None else set(views)
     if "spike_times" in wanted:
         wanted.add("units")
-    # one listing tells which components have files
-    present = {
-        p.replace("\\", "/").rsplit("/", 3)[-3]
-        for p in storage.glob(storage.join(root, "*", "session_id=*", DATA_FILE))
-    }
+    present = _present_components(root)
+    registered: set[str] = set()
     for name in _component_names():
         if name not in wanted:
             continue
@@ -855,7 +854,7 @@ def connect(
             packed = packed_columns(layout, schema) if layout and schema is not None else {}
             if packed:
                 replace = ", ".join(
-                    f"{_unpack_udf(con, e)}({_sql_ident(c)}) AS {_sql_ident(c)}"
+                    f"{_unpack_udf(con, e, registered)}({_sql_ident(c)}) AS {_sql_ident(c)}"
                     for c, e in packed.items()
                 )
                 source = source.replace("SELECT *", f"SELECT * REPLACE ({replace})", 1)
@@ -882,20 +881,26 @@ def connect(
 _DUCKDB_TYPES = {"float64": "DOUBLE", "float32": "FLOAT", "int64": "BIGINT", "int32": "INTEGER"}
 
 
-def _unpack_udf(con: duckdb.DuckDBPyConnection, element: str) -> str:
+def _present_components(root: str) -> set[str]:
+    """Return the components that have at least one file in the cache (one listing)."""
+    return {
+        p.replace("\\", "/").rsplit("/", 3)[-3]
+        for p in storage.glob(storage.join(root, "*", "session_id=*", DATA_FILE))
+    }
+
+
+def _unpack_udf(
+    con: duckdb.DuckDBPyConnection, element: str, registered: set[str] | None = None
+) -> str:
     """Return the name of a DuckDB function unpacking a packed column (registered on `con`)."""
     import duckdb
     import pyarrow as pa
 
     name = f"npc_unpack_{element}"
-    registered = {
-        r[0]
-        for r in con.execute(
-            "SELECT function_name FROM duckdb_functions() WHERE function_name = ?", [name]
-        ).fetchall()
-    }
-    if name in registered:
+    if registered is not None and name in registered:
         return name
+    if registered is not None:
+        registered.add(name)
 
     def fn(arr: Any) -> Any:
         if isinstance(arr, pa.ChunkedArray):
@@ -943,13 +948,70 @@ def sql(
     """
     import duckdb
 
-    con = connect(cache, views=_referenced_views(query))
+    root = cache_root(cache)
+    views = _referenced_views(query)
+    reusable = _is_read_only(query) and "catalog" not in views
+    entry = _cached_connection(root, views) if reusable else None
+    con = entry[0] if entry is not None else connect(root, views=views)
+    lock = entry[1] if entry is not None else threading.Lock()
     try:
-        rel = con.sql(query, params=params)
-        if rel is None:
-            return pl.DataFrame()
-        return pl.from_arrow(rel.to_arrow_table())  # type: ignore[return-value]
+        with lock:
+            rel = con.sql(query, params=params)
+            if rel is None:
+                return pl.DataFrame()
+            return pl.from_arrow(rel.to_arrow_table())  # type: ignore[return-value]
     except duckdb.Error as exc:
         raise ParameterError(f"SQL query failed: {exc}", field="query", expected=query) from exc
     finally:
-        con.close()
+        if entry is None:
+            con.close()
+
+
+#: (root, views, components with files, registries) -> (connection, lock); views re-read their
+#: globs on every query, so a connection stays valid while those keys are unchanged
+_CONNECTIONS: collections.OrderedDict[tuple[Any, ...], tuple[Any, threading.Lock]] = (
+    collections.OrderedDict()
+)
+_CONNECTIONS_MAX = 8
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+def _is_read_only(query: str) -> bool:
+    """Return True for a single SELECT-like statement (safe to run on a shared connection)."""
+    text = query.strip().rstrip(";").strip()
+    first = text.split(None, 1)[0].lower() if text else ""
+    return ";" not in text and first in {
+        "select",
+        "with",
+        "from",
+        "explain",
+        "describe",
+        "summarize",
+    }
+
+
+def _cached_connection(root: str, views: set[str]) -> tuple[Any, threading.Lock]:
+    """Return a shared (connection, lock) for read-only queries naming `views` in `root`."""
+    from npc_frames import components, schemas
+
+    key = (
+        root,
+        frozenset(views),
+        frozenset(_present_components(root)),
+        id(components.COMPONENTS),
+        id(schemas.SCHEMAS),
+        schemas.SCHEMA_VERSION,
+    )
+    with _CONNECTIONS_LOCK:
+        entry = _CONNECTIONS.get(key)
+        if entry is not None:
+            _CONNECTIONS.move_to_end(key)
+            return entry
+    entry = (connect(root, views=views), threading.Lock())
+    with _CONNECTIONS_LOCK:
+        _CONNECTIONS[key] = entry
+        while len(_CONNECTIONS) > _CONNECTIONS_MAX:
+            _, (old, old_lock) = _CONNECTIONS.popitem(last=False)
+            with old_lock:  # never close a connection mid-query
+                old.close()
+    return entry
