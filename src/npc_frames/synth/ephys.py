@@ -55,19 +55,24 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 from npc_frames.errors import ParameterError
 from npc_frames.synth.sorting import (
     AVERAGE_TEMPLATE_PEAK_INDEX,
     AVERAGE_TEMPLATE_SAMPLES,
+    MODALITY_NAMES,
+    RESPONSE_TABLE_SCHEMA,
     NpyAppender,
     ProbeSorting,
     SpikeTrains,
+    StimulusOnsets,
     chunk_slices,
     make_sorting,
 )
 
 __all__ = [
+    "UNIT_RESPONSES_SCHEMA",
     "EphysTruth",
     "ProbeTruth",
     "StreamTruth",
@@ -118,6 +123,16 @@ SPIKE_TRUTH_DTYPES: Mapping[str, type[np.generic]] = {
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+#: columns of ``EphysTruth.unit_responses``: the sorting response table
+#: (:data:`npc_frames.synth.sorting.RESPONSE_TABLE_SCHEMA`, ``unit_index`` = the truth's unit row)
+#: plus each unit's probe letter and cluster id
+UNIT_RESPONSES_SCHEMA: dict[str, type[pl.DataType]] = {
+    "unit_index": pl.Int64,
+    "probe_letter": pl.String,
+    "cluster_id": pl.Int64,
+    **{k: v for k, v in RESPONSE_TABLE_SCHEMA.items() if k != "unit_index"},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +190,11 @@ class EphysTruth:
     ``spike_time`` = ``start_time_on_sync + spike_sample / rate_on_sync`` of that AP stream,
     ``spike_amplitude`` is µV (== ``amplitudes.npy``). When :func:`make_ephys` is given
     ``truth_arrays_dir``, the four per-spike arrays are read-only memory maps of ``.npy`` files there.
+
+    ``unit_responses`` has one row per (unit, stimulus label) the unit responds to
+    (:data:`UNIT_RESPONSES_SCHEMA`: response window ``[onset + latency_s, onset + latency_s +
+    duration_s)`` on the sync clock, signed ``rate_change_hz``, ``context_gain``, the spikes added or
+    removed); units absent from it do not respond. It is empty when no stimuli were given.
     """
 
     software_time_ms: int
@@ -191,6 +211,9 @@ class EphysTruth:
     spike_sample: IntArray
     spike_time: FloatArray
     spike_amplitude: npt.NDArray[np.float32]
+    unit_responses: pl.DataFrame = dataclasses.field(
+        default_factory=lambda: pl.DataFrame(schema=UNIT_RESPONSES_SCHEMA)
+    )
 
     ARRAY_FIELDS: ClassVar[tuple[str, ...]] = (
         "unit_cluster_id",
@@ -258,6 +281,7 @@ class EphysTruth:
                 "spike_count": self.unit_spike_count.tolist(),
             },
             "n_spikes": int(self.spike_unit.size),
+            "unit_responses": self.unit_responses.to_dict(as_series=False),
         }
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -287,6 +311,9 @@ class EphysTruth:
             probes=probes,
             unit_probe=np.asarray(data["units"]["probe_letter"], dtype=np.str_),
             **{name: np.asarray(arrays[name]) for name in cls.ARRAY_FIELDS},
+            unit_responses=pl.DataFrame(
+                data.get("unit_responses") or {}, schema=UNIT_RESPONSES_SCHEMA
+            ),
         )
 
 
@@ -415,6 +442,7 @@ def make_ephys(
     hostname: str = "W10DT05516",
     aborted_recording: bool = False,
     truth_arrays_dir: str | Path | None = None,
+    stimuli: Mapping[str, Any] | pl.DataFrame | None = None,
 ) -> EphysTruth:
     """Return the ground truth after writing Open Ephys record nodes and sorting output under root.
 
@@ -454,6 +482,13 @@ def make_ephys(
         ``spike_unit.npy``, ``spike_sample.npy``, ``spike_time.npy`` and ``spike_amplitude.npy``
         there as soon as the probe is sorted, then dropped from memory, and the returned truth holds
         read-only memory maps of the files. Default: hold every spike in memory (~24 bytes each).
+    stimuli:
+        Stimulus onsets that some units respond to: a frame or column mapping with ``start_time``
+        (s, sync clock, finite), ``stim_name`` (``vis1``, ``vis2``, ``sound1``, ``sound2``,
+        ``rf_grating``, ``rf_flash``, ``rf_tone``, ``rf_am_noise``; other labels, e.g. ``catch``,
+        evoke nothing) and optionally ``rewarded_modality`` (``"vis"``/``"aud"``/null: the
+        rewarded context of the trial's block). Default: no unit responds to anything. The
+        response profiles are in ``EphysTruth.unit_responses``.
 
     Memory: probes are simulated on :data:`SORTING_THREADS` threads and consumed in letter order,
     so at most that many probes' spike trains (plus the one being stored) exist at once; after a
@@ -472,6 +507,7 @@ def make_ephys(
         )
     if clip_seconds <= 0:
         raise ParameterError(f"clip_seconds = {clip_seconds}", field="clip_seconds", expected="> 0")
+    stim_times, stim_label, stim_context, stim_names = _stimulus_columns(stimuli)
     spikes_dir = None if truth_arrays_dir is None else Path(truth_arrays_dir)
     if spikes_dir is not None and spikes_dir.exists() and not spikes_dir.is_dir():
         raise ParameterError(
@@ -564,6 +600,11 @@ def make_ephys(
             channel_y=channel_y,
             sample_rate=AP_RATE,
             dat_path=rel_dat,
+            stimuli=None
+            if stimuli is None
+            else _onsets_on_clock(
+                ap_stream.clock, stim_times, stim_label, stim_context, stim_names
+            ),
         )
 
     # probes are independent: one child generator each keeps results identical however the
@@ -655,6 +696,87 @@ def make_ephys(
         software_time_ms=software_time_ms,
         recording_start_s=recording_start_s,
         recording_stop_s=recording_stop_s,
+    )
+
+
+StimulusColumns = tuple[FloatArray, IntArray, npt.NDArray[np.int8], tuple[str, ...]]
+
+
+def _stimulus_columns(stimuli: Mapping[str, Any] | pl.DataFrame | None) -> StimulusColumns:
+    """Return (start times, label indices, context codes, label names) of ``make_ephys`` stimuli.
+
+    Raises :class:`ParameterError` naming the column when one is missing, of unequal length,
+    non-finite or not a known modality.
+    """
+    if stimuli is None:
+        return np.empty(0), np.empty(0, np.int64), np.empty(0, np.int8), ()
+    columns = stimuli.to_dict(as_series=False) if isinstance(stimuli, pl.DataFrame) else stimuli
+    if not isinstance(columns, Mapping):
+        raise ParameterError(
+            f"stimuli of type {type(stimuli).__name__}",
+            field="stimuli",
+            expected="a polars DataFrame or a mapping of columns",
+        )
+    for name in ("start_time", "stim_name"):
+        if name not in columns:
+            raise ParameterError(
+                f"stimuli lack column {name!r}",
+                field=f"stimuli.{name}",
+                expected="columns start_time, stim_name [, rewarded_modality]",
+            )
+    try:
+        times = np.asarray(columns["start_time"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            "stimulus start times are not numbers",
+            field="stimuli.start_time",
+            expected="seconds on the sync clock",
+        ) from None
+    names = np.asarray(columns["stim_name"], dtype=np.str_)
+    n = times.size
+    context_raw = columns.get("rewarded_modality")
+    context_arr = np.asarray(
+        [""] * n if context_raw is None else ["" if c is None else str(c) for c in context_raw],
+        dtype=np.str_,
+    )
+    if times.ndim != 1 or names.shape != (n,) or context_arr.shape != (n,):
+        raise ParameterError(
+            f"stimulus columns of lengths {times.shape}, {names.shape}, {context_arr.shape}",
+            field="stimuli.stim_name",
+            expected="1-D columns of equal length",
+        )
+    if not np.all(np.isfinite(times)):
+        raise ParameterError(
+            f"{int(np.sum(~np.isfinite(times)))} non-finite stimulus start times",
+            field="stimuli.start_time",
+            expected="finite seconds on the sync clock",
+        )
+    bad = sorted(set(context_arr.tolist()) - set(MODALITY_NAMES))
+    if bad:
+        raise ParameterError(
+            f"unknown rewarded modalities {bad!r}",
+            field="stimuli.rewarded_modality",
+            expected="'vis', 'aud' or null",
+        )
+    labels, label_index = np.unique(names, return_inverse=True)
+    context = np.select(
+        [context_arr == name for name in MODALITY_NAMES[1:]], range(1, len(MODALITY_NAMES)), 0
+    ).astype(np.int8)
+    return times, label_index.astype(np.int64), context, tuple(labels.tolist())
+
+
+def _onsets_on_clock(
+    clock: _Clock,
+    times: FloatArray,
+    label: IntArray,
+    context: npt.NDArray[np.int8],
+    names: tuple[str, ...],
+) -> StimulusOnsets:
+    """Return the stimulus onsets inside a stream's recording as its sample indices."""
+    samples = np.round((times - clock.start_time_on_sync) * clock.rate_on_sync).astype(np.int64)
+    inside = (samples >= 0) & (samples < clock.num_samples)
+    return StimulusOnsets(
+        samples=samples[inside], label=label[inside], context=context[inside], names=names
     )
 
 
@@ -808,7 +930,31 @@ def _assemble_truth(
         spike_sample=spike_arrays["spike_sample"],
         spike_time=spike_arrays["spike_time"],
         spike_amplitude=spike_arrays["spike_amplitude"],
+        unit_responses=_unit_responses(letters, sortings),
     )
+
+
+def _unit_responses(letters: Sequence[str], sortings: Mapping[str, ProbeSorting]) -> pl.DataFrame:
+    """Return every probe's response table with truth unit rows, probe letters and cluster ids."""
+    parts = []
+    offset = 0
+    for letter in letters:
+        sorting = sortings[letter]
+        profiles = sorting.spikes.responses
+        if profiles is not None:
+            table = profiles.table()
+            local = table["unit_index"].to_numpy()
+            parts.append(
+                table.with_columns(
+                    pl.Series("unit_index", local + offset, dtype=pl.Int64),
+                    pl.lit(letter, dtype=pl.String).alias("probe_letter"),
+                    pl.Series("cluster_id", sorting.cluster_ids[local], dtype=pl.Int64),
+                ).select(list(UNIT_RESPONSES_SCHEMA))
+            )
+        offset += sorting.n_units
+    if not parts:
+        return pl.DataFrame(schema=UNIT_RESPONSES_SCHEMA)
+    return pl.concat(parts)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ turning videos or ephys off does not change the task or the sync lines of the ot
    recording holds ≥ 2 complete barcodes;
 4. barcodes on bit 0, camera exposure/readout lines + MVR files;
 5. Open Ephys + sorting output (``synth.ephys.make_ephys``) recording from a few seconds after
-   sync start to a few seconds before its stop;
+   sync start to a few seconds before its stop; some units respond to the task's stimuli
+   (:func:`stimulus_onsets`: DynamicRouting1 vis1/vis2/sound1/sound2 with their block's rewarded
+   modality, RFMapping gratings/flashes/tones/AM noise), see ``Truth.ephys.unit_responses``;
 6. the sync file ``behavior/<YYYYMMDDTHHMMSS>.h5`` and the truth folder.
 
 The sync start wall-clock time is the session's ``start_time`` plus a random sub-second part (as the
@@ -40,7 +42,13 @@ from npc_frames.synth.sync import LINE_LABELS, SYNC_RATE, quantize, write_sync_f
 from npc_frames.synth.truth import Truth
 from npc_frames.synth.video import CAMERAS, make_videos
 
-__all__ = ["DEFAULT_RIG", "DEFAULT_TASK_VERSION", "default_scripts", "make_session"]
+__all__ = [
+    "DEFAULT_RIG",
+    "DEFAULT_TASK_VERSION",
+    "default_scripts",
+    "make_session",
+    "stimulus_onsets",
+]
 
 DEFAULT_RIG = "NP3"
 DEFAULT_TASK_VERSION = "stage 5 ori AMN moving timeouts repeats"
@@ -227,6 +235,60 @@ def _ephys_counts(ephys: Any) -> dict[str, int]:
     return counts
 
 
+def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
+    """Return the stimulus onsets of the scripts' truth as ``make_ephys(stimuli=...)`` columns.
+
+    ``start_time`` is the truth ``stim_start_time`` (sync clock: display time of a visual
+    stimulus, sound onset of an auditory one); ``stim_name`` is the DynamicRouting1 trial's
+    ``stim_name`` (``catch`` trials included: nothing responds to them) or, for RFMapping trials,
+    ``rf_grating`` / ``rf_flash`` / ``rf_tone`` / ``rf_am_noise``; ``rewarded_modality`` is the
+    DynamicRouting1 block's (``None`` for RFMapping). Trials without a finite onset are left out.
+    """
+    times: list[npt.NDArray[np.float64]] = []
+    names: list[npt.NDArray[np.str_]] = []
+    contexts: list[list[str | None]] = []
+    for run in runs:
+        truth = _attr(run, "truth") or {}
+        script = _attr(run, "script_name")
+        if script == "DynamicRouting1" and truth.get("trials"):
+            trials = truth["trials"]
+            times.append(np.asarray(trials["stim_start_time"], dtype=np.float64))
+            names.append(np.asarray(trials["stim_name"], dtype=np.str_))
+            contexts.append(list(trials["rewarded_modality"]))
+        elif script == "RFMapping":
+            for key, kinds in (
+                (
+                    "vis_rf_mapping",
+                    (("is_small_field_grating", "rf_grating"), ("is_full_field_flash", "rf_flash")),
+                ),
+                ("aud_rf_mapping", (("is_pure_tone", "rf_tone"), ("is_AM_noise", "rf_am_noise"))),
+            ):
+                table = truth.get(key) or {}
+                if not table:
+                    continue
+                t = np.asarray(table["stim_start_time"], dtype=np.float64)
+                label = np.select(
+                    [np.asarray(table[flag], dtype=bool) for flag, _ in kinds],
+                    [name for _, name in kinds],
+                    "",
+                )
+                times.append(t)
+                names.append(label)
+                contexts.append([None] * t.size)
+    if not times:
+        return {"start_time": [], "stim_name": [], "rewarded_modality": []}
+    t_all = np.concatenate(times)
+    n_all = np.concatenate(names)
+    c_all = [c for part in contexts for c in part]
+    keep = np.isfinite(t_all) & (n_all != "")
+    idx = np.flatnonzero(keep)
+    return {
+        "start_time": t_all[idx].tolist(),
+        "stim_name": n_all[idx].tolist(),
+        "rewarded_modality": [c_all[i] for i in idx.tolist()],
+    }
+
+
 def make_session(
     out_dir: str | Path,
     *,
@@ -403,6 +465,7 @@ def make_session(
             sync_duration_s=sync_duration_s,
             subject=subject,
             seed=int(seed),
+            stimuli=stimulus_onsets(runs),
             # per-spike truth goes straight to the truth folder, probe by probe, and Truth.save
             # references those files instead of copying them (compressed fixtures excepted)
             truth_arrays_dir=None if compress else truth_dir / "arrays" / "ephys_spikes",

@@ -33,6 +33,21 @@ Decisions (documented here because readers of these files depend on them):
   exactly zero ISIs below 1.5 ms; "contaminated" units get doublets 8–40 samples after some spikes,
   so their ``isi_violations_ratio`` is computed from real violations. Some units are present only
   during part of the recording, so their ``presence_ratio`` (60 s bins) is low.
+* Stimulus responses (only when :func:`simulate_spike_trains` is given :class:`StimulusOnsets`):
+  ~25 % of units are visual (vis1/vis2 and RF gratings/flashes; latency 40–80 ms, +10–40 Hz for
+  50–150 ms, about half of them prefer vis1 strongly), ~15 % auditory (sound1/sound2 and RF
+  tones/AM noise; latency 10–30 ms), ~5 % of the units firing ≥ 5 Hz are suppressed (60–95 % of
+  their spikes removed for 100–300 ms after stimuli of one modality) and the rest do not respond.
+  Units with very few spikes never respond. A third of the excited units have a gain of 1.3–2 on
+  trials whose block rewards their modality. Added spikes are Poisson counts per unit × trial
+  (drawn as one Poisson count per unit × (stimulus, context) class, each spike then assigned to a
+  uniformly chosen trial of its class — the same distribution) at uniform times in the response
+  window; a partially present unit responds only while present. An added spike closer than the
+  refractory period to any other spike of its unit is dropped, so responses create no ISI
+  violation and the designed doublets stay the only ones. Profiles, response spikes and
+  suppression draw from a child generator, so a unit's profile does not depend on its spikes and
+  the first group of units (all units of a small probe) keeps the same baseline spike samples
+  with or without stimuli.
 """
 
 from __future__ import annotations
@@ -51,13 +66,19 @@ import polars as pl
 from npc_frames.errors import ParameterError
 
 __all__ = [
+    "AUDITORY_STIMULI",
     "QUALITY_METRIC_COLUMNS",
+    "RESPONSE_TABLE_SCHEMA",
     "TEMPLATE_METRIC_COLUMNS",
+    "VISUAL_STIMULI",
     "NpyAppender",
     "ProbeSorting",
+    "ResponseProfiles",
     "SpikeTrains",
+    "StimulusOnsets",
     "chunk_slices",
     "draw_firing_rates",
+    "draw_response_profiles",
     "make_sorting",
     "simulate_spike_trains",
 ]
@@ -80,6 +101,21 @@ MIN_RATE_HZ = 0.05
 MAX_RATE_HZ = 60.0
 # spikes per chunk when deriving per-spike arrays: bounds temporaries to a few tens of MB
 CHUNK_SPIKES = 1 << 21
+# stimulus labels each modality responds to: DynamicRouting1 stim_name (FORMATS §5.2) and the
+# RFMapping stimulus kinds (make_session labels RF trials with these names)
+VISUAL_STIMULI: tuple[str, ...] = ("vis1", "vis2", "rf_grating", "rf_flash")
+AUDITORY_STIMULI: tuple[str, ...] = ("sound1", "sound2", "rf_tone", "rf_am_noise")
+MODALITY_NAMES: tuple[str, ...] = ("", "vis", "aud")  # codes 0 (none), 1, 2
+# response profile draws (see the module docstring); latencies after stimulus onset
+VISUAL_FRACTION = 0.25
+AUDITORY_FRACTION = 0.15
+SUPPRESSED_FRACTION = 0.05
+SUPPRESSED_MIN_RATE_HZ = 5.0
+CONTEXT_GAIN_FRACTION = 1 / 3
+LATENCY_S: dict[int, tuple[float, float]] = {1: (0.040, 0.080), 2: (0.010, 0.030)}
+RESPONSE_DURATION_S = (0.050, 0.150)
+SUPPRESSION_DURATION_S = (0.100, 0.300)
+ADDED_RATE_HZ = (10.0, 40.0)
 
 QUALITY_METRIC_COLUMNS: tuple[str, ...] = (
     "amplitude_cutoff",
@@ -142,6 +178,7 @@ class SpikeTrains:
     n_units: int
     n_samples: int
     sample_rate: float
+    responses: ResponseProfiles | None = None  # stimulus responses (None: no stimuli given)
 
     @property
     def counts(self) -> IntArray:
@@ -166,6 +203,316 @@ class ProbeSorting:
     def n_units(self) -> int:
         """Return the number of units."""
         return int(self.cluster_ids.size)
+
+
+#: columns of the per-(unit, stimulus) response table (:meth:`ResponseProfiles.table`, the ephys
+#: truth's ``unit_responses``); one row per unit and stimulus label it responds to
+RESPONSE_TABLE_SCHEMA: dict[str, type[pl.DataType]] = {
+    "unit_index": pl.Int64,  # unit row (probe-local here; the ephys truth's global unit row)
+    "stim_name": pl.String,
+    "modality": pl.String,  # "vis" | "aud"
+    "is_suppressed": pl.Boolean,
+    "latency_s": pl.Float64,  # response window: [onset + latency, onset + latency + duration)
+    "duration_s": pl.Float64,
+    "rate_change_hz": pl.Float64,  # added rate outside the rewarded context; < 0 when suppressed
+    "context_gain": pl.Float64,  # multiplies the added rate on trials rewarding the modality
+    "suppression": pl.Float64,  # fraction of baseline spikes removed in the window (suppressed)
+    "n_spikes_changed": pl.Int64,  # spikes added (removed, negative) over all its trials
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StimulusOnsets:
+    """Stimulus onsets on one probe's clock, for :func:`simulate_spike_trains`.
+
+    ``samples[i]`` is onset i's sample index on the probe clock (0 = first continuous sample),
+    ``label[i]`` its index into ``names`` and ``context[i]`` the modality its block rewards
+    (0 none / unknown, 1 vis, 2 aud: :data:`MODALITY_NAMES`).
+    """
+
+    samples: IntArray
+    label: IntArray
+    context: npt.NDArray[np.int8]
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = np.shape(self.samples)[0] if np.ndim(self.samples) == 1 else -1
+        if n < 0 or np.shape(self.label) != (n,) or np.shape(self.context) != (n,):
+            raise ParameterError(
+                "stimulus onsets, labels and contexts differ in shape",
+                field="stimuli",
+                expected="three 1-D arrays of equal length",
+            )
+        if n and not (int(np.min(self.label)) >= 0 and int(np.max(self.label)) < len(self.names)):
+            raise ParameterError(
+                "stimulus label index out of range", field="stimuli.label", expected="< len(names)"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseProfiles:
+    """Per-unit stimulus response parameters of one probe (drawn by :func:`draw_response_profiles`).
+
+    ``modality`` codes index :data:`MODALITY_NAMES` (0: unresponsive). ``rate_hz[u, k]`` is the rate
+    added in unit u's window after an onset of ``names[k]`` (0: no response), multiplied by
+    ``context_gain[u]`` on trials whose block rewards the unit's modality. Suppressed units lose a
+    fraction ``suppression[u]`` of their spikes in the window after every stimulus of their
+    modality. ``n_changed[u, k]`` counts the spikes actually added (removed, negative); it is filled
+    in while the trains are simulated.
+    """
+
+    names: tuple[str, ...]
+    modality: npt.NDArray[np.int8]
+    suppressed: npt.NDArray[np.bool_]
+    latency_s: FloatArray
+    duration_s: FloatArray
+    rate_hz: FloatArray
+    context_gain: FloatArray
+    suppression: FloatArray
+    baseline_rate_hz: FloatArray
+    n_changed: IntArray
+
+    def responds(self) -> npt.NDArray[np.bool_]:
+        """Return (units, names) booleans: True where unit u responds to stimulus k."""
+        excited = self.rate_hz > 0
+        labels = np.array([_modality_of(name) for name in self.names], dtype=np.int8)
+        suppressed = self.suppressed[:, None] & (labels[None, :] == self.modality[:, None])
+        return excited | suppressed
+
+    def table(self, unit_offset: int = 0) -> pl.DataFrame:
+        """Return one row per (unit, stimulus) response (:data:`RESPONSE_TABLE_SCHEMA`)."""
+        unit, k = np.nonzero(self.responds())
+        sup = self.suppressed[unit]
+        rate = np.where(
+            sup, -self.suppression[unit] * self.baseline_rate_hz[unit], self.rate_hz[unit, k]
+        )
+        return pl.DataFrame(
+            {
+                "unit_index": unit.astype(np.int64) + unit_offset,
+                "stim_name": [self.names[i] for i in k.tolist()],
+                "modality": [MODALITY_NAMES[m] for m in self.modality[unit].tolist()],
+                "is_suppressed": sup,
+                "latency_s": self.latency_s[unit],
+                "duration_s": self.duration_s[unit],
+                "rate_change_hz": rate,
+                "context_gain": self.context_gain[unit],
+                "suppression": self.suppression[unit],
+                "n_spikes_changed": self.n_changed[unit, k],
+            },
+            schema=RESPONSE_TABLE_SCHEMA,
+        )
+
+
+def empty_response_table() -> pl.DataFrame:
+    """Return a zero-row response table (:data:`RESPONSE_TABLE_SCHEMA`)."""
+    return pl.DataFrame(schema=RESPONSE_TABLE_SCHEMA)
+
+
+def _modality_of(name: str) -> int:
+    """Return the modality code of a stimulus label (0 for labels no unit responds to)."""
+    return 1 if name in VISUAL_STIMULI else 2 if name in AUDITORY_STIMULI else 0
+
+
+def draw_response_profiles(
+    rng: np.random.Generator,
+    names: Sequence[str],
+    rates_hz: FloatArray,
+    eligible: npt.NDArray[np.bool_],
+) -> ResponseProfiles:
+    """Return response profiles of ``rates_hz.size`` units for stimuli ``names``.
+
+    A unit is visual with probability :data:`VISUAL_FRACTION`, auditory with
+    :data:`AUDITORY_FRACTION`, suppressed with :data:`SUPPRESSED_FRACTION` (only when its baseline
+    rate is at least :data:`SUPPRESSED_MIN_RATE_HZ`, so the dip is measurable), else unresponsive;
+    units not ``eligible`` (those with very few spikes) never respond. The draws do not depend on
+    ``names``, so a unit's profile is the same whichever stimuli a session has.
+    """
+    n = int(rates_hz.size)
+    kind = rng.uniform(size=n)
+    is_vis = kind < VISUAL_FRACTION
+    is_aud = (kind >= VISUAL_FRACTION) & (kind < VISUAL_FRACTION + AUDITORY_FRACTION)
+    is_sup = (
+        (kind >= VISUAL_FRACTION + AUDITORY_FRACTION)
+        & (kind < VISUAL_FRACTION + AUDITORY_FRACTION + SUPPRESSED_FRACTION)
+        & (rates_hz >= SUPPRESSED_MIN_RATE_HZ)
+    )
+    sup_modality = np.where(rng.uniform(size=n) < 0.5, 1, 2)
+    modality = np.select([is_vis, is_aud, is_sup], [1, 2, sup_modality], 0).astype(np.int8)
+    modality[~eligible] = 0
+    is_sup &= eligible
+    excited = (modality > 0) & ~is_sup
+
+    u_lat = rng.uniform(size=n)
+    lo = np.array([np.nan, LATENCY_S[1][0], LATENCY_S[2][0]])[modality]
+    hi = np.array([np.nan, LATENCY_S[1][1], LATENCY_S[2][1]])[modality]
+    latency = lo + u_lat * (hi - lo)
+    duration = np.where(
+        is_sup,
+        rng.uniform(*SUPPRESSION_DURATION_S, n),
+        rng.uniform(*RESPONSE_DURATION_S, n),
+    )
+    duration[modality == 0] = np.nan
+    # rates per stimulus of the unit's modality, in the order of VISUAL/AUDITORY_STIMULI:
+    # the first stimulus (vis1/sound1) sets the scale; about half the units prefer it strongly
+    peak = rng.uniform(*ADDED_RATE_HZ, n)
+    prefers_first = rng.uniform(size=n) < 0.5
+    second = peak * np.where(prefers_first, rng.uniform(0.2, 0.6, n), rng.uniform(0.8, 1.0, n))
+    rf = peak[:, None] * rng.uniform(0.4, 1.0, (n, 2))
+    per_stim = np.column_stack([peak, second, rf])  # (n, 4)
+    gain = np.where(rng.uniform(size=n) < CONTEXT_GAIN_FRACTION, rng.uniform(1.3, 2.0, n), 1.0)
+    suppression = np.where(is_sup, rng.uniform(0.6, 0.95, n), 0.0)
+
+    rate = np.zeros((n, len(names)))
+    for k, name in enumerate(names):  # a handful of labels
+        code = _modality_of(name)
+        if code == 0:
+            continue
+        pos = (VISUAL_STIMULI if code == 1 else AUDITORY_STIMULI).index(name)
+        rate[:, k] = np.where(excited & (modality == code), per_stim[:, pos], 0.0)
+    return ResponseProfiles(
+        names=tuple(names),
+        modality=modality,
+        suppressed=is_sup,
+        latency_s=np.where(modality > 0, latency, np.nan),
+        duration_s=duration,
+        rate_hz=rate,
+        context_gain=np.where(excited, gain, 1.0),
+        suppression=suppression,
+        baseline_rate_hz=np.asarray(rates_hz, dtype=np.float64).copy(),
+        n_changed=np.zeros((n, len(names)), dtype=np.int64),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _ResponsePlan:
+    """Everything :func:`_apply_responses` needs, drawn before any spike (counts included)."""
+
+    profiles: ResponseProfiles
+    onsets: StimulusOnsets
+    class_of: IntArray  # per onset: its (label, context) class
+    class_label: IntArray
+    class_context: IntArray
+    class_trials: IntArray  # onset indices grouped by class
+    class_start: IntArray
+    class_size: IntArray
+    counts: IntArray  # (units, classes) Poisson numbers of added spikes
+    windows: dict[int, IntArray]  # modality -> sorted onset indices of that modality
+
+
+def _plan_responses(
+    rng: np.random.Generator,
+    stimuli: StimulusOnsets,
+    rates_hz: FloatArray,
+    eligible: npt.NDArray[np.bool_],
+    sample_rate: float,
+) -> _ResponsePlan:
+    """Return the response plan: profiles and the number of spikes each unit gains per class."""
+    profiles = draw_response_profiles(rng, stimuli.names, rates_hz, eligible)
+    n_ctx = len(MODALITY_NAMES)
+    class_key = stimuli.label.astype(np.int64) * n_ctx + stimuli.context.astype(np.int64)
+    keys, class_of, class_size = np.unique(class_key, return_inverse=True, return_counts=True)
+    class_label, class_context = keys // n_ctx, keys % n_ctx
+    gain = np.where(
+        class_context[None, :] == profiles.modality[:, None], profiles.context_gain[:, None], 1.0
+    )
+    rate = profiles.rate_hz[:, class_label] * gain  # (units, classes)
+    dur = np.nan_to_num(profiles.duration_s)[:, None]
+    counts = rng.poisson(rate * dur * class_size[None, :]).astype(np.int64)
+    label_modality = np.array([_modality_of(x) for x in stimuli.names], dtype=np.int64)
+    onset_modality = label_modality[stimuli.label] if stimuli.label.size else stimuli.label
+    order = np.argsort(stimuli.samples, kind="stable")
+    windows = {m: order[onset_modality[order] == m] for m in (1, 2)}
+    return _ResponsePlan(
+        profiles=profiles,
+        onsets=stimuli,
+        class_of=class_of.astype(np.int64),
+        class_label=class_label,
+        class_context=class_context,
+        class_trials=np.argsort(class_of, kind="stable").astype(np.int64),
+        class_start=(np.cumsum(class_size) - class_size).astype(np.int64),
+        class_size=class_size.astype(np.int64),
+        counts=counts,
+        windows=windows,
+    )
+
+
+def _apply_responses(
+    rng: np.random.Generator,
+    plan: _ResponsePlan,
+    p: _UnitParams,
+    lo: int,
+    hi: int,
+    samples: IntArray,
+    units: npt.NDArray[np.int32],
+    sample_rate: float,
+) -> tuple[IntArray, npt.NDArray[np.int32]]:
+    """Return units ``lo``…``hi - 1``'s spikes with suppression applied and responses merged in.
+
+    Input and output are sorted by unit then time. Suppressed units (a few) are handled one
+    contiguous slice at a time; added spikes are drawn for the whole group at once.
+    """
+    prof = plan.profiles
+    onsets = plan.onsets
+    n_samples = p.n_samples
+    # -- suppression: drop a fraction of baseline spikes in the window after each stimulus -------
+    sup_units = lo + np.flatnonzero(prof.suppressed[lo:hi])
+    if sup_units.size:
+        bounds = np.searchsorted(units, np.arange(lo, hi + 1, dtype=np.int32))
+        keep = np.ones(samples.size, dtype=bool)
+        for u in sup_units.tolist():
+            sl = slice(bounds[u - lo], bounds[u - lo + 1])
+            idx = plan.windows[int(prof.modality[u])]
+            start = onsets.samples[idx] + round(prof.latency_s[u] * sample_rate)
+            width = round(prof.duration_s[u] * sample_rate)
+            j = np.searchsorted(start, samples[sl], side="right") - 1
+            inside = (j >= 0) & (samples[sl] - start[np.maximum(j, 0)] < width)
+            drop = inside & (rng.uniform(size=inside.size) < prof.suppression[u])
+            keep[sl] = ~drop
+            removed = np.bincount(onsets.label[idx[j[drop]]], minlength=len(prof.names))
+            prof.n_changed[u] -= removed
+        samples, units = samples[keep], units[keep]
+
+    # -- excitation: Poisson numbers per (unit, class), uniform trial of the class and time ------
+    counts = plan.counts[lo:hi]
+    n_classes = counts.shape[1]
+    flat = counts.ravel()
+    if flat.sum() == 0:
+        return samples, units
+    x_unit = np.repeat(np.repeat(np.arange(lo, hi, dtype=np.int64), n_classes), flat)
+    x_class = np.repeat(np.tile(np.arange(n_classes, dtype=np.int64), hi - lo), flat)
+    pick = (rng.uniform(size=x_unit.size) * plan.class_size[x_class]).astype(np.int64)
+    trial = plan.class_trials[plan.class_start[x_class] + pick]
+    offset_s = prof.latency_s[x_unit] + rng.uniform(size=x_unit.size) * prof.duration_s[x_unit]
+    x_samples = onsets.samples[trial] + np.rint(offset_s * sample_rate).astype(np.int64)
+    ok = (x_samples >= 0) & (x_samples < n_samples)
+    partial = p.partial[x_unit]
+    ok &= ~partial | ((x_samples >= p.w_start[x_unit]) & (x_samples < p.w_stop[x_unit]))
+    x_unit, x_samples, trial = x_unit[ok], x_samples[ok], trial[ok]
+
+    # merge on (unit, sample) keys; drop added spikes within the refractory period of any other
+    key_x = x_unit * n_samples + x_samples
+    order = np.argsort(key_x, kind="stable")
+    key_x, x_unit, x_samples, trial = key_x[order], x_unit[order], x_samples[order], trial[order]
+    keep_x = np.ones(key_x.size, dtype=bool)
+    keep_x[1:] = ~((np.diff(key_x) < p.dead) & (x_unit[1:] == x_unit[:-1]))
+    key_base = units.astype(np.int64) * n_samples + samples
+    pos = np.searchsorted(key_base, key_x)
+    n_base = key_base.size
+    if n_base:
+        prev = np.maximum(pos - 1, 0)
+        close_prev = (pos > 0) & (units[prev] == x_unit) & (key_x - key_base[prev] < p.dead)
+        nxt = np.minimum(pos, n_base - 1)
+        close_next = (pos < n_base) & (units[nxt] == x_unit) & (key_base[nxt] - key_x < p.dead)
+        keep_x &= ~(close_prev | close_next)
+    del key_base
+    np.add.at(
+        prof.n_changed,
+        (x_unit[keep_x], onsets.label[trial[keep_x]]),
+        1,
+    )
+    samples = np.insert(samples, pos[keep_x], x_samples[keep_x])
+    units = np.insert(units, pos[keep_x], x_unit[keep_x].astype(np.int32))
+    return samples, units
 
 
 def nearest_sites(channel_x: FloatArray, channel_y: FloatArray, peak: IntArray) -> FloatArray:
@@ -274,6 +621,7 @@ def simulate_spike_trains(
     n_samples: int,
     sample_rate: float = 30_000.0,
     unit_amplitudes_uv: FloatArray | None = None,
+    stimuli: StimulusOnsets | None = None,
 ) -> SpikeTrains:
     """Return simulated spike trains (sorted by unit, then time) for ``n_units`` units.
 
@@ -281,7 +629,8 @@ def simulate_spike_trains(
     whole samples: a refractory period (1.5 ms + 1 sample = 46 samples at 30 kHz) plus a rounded
     exponential, so a clean unit has no ISI violation and the mean ISI is kept to within half a
     sample. About 2 % of units have 1–10 spikes, ~15 % get refractory-violating doublets and ~10 %
-    fire only during part of the recording.
+    fire only during part of the recording. With ``stimuli``, some units respond to them (see the
+    module docstring; ``SpikeTrains.responses`` holds the profiles and the spikes changed).
 
     Vectorized over spikes: units are simulated in groups of about :data:`CHUNK_SPIKES` generated
     ISIs (one restarting cumulative sum per group) written straight into the result arrays, so the
@@ -332,9 +681,16 @@ def simulate_spike_trains(
         amp_uv=np.asarray(amp_uv, dtype=np.float32),
     )
 
-    # result arrays sized for the worst case (a doublet after every generated spike); pages past
-    # the spikes actually written are never touched, so they cost address space, not memory
-    capacity = 2 * int(n_gen.sum())
+    plan = None
+    if stimuli is not None:
+        # a child generator: the baseline spike samples do not depend on the stimuli
+        resp_rng = rng.spawn(1)[0]
+        plan = _plan_responses(resp_rng, stimuli, rates, ~few, float(sample_rate))
+
+    # result arrays sized for the worst case (a doublet after every generated spike, every drawn
+    # response spike kept); pages past the spikes actually written are never touched, so they
+    # cost address space, not memory
+    capacity = 2 * int(n_gen.sum()) + (int(plan.counts.sum()) if plan is not None else 0)
     samples = np.empty(capacity, dtype=np.int64)
     unit_index = np.empty(capacity, dtype=np.int32)
     amplitudes = np.empty(capacity, dtype=np.float32)
@@ -343,6 +699,10 @@ def simulate_spike_trains(
     n = 0
     for lo, hi in itertools.pairwise(edges):
         g_samples, g_units = _simulate_units(rng, params, lo, hi)
+        if plan is not None:
+            g_samples, g_units = _apply_responses(
+                resp_rng, plan, params, lo, hi, g_samples, g_units, float(sample_rate)
+            )
         k = g_samples.size
         samples[n : n + k] = g_samples
         unit_index[n : n + k] = g_units
@@ -361,6 +721,7 @@ def simulate_spike_trains(
         n_units=n_units,
         n_samples=int(n_samples),
         sample_rate=float(sample_rate),
+        responses=plan.profiles if plan is not None else None,
     )
 
 
@@ -440,6 +801,7 @@ def make_sorting(
     sample_rate: float = 30_000.0,
     dat_path: str = "continuous.dat",
     noise_uv: float = 10.0,
+    stimuli: StimulusOnsets | None = None,
 ) -> ProbeSorting:
     """Return the truth of one probe's sorting after writing its Kilosort/phy folder to ``folder``.
 
@@ -448,7 +810,8 @@ def make_sorting(
     61 × n_ch float32), ``channel_map.npy``, ``channel_positions.npy``, ``whitening_mat_inv.npy``,
     ``params.py``, ``cluster_KSLabel.tsv``, ``cluster_group.tsv``, ``cluster_Amplitude.tsv``,
     ``cluster_ContamPct.tsv``, ``quality_metrics.csv``, ``template_metrics.csv`` and
-    ``templates_average.npy`` (n_units × 90 × n_ch float32, µV).
+    ``templates_average.npy`` (n_units × 90 × n_ch float32, µV). ``stimuli`` (onsets on this
+    probe's clock) make some units stimulus-responsive (:func:`simulate_spike_trains`).
     """
     n_ch = int(channel_x.size)
     if channel_y.size != n_ch:
@@ -497,6 +860,7 @@ def make_sorting(
         n_samples=n_samples,
         sample_rate=sample_rate,
         unit_amplitudes_uv=amplitude_uv,
+        stimuli=stimuli,
     )
     quantum = _quantize_amplitudes(spikes)
     counts = spikes.counts
