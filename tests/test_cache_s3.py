@@ -36,8 +36,8 @@ def s3_raws(s3_endpoint: S3Server, tmp_path: Path) -> tuple[list[Path], list[str
 def test_s3_round_trip_matches_local_bytes_scan_and_sql(
     monkeypatch,
     tmp_path,
-    s3_endpoint: S3Server,
-    s3_raws,  # noqa: F811
+    s3_endpoint: S3Server,  # noqa: F811
+    s3_raws,
 ):
     fakes.install(monkeypatch)
     local, urls = s3_raws
