@@ -9,9 +9,11 @@ Methods implemented:
 * **method 3** (no recording): onset = flip time of the trigger frame; offset = onset + nominal
   duration (`trialSoundDur` / `trialOptoDur`).
 
-Method 2 (cross-correlating the NI-DAQ analog copy recorded by Open Ephys) needs the NI-DAQ stream
-on the sync clock, which belongs to the ephys alignment work; it is not implemented here, so
-pre-2023-08-31 sounds and opto trials without a marker line use method 3.
+* **method 2** (cross-correlating the NI-DAQ analog copy recorded by Open Ephys) lives in
+  :mod:`npc_frames.components._nidaq`; its per-trial results enter here through the keyword
+  `nidaq_onset` of :func:`sound_times` / `nidaq_start` of :func:`opto_times` and are used for the
+  trials that method 1 did not time (order 1 → 2 → 3 per trial).  [method 2 wiring: added by the
+  method-2 engineer]
 
 Decision: a rising edge more than :data:`MAX_ONSET_LATENCY` after the trigger is not this trial's
 onset (the line missed the pulse; the edge belongs to a later event); such trials fall back to
@@ -65,11 +67,15 @@ def sound_times(
     nominal_dur: FloatArray,
     waveform_dur: FloatArray,
     rising: FloatArray | None,
+    *,
+    nidaq_onset: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
     """Return (onset, offset, from_line) per trial.
 
     `trigger` = flip time of the stimulus frame (NaN for trials without sound); `rising` = rising
-    edges of the sound line, or None when there is no usable line (method 3 for every trial).
+    edges of the sound line, or None when there is no usable line. `nidaq_onset` (method 2, NaN
+    where unavailable) times the trials the line did not; the rest use method 3. `from_line` is
+    True for method-1 trials only.
     """
     trigger = np.asarray(trigger, dtype=np.float64)
     onset = np.full(trigger.shape, np.nan)
@@ -78,9 +84,17 @@ def sound_times(
         onset = first_after(rising, trigger)
         from_line = np.isfinite(onset) & (onset - trigger <= MAX_ONSET_LATENCY)
         onset[~from_line] = np.nan
-    fallback = ~from_line & np.isfinite(trigger)
+    # --- method 2 (NI-DAQ) for the trials method 1 did not time [method-2 edit]
+    from_daq = np.zeros(trigger.shape, dtype=bool)
+    if nidaq_onset is not None:
+        daq = np.asarray(nidaq_onset, dtype=np.float64)
+        from_daq = ~from_line & np.isfinite(trigger) & np.isfinite(daq)
+        onset[from_daq] = daq[from_daq]
+    timed = from_line | from_daq
+    # --- end method-2 edit
+    fallback = ~timed & np.isfinite(trigger)
     onset[fallback] = trigger[fallback]
-    offset = np.where(from_line, onset + waveform_dur, onset + nominal_dur)
+    offset = np.where(timed, onset + waveform_dur, onset + nominal_dur)
     return onset, offset, from_line
 
 
@@ -159,10 +173,16 @@ def opto_times(
     nominal_dur: FloatArray,
     rising: FloatArray | None,
     falling: FloatArray | None,
+    *,
+    nidaq_start: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
-    """Return (onset, offset, from_line) per trial (method 1 where the line has the pulse, else 3).
+    """Return (onset, offset, from_line) per trial (method 1 where the line has the pulse, else 2,
+    else 3).
 
-    `trigger` = flip time of the opto onset frame (NaN for non-opto trials).
+    `trigger` = flip time of the opto onset frame (NaN for non-opto trials). `nidaq_start`
+    (method 2: sync time at which the command waveform starts on the NI-DAQ, NaN where
+    unavailable) gives onset/offset = start + active_start/active_stop. `from_line` is True for
+    method-1 trials only.
     """
     trigger = np.asarray(trigger, dtype=np.float64)
     onset = np.full(trigger.shape, np.nan)
@@ -191,7 +211,15 @@ def opto_times(
             pick = np.where(np.abs(v1 - expected) <= np.abs(v2 - expected), v1, v2)
             best = np.where(hi > lo, pick, np.nan)
         offset = np.where(from_line & np.isfinite(best), best, onset + nominal_dur)
-    fallback = ~from_line & np.isfinite(trigger)
+    # --- method 2 (NI-DAQ) for the trials method 1 did not time [method-2 edit]
+    from_daq = np.zeros(trigger.shape, dtype=bool)
+    if nidaq_start is not None:
+        daq = np.asarray(nidaq_start, dtype=np.float64)
+        from_daq = ~from_line & np.isfinite(trigger) & np.isfinite(daq) & np.isfinite(active_start)
+        onset[from_daq] = daq[from_daq] + active_start[from_daq]
+        offset[from_daq] = daq[from_daq] + active_stop[from_daq]
+    # --- end method-2 edit
+    fallback = ~from_line & ~from_daq & np.isfinite(trigger)
     onset[fallback] = trigger[fallback]
     offset[fallback] = trigger[fallback] + nominal_dur[fallback]
     return onset, offset, from_line

@@ -16,6 +16,9 @@ Decisions on the reference's quirks (also in the column descriptions of `schemas
   while `incorrectTimeoutFrames` > 0, as DynamicRouting1.py does), not inferred from the next trial
   being a repeat; the frame arithmetic of the times follows FORMATS §5.2;
 * a missing `trialGratingPhase` gives NaN phases instead of raising;
+* sound and opto onsets use, per trial, method 1 (sync line), else method 2 (NI-DAQ analog copy,
+  :mod:`~npc_frames.components._nidaq`) when the session has an NI-DAQ stream covering the
+  trial's window, else method 3 (flip time); FORMATS §3.6 [method-2 wiring];
 * sound offsets use the task's sound-array length computed from `trialSoundDur`
   (:func:`~npc_frames.components._sound_opto.sound_waveform_duration`) rather than reading every
   saved `trialSoundArray`;
@@ -37,12 +40,14 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames.components import _nidaq
 from npc_frames.components import _sound_opto as so
 from npc_frames.components._task import (
     check_task_version,
@@ -99,6 +104,7 @@ def trials(raw: RawSession) -> pl.DataFrame:
         sync,
         session_id=str(raw.session_id),
         session_date=raw.session_id.date,
+        nidaq=lambda: _nidaq.nidaq_stream(raw),  # read only if a trial needs method 2
     )
     df = drop_invalid(df, invalid_intervals(raw))
     return TRIALS.validate(df, source=path)
@@ -111,12 +117,16 @@ def build_trials(
     *,
     session_id: str,
     session_date: datetime.date,
+    nidaq: _nidaq.NidaqRecording | Callable[[], _nidaq.NidaqRecording | None] | None = None,
 ) -> pl.DataFrame:
     """Return the trials frame (all rows, not yet filtered by invalid times) of one task file.
 
     Pure function of its inputs: `ft` carries flip/input/display times per frame on the session
-    clock, `sync` (None without sync) the lick, sound, opto and solenoid lines.
+    clock, `sync` (None without sync) the lick, sound, opto and solenoid lines, `nidaq` (or a
+    function returning it, called only when some trial needs it) the NI-DAQ recording for
+    method 2 of FORMATS §3.6.
     """
+    daq = _NidaqOnDemand(nidaq)
     path = stim.path
     check_task_version(stim)
     end_frame = stim_int(stim, "trialEndFrame")
@@ -188,14 +198,24 @@ def build_trials(
         rising = None
         if sync is not None and session_date >= so.FIRST_SOUND_ON_SYNC_DATE:
             rising = sync_edges(sync, so.SOUND_LINE)
+        # [method-2 edit] trials the sound line does not time try the NI-DAQ copy
+        untimed = np.isfinite(trigger)
+        if rising is not None and rising.size:
+            first = first_after(rising, trigger)
+            untimed &= ~(first - trigger <= so.MAX_ONSET_LATENCY)
+        nidaq_onset = _sound_nidaq(stim, n, trigger, untimed, sound_dur, rate, daq)
         onset, offset, _ = so.sound_times(
-            trigger, sound_dur, so.sound_waveform_duration(sound_dur, rate), rising
+            trigger,
+            sound_dur,
+            so.sound_waveform_duration(sound_dur, rate),
+            rising,
+            nidaq_onset=nidaq_onset,
         )
         stim_start[aud_only] = onset[aud_only]
         stim_stop[aud_only] = offset[aud_only]
 
     # ---------------------------------------------------------------------------------- opto
-    opto = _opto_columns(stim, n, stim_frame, flip, sync, at)
+    opto = _opto_columns(stim, n, stim_frame, flip, sync, at, daq)
 
     # ----------------------------------------------------------------- responses and rewards
     response = stim_float(stim, "trialResponse", n).astype(bool)
@@ -421,6 +441,7 @@ def _opto_columns(
     flip: FloatArray,
     sync: SyncData | None,
     at: Any,
+    daq: _NidaqOnDemand | None = None,
 ) -> dict[str, Any]:
     """Return the opto columns of the trials table (NaN/null for non-opto trials)."""
     none_f = np.full(n, np.nan)
@@ -477,7 +498,29 @@ def _opto_columns(
             if r.size:
                 rising, falling = r, sync_edges(sync, line, rising=False)
                 break
-    onset, offset, _ = so.opto_times(trigger, a_start, a_stop, dur, rising, falling)
+    # [method-2 edit] trials without a marker-line pulse try the NI-DAQ laser command
+    nidaq_start = None
+    untimed = has_opto & np.isfinite(trigger)
+    if rising is not None and rising.size:
+        lead = np.where(np.isfinite(a_start), a_start, 0.0)
+        untimed &= ~(first_after(rising, trigger) - trigger <= lead + so.MAX_ONSET_LATENCY)
+    rec = daq.get() if daq is not None and untimed.any() else None
+    if rec is not None:
+        nidaq_start = _nidaq.opto_starts(
+            rec,
+            np.where(untimed, trigger, np.nan),
+            voltage,
+            dur,
+            delay,
+            on_ramp,
+            off_ramp,
+            sin_freq,
+            offset_v,
+            sample_rate=rate,
+        )
+    onset, offset, _ = so.opto_times(
+        trigger, a_start, a_stop, dur, rising, falling, nidaq_start=nidaq_start
+    )
     out["start"] = np.where(has_opto, onset, np.nan)
     out["stop"] = np.where(has_opto, offset, np.nan)
     out["duration"] = np.where(has_opto, dur, np.nan)
@@ -603,6 +646,61 @@ def _bregma_locations(
     out_x = [xs[k] if o and xs[k] else None for k, o in zip(ii, ok, strict=True)]
     out_y = [ys[k] if o and ys[k] else None for k, o in zip(ii, ok, strict=True)]
     return out_x, out_y
+
+
+# ------------------------------------------------------------------ method 2 [method-2 edit]
+class _NidaqOnDemand:
+    """The NI-DAQ recording, read on first use (most sessions never need method 2)."""
+
+    def __init__(
+        self, source: _nidaq.NidaqRecording | Callable[[], _nidaq.NidaqRecording | None] | None
+    ) -> None:
+        self._source = source
+        self._done = not callable(source)
+        self._rec: _nidaq.NidaqRecording | None = None if callable(source) else source
+
+    def get(self) -> _nidaq.NidaqRecording | None:
+        """Return the recording (None if the session has none)."""
+        if not self._done:
+            assert callable(self._source)
+            self._rec = self._source()
+            self._done = True
+        return self._rec
+
+
+def _sound_nidaq(
+    stim: StimFile,
+    n: int,
+    trigger: FloatArray,
+    untimed: BoolArray,
+    sound_dur: FloatArray,
+    rate: float,
+    daq: _NidaqOnDemand,
+) -> FloatArray | None:
+    """Return method-2 sound onsets for the `untimed` trials (None if no NI-DAQ recording)."""
+    if not untimed.any():
+        return None
+    rec = daq.get()
+    if rec is None:
+        return None
+    types = stim_strs(stim, "trialSoundType", n) if stim.has("trialSoundType") else ["tone"] * n
+    freq = np.asarray(stim.array("trialSoundFreq"), dtype=np.float64)[:n]
+    am = stim_float(stim, "trialSoundAM", n, default=np.nan)
+    volume = stim_float(stim, "trialSoundVolume", n, default=1.0)
+    seed = stim_float(stim, "trialSoundSeed", n) if stim.has("trialSoundSeed") else None
+    hanning = float(stim_scalar(stim, "soundHanningDur", default=0.0) or 0.0)
+    return _nidaq.sound_onsets(
+        rec,
+        np.where(untimed, trigger, np.nan),
+        types,
+        freq,
+        sound_dur,
+        volume,
+        am,
+        seed,
+        sample_rate=rate,
+        hanning_dur=hanning,
+    )
 
 
 # `npc_frames.components.trials(raw)` must work even after this module was imported
