@@ -217,6 +217,7 @@ RESPONSE_TABLE_SCHEMA: dict[str, type[pl.DataType]] = {
     "rate_change_hz": pl.Float64,  # added rate outside the rewarded context; < 0 when suppressed
     "context_gain": pl.Float64,  # multiplies the added rate on trials rewarding the modality
     "suppression": pl.Float64,  # fraction of baseline spikes removed in the window (suppressed)
+    "baseline_rate_hz": pl.Float64,  # the unit's drawn firing rate without stimuli
     "n_spikes_changed": pl.Int64,  # spikes added (removed, negative) over all its trials
 }
 
@@ -297,6 +298,7 @@ class ResponseProfiles:
                 "rate_change_hz": rate,
                 "context_gain": self.context_gain[unit],
                 "suppression": self.suppression[unit],
+                "baseline_rate_hz": self.baseline_rate_hz[unit],
                 "n_spikes_changed": self.n_changed[unit, k],
             },
             schema=RESPONSE_TABLE_SCHEMA,
