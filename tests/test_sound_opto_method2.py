@@ -201,6 +201,27 @@ def noise_session(tmp_path_factory: pytest.TempPathFactory):
     return _session(tmp, seed=12, task_version="stage 5 ori AMN moving timeouts repeats")
 
 
+@pytest.fixture(scope="module")
+def zarr_session(tone_session, tmp_path_factory: pytest.TempPathFactory):
+    """The tone session as a clipped upload whose full NI-DAQ traces are in ecephys_compressed."""
+    import zarr
+
+    truth, root, clipped, p, skipped = tone_session
+    dest = tmp_path_factory.mktemp("m2_zarr") / clipped.name
+    shutil.copytree(clipped, dest)
+    stream = next(s for s in truth.ephys.streams if s.kind == "nidaq")
+    node = stream.record_node
+    full = np.memmap(root / stream.path / "continuous.dat", dtype="<i2", mode="r").reshape(
+        -1, stream.num_channels
+    )
+    name = f"experiment1_{node}#{stream.folder_name}.zarr"
+    group = zarr.open_group(str(dest / "ecephys" / "ecephys_compressed" / name), mode="w")
+    group.create_dataset(
+        "traces_seg0", data=full, chunks=(300_000, stream.num_channels), dtype="<i2"
+    )
+    return truth, dest, p, skipped
+
+
 def _truth_table(truth: Any) -> dict[str, np.ndarray]:
     dr = truth.script("DynamicRouting1")
     t = dr["truth"]["trials"]
@@ -289,6 +310,20 @@ def test_clipped_upload_falls_back_to_method3_exactly(tone_session):
         flip_at_stim[opto] + p["opto_dur"][idx][opto],
         atol=1e-12,
     )
+
+
+@pytest.mark.slow
+def test_clipped_upload_reads_full_traces_from_compressed_zarr(zarr_session):
+    truth, root, _, skipped = zarr_session
+    df = _trials(root)
+    tt = _truth_table(truth)
+    idx = df["trial_index"].to_numpy()
+    aud = tt["is_aud_only"][idx] & (idx != skipped)
+    err = np.abs(df["stim_start_time"].to_numpy()[aud] - tt["sound_onset"][idx][aud])
+    assert err.max() < TOL, err
+    opto = np.isfinite(tt["opto_start"][idx])
+    err = np.abs(df["opto_start_time"].to_numpy()[opto] - tt["opto_start"][idx][opto])
+    assert err.max() < TOL, err
 
 
 @pytest.mark.slow

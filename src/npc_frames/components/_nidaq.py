@@ -33,6 +33,9 @@ Decisions
   AM noise, whose envelope has no sharp edge) — hence the raw correlation first.
 * The opto window's duration is the whole rebuilt command (delay + ramps + duration), which
   contains the nominal ``trialOptoDur``.
+* Samples come from ``continuous.dat`` when it holds the whole recording, else from the stream's
+  ``ecephys_compressed/<experiment>_<Record Node>#<stream>.zarr`` (``traces_seg0``, read window
+  by window) when it exists and opens with the installed codecs, else from the clipped file.
 * A window that is all zeros, or that is not entirely inside the recorded samples (clipped uploads
   keep only a fraction of a second of ``continuous.dat``), or is shorter than its template, gives
   NaN, so that the caller falls back to method 3 for that trial.
@@ -88,7 +91,9 @@ class NidaqRecording:
     """The NI-DAQ stream of a session: int16 samples (samples, channels) and its clock on sync."""
 
     folder_name: str
-    data: Any  # np.memmap (n, channels), int16
+    #: int16 samples (n, channels): continuous.dat memmap, or the compressed zarr's traces_seg0
+    #: when continuous.dat is clipped
+    data: Any
     #: sync time of sample 0, s
     start_time: float
     #: samples per second of sync time
@@ -112,7 +117,6 @@ def nidaq_stream(raw: Any) -> NidaqRecording | None:
     :func:`npc_frames.alignment.session_clocks`).
     """
     from npc_frames.alignment import session_clocks
-    from npc_frames.readers.openephys import continuous_memmap
 
     try:
         clocks = session_clocks(raw)
@@ -121,13 +125,15 @@ def nidaq_stream(raw: Any) -> NidaqRecording | None:
     for name, stream in sorted(clocks.streams.items()):  # a handful of streams
         if stream.kind != "nidaq" or name not in clocks.clocks:
             continue
-        try:
-            data = continuous_memmap(stream)
-        except NpcFramesError:
-            continue
-        if data.shape[1] <= max(SOUND_CHANNEL, OPTO_CHANNEL):
-            continue
         clock = clocks.clocks[name]
+        dat = _memmap_or_none(stream)
+        data: Any = dat
+        if dat is None or dat.shape[0] < clock.num_samples:
+            # clipped upload: the full traces are in ecephys_compressed (FORMATS §1.2)
+            full = _compressed_traces(stream) if stream.num_samples_compressed else None
+            data = full if full is not None else dat
+        if data is None or data.shape[1] <= max(SOUND_CHANNEL, OPTO_CHANNEL):
+            continue
         return NidaqRecording(
             folder_name=name,
             data=data,
@@ -135,6 +141,48 @@ def nidaq_stream(raw: Any) -> NidaqRecording | None:
             rate_on_sync=float(clock.rate_on_sync),
         )
     return None
+
+
+def _memmap_or_none(stream: Any) -> Any:
+    from npc_frames.readers.openephys import continuous_memmap
+
+    try:
+        return continuous_memmap(stream)
+    except NpcFramesError:
+        return None
+
+
+def _compressed_traces(stream: Any) -> Any:
+    """Return the stream's ``traces_seg0`` zarr array from ``ecephys_compressed`` (lazy), or None
+    when there is none or it cannot be opened (missing codec, other layout)."""
+    import os
+
+    node_dir = os.path.dirname(os.path.abspath(stream.record_node))
+    experiment = os.path.basename(os.path.dirname(stream.recording_path))
+    name = f"{experiment}_{os.path.basename(stream.record_node)}#{stream.folder_name}.zarr"
+    path = os.path.join(os.path.dirname(node_dir), "ecephys_compressed", name)
+    if not os.path.isdir(path):
+        return None
+    try:
+        import zarr
+
+        arr = zarr.open(path, mode="r")["traces_seg0"]
+    except Exception:  # any unreadable zarr (codec, layout) means "no full traces"
+        return None
+    if len(arr.shape) != 2 or arr.shape[1] != stream.num_channels:
+        return None
+    return arr
+
+
+def _read_windows(data: Any, starts: IntArray, length: int, channel: int) -> FloatArray:
+    """Return (len(starts), length) float samples of `channel` from each start (memmap or zarr)."""
+    if isinstance(data, np.ndarray):
+        idx = starts[:, None] + np.arange(length, dtype=np.int64)[None, :]
+        return np.asarray(data[idx, channel], dtype=np.float64)
+    out = np.empty((starts.size, length), dtype=np.float64)
+    for r, a in enumerate(starts.tolist()):  # one chunked read per trial window (zarr)
+        out[r] = np.asarray(data[a : a + length, channel], dtype=np.float64)
+    return out
 
 
 # ----------------------------------------------------------------------------- correlation
@@ -232,11 +280,9 @@ def correlation_onsets(
         members = sel_all[inverse == g]
         template = np.asarray(templates[int(k)])
         per_batch = max(1, _BATCH_SAMPLES // int(n_len))
-        offsets = np.arange(int(n_len), dtype=np.int64)
         for b in range(0, members.size, per_batch):
             rows = members[b : b + per_batch]
-            idx = w0[rows][:, None] + offsets[None, :]
-            win = np.asarray(data[idx, channel], dtype=np.float64)
+            win = _read_windows(data, w0[rows], int(n_len), channel)
             empty = ~np.any(win != 0, axis=1)
             if env[int(k)]:
                 win = np.abs(scipy.signal.hilbert(win - win.mean(axis=1, keepdims=True), axis=1))
