@@ -511,3 +511,23 @@ def test_channel_outside_the_stream_raises_parameter_error():
         _nidaq.correlation_onsets(rec, 9, [10.0], [0.01], [0], [np.ones(3)])
     assert exc.value.field == "channel"
     assert "PXI-6133" in str(exc.value)
+
+
+def test_per_trial_order_is_line_then_nidaq_then_flip():
+    trigger = np.array([1.0, 2.0, 3.0, np.nan])
+    rising = np.array([1.01, 10.0])  # only trial 0 has a pulse within MAX_ONSET_LATENCY
+    nidaq = np.array([1.02, 2.03, np.nan, 4.0])
+    nominal = np.full(4, 0.5)
+    wave = np.full(4, 0.5 + 1 / 48000)
+    onset, offset, from_line = so.sound_times(trigger, nominal, wave, rising, nidaq_onset=nidaq)
+    np.testing.assert_array_equal(onset[:3], [1.01, 2.03, 3.0])
+    np.testing.assert_allclose(offset[:3], [1.01 + wave[0], 2.03 + wave[1], 3.5])
+    assert np.isnan(onset[3]) and np.isnan(offset[3])
+    np.testing.assert_array_equal(from_line, [True, False, False, False])
+    a_start, a_stop = np.full(4, 0.0), np.full(4, 1.0995)
+    o_on, o_off, o_line = so.opto_times(
+        trigger, a_start, a_stop, np.full(4, 1.0), None, None, nidaq_start=nidaq
+    )
+    np.testing.assert_array_equal(o_on[:3], [1.02, 2.03, 3.0])
+    np.testing.assert_allclose(o_off[:3], [1.02 + 1.0995, 2.03 + 1.0995, 4.0])
+    assert not o_line.any()

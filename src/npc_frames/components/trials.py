@@ -678,13 +678,15 @@ def _sound_nidaq(
     daq: _NidaqOnDemand,
 ) -> FloatArray | None:
     """Return method-2 sound onsets for the `untimed` trials (None if no NI-DAQ recording)."""
-    if not untimed.any():
+    if not untimed.any() or not (stim.has("trialSoundType") and stim.has("trialSoundFreq")):
         return None
+    freq = np.asarray(stim.array("trialSoundFreq"), dtype=np.float64)[:n]
+    if freq.shape[0] != n:
+        return None  # cannot rebuild the waveforms: method 3
     rec = daq.get()
     if rec is None:
         return None
-    types = stim_strs(stim, "trialSoundType", n) if stim.has("trialSoundType") else ["tone"] * n
-    freq = np.asarray(stim.array("trialSoundFreq"), dtype=np.float64)[:n]
+    types = stim_strs(stim, "trialSoundType", n)
     am = stim_float(stim, "trialSoundAM", n, default=np.nan)
     volume = stim_float(stim, "trialSoundVolume", n, default=1.0)
     seed = stim_float(stim, "trialSoundSeed", n) if stim.has("trialSoundSeed") else None
