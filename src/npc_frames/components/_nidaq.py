@@ -55,7 +55,7 @@ import numpy.typing as npt
 import scipy.fft
 import scipy.signal
 
-from npc_frames.components._sound_opto import _opto_waveform
+from npc_frames.components._sound_opto import _opto_waveform, sound_waveform_duration
 from npc_frames.errors import NpcFramesError, ParameterError
 
 __all__ = [
@@ -82,8 +82,9 @@ OPTO_CHANNEL = 5
 WINDOW_PAD = 0.15
 #: raw-noise and envelope lags further apart than this mean the noise could not be rebuilt, s
 ENVELOPE_AGREEMENT = 0.002
-#: samples per batch of windows read and transformed together (bounds memory: ~8 bytes each ×4)
-_BATCH_SAMPLES = 4_000_000
+#: samples per batch of windows read and transformed together: ~40 float64-equivalents per
+#: sample live at once (window, spectra, correlations, analytic signal) -> ~40 MB per batch
+_BATCH_SAMPLES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -396,10 +397,6 @@ def sound_onsets(
         seeds = None
     types = np.array([str(s) for s in sound_type], dtype=object)
     has = np.isfinite(trig) & np.isfinite(d) & (d > 0)
-    wave_dur = np.full(n, np.nan)
-
-    def grid_dur(x: float) -> float:
-        return float(np.arange(0.0, x, 1.0 / sample_rate).size / sample_rate)
 
     # deterministic waveforms (tones) and envelopes: one template per unique parameter set
     templates: list[npt.NDArray[Any]] = []
@@ -446,7 +443,7 @@ def sound_onsets(
                 raw_tid[i] = len(templates)
                 templates.append(resample_linear(w, sample_rate, rec.rate_on_sync))
                 is_env.append(False)
-    wave_dur[has] = [grid_dur(x) for x in d[has]]
+    wave_dur = np.where(has, sound_waveform_duration(d, sample_rate), np.nan)
     onset = correlation_onsets(
         rec, SOUND_CHANNEL, trig, wave_dur, raw_tid, templates, envelope=is_env
     )
