@@ -121,7 +121,7 @@ def nidaq_stream(raw: Any) -> NidaqRecording | None:
 
     try:
         clocks = session_clocks(raw)
-    except NpcFramesError:
+    except (NpcFramesError, OSError):
         return None
     for name, stream in sorted(clocks.streams.items()):  # a handful of streams
         if stream.kind != "nidaq" or name not in clocks.clocks:
