@@ -314,7 +314,9 @@ def make_session(
     Writes ``<out_dir>/ecephys_<subject>_<YYYY-MM-DD>_<HH-MM-SS>/`` (FORMATS §1.2: ``behavior/``
     with the sync file and stim files, ``behavior_videos/``, ``ecephys/ecephys_clipped/``,
     ``sorting/``, top-level json) and ``<same name>.truth/`` (see :class:`Truth`). Existing folders
-    of the same name are replaced.
+    of the same name are replaced. Some sorted units respond to the DynamicRouting1 and RFMapping
+    stimuli (:func:`stimulus_onsets`); which, when and how much is in
+    ``Truth.ephys.unit_responses``.
 
     Parameters
     ----------
