@@ -215,3 +215,72 @@ def test_flat_list_views_are_exact_for_sliced_chunked_and_null_rows() -> None:
         [],
         [1.0, 2.0, 3.0],
     ]
+
+
+def test_trial_columns_are_carried_and_ids_are_compact() -> None:
+    units = pl.DataFrame(
+        {"session_id": ["s"] * 2, "unit_id": ["s_A-1", "s_A-2"], "spike_times": [[1.1, 2.2], [2.1]]}
+    )
+    trials = pl.DataFrame(
+        {
+            "session_id": ["s", "s"],
+            "trial_index": [0, 1],
+            "t": [1.0, 2.0],
+            "stim_name": ["vis1", "sound1"],
+        }
+    )
+    got = an.spike_counts(
+        units, trials, windows={"w": ("t", 0.0, 0.5)}, trial_columns=["stim_name"]
+    )
+    assert got.schema["unit_id"] == pl.Categorical() and got.schema["window"] == pl.Enum(["w"])
+    rows = {(r["unit_id"], r["stim_name"]): r["count"] for r in got.iter_rows(named=True)}
+    assert rows == {
+        ("s_A-1", "vis1"): 1,
+        ("s_A-1", "sound1"): 1,
+        ("s_A-2", "vis1"): 0,
+        ("s_A-2", "sound1"): 1,
+    }
+    assert got.filter(pl.col("unit_id") == "s_A-2")["count"].to_list() == [0, 1]
+
+
+def test_counts_and_aligned_spikes_are_the_same_for_multi_chunk_units() -> None:
+    """Scans return one Arrow chunk per Parquet row group; results must not depend on chunking."""
+    rng = np.random.default_rng(5)
+    rows = [
+        {
+            "session_id": "s",
+            "unit_id": f"s_A-{u}",
+            "spike_times": np.sort(rng.uniform(0, 50, rng.integers(0, 300))).tolist(),
+        }
+        for u in range(9)
+    ]
+    one = pl.DataFrame(rows)
+    many = pl.concat([one[0:2], one[2:3], one[3:9]], rechunk=False)
+    assert many["spike_times"].n_chunks() == 3
+    trials = pl.DataFrame(
+        {"session_id": "s", "trial_index": np.arange(30), "t": np.linspace(1, 48, 30)}
+    )
+    w = {"a": ("t", -0.2, 0.0), "b": ("t", 0.0, 0.7)}
+    assert an.spike_counts(many, trials, windows=w).equals(an.spike_counts(one, trials, windows=w))
+    x = an.aligned_spikes(many, trials, event="t", start=-0.2, stop=0.7)
+    y = an.aligned_spikes(one, trials, event="t", start=-0.2, stop=0.7)
+    assert x.equals(y) and x["spike_times"].list.len().sum() > 0
+
+
+def test_parallel_sessions_give_identical_counts() -> None:
+    rng = np.random.default_rng(9)
+    rows, trials = [], []
+    for s in ("100000_2023-09-01", "100001_2023-09-02", "100002_2023-09-03"):
+        rows += [
+            {
+                "session_id": s,
+                "unit_id": f"{s}_A-{u}",
+                "spike_times": np.sort(rng.uniform(0, 60, 200)).tolist(),
+            }
+            for u in range(4)
+        ]
+        trials += [{"session_id": s, "trial_index": k, "t": 2.0 + 3 * k} for k in range(15)]
+    w = {"r": ("t", 0.0, 0.5)}
+    serial = an.spike_counts(pl.DataFrame(rows), pl.DataFrame(trials), windows=w)
+    parallel = an.spike_counts(pl.DataFrame(rows), pl.DataFrame(trials), windows=w, workers=2)
+    assert parallel.equals(serial)

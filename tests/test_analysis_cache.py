@@ -95,7 +95,9 @@ def test_counts_equal_truth_spike_times(cache: str, synth_sessions: list[Any]) -
 def test_sql_example_in_docs_equals_spike_counts(cache: str) -> None:
     units = nf.scan_units(cache=cache)
     trials = nf.scan_trials(cache=cache)
-    got = nf.spike_counts(units, trials, windows={"r": ("stim_start_time", 0.0, 0.5)})
+    got = nf.spike_counts(units, trials, windows={"r": ("stim_start_time", 0.0, 0.5)}).with_columns(
+        pl.col("session_id", "unit_id").cast(pl.String)
+    )
     via_sql = nf.sql(SQL_COUNTS, cache=cache, params={"start": 0.0, "stop": 0.5})
     joined = got.join(
         via_sql, on=["session_id", "unit_id", "trial_index"], how="full", coalesce=True
