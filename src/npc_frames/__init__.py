@@ -37,6 +37,8 @@ _LAZY: dict[str, str] = {
     "read_session": "npc_frames.cache",
     "to_nwb": "npc_frames.nwb",
     "write_nwb": "npc_frames.nwb",
+    "validate_nwb": "npc_frames.nwb",
+    "read_manifest": "npc_frames.cache",
     "continuous": "npc_frames.alignment",
     "spike_counts": "npc_frames.analysis",
     "aligned_spikes": "npc_frames.analysis",
@@ -85,7 +87,9 @@ __all__ = [
     "spike_counts",
     "spike_histograms",
     "sql",
+    "read_manifest",
     "to_nwb",
+    "validate_nwb",
     "write_nwb",
     # one scan_<component>() per component, e.g. scan_trials, scan_units
     *[f"scan_{name}" for name in _component_names()],
