@@ -9,23 +9,45 @@ Decisions on quirks:
 
 * RF-mapping `stop_time` past the last frame: stim_stop_time + interStimFrames / frameRate (the
   reference multiplies by frameRate [quirk]);
-* an OptoTagging file whose laser line has no edges is treated as unrecorded (no rows), as the
-  reference does; without sync there is no recording at all, so no rows either.
+* [method-2 edit] RF-mapping sounds that the sound sync line does not time (sessions before
+  2023-08-31, or a dead line) are timed from the NI-DAQ speaker copy (FORMATS §3.6 method 2,
+  :mod:`~npc_frames.components._nidaq`) when the session's NI-DAQ stream covers the trial's
+  window, else by the flip time of ``stimStartFrame`` (method 3). The expected waveform is the
+  saved ``trialSoundArray[i]`` when present and non-empty (§3.6 says so first; tones use the
+  envelope of the correlation with its analytic signal, as ``_nidaq`` does for regenerated tones,
+  because the raw correlation of a tone has near-equal maxima one carrier period apart); otherwise
+  it is regenerated: ``trialToneFreq``/``trialSoundFreq`` → "tone" at [f, NaN];
+  ``trialAMNoiseFreq`` > 0 → "AM noise" in [2000, 20000] Hz; 0 Hz → unmodulated "noise" in
+  [2000, 20000] Hz; ``trialNoiseFreq`` → "noise" in its band edges. RFMapping stores no seeds, so
+  regenerated noise is matched by its amplitude envelope only (less precise: ~0.1–0.2 ms, more for
+  slow AM). ``soundHanningDur`` defaults to 0.005 s (RFMapping's edges), the volume to
+  ``soundVolume``.
+* [method-2 edit] an OptoTagging file whose laser marker line has no edges is timed from the
+  NI-DAQ laser command (channel 5, :func:`~npc_frames.components._nidaq.opto_starts`) before the
+  laser is declared unrecorded. This departs from npc (which drops the rows): the command on the
+  NI-DAQ is the same signal that drives the marker, so its onsets are as good as the line's. Only
+  trials the NI-DAQ times become rows (a trial outside the recorded samples is dropped, as it has
+  no recording); without sync there is no recording at all (the NI-DAQ is put on the sync clock),
+  so no rows either. The NI-DAQ stream is read only when some trial needs it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import scipy.signal
 
+from npc_frames.components import _nidaq
 from npc_frames.components import _sound_opto as so
 from npc_frames.components._task import (
     drop_invalid,
     files_for,
+    first_after,
     frames_at,
     invalid_intervals,
     open_stim,
@@ -69,9 +91,19 @@ DEFAULT_OPTO_DEVICE = "laser_488"
 
 # ------------------------------------------------------------------------------- RF mapping
 def build_rf_mapping(
-    stim: StimFile, ft: FrameTimes, sync: SyncData | None, *, session_id: str, session_date: Any
+    stim: StimFile,
+    ft: FrameTimes,
+    sync: SyncData | None,
+    *,
+    session_id: str,
+    session_date: Any,
+    nidaq: NidaqSource = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return (vis, aud) RF-mapping frames of one RFMapping file (FORMATS §6.1–§6.2)."""
+    """Return (vis, aud) RF-mapping frames of one RFMapping file (FORMATS §6.1–§6.2).
+
+    `nidaq` (the session's NI-DAQ recording, or a function returning it, called only when a sound
+    is not timed by the sound line) enables method 2 of FORMATS §3.6 for the sound onsets.
+    """
     path = stim.path
     sf = np.asarray(stim.array("stimStartFrame"), dtype=np.float64).ravel()
     n = sf.size
@@ -135,8 +167,19 @@ def build_rf_mapping(
     if sync is not None and session_date >= so.FIRST_SOUND_ON_SYNC_DATE:
         rising = sync_edges(sync, so.SOUND_LINE)
     nominal = np.full(n, sound_dur)
+    # [method-2 edit] sounds the sound line does not time try the NI-DAQ speaker copy
+    untimed = np.isfinite(trigger)
+    if rising is not None and rising.size:
+        untimed &= ~(first_after(rising, trigger) - trigger <= so.MAX_ONSET_LATENCY)
+    nidaq_onset = _rf_sound_nidaq(
+        stim, np.where(untimed, trigger, np.nan), tone, am, noise, sound_dur, rate, _OnDemand(nidaq)
+    )
     a_on, a_off, _ = so.sound_times(
-        trigger, nominal, so.sound_waveform_duration(nominal, rate), rising
+        trigger,
+        nominal,
+        so.sound_waveform_duration(nominal, rate),
+        rising,
+        nidaq_onset=nidaq_onset,
     )
     a_end = np.where(np.isfinite(stop), stop, a_off + inter_frames / frame_rate)
     freq = np.where(np.isfinite(tone), tone, am)
@@ -164,11 +207,17 @@ def _first(a: FloatArray) -> FloatArray:
 def _rf_mapping(raw: RawSession) -> tuple[pl.DataFrame, pl.DataFrame]:
     sid = str(raw.session_id)
     sync = sync_data(raw)
+    daq = _OnDemand(lambda: _nidaq.nidaq_stream(raw))  # [method-2 edit] read only if needed
     vis = [VIS_RF_MAPPING.empty()]
     aud = [AUD_RF_MAPPING.empty()]
     for path, ft in files_for(raw, "RFMapping"):
         v, a = build_rf_mapping(
-            open_stim(path), ft, sync, session_id=sid, session_date=raw.session_id.date
+            open_stim(path),
+            ft,
+            sync,
+            session_id=sid,
+            session_date=raw.session_id.date,
+            nidaq=daq.get,
         )
         vis.append(VIS_RF_MAPPING.validate(v, source=path))
         aud.append(AUD_RF_MAPPING.validate(a, source=path))
@@ -201,11 +250,19 @@ def _wavelength(device: str) -> int:
 
 
 def build_optotagging(
-    stim: StimFile, ft: FrameTimes, sync: SyncData | None, *, session_id: str
+    stim: StimFile,
+    ft: FrameTimes,
+    sync: SyncData | None,
+    *,
+    session_id: str,
+    nidaq: NidaqSource = None,
 ) -> pl.DataFrame:
     """Return the optotagging trials of one OptoTagging file (FORMATS §6.3–§6.4).
 
-    Zero rows when the laser's sync line has no edges (unrecorded) or there is no sync.
+    Onsets come from the laser's marker line; trials it does not time use the laser command on
+    the NI-DAQ (`nidaq`: the recording, or a function returning it, called only when needed;
+    FORMATS §3.6 method 2). When the marker line has no edges, only the trials the NI-DAQ times
+    are rows (zero rows without an NI-DAQ recording: unrecorded); zero rows without sync.
     """
     path = stim.path
     device = str(stim_scalar(stim, "optoDev", default=DEFAULT_OPTO_DEVICE))
@@ -220,9 +277,11 @@ def build_optotagging(
         return OPTOTAGGING.empty()
     line = so.OPTO_LINE_633 if wavelength == 633 else so.OPTO_LINE_488
     rising = sync_edges(sync, line)
-    if rising.size == 0:
-        return OPTOTAGGING.empty()
     falling = sync_edges(sync, line, rising=False)
+    line_dead = rising.size == 0
+    daq = _OnDemand(nidaq)
+    if line_dead and daq.source_is_none:
+        return OPTOTAGGING.empty()
 
     onset_frame = _first(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
     n = onset_frame.size
@@ -248,7 +307,40 @@ def build_optotagging(
         rate,
     )
     trigger = frames_at(flip, onset_frame, path=path, field="trialOptoOnsetFrame")
-    onset, offset, _ = so.opto_times(trigger, a_start, a_stop, dur, rising, falling)
+    # [method-2 edit] trials without a marker-line pulse try the NI-DAQ laser command
+    has_opto = np.isfinite(trigger) & np.isfinite(a_start)
+    untimed = has_opto.copy()
+    if not line_dead:
+        lead = np.where(np.isfinite(a_start), a_start, 0.0)
+        untimed &= ~(first_after(rising, trigger) - trigger <= lead + so.MAX_ONSET_LATENCY)
+    rec = daq.get() if untimed.any() else None
+    nidaq_start = None
+    if rec is not None:
+        nidaq_start = _nidaq.opto_starts(
+            rec,
+            np.where(untimed, trigger, np.nan),
+            voltage,
+            dur,
+            np.zeros(n),
+            np.full(n, on_ramp),
+            np.full(n, off_ramp),
+            sin_freq,
+            offset_v,
+            sample_rate=rate,
+        )
+    onset, offset, _ = so.opto_times(
+        trigger,
+        a_start,
+        a_stop,
+        dur,
+        None if line_dead else rising,
+        None if line_dead else falling,
+        nidaq_start=nidaq_start,
+    )
+    if line_dead:  # unrecorded unless the NI-DAQ timed the trial (no flip-time rows)
+        keep = has_opto & np.isfinite(np.nan if nidaq_start is None else nidaq_start)
+    else:
+        keep = np.ones(n, dtype=bool)
 
     interval = float(stim_scalar(stim, "optoInterval", default=60))
     frame_rate = float(stim_scalar(stim, "frameRate", default=60))
@@ -277,6 +369,8 @@ def build_optotagging(
             "wavelength": np.full(n, wavelength),
         }
     )
+    if not keep.all():
+        df = df.filter(pl.Series(keep))
     return OPTOTAGGING.validate(df, source=path)
 
 
@@ -348,10 +442,160 @@ def optotagging(raw: RawSession) -> pl.DataFrame:
     """Return the optotagging trials of every OptoTagging file (zero rows if none/unrecorded)."""
     sid = str(raw.session_id)
     sync = sync_data(raw)
+    daq = _OnDemand(lambda: _nidaq.nidaq_stream(raw))  # [method-2 edit] read only if needed
     frames = [OPTOTAGGING.empty()]
     for path, ft in files_for(raw, "OptoTagging"):
-        frames.append(build_optotagging(open_stim(path), ft, sync, session_id=sid))
+        frames.append(build_optotagging(open_stim(path), ft, sync, session_id=sid, nidaq=daq.get))
     return drop_invalid(pl.concat(frames), invalid_intervals(raw))
+
+
+# ------------------------------------------------------------------ method 2 [method-2 edit]
+#: the NI-DAQ recording, a function returning it (or None), or None (method 2 unavailable)
+NidaqSource = _nidaq.NidaqRecording | Callable[[], _nidaq.NidaqRecording | None] | None
+#: noise band of RFMapping's AM / unmodulated noise, Hz (FORMATS §6.1)
+RF_NOISE_BAND = (2000.0, 20000.0)
+#: Hanning edges of RFMapping sounds when the file has no soundHanningDur, s
+RF_HANNING_DUR = 0.005
+
+
+class _OnDemand:
+    """The NI-DAQ recording, read on first use (most sessions never need method 2)."""
+
+    def __init__(self, source: NidaqSource) -> None:
+        self._source = source
+        self._done = not callable(source)
+        self._rec: _nidaq.NidaqRecording | None = None if callable(source) else source
+
+    @property
+    def source_is_none(self) -> bool:
+        """Return True when no recording was given at all (method 2 cannot apply)."""
+        return self._source is None
+
+    def get(self) -> _nidaq.NidaqRecording | None:
+        """Return the recording (None if the session has none)."""
+        if not self._done:
+            assert callable(self._source)
+            self._rec = self._source()
+            self._done = True
+        return self._rec
+
+
+def _saved_sound_arrays(stim: StimFile, n: int) -> list[FloatArray | None]:
+    """Return per trial the saved ``trialSoundArray`` waveform (None where absent/empty/zero)."""
+    out: list[FloatArray | None] = [None] * n
+    if not stim.has("trialSoundArray"):
+        return out
+    value = stim.get("trialSoundArray")  # BadFormatError naming the file and key if unreadable
+    if isinstance(value, np.ndarray) and value.dtype != object and value.ndim == 2:
+        rows: list[Any] = list(value)
+    elif isinstance(value, (np.ndarray, list, tuple)) and (
+        not isinstance(value, np.ndarray) or value.dtype == object
+    ):
+        rows = list(value)
+    else:
+        return out  # a scalar / empty placeholder: nothing saved
+    for i, row in enumerate(rows[:n]):  # one entry per trial (hundreds), not per sample
+        try:
+            a = np.asarray(row, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            continue
+        if a.size and np.all(np.isfinite(a)) and np.any(a != 0):
+            out[i] = a
+    return out
+
+
+def _rf_sound_nidaq(
+    stim: StimFile,
+    trigger: FloatArray,
+    tone: FloatArray,
+    am: FloatArray,
+    noise: FloatArray,
+    sound_dur: float,
+    rate: float,
+    daq: _OnDemand,
+) -> FloatArray | None:
+    """Return method-2 onsets of RFMapping sounds with a finite `trigger` (None: no NI-DAQ).
+
+    Saved ``trialSoundArray`` waveforms are the templates where present; the other trials use
+    the regenerated sound (module docstring). NaN where the NI-DAQ does not time the trial.
+    """
+    if not np.isfinite(trigger).any():
+        return None
+    rec = daq.get()
+    if rec is None:
+        return None
+    n = trigger.size
+    is_tone = np.isfinite(tone)
+    saved = _saved_sound_arrays(stim, n)
+    has_saved = np.isfinite(trigger) & np.array([a is not None for a in saved], dtype=bool)
+    onset = np.full(n, np.nan)
+    if has_saved.any():
+        onset = _saved_sound_onsets(rec, np.where(has_saved, trigger, np.nan), saved, is_tone, rate)
+    rest = np.isfinite(trigger) & ~has_saved
+    if rest.any():
+        is_am = ~is_tone & np.isfinite(am)
+        types = np.where(
+            is_tone, "tone", np.where(is_am & (np.nan_to_num(am) > 0), "AM noise", "noise")
+        )
+        freq = np.where(
+            is_tone[:, None],
+            np.stack([tone, np.full(n, np.nan)], axis=1),
+            np.where(is_am[:, None], np.array(RF_NOISE_BAND)[None, :], noise[:, :2]),
+        )
+        am_freq = np.where(is_am & (np.nan_to_num(am) > 0), am, np.nan)
+        hanning = stim_scalar(stim, "soundHanningDur", default=RF_HANNING_DUR)
+        volume = stim_scalar(stim, "soundVolume", default=1.0)
+        regen = _nidaq.sound_onsets(
+            rec,
+            np.where(rest, trigger, np.nan),
+            [str(t) for t in types],
+            freq,
+            np.full(n, sound_dur),
+            np.full(n, float(volume) if volume is not None else 1.0),
+            am_freq,
+            None,
+            sample_rate=rate,
+            hanning_dur=float(hanning) if hanning is not None else RF_HANNING_DUR,
+        )
+        onset = np.where(rest, regen, onset)
+    return onset
+
+
+def _saved_sound_onsets(
+    rec: _nidaq.NidaqRecording,
+    trigger: FloatArray,
+    saved: list[FloatArray | None],
+    is_tone: npt.NDArray[np.bool_],
+    rate: float,
+) -> FloatArray:
+    """Return onsets of the trials with a finite `trigger`, templates from their saved arrays.
+
+    Identical saved arrays share one template. Tones: the analytic signal of the saved array
+    (Hilbert transform at the task's rate, real and imaginary parts resampled) so that the
+    envelope of the correlation is maximised; noise: the resampled saved samples.
+    """
+    n = trigger.size
+    tid = np.full(n, -1, dtype=np.int64)
+    wave_dur = np.full(n, np.nan)
+    templates: list[npt.NDArray[Any]] = []
+    index: dict[tuple[bool, bytes], int] = {}
+    for i in np.flatnonzero(np.isfinite(trigger)):  # per sound trial (hundreds): dedupe templates
+        a = saved[i]
+        assert a is not None
+        key = (bool(is_tone[i]), a.tobytes())
+        if key not in index:
+            if is_tone[i]:
+                z = scipy.signal.hilbert(a)
+                tpl: npt.NDArray[Any] = _nidaq.resample_linear(
+                    z.real, rate, rec.rate_on_sync
+                ) + 1j * _nidaq.resample_linear(z.imag, rate, rec.rate_on_sync)
+            else:
+                tpl = _nidaq.resample_linear(a, rate, rec.rate_on_sync)
+            index[key] = len(templates)
+            templates.append(tpl)
+        tid[i] = index[key]
+        wave_dur[i] = a.size / rate
+    return _nidaq.correlation_onsets(rec, _nidaq.SOUND_CHANNEL, trigger, wave_dur, tid, templates)
 
 
 # ---------------------------------------------------------------------------- luminance test
