@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 __all__ = ["raster_psth", "save", "session_summary"]
 
 _MODALITY_COLORS = {"vis": "tab:green", "aud": "tab:blue"}
+# the same colour for a stimulus in every figure: visual greens, auditory blues, catch grey
+_STIM_COLORS = {
+    "vis1": "tab:green",
+    "vis2": "tab:olive",
+    "sound1": "tab:blue",
+    "sound2": "tab:cyan",
+    "catch": "tab:gray",
+}
 
 
 def _figure(**kwargs: Any) -> Figure:
@@ -77,7 +85,8 @@ def raster_psth(
     xs = aligned["spike_times"].explode().drop_nulls().to_numpy()
     ys = np.repeat(np.arange(aligned.height), lengths)
     group_values = aligned[by].to_list() if by else [None] * aligned.height
-    palette = dict(zip(dict.fromkeys(group_values), _cycle(), strict=False))
+    others = _cycle()
+    palette = {g: _STIM_COLORS.get(str(g)) or next(others) for g in dict.fromkeys(group_values)}
     colors = [palette[g] for g in np.repeat(np.array(group_values, dtype=object), lengths)]
     ax_r.scatter(xs, ys, s=2, c=colors if len(colors) else None, marker="|", linewidths=0.8)
     ax_r.axvline(0, color="k", lw=0.5)
@@ -103,7 +112,7 @@ def raster_psth(
 
 
 def _cycle() -> Any:
-    colors = ["tab:green", "tab:olive", "tab:blue", "tab:cyan", "tab:gray", "tab:red", "tab:purple"]
+    colors = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:orange"]
     while True:
         yield from colors
 
@@ -196,13 +205,7 @@ def session_summary(
         idx = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
         rel = lick_times[idx] - stim[row] if idx.size else np.array([])
         stim_names = np.array(trials["stim_name"].to_list(), dtype=object)
-        palette = {
-            "vis1": "tab:green",
-            "vis2": "tab:olive",
-            "sound1": "tab:blue",
-            "sound2": "tab:cyan",
-            "catch": "tab:gray",
-        }
+        palette = _STIM_COLORS
         ax_lick.scatter(rel, row, s=3, marker="|", c=[palette.get(s, "k") for s in stim_names[row]])
         window = (0.1, 1.0)  # response window: frames [6, 60) after stimulus onset at 60 Hz
         if {"response_window_start_time", "response_window_stop_time"} <= set(trials.columns):

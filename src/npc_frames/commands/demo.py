@@ -160,16 +160,31 @@ def _figures(session_id: str, cache_dir: Path, fig_dir: Path) -> list[str]:
         fig = plot.session_summary(session_id, cache=cache_dir)
         paths.append(plot.save(fig, fig_dir / f"{session_id}_summary.png"))
         units = cache_mod.scan("units", cache_dir).filter(pl.col("session_id") == session_id)
+        trials = cache_mod.scan("trials", cache_dir).filter(pl.col("session_id") == session_id)
+        # show the unit whose rate rises most after stimulus onset (nf.spike_counts)
+        from npc_frames.analysis import spike_counts
+
+        counts = spike_counts(
+            units,
+            trials,
+            windows={
+                "baseline": ("stim_start_time", -0.5, 0.0),
+                "response": ("stim_start_time", 0.0, 0.2),
+            },
+        )
         best = (
-            units.with_columns(pl.col("spike_times").list.len().alias("_n"))
-            .sort("_n", descending=True)
-            .select("unit_id")
-            .head(1)
-            .collect()
+            counts.with_columns(
+                rate=pl.col("count")
+                / pl.when(pl.col("window") == "baseline").then(0.5).otherwise(0.2)
+            )
+            .group_by("unit_id", "window")
+            .agg(pl.col("rate").mean())
+            .pivot(on="window", index="unit_id", values="rate")
+            .with_columns(gain=pl.col("response") - pl.col("baseline"))
+            .sort("gain", descending=True, nulls_last=True)
         )
         if best.height:
-            trials = cache_mod.scan("trials", cache_dir).filter(pl.col("session_id") == session_id)
-            unit_id = best["unit_id"][0]
+            unit_id = str(best["unit_id"][0])
             fig = plot.raster_psth(units, trials, unit_id)
             paths.append(plot.save(fig, fig_dir / f"{unit_id}_raster.png"))
     except Exception as exc:  # figures are a bonus: report, never fail the demo
