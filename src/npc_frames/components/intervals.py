@@ -19,9 +19,13 @@ Decisions on quirks:
   it is regenerated: ``trialToneFreq``/``trialSoundFreq`` → "tone" at [f, NaN];
   ``trialAMNoiseFreq`` > 0 → "AM noise" in [2000, 20000] Hz; 0 Hz → unmodulated "noise" in
   [2000, 20000] Hz; ``trialNoiseFreq`` → "noise" in its band edges. RFMapping stores no seeds, so
-  regenerated noise is matched by its amplitude envelope only (less precise: ~0.1–0.2 ms, more for
-  slow AM). ``soundHanningDur`` defaults to 0.005 s (RFMapping's edges), the volume to
-  ``soundVolume``.
+  regenerated noise can only be matched by its amplitude envelope: fine for unmodulated noise
+  (sharp Hanning edges; ~0.05 ms on synthetic data) but ambiguous by whole periods for AM noise
+  (a periodic envelope against the random envelope of noise: errors of 1–10 AM periods, 12–125
+  ms, on synthetic data — worse than the flip time), so **AM noise (> 0 Hz) without a saved
+  waveform keeps method 3**. Tones whose frequency is the NI-DAQ's Nyquist frequency (15 kHz at
+  30 kHz) lose their carrier in the sampling and are timed by their envelope (~0.2 ms).
+  ``soundHanningDur`` defaults to 0.005 s (RFMapping's edges), the volume to ``soundVolume``.
 * [method-2 edit] an OptoTagging file whose laser marker line has no edges is timed from the
   NI-DAQ laser command (channel 5, :func:`~npc_frames.components._nidaq.opto_starts`) before the
   laser is declared unrecorded. This departs from npc (which drops the rows): the command on the
@@ -530,10 +534,12 @@ def _rf_sound_nidaq(
     has_saved = np.isfinite(trigger) & np.array([a is not None for a in saved], dtype=bool)
     onset = np.full(n, np.nan)
     if has_saved.any():
-        onset = _saved_sound_onsets(rec, np.where(has_saved, trigger, np.nan), saved, is_tone, rate)
-    rest = np.isfinite(trigger) & ~has_saved
+        onset = _saved_sound_onsets(rec, np.where(has_saved, trigger, np.nan), saved, tone, rate)
+    is_am = ~is_tone & np.isfinite(am)
+    # AM noise without its samples: only the periodic envelope could be matched (no seeds), which
+    # is ambiguous by whole AM periods -> method 3 (module docstring)
+    rest = np.isfinite(trigger) & ~has_saved & ~(is_am & (np.nan_to_num(am) > 0))
     if rest.any():
-        is_am = ~is_tone & np.isfinite(am)
         types = np.where(
             is_tone, "tone", np.where(is_am & (np.nan_to_num(am) > 0), "AM noise", "noise")
         )
@@ -565,30 +571,35 @@ def _saved_sound_onsets(
     rec: _nidaq.NidaqRecording,
     trigger: FloatArray,
     saved: list[FloatArray | None],
-    is_tone: npt.NDArray[np.bool_],
+    tone_freq: FloatArray,
     rate: float,
 ) -> FloatArray:
     """Return onsets of the trials with a finite `trigger`, templates from their saved arrays.
 
-    Identical saved arrays share one template. Tones: the analytic signal of the saved array
-    (Hilbert transform at the task's rate, real and imaginary parts resampled) so that the
-    envelope of the correlation is maximised; noise: the resampled saved samples.
+    Identical saved arrays share one template. Noise: the saved samples, linearly resampled to
+    the NI-DAQ rate on sync. Tones: the analytic tone ``env(t)·exp(2πi·f·t)`` with `env` the
+    saved array's amplitude envelope (``|hilbert|``, linearly resampled) and the carrier at
+    ``trialToneFreq`` evaluated directly at the NI-DAQ sample times; the envelope of the
+    correlation is maximised. Resampling the saved 48 kHz tone itself (linearly, or band-limited)
+    distorts a 4–16 kHz carrier sampled at 30 kHz (errors up to ~0.2 ms in our tests), while the
+    NI-DAQ samples the speaker's smooth signal (aliasing included) exactly as the direct carrier.
     """
     n = trigger.size
+    is_tone = np.isfinite(tone_freq) & (tone_freq > 0)
     tid = np.full(n, -1, dtype=np.int64)
     wave_dur = np.full(n, np.nan)
     templates: list[npt.NDArray[Any]] = []
-    index: dict[tuple[bool, bytes], int] = {}
+    index: dict[tuple[float, bytes], int] = {}
     for i in np.flatnonzero(np.isfinite(trigger)):  # per sound trial (hundreds): dedupe templates
         a = saved[i]
         assert a is not None
-        key = (bool(is_tone[i]), a.tobytes())
+        key = (float(tone_freq[i]) if is_tone[i] else np.nan, a.tobytes())
         if key not in index:
             if is_tone[i]:
-                z = scipy.signal.hilbert(a)
-                tpl: npt.NDArray[Any] = _nidaq.resample_linear(
-                    z.real, rate, rec.rate_on_sync
-                ) + 1j * _nidaq.resample_linear(z.imag, rate, rec.rate_on_sync)
+                env = np.abs(scipy.signal.hilbert(a))
+                env = _nidaq.resample_linear(env / env.max(), rate, rec.rate_on_sync)
+                t = np.arange(env.size) / rec.rate_on_sync
+                tpl: npt.NDArray[Any] = env * np.exp(1j * 2 * np.pi * tone_freq[i] * t)
             else:
                 tpl = _nidaq.resample_linear(a, rate, rec.rate_on_sync)
             index[key] = len(templates)
