@@ -129,7 +129,6 @@ def _raw(root: Path) -> Any:
 
 
 # ------------------------------------------------------------------------ aud_rf_mapping
-@pytest.mark.slow
 def test_aud_rf_mapping_onsets_from_nidaq_within_0p1ms_of_truth(m2_session: dict[str, Any]):
     from npc_frames.components.intervals import aud_rf_mapping
 
@@ -174,7 +173,6 @@ class _WithoutSavedSounds:
         return getattr(self._stim, name)
 
 
-@pytest.mark.slow
 def test_aud_rf_mapping_regenerated_templates_without_saved_arrays(m2_session: dict[str, Any]):
     """Without trialSoundArray, tones are regenerated ("tone" at [f, NaN]) and recover the onset
     within 0.1 ms; unmodulated noise (0 Hz: "noise", no seed) is matched by its Hanning-edged
@@ -209,7 +207,6 @@ def test_aud_rf_mapping_regenerated_templates_without_saved_arrays(m2_session: d
     np.testing.assert_array_equal(got[am], flip[am])
 
 
-@pytest.mark.slow
 def test_aud_rf_mapping_clipped_nidaq_gives_flip_time_exactly(m2_session: dict[str, Any]):
     from npc_frames.components.intervals import aud_rf_mapping
 
@@ -221,7 +218,6 @@ def test_aud_rf_mapping_clipped_nidaq_gives_flip_time_exactly(m2_session: dict[s
 
 
 # --------------------------------------------------------------------------- optotagging
-@pytest.mark.slow
 def test_optotagging_rows_from_nidaq_when_marker_line_missing(m2_session: dict[str, Any]):
     from npc_frames.components.intervals import optotagging
 
@@ -246,7 +242,6 @@ def test_optotagging_rows_from_nidaq_when_marker_line_missing(m2_session: dict[s
     assert np.all(df["stim_start_time"].to_numpy() - flip > 1e-4)
 
 
-@pytest.mark.slow
 def test_optotagging_unrecorded_when_line_missing_and_nidaq_clipped(m2_session: dict[str, Any]):
     from npc_frames.components.intervals import optotagging
     from npc_frames.schemas.behavior import OPTOTAGGING

@@ -13,9 +13,12 @@ Decisions on quirks:
   2023-08-31, or a dead line) are timed from the NI-DAQ speaker copy (FORMATS §3.6 method 2,
   :mod:`~npc_frames.components._nidaq`) when the session's NI-DAQ stream covers the trial's
   window, else by the flip time of ``stimStartFrame`` (method 3). The expected waveform is the
-  saved ``trialSoundArray[i]`` when present and non-empty (§3.6 says so first; tones use the
-  envelope of the correlation with its analytic signal, as ``_nidaq`` does for regenerated tones,
-  because the raw correlation of a tone has near-equal maxima one carrier period apart); otherwise
+  saved ``trialSoundArray[i]`` when present and non-empty (§3.6 says so first). Noise uses the
+  saved samples as they are; a saved tone gives its amplitude envelope, multiplied by the carrier
+  at ``trialToneFreq`` evaluated at the NI-DAQ sample times, and the envelope of the correlation
+  is maximised — as ``_nidaq`` does for regenerated tones, because the raw correlation of a tone
+  has near-equal maxima one carrier period apart and a resampled 48 kHz carrier is distorted at
+  30 kHz (errors up to 0.2 ms when the saved tone itself was resampled). Otherwise
   it is regenerated: ``trialToneFreq``/``trialSoundFreq`` → "tone" at [f, NaN];
   ``trialAMNoiseFreq`` > 0 → "AM noise" in [2000, 20000] Hz; 0 Hz → unmodulated "noise" in
   [2000, 20000] Hz; ``trialNoiseFreq`` → "noise" in its band edges. RFMapping stores no seeds, so
@@ -540,13 +543,15 @@ def _rf_sound_nidaq(
     # is ambiguous by whole AM periods -> method 3 (module docstring)
     rest = np.isfinite(trigger) & ~has_saved & ~(is_am & (np.nan_to_num(am) > 0))
     if rest.any():
+        band = np.full((n, 2), np.nan)
+        band[:, : min(2, noise.shape[1])] = noise[:, :2]
         types = np.where(
             is_tone, "tone", np.where(is_am & (np.nan_to_num(am) > 0), "AM noise", "noise")
         )
         freq = np.where(
             is_tone[:, None],
             np.stack([tone, np.full(n, np.nan)], axis=1),
-            np.where(is_am[:, None], np.array(RF_NOISE_BAND)[None, :], noise[:, :2]),
+            np.where(is_am[:, None], np.array(RF_NOISE_BAND)[None, :], band),
         )
         am_freq = np.where(is_am & (np.nan_to_num(am) > 0), am, np.nan)
         hanning = stim_scalar(stim, "soundHanningDur", default=RF_HANNING_DUR)
