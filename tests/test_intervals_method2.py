@@ -470,3 +470,48 @@ def test_rf_sound_from_saved_array_and_regenerated_noise_on_hand_built_recording
     assert aud.filter(pl.col("trial_index") == 2)["stim_stop_time"][0] == pytest.approx(
         flip[62] + 0.25, abs=1e-12
     )
+
+
+def test_rf_band_noise_from_trial_noise_freq_without_saved_arrays() -> None:
+    """Older RFMapping files: band noise given by ``trialNoiseFreq`` edges, no saved samples and
+    no seeds -> "noise" regenerated in that band and matched by its Hanning-edged envelope."""
+    import scipy.signal
+
+    from npc_frames.components.intervals import build_rf_mapping
+
+    t0, rate = 2.0, 30000.0
+    start = t0 - 0.5
+    flip = t0 + np.arange(201) / 60
+    rng = np.random.default_rng(5)
+    n_s = int(0.25 * SOUND_RATE)
+    env = np.ones(n_s)
+    h = int(SOUND_RATE * HANNING)
+    win = np.hanning(2 * h + 1)
+    env[:h], env[-h:] = win[:h], win[h + 1 :]
+    b, a = scipy.signal.butter(10, [4000, 8000], btype="bandpass", fs=SOUND_RATE)
+    noise = scipy.signal.filtfilt(b, a, 2 * rng.random(n_s) - 1) * env
+    noise = 0.5 * noise / np.abs(noise).max()
+    t_on = flip[31] + 0.0121
+    data = np.zeros((int(rate * 5), 8), dtype=np.int16)
+    k = np.arange(int((t_on - 0.05 - start) * rate), int((t_on + 0.3 - start) * rate))
+    v = np.interp(start + k / rate - t_on, np.arange(n_s) / SOUND_RATE, noise, left=0, right=0)
+    data[k, 1] = np.round((v + rng.normal(0, 0.005, k.size)) / 0.00030517578125)
+    attrs = {
+        "stimFrames": 15,
+        "interStimFrames": 15,
+        "soundDur": 0.25,
+        "stimStartFrame": np.array([0, 31]),
+        "trialFullFieldContrast": np.array([1.0, np.nan]),
+        "trialSoundFreq": np.array([np.nan, np.nan]),
+        "trialNoiseFreq": np.array([[np.nan, np.nan], [4000.0, 8000.0]]),
+    }
+    _, aud = build_rf_mapping(
+        _Stim(attrs, "RFMapping_1_20230801_115000.hdf5"),
+        _Frames(t0, 201),
+        None,
+        session_id="x",
+        session_date=dt.date(2023, 8, 1),
+        nidaq=_rec(data, start=start, rate=rate),
+    )
+    assert aud["trial_index"].to_list() == [1] and aud["is_white_noise"][0]
+    assert abs(aud["stim_start_time"][0] - t_on) < TOL
