@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npc_frames.errors import InvalidIdError
@@ -163,6 +163,7 @@ def test_camera_names(text: str, camera: str) -> None:
     assert parse_camera_name(text) == camera
 
 
+@settings(deadline=None)
 @given(
     subject=subjects,
     date=dates,
@@ -184,6 +185,7 @@ def test_any_layout_round_trips(
     assert parse_date(text) == date
 
 
+@settings(deadline=None)
 @given(
     subject=subjects,
     date=dates,

@@ -621,12 +621,10 @@ def test_mouse_rates_over_a_long_session(long_runs: list[ScriptRun]) -> None:
     assert not (t["is_noncontingent_reward"] & t["is_contingent_reward"]).any()
 
 
-def test_two_minute_task_simulates_fast(tmp_path: Path) -> None:
-    t0 = time.perf_counter()
-    _simulate(tmp_path, minutes=2, scripts=("DynamicRouting1",))
-    elapsed = time.perf_counter() - t0
-    print(f"\n2-minute DynamicRouting1 simulated and written in {elapsed:.3f} s")
-    assert elapsed < 5  # generous: the figure is printed, not benchmarked
+def test_two_minute_task_simulates(tmp_path: Path) -> None:
+    """Smoke test of the short task; its speed is measured in benchmarks/bench_synth.py."""
+    runs = _simulate(tmp_path, minutes=2, scripts=("DynamicRouting1",))
+    assert len(runs) == 1 and runs[0].path.exists()
 
 
 def test_same_seed_same_truth_and_files(tmp_path: Path) -> None:
