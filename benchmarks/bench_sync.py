@@ -28,22 +28,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from npc_frames.synth.sync import LINE_LABELS
+
 RATE = 100_000.0
-LABELS = [""] * 32
-for bit, label in {
-    0: "barcode_ephys",
-    2: "vsync_stim",
-    4: "stim_photodiode",
-    5: "stim_running",
-    21: "beh_cam_frame_readout",
-    22: "face_cam_frame_readout",
-    25: "eye_cam_frame_readout",
-    27: "beh_cam_exposing",
-    28: "face_cam_exposing",
-    29: "eye_cam_exposing",
-    31: "lick_sensor",
-}.items():
-    LABELS[bit] = label
+LABELS = list(LINE_LABELS)  # the NP-rig line table the synthetic sessions use (FORMATS §2.3)
 USED = ["barcode_ephys", "vsync_stim", "stim_photodiode", "stim_running", "lick_sensor"] + [
     f"{c}_cam_exposing" for c in ("beh", "face", "eye")
 ]
