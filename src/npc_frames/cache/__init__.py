@@ -21,13 +21,16 @@ from typing import Any
 
 from npc_frames import storage
 from npc_frames.cache.catalog import (
+    BAD_STATUSES,
     CATALOG_FILE,
     CATALOG_LOCK,
     CATALOG_SCHEMA,
     DATA_FILE,
     DEFAULT_CACHE,
     ENV_CACHE,
+    STATUSES,
     WORKER_MEMORY_BYTES,
+    SessionStatus,
     _check_component,
     _component_names,
     _glob,
@@ -35,9 +38,11 @@ from npc_frames.cache.catalog import (
     cache_root,
     data_path,
     read_catalog,
+    session_status,
 )
 from npc_frames.cache.convert import convert, default_workers, fingerprint
 from npc_frames.cache.manifest import read_manifest
+from npc_frames.cache.pool import WorkerCrashedError
 from npc_frames.cache.scan import (
     _make_scan,
     read_session,
@@ -68,6 +73,9 @@ __all__ = [
     "CATALOG_FILE",
     "CATALOG_SCHEMA",
     "DATA_FILE",
+    "STATUSES",
+    "SessionStatus",
+    "WorkerCrashedError",
     "cache_root",
     "connect",
     "convert",
@@ -76,16 +84,20 @@ __all__ = [
     "read_manifest",
     "read_session",
     "scan",
+    "session_status",
     "sql",
 ]
 
 # names kept importable from npc_frames.cache for callers that used the single-module layout
 _REEXPORTED = (
     storage,
+    BAD_STATUSES,
     CATALOG_LOCK,
     DEFAULT_CACHE,
     ENV_CACHE,
+    STATUSES,
     WORKER_MEMORY_BYTES,
+    SessionStatus,
     _check_component,
     _glob,
     _safe_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -18,13 +19,25 @@ ENV_CACHE = "NPC_FRAMES_CACHE"
 #: memory one conversion worker may need at worst (a full-scale session's units), for pool sizing
 WORKER_MEMORY_BYTES = 4 * 1024**3
 
+#: catalog statuses (docs/cache.md, "Catalog statuses"); a component row has one of these, and so
+#: has each part row (a probe of an ephys component, a damaged input file)
+STATUSES: tuple[str, ...] = ("ok", "empty", "absent", "partial", "failed")
+#: statuses that mean the cache holds less than the raw data had (convert exits non-zero)
+BAD_STATUSES: frozenset[str] = frozenset({"partial", "failed"})
+
 CATALOG_SCHEMA: pl.Schema = pl.Schema(
     {  # type: ignore[arg-type]
         "session_id": pl.String,
         "component": pl.String,
-        "status": pl.String,  # "ok" | "empty" | "failed"
+        #: null on the component's own row; else the part: "probeA", a damaged file's name …
+        "part": pl.String,
+        #: probe letter of a probe part row (ephys components), else null
+        "probe": pl.String,
+        "status": pl.String,  # one of STATUSES
         "rows": pl.Int64,
-        "error": pl.String,  # "<ErrorType>: <message>" for failed components
+        "error": pl.String,  # "<ErrorType>: <message>"; for absent: the reason
+        "error_type": pl.String,  # the typed error's class name
+        "error_location": pl.String,  # "module:line" where the error was raised
         "fingerprint": pl.String,  # sha256 of (relative path, size, mtime/etag) of the raw inputs
         "input_files": pl.Int64,
         "input_bytes": pl.Int64,
@@ -89,7 +102,8 @@ def _empty_catalog() -> pl.DataFrame:
 
 
 def read_catalog(cache: str | os.PathLike[str] | None = None) -> pl.DataFrame:
-    """Return the catalog: one row per (session_id, component) ever converted into `cache`."""
+    """Return the catalog: one row per (session_id, component) ever converted into `cache`, plus
+    one row per part (probe of an ephys component, damaged input) with ``part`` set."""
     root = cache_root(cache)
     path = storage.join(root, CATALOG_FILE)
     try:
@@ -106,14 +120,24 @@ def read_catalog(cache: str | os.PathLike[str] | None = None) -> pl.DataFrame:
 
 
 def _merge_catalog(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
-    """Return `old` updated with `new`: per (session_id, component) the latest written_at wins."""
-    both = pl.concat([old, new.select(CATALOG_SCHEMA.names())], how="vertical")
+    """Return `old` updated with `new`: per (session_id, component) the latest write wins whole.
+
+    A component's row and its part rows are written together with one ``written_at``; the
+    latest such group replaces every older row of the (session_id, component), so a probe that
+    is no longer reported does not linger.
+    """
+    both = pl.concat([old, new.select(CATALOG_SCHEMA.names())], how="vertical").with_row_index(
+        "_order"
+    )
+    key = ["session_id", "component"]
+    latest = both.group_by(key).agg(pl.col("written_at").max().alias("_latest"))
     return (
-        both.with_row_index("_order")
-        .sort(["session_id", "component", "written_at", "_order"], nulls_last=False)
-        .unique(["session_id", "component"], keep="last", maintain_order=True)
-        .drop("_order")
-        .sort(["session_id", "component"])
+        both.join(latest, on=key, how="left")
+        .filter(pl.col("_latest").is_null() | (pl.col("written_at") == pl.col("_latest")))
+        .sort([*key, "part", "_order"], nulls_last=False)
+        .unique([*key, "part"], keep="last", maintain_order=True)
+        .drop("_order", "_latest")
+        .sort([*key, "part"], nulls_last=False)
     )
 
 
@@ -127,3 +151,50 @@ def _write_catalog_rows(root: str, rows: pl.DataFrame) -> None:
         buf = io.BytesIO()
         merged.write_parquet(buf, compression="zstd")
         storage.atomic_write_bytes(path, buf.getvalue())
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """What the catalog says about one session: its worst status and every partial/failed part."""
+
+    session_id: str
+    #: "ok" (every component ok/empty/absent), "partial" or "failed" (any component failed)
+    status: str
+    #: component -> status (component rows only)
+    components: dict[str, str]
+    #: "component[/part]: error" of every partial or failed component and part
+    problems: tuple[str, ...]
+
+    @property
+    def is_complete(self) -> bool:
+        """Return True when nothing of the session is partial or failed."""
+        return self.status == "ok"
+
+
+def session_status(
+    session_id: object, cache: str | os.PathLike[str] | None = None
+) -> SessionStatus:
+    """Return the catalog status of one session (e.g. for an NWB export to note a partial one).
+
+    Raises CacheError when the catalog has no row for the session.
+    """
+    root = cache_root(cache)
+    sid = _safe_id(session_id)
+    rows = read_catalog(root).filter(pl.col("session_id") == sid)
+    if rows.is_empty():
+        raise CacheError(
+            f"session {sid} is not in the catalog",
+            path=storage.join(root, CATALOG_FILE),
+            field=sid,
+            expected="a session converted with npc_frames.convert",
+        )
+    comp = rows.filter(pl.col("part").is_null())
+    statuses = dict(zip(comp["component"].to_list(), comp["status"].to_list(), strict=True))
+    bad = rows.filter(pl.col("status").is_in(list(BAD_STATUSES)))
+    problems = tuple(
+        f"{r['component']}{'/' + r['part'] if r['part'] else ''}: {r['status']}: {r['error']}"
+        for r in bad.iter_rows(named=True)
+    )
+    values = set(statuses.values())
+    status = "failed" if "failed" in values else "partial" if "partial" in values else "ok"
+    return SessionStatus(sid, status, statuses, problems)
