@@ -275,7 +275,7 @@ def test_sql_sees_sessions_converted_after_an_earlier_query(fake, tmp_path):
     cache.convert(raws[1:], root, progress=False)
     assert cache.sql(q, root)["n"].to_list() == [2]
     # a statement that changes state never runs on the shared connection
-    cache.sql("CREATE TABLE scratch AS SELECT 1 AS x", root)
+    cache.sql("CREATE TABLE scratch AS SELECT 1 AS x", root, read_only=False)
     with pytest.raises(ParameterError, match="scratch"):
         cache.sql("SELECT * FROM scratch", root)
 

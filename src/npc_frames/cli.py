@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 #: subcommands in help order; a module that is absent (optional extra missing) is skipped.
-SUBCOMMANDS = ("demo", "synth", "convert", "sql", "info", "nwb", "plot")
+SUBCOMMANDS = ("demo", "synth", "convert", "sql", "describe", "info", "nwb", "plot")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,8 +92,20 @@ def data_path(cache: str, component: str, session_id: object) -> str:
     )
 
 
+def _escape_glob(path: str) -> str:
+    """Return `path` with its glob characters escaped (``[`` -> ``[[]``, ``*`` -> ``[*]``, …).
+
+    Polars, DuckDB and fsspec all read ``[x]`` as the literal character x, so a cache folder
+    named ``ca[c]he*`` is matched as itself, never as a pattern.
+    """
+    protocol, sep, rest = path.rpartition("://")
+    escaped = "".join(f"[{ch}]" if ch in "[*?" else ch for ch in rest)
+    return f"{protocol}{sep}{escaped}"
+
+
 def _glob(cache: str, component: str) -> str:
-    return storage.join(cache, component, "session_id=*", DATA_FILE)
+    """Return the glob of every session's file of `component` (the cache root escaped)."""
+    return storage.join(_escape_glob(cache), component, "session_id=*", DATA_FILE)
 
 
 # ---------------------------------------------------------------------------------- catalog

@@ -32,6 +32,7 @@ from npc_frames.cache.catalog import (
     read_catalog,
 )
 from npc_frames.cache.manifest import _annotations, read_manifest
+from npc_frames.cache.scan import corrupt_file
 from npc_frames.cache_layout import to_parquet_bytes
 from npc_frames.errors import AbsentModalityError, CacheError, NpcFramesError, ParameterError
 
@@ -132,7 +133,9 @@ def _is_unchanged(task: _Task, name: str, fp: str, path: str) -> bool:
         return False
     status = prev["status"]
     retry = status in ("failed", "partial") and prev["library_version"] != task.library_version
-    has_file = status in ("failed", "absent") or storage.exists(path)
+    # a file whose footer cannot be read (truncated, overwritten) is recomputed even when the
+    # fingerprint is unchanged; reading the footer is one ranged read on S3
+    has_file = status in ("failed", "absent") or corrupt_file(path) is None
     return bool(
         prev["fingerprint"] == fp
         and prev["schema_version"] == task.schema_version
@@ -226,7 +229,10 @@ def _convert_component(
                 "npc_frames.schema_version": str(task.schema_version),
                 "npc_frames.library_version": task.library_version,
             }
-            storage.atomic_write_bytes(path, to_parquet_bytes(df, component=name, metadata=meta))
+            data = to_parquet_bytes(
+                df, component=name, metadata=meta, schema=task.schemas.get(name)
+            )
+            storage.atomic_write_bytes(path, data)
         else:
             # a stale file from an earlier success would contradict the catalog: remove it
             storage.remove(path)

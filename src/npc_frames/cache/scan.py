@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import polars as pl
@@ -50,6 +51,7 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     schema = _schema_of(component)
     pattern = _glob(root, component)
     files = storage.glob(pattern)
+    _verify_local_files(component, files)
     if not files:
         return pl.LazyFrame(schema=schema if schema is not None else {"session_id": pl.String})
     packed = _packed(component, schema, files[0])
@@ -70,6 +72,60 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     if packed:
         lf = lf.with_columns(unpack_expr(n, e) for n, e in packed.items())
     return lf
+
+
+def corrupt_file(path: str) -> str | None:
+    """Return why the Parquet footer of `path` cannot be read, or None when it can.
+
+    Reads only the footer (a ranged read on S3): a truncated, overwritten or non-Parquet file is
+    caught; damage inside a data page is found only when the page is decoded.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        fs, p = storage.filesystem(path)
+        with fs.open(p, "rb") as f:
+            pq.read_metadata(f)
+    except FileNotFoundError:
+        return "the file does not exist"
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for a damaged footer
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+#: (path, size, mtime_ns) of local files whose footer was read: files are replaced atomically,
+#: so a changed file has a new key and is checked again
+_VERIFIED: set[tuple[str, int, int]] = set()
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _verify_local_files(component: str, files: Sequence[str]) -> None:
+    """Raise CacheError naming the first local file of `component` whose footer is unreadable.
+
+    Polars' own error does not name the file. Each file is checked once per (size, mtime);
+    remote files are not checked here (DuckDB's and the convert check name them).
+    """
+    for path in files:
+        if storage.is_remote(path):
+            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # removed since the listing; the scan will not see it either
+        key = (path, st.st_size, st.st_mtime_ns)
+        with _VERIFIED_LOCK:
+            if key in _VERIFIED:
+                continue
+        problem = corrupt_file(path)
+        if problem is not None:
+            raise CacheError(
+                f"cache file cannot be read: {problem}",
+                path=path,
+                field=component,
+                expected="a Parquet file written by npc_frames.convert (reconvert it)",
+            )
+        with _VERIFIED_LOCK:
+            _VERIFIED.add(key)
 
 
 def _packed(component: str, schema: pl.Schema | None, sample_file: str) -> dict[str, str]:
@@ -139,7 +195,15 @@ def read_session(
             data = storage.read_bytes(path)
         except FileNotFoundError:
             continue
-        df = pl.read_parquet(io.BytesIO(data))
+        try:
+            df = pl.read_parquet(io.BytesIO(data))
+        except Exception as exc:  # Polars raises ComputeError without naming the file
+            raise CacheError(
+                f"cache file cannot be read: {type(exc).__name__}: {exc}",
+                path=path,
+                field=name,
+                expected="a Parquet file written by npc_frames.convert (reconvert it)",
+            ) from exc
         schema = _schema_of(name)
         layout = LAYOUTS.get(name)
         if layout is not None and layout.packed:

@@ -1,10 +1,21 @@
-"""DuckDB over the cache: ``connect`` (views), ``sql`` (queries, shared connections), UDFs."""
+"""DuckDB over the cache: ``connect`` (views), ``sql`` (queries, shared connections), UDFs.
+
+Every view carries its schema as comments (``COMMENT ON VIEW``/``COLUMN``), so ``SHOW TABLES``,
+``DESCRIBE trials`` and ``information_schema.columns`` document the cache. No helper object is
+created: an absent component's view is a typed zero-row ``SELECT``, not a registered table.
+
+``sql`` is read-only by default (:data:`READ_ONLY_RULES`): the query must be one statement whose
+DuckDB statement type is a query, and it runs on a shared connection inside a transaction that is
+always rolled back, so even a statement that slipped through could not change the shared views.
+"""
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import difflib
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,17 +23,66 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from npc_frames import storage
-from npc_frames.cache.catalog import DATA_FILE, _component_names, _glob, cache_root, read_catalog
-from npc_frames.cache.scan import _schema_of
+from npc_frames.cache.catalog import (
+    DATA_FILE,
+    _component_names,
+    _escape_glob,
+    _glob,
+    cache_root,
+    read_catalog,
+)
+from npc_frames.cache.scan import _schema_of, corrupt_file
 from npc_frames.cache_layout import (
     LAYOUTS,
     packed_columns,
     unpack,
 )
-from npc_frames.errors import ParameterError
+from npc_frames.errors import CacheError, ParameterError
 
 if TYPE_CHECKING:
     import duckdb
+
+    from npc_frames.schemas import Schema
+
+#: what a read-only query may be (the text of ``sql``'s docstring and ``npc-frames sql --help``)
+READ_ONLY_RULES = (
+    "Read-only queries (the default) are exactly one statement of DuckDB type SELECT — which "
+    "includes WITH, FROM-first, VALUES, SHOW, DESCRIBE and SUMMARIZE — or EXPLAIN [ANALYZE] of "
+    "one, or a read-only PRAGMA (table_info, show_tables, show, database_size, version, …). "
+    "Writes (CREATE, INSERT, COPY … TO, ATTACH, SET, …) and several statements in one query are "
+    "refused unless read_only=False, which runs the query on a private connection that is "
+    "closed afterwards."
+)
+#: PRAGMAs that only read (a PRAGMA that sets an option changes the shared connection)
+READ_ONLY_PRAGMAS = frozenset(
+    {
+        "collations",
+        "database_list",
+        "database_size",
+        "functions",
+        "metadata_info",
+        "platform",
+        "show",
+        "show_databases",
+        "show_tables",
+        "show_tables_expanded",
+        "storage_info",
+        "table_info",
+        "user_agent",
+        "version",
+    }
+)
+#: words that make a query list the cache's tables (so every present view must exist)
+_DISCOVERY = re.compile(
+    r"\b(show|describe|information_schema|duckdb_\w+|pg_\w+|sqlite_master|table_info)\b",
+    re.IGNORECASE,
+)
+_COMMENTS = re.compile(r"^\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*", re.DOTALL)
+_EXPLAIN = re.compile(
+    r"EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\((?:[^()]|\([^()]*\))*\)\s*)?(?P<inner>.*)\Z",
+    re.IGNORECASE | re.DOTALL,
+)
+_PRAGMA = re.compile(r"PRAGMA\s+(?P<name>\w+)\s*(?P<rest>.*)\Z", re.IGNORECASE | re.DOTALL)
 
 
 def _register_remote_fs(con: duckdb.DuckDBPyConnection, root: str) -> None:
@@ -33,14 +93,17 @@ def _register_remote_fs(con: duckdb.DuckDBPyConnection, root: str) -> None:
 def connect(
     cache: str | os.PathLike[str] | None = None, *, views: Iterable[str] | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """Return an in-memory DuckDB connection with one view per component of the cache.
+    """Return an in-memory DuckDB connection with one view per component present in the cache.
 
-    Each view reads ``<cache>/<component>/session_id=*/data.parquet`` with hive partitioning and
-    union_by_name, in the registered schema's column order (absent columns null). ``spike_times``
-    is a long view (session_id, unit_id, spike_time) over ``units``; ``catalog`` is the catalog.
-    For ``s3://`` caches the fsspec filesystem (AWS environment) is registered with DuckDB.
-    `views` restricts the views created (binding a view reads the footers of its files, so
-    :func:`sql` creates only those its query names).
+    Each view reads ``<cache>/<component>/session_id=*/data.parquet`` (the root's glob
+    characters escaped) with hive partitioning and union_by_name, in the registered schema's
+    column order (absent columns null), and carries the schema's descriptions as view and column
+    comments. ``spike_times`` is a long view (session_id, unit_id, spike_time) over ``units``;
+    ``catalog`` is a table holding the catalog when connected. For ``s3://`` caches the fsspec
+    filesystem (AWS environment) is registered with DuckDB. `views` chooses the views created
+    instead (binding a view reads the footers of its files, so :func:`sql` creates only those its
+    query names); a named component without files gets a zero-row view of its schema. The
+    connection is the caller's: nothing stops it from creating or replacing objects.
     """
     import duckdb
 
@@ -48,50 +111,105 @@ def connect(
     con = duckdb.connect()
     if storage.is_remote(root):
         _register_remote_fs(con, root)
-    wanted = set(_component_names()) | {"spike_times", "catalog"} if views is None else set(views)
+    present = _present_components(root)
+    if views is None:
+        wanted = present | {"catalog"} | ({"spike_times"} if "units" in present else set())
+    else:
+        wanted = set(views)
     if "spike_times" in wanted:
         wanted.add("units")
-    present = _present_components(root)
     registered: set[str] = set()
-    for name in _component_names():
-        if name not in wanted:
-            continue
-        schema = _schema_of(name)
-        pattern = _glob(root, name)
-        typed = f"_schema_{name}"
-        if schema is not None:
-            con.register(typed, pl.DataFrame(schema=schema).to_arrow())
-        if name in present:
-            source = (
-                f"SELECT * FROM read_parquet('{_sql_str(pattern)}', hive_partitioning=true, "
-                f"union_by_name=true, hive_types={{'session_id': VARCHAR}})"
-            )
-            layout = LAYOUTS.get(name)
-            packed = packed_columns(layout, schema) if layout and schema is not None else {}
-            if packed:
-                replace = ", ".join(
-                    f"{_unpack_udf(con, e, registered)}({_sql_ident(c)}) AS {_sql_ident(c)}"
-                    for c, e in packed.items()
-                )
-                source = source.replace("SELECT *", f"SELECT * REPLACE ({replace})", 1)
-            if schema is not None:
-                cols = ", ".join(_sql_ident(c) for c in schema.names())
-                source = f"SELECT {cols} FROM (SELECT * FROM {typed} UNION ALL BY NAME {source})"
-        elif schema is not None:
-            source = f"SELECT * FROM {typed}"
-        else:
-            continue
-        con.execute(f"CREATE VIEW {_sql_ident(name)} AS {source}")
-    if "spike_times" in wanted:
-        # units without unit_id/spike_times (schema not declared yet) get no spike_times view
-        with contextlib.suppress(duckdb.Error):
+    try:
+        for name in _component_names():
+            if name in wanted:
+                _create_component_view(con, root, name, name in present, registered)
+        if "spike_times" in wanted:
+            _create_spike_times_view(con)
+        if "catalog" in wanted:
+            con.from_arrow(read_catalog(root).to_arrow()).create("catalog")
             con.execute(
-                "CREATE VIEW spike_times AS SELECT session_id, unit_id, "
-                "unnest(spike_times) AS spike_time FROM units"
+                "COMMENT ON TABLE catalog IS 'one row per (session_id, component[, part]) ever "
+                "converted into this cache: status, rows, error, fingerprint, versions'"
             )
-    if "catalog" in wanted:
-        con.register("catalog", read_catalog(root).to_arrow())
+    except duckdb.Error as exc:
+        con.close()
+        _raise_for_corrupt_files(root, wanted)
+        raise CacheError(f"cache views cannot be created: {exc}", path=root) from exc
     return con
+
+
+def _create_component_view(
+    con: duckdb.DuckDBPyConnection, root: str, name: str, has_files: bool, registered: set[str]
+) -> None:
+    """Create the view of component `name` on `con`, with the schema's comments."""
+    from npc_frames.schemas import SCHEMAS
+
+    schema: Schema | None = SCHEMAS.get(name)
+    if has_files:
+        source = (
+            f"SELECT * FROM read_parquet('{_sql_str(_glob(root, name))}', "
+            f"hive_partitioning=true, union_by_name=true, hive_types={{'session_id': VARCHAR}})"
+        )
+        pl_schema = _schema_of(name)
+        layout = LAYOUTS.get(name)
+        packed = packed_columns(layout, pl_schema) if layout and pl_schema is not None else {}
+        if packed:
+            replace = ", ".join(
+                f"{_unpack_udf(con, e, registered)}({_sql_ident(c)}) AS {_sql_ident(c)}"
+                for c, e in packed.items()
+            )
+            source = source.replace("SELECT *", f"SELECT * REPLACE ({replace})", 1)
+        if schema is not None:
+            cols = ", ".join(_sql_ident(c) for c in schema.names)
+            source = f"SELECT {cols} FROM ({_typed_empty(con, schema)} UNION ALL BY NAME {source})"
+    elif schema is not None:
+        source = _typed_empty(con, schema)
+    else:
+        return
+    con.execute(f"CREATE VIEW {_sql_ident(name)} AS {source}")
+    if schema is not None:
+        _comment(con, name, schema.description, {c.name: c.comment for c in schema.columns})
+
+
+def _create_spike_times_view(con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb
+
+    # units without unit_id/spike_times (schema not declared yet) get no spike_times view
+    with contextlib.suppress(duckdb.Error):
+        con.execute(
+            "CREATE VIEW spike_times AS SELECT session_id, unit_id, "
+            "unnest(spike_times) AS spike_time FROM units"
+        )
+        _comment(
+            con,
+            "spike_times",
+            "one row per spike of every unit: the long form of units.spike_times",
+            {
+                "session_id": "canonical session id",
+                "unit_id": "unit of the spike (units.unit_id)",
+                "spike_time": "spike time on the sync clock [s]",
+            },
+        )
+
+
+def _comment(
+    con: duckdb.DuckDBPyConnection, view: str, description: str, columns: Mapping[str, str]
+) -> None:
+    """Attach `description` to `view` and each text of `columns` to its column."""
+    v = _sql_ident(view)
+    con.execute(f"COMMENT ON VIEW {v} IS '{_sql_str(description)}'")
+    for column, text in columns.items():
+        con.execute(f"COMMENT ON COLUMN {v}.{_sql_ident(column)} IS '{_sql_str(text)}'")
+
+
+def _typed_empty(con: duckdb.DuckDBPyConnection, schema: Schema) -> str:
+    """Return a zero-row SELECT with the DuckDB types of `schema` (no registered object needed)."""
+    arrow = pl.DataFrame(schema=schema.polars_schema).to_arrow()
+    types = con.from_arrow(arrow).types
+    cols = ", ".join(
+        f"CAST(NULL AS {t}) AS {_sql_ident(n)}" for n, t in zip(schema.names, types, strict=True)
+    )
+    return f"SELECT {cols} WHERE false"
 
 
 _DUCKDB_TYPES = {"float64": "DOUBLE", "float32": "FLOAT", "int64": "BIGINT", "int32": "INTEGER"}
@@ -101,7 +219,7 @@ def _present_components(root: str) -> set[str]:
     """Return the components that have at least one file in the cache (one listing)."""
     return {
         p.replace("\\", "/").rsplit("/", 3)[-3]
-        for p in storage.glob(storage.join(root, "*", "session_id=*", DATA_FILE))
+        for p in storage.glob(storage.join(_escape_glob(root), "*", "session_id=*", DATA_FILE))
     }
 
 
@@ -137,12 +255,15 @@ def _unpack_udf(
     return name
 
 
-def _referenced_views(query: str) -> set[str]:
-    """Return the view names (components, spike_times, catalog) that appear as words in `query`."""
-    import re
-
+def _referenced_views(query: str, root: str | None = None) -> set[str]:
+    """Return the views a query needs: those named in it, or every present one for a query
+    that lists tables (SHOW, DESCRIBE, information_schema, duckdb_*()) when `root` is given."""
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query.lower()))
-    return words & ({*_component_names(), "spike_times", "catalog"})
+    named = words & ({*_component_names(), "spike_times", "catalog"})
+    if root is not None and _DISCOVERY.search(query):
+        present = _present_components(root)
+        named |= present | {"catalog"} | ({"spike_times"} if "units" in present else set())
+    return named
 
 
 def _sql_str(text: str) -> str:
@@ -157,30 +278,170 @@ def sql(
     query: str,
     cache: str | os.PathLike[str] | None = None,
     params: Sequence[Any] | Mapping[str, Any] | None = None,
+    *,
+    read_only: bool = True,
 ) -> pl.DataFrame:
     """Return the result of a DuckDB `query` over the cache's views as a Polars DataFrame.
 
+    Views: one per component (``trials``, ``units``, …; see :func:`connect`), ``spike_times``
+    (session_id, unit_id, spike_time) and ``catalog``. ``SHOW TABLES`` lists the components
+    present in the cache; ``information_schema.columns`` (``column_comment``) and ``DESCRIBE``
+    show the schema's descriptions and units (also :func:`npc_frames.describe`).
+
+    Read-only queries (the default) are exactly one statement of DuckDB type SELECT — which
+    includes WITH, FROM-first, VALUES, SHOW, DESCRIBE and SUMMARIZE — or EXPLAIN [ANALYZE] of one,
+    or a read-only PRAGMA (table_info, show_tables, show, database_size, version, …); the type is
+    DuckDB's own (``duckdb.extract_statements``). They run on a shared, cached connection inside a
+    transaction that is rolled back, so they cannot change its views. Writes (CREATE, INSERT,
+    COPY … TO, ATTACH, SET, …) and several statements in one query raise ParameterError unless
+    ``read_only=False``, which runs the query on a private connection closed afterwards (nothing
+    it creates outlives the call, and files it writes are the caller's doing).
+
     `params` are bound by DuckDB (``?`` / ``$name`` placeholders), never formatted into the text.
+    Raises ParameterError for a refused or failing query (an unknown table lists the views),
+    CacheError naming the file when a ``data.parquet`` is unreadable.
+
+    Examples
+    --------
+    >>> import npc_frames as nf
+    >>> nf.sql("SELECT session_id, count(*) AS n FROM trials GROUP BY 1", cache)  # doctest: +SKIP
+    >>> nf.sql("SHOW TABLES", cache)                                                # doctest: +SKIP
     """
     import duckdb
 
+    _check_statements(query, read_only=read_only)
     root = cache_root(cache)
-    views = _referenced_views(query)
-    reusable = _is_read_only(query) and "catalog" not in views
+    views = _referenced_views(query, root)
+    reusable = read_only and "catalog" not in views
     entry = _cached_connection(root, views) if reusable else None
     con = entry[0] if entry is not None else connect(root, views=views)
     lock = entry[1] if entry is not None else threading.Lock()
     try:
         with lock:
-            rel = con.sql(query, params=params)
-            if rel is None:
-                return pl.DataFrame()
-            return pl.from_arrow(rel.to_arrow_table())  # type: ignore[return-value]
+            return _run(con, query, params, isolated=entry is not None, root=root)
     except duckdb.Error as exc:
+        if isinstance(exc, duckdb.CatalogException):
+            _raise_unknown_table(exc)
+        _raise_for_corrupt_files(root, views)
         raise ParameterError(f"SQL query failed: {exc}", field="query", expected=query) from exc
     finally:
         if entry is None:
             con.close()
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    params: Sequence[Any] | Mapping[str, Any] | None,
+    *,
+    isolated: bool,
+    root: str,
+) -> pl.DataFrame:
+    """Return the result of `query` on `con`; inside a rolled-back transaction when `isolated`."""
+    import duckdb
+
+    if not isolated:
+        rel = con.sql(query, params=params)
+        return pl.DataFrame() if rel is None else pl.from_arrow(rel.to_arrow_table())  # type: ignore[return-value]
+    con.begin()
+    try:
+        rel = con.sql(query, params=params)
+        return pl.DataFrame() if rel is None else pl.from_arrow(rel.to_arrow_table())  # type: ignore[return-value]
+    finally:
+        try:
+            con.rollback()
+        except duckdb.Error:
+            # the transaction ended inside the query: the connection can no longer be trusted
+            _evict(con)
+
+
+def _check_statements(query: str, *, read_only: bool) -> None:
+    """Raise ParameterError unless `query` parses, and is one read-only statement if `read_only`."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise ParameterError(
+            f"SQL query cannot be parsed: {exc}", field="query", expected=query
+        ) from exc
+    if not read_only:
+        return
+    if len(statements) != 1:
+        raise ParameterError(
+            f"a read-only SQL query is exactly one statement; got {len(statements)}",
+            field="query",
+            expected="one statement, or read_only=False",
+        )
+    problem = _read_only_problem(statements[0])
+    if problem is not None:
+        raise ParameterError(
+            f"SQL statement refused: {problem}",
+            field="query",
+            expected=f"{READ_ONLY_RULES} Query: {query}",
+        )
+
+
+def _read_only_problem(statement: Any, depth: int = 0) -> str | None:
+    """Return why `statement` (a DuckDB Statement) is not read-only, or None when it is."""
+    import duckdb
+
+    kind = statement.type
+    text = _COMMENTS.sub("", statement.query, count=1).strip().rstrip(";").strip()
+    if kind == duckdb.StatementType.SELECT:
+        return None
+    if kind == duckdb.StatementType.EXPLAIN and depth == 0:
+        m = _EXPLAIN.match(text)
+        if m is None:
+            return "an EXPLAIN whose explained statement cannot be found"
+        try:
+            inner = duckdb.extract_statements(m["inner"])
+        except duckdb.Error:
+            return "an EXPLAIN whose explained statement cannot be parsed"
+        if len(inner) != 1:
+            return "an EXPLAIN of several statements"
+        problem = _read_only_problem(inner[0], depth + 1)
+        return None if problem is None else f"EXPLAIN of {problem}"
+    if kind == duckdb.StatementType.PRAGMA:
+        m = _PRAGMA.match(text)
+        if m is not None and m["name"].lower() in READ_ONLY_PRAGMAS and "=" not in m["rest"][:1]:
+            return None
+        name = m["name"] if m is not None else text
+        return f"PRAGMA {name} is not a read-only PRAGMA"
+    return f"a statement of type {kind.name}"
+
+
+def _raise_unknown_table(exc: Exception) -> None:
+    """Raise ParameterError listing the views if `exc` says a table does not exist."""
+    m = re.search(r"Table with name (\S+?) does not exist", str(exc))
+    if m is None:
+        return
+    name = m[1].strip("\"'!")
+    views = [*_component_names(), "spike_times", "catalog"]
+    close = difflib.get_close_matches(name, views, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ParameterError(
+        f"SQL query failed: no table {name!r}{hint}",
+        field=name,
+        expected=f"one of the views {views}",
+    ) from exc
+
+
+def _raise_for_corrupt_files(root: str, views: Iterable[str]) -> None:
+    """Raise CacheError naming the first unreadable ``data.parquet`` of `views`, if any."""
+    names = set(views)
+    if "spike_times" in names:
+        names.add("units")
+    for name in sorted(names & set(_component_names())):
+        for path in storage.glob(_glob(root, name)):
+            problem = corrupt_file(path)
+            if problem is not None:
+                raise CacheError(
+                    f"cache file cannot be read: {problem}",
+                    path=path,
+                    field=name,
+                    expected="a Parquet file written by npc_frames.convert (reconvert it)",
+                )
 
 
 #: (root, views, components with files, registries) -> (connection, lock); views re-read their
@@ -193,17 +454,21 @@ _CONNECTIONS_LOCK = threading.Lock()
 
 
 def _is_read_only(query: str) -> bool:
-    """Return True for a single SELECT-like statement (safe to run on a shared connection)."""
-    text = query.strip().rstrip(";").strip()
-    first = text.split(None, 1)[0].lower() if text else ""
-    return ";" not in text and first in {
-        "select",
-        "with",
-        "from",
-        "explain",
-        "describe",
-        "summarize",
-    }
+    """Return True for one statement that :func:`sql` accepts as read-only."""
+    try:
+        _check_statements(query, read_only=True)
+    except ParameterError:
+        return False
+    return True
+
+
+def _evict(con: Any) -> None:
+    """Drop `con` from the shared connections and close it."""
+    with _CONNECTIONS_LOCK:
+        for key, (c, _) in list(_CONNECTIONS.items()):
+            if c is con:
+                del _CONNECTIONS[key]
+    con.close()
 
 
 def _cached_connection(root: str, views: set[str]) -> tuple[Any, threading.Lock]:
