@@ -308,6 +308,17 @@ def _stat_key(path: str | None) -> tuple[Any, ...]:
         return (path,)
 
 
+def _clock_inputs(node: str) -> list[str]:
+    """Return the local files of a record node that stream clocks are read from (sorted)."""
+    if "://" in node:
+        return []
+    import glob
+
+    base = glob.escape(node)
+    patterns = ("*/*/structure.oebin", "*/*/sync_messages.txt", "*/*/events/*/TTL/*.npy")
+    return sorted(p for pat in patterns for p in glob.glob(os.path.join(base, pat)))
+
+
 def _local(raw: Any, path: str) -> str:
     local = getattr(raw, "local", None)
     return local(path) if callable(local) and "://" in path else path
@@ -332,6 +343,8 @@ def session_clocks(raw: Any, *, sync: Any | None = None) -> SessionClocks:
     sync_path = getattr(raw, "sync_path", None)
     key = (
         tuple(_stat_key(os.path.join(n, "settings.xml")) for n in nodes),
+        # every other file the clocks are read from: a repaired file must not hit a stale entry
+        tuple(_stat_key(p) for n in nodes for p in _clock_inputs(n)),
         tuple(nodes),
         _stat_key(sync_path),
         id(sync) if sync is not None else None,

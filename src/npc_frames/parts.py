@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,14 +99,22 @@ def _add(part: Part) -> None:
 
 
 def report_failure(part: str, error: BaseException, *, probe: str | None = None) -> None:
-    """Return None after recording that `part` of the current component's input failed."""
+    """Return None after recording that `part` of the current component's input failed.
+
+    The location is where `error` was raised, or (for an error built but never raised) the
+    line that reports it.
+    """
+    location = error_location(error)
+    if location is None:
+        caller = sys._getframe(1)
+        location = f"{caller.f_globals.get('__name__', '?')}:{caller.f_lineno}"
     _add(
         Part(
             part=part,
             status="failed",
             error_type=type(error).__name__,
             message=str(error),
-            location=error_location(error),
+            location=location,
             probe=probe,
         )
     )

@@ -176,6 +176,8 @@ def _status_rows(
     part_rows = list(by_part.values())
     rows = df.height if df is not None else 0
     comp: dict[str, Any] = {"rows": rows, "error": None, "error_type": None, "error_location": None}
+    if isinstance(exc, AbsentModalityError):
+        part_rows = []  # what was tried before the modality was found missing does not matter
     if exc is not None:
         comp.update(
             status="absent" if isinstance(exc, AbsentModalityError) else "failed",

@@ -133,7 +133,7 @@ def connect(
             )
     except duckdb.Error as exc:
         con.close()
-        _raise_for_corrupt_files(root, wanted)
+        _raise_for_corrupt_files(root, wanted, cause=exc)
         raise CacheError(f"cache views cannot be created: {exc}", path=root) from exc
     return con
 
@@ -274,6 +274,44 @@ def _sql_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _is_query_error(exc: Exception) -> bool:
+    """Return True when DuckDB rejected the query itself (syntax, names, types, parameters)."""
+    import duckdb
+
+    query_errors = (
+        duckdb.ParserException,
+        duckdb.BinderException,
+        duckdb.CatalogException,
+        duckdb.ConversionException,
+        duckdb.TypeMismatchException,
+        duckdb.OutOfRangeException,
+        duckdb.InvalidTypeException,
+        duckdb.NotImplementedException,
+    )
+    if isinstance(exc, query_errors):
+        return True
+    # invalid input is either the query's (parameter count) or a file's (not Parquet)
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.InvalidInputException) and not any(
+        w in text for w in ("parquet", "file", "magic bytes")
+    )
+
+
+def _typed_sql_error(exc: Exception, query: str, root: str) -> Exception:
+    """Return the npc_frames error for a DuckDB error: ParameterError when the query is at
+    fault, CacheError when reading the cache failed (I/O, S3, corrupt files, memory)."""
+    if _is_query_error(exc):
+        return ParameterError(
+            f"SQL query failed: {exc}", field="query", expected=f"a valid DuckDB query: {query}"
+        )
+    return CacheError(
+        f"SQL query could not read the cache ({type(exc).__name__}): {exc}",
+        path=root,
+        field="query",
+        expected="readable component files (local or s3://)",
+    )
+
+
 def sql(
     query: str,
     cache: str | os.PathLike[str] | None = None,
@@ -298,8 +336,10 @@ def sql(
     it creates outlives the call, and files it writes are the caller's doing).
 
     `params` are bound by DuckDB (``?`` / ``$name`` placeholders), never formatted into the text.
-    Raises ParameterError for a refused or failing query (an unknown table lists the views),
-    CacheError naming the file when a ``data.parquet`` is unreadable.
+    Raises ParameterError for a refused query and when DuckDB rejects the query (syntax, unknown
+    table — the message lists the views —, column, types, parameters); CacheError when the cache
+    cannot be read (I/O, S3), naming the file when a ``data.parquet`` is corrupt. The DuckDB error
+    is the ``__cause__``.
 
     Examples
     --------
@@ -319,11 +359,14 @@ def sql(
     try:
         with lock:
             return _run(con, query, params, isolated=entry is not None, root=root)
+    except duckdb.InterruptException:
+        raise
     except duckdb.Error as exc:
         if isinstance(exc, duckdb.CatalogException):
             _raise_unknown_table(exc)
-        _raise_for_corrupt_files(root, views)
-        raise ParameterError(f"SQL query failed: {exc}", field="query", expected=query) from exc
+        if not _is_query_error(exc):
+            _raise_for_corrupt_files(root, views, cause=exc)
+        raise _typed_sql_error(exc, query, root) from exc
     finally:
         if entry is None:
             con.close()
@@ -427,7 +470,7 @@ def _raise_unknown_table(exc: Exception) -> None:
     ) from exc
 
 
-def _raise_for_corrupt_files(root: str, views: Iterable[str]) -> None:
+def _raise_for_corrupt_files(root: str, views: Iterable[str], *, cause: Exception) -> None:
     """Raise CacheError naming the first unreadable ``data.parquet`` of `views`, if any."""
     names = set(views)
     if "spike_times" in names:
@@ -441,7 +484,7 @@ def _raise_for_corrupt_files(root: str, views: Iterable[str]) -> None:
                     path=path,
                     field=name,
                     expected="a Parquet file written by npc_frames.convert (reconvert it)",
-                )
+                ) from cause
 
 
 #: (root, views, components with files, registries) -> (connection, lock); views re-read their

@@ -381,9 +381,7 @@ def units_with_report(
         warnings.warn(
             f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
         )
-        parts.report_absent(
-            f"probe{letter}", "recorded but has no sorting output", probe=letter
-        )
+        parts.report_absent(f"probe{letter}", "recorded but has no sorting output", probe=letter)
     if not frames:
         if failures:
             raise next(iter(failures.values()))

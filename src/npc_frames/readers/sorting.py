@@ -269,7 +269,7 @@ def _load_npy(path: str, *, required: bool = True) -> np.ndarray | None:
         return None
     try:
         return np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
         raise BadFormatError(
             f"cannot read .npy: {exc}", path=path, expected="a NumPy .npy array"
         ) from exc
