@@ -276,8 +276,3 @@ def to_parquet_bytes(
         for a, b in row_group_bounds(df, layout):
             writer.write_table(table.slice(a, b - a), row_group_size=max(b - a, 1))
     return buf.getvalue()
-
-
-def arrow_table(df: pl.DataFrame) -> pa.Table:
-    """Return `df` as a pyarrow Table (helper for callers that write with their own options)."""
-    return df.to_arrow()

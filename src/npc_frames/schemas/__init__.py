@@ -10,7 +10,7 @@ collected here in :data:`SCHEMAS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -141,11 +141,6 @@ def get_schema(name: str) -> Schema:
         raise SchemaError(
             f"unknown component {name!r}", field=name, expected=f"one of {sorted(SCHEMAS)}"
         ) from None
-
-
-def as_mapping() -> Mapping[str, Schema]:
-    """Return the registry (read-only view)."""
-    return dict(SCHEMAS)
 
 
 # populate the registry; these modules only call `register(...)`.
