@@ -308,7 +308,16 @@ _MEMO: Memo[SessionClocks] = Memo("session clocks", maxsize=32)
 
 
 def local_record_nodes(raw: RawSession) -> tuple[str, ...]:
-    """Return local folders of the session's Open Ephys record nodes (copies for remote ones)."""
+    """Return local folders of the session's Open Ephys record nodes (copies for remote ones).
+
+    Raises MissingFileError when the session has none.
+    """
+    if not raw.record_node_paths:
+        raise MissingFileError(
+            "session has no Open Ephys record nodes",
+            path=raw.root,
+            expected="ecephys/ecephys_clipped/Record Node NNN/",
+        )
     return tuple(raw.local(p) for p in raw.record_node_paths)
 
 
@@ -323,12 +332,6 @@ def session_clocks(raw: RawSession, *, sync: SyncData | None = None) -> SessionC
     without a sync file raises MissingFileError.
     """
     nodes = local_record_nodes(raw)
-    if not nodes:
-        raise MissingFileError(
-            "session has no Open Ephys record nodes",
-            path=raw.root,
-            expected="ecephys/ecephys_clipped/Record Node NNN/",
-        )
     if sync is not None:
         return _session_clocks(nodes, sync)
     sync_path = raw.sync_path

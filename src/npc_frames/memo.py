@@ -32,6 +32,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from npc_frames import storage
+
 __all__ = ["Memo", "clear_caches", "memos"]
 
 logger = logging.getLogger(__name__)
@@ -109,6 +111,21 @@ class Memo(Generic[V]):
                     self._data.popitem(last=False)
                 self._pending.pop(key, None)
             return computed
+
+    def read(self, path: str, reader: Callable[[str], V]) -> V:
+        """Return ``reader(path)``, memoized for a local file by its path and content key.
+
+        Remote paths are read each time (callers hand local copies from
+        :meth:`npc_frames.paths.RawSession.local`); a missing file is handed to `reader`
+        unmemoized, so that the reader raises its own missing-file error.
+        """
+        if storage.is_remote(path):
+            return reader(path)
+        local = path.removeprefix("file://")
+        stat = storage.stat_key(local)
+        if stat[0] < 0:
+            return reader(local)
+        return self.get((local, stat), lambda: reader(local))
 
     def clear(self) -> None:
         """Drop every entry (values still held by callers stay usable)."""

@@ -75,12 +75,6 @@ def _surface_offset(raw: RawSession) -> int:
 def probe_setup(raw: RawSession) -> ProbeSetup:
     """Return the session's recorded probes and their settings.xml entries (errors collected)."""
     nodes = local_record_nodes(raw)
-    if not nodes:
-        raise MissingFileError(
-            "session has no Open Ephys record nodes",
-            path=raw.root,
-            expected="ecephys/ecephys_clipped/Record Node NNN/",
-        )
     errors: dict[str, NpcFramesError] = {}
     letters: set[str] = set()
     for node in nodes:

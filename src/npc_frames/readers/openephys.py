@@ -443,7 +443,7 @@ def read_settings_xml(path: str) -> SettingsXml:
             path=file,
             expected="settings.xml (Open Ephys GUI settings with NP_PROBE elements)",
         )
-    return _SETTINGS.get((file, storage.stat_key(file)), lambda: _parse_settings(file))
+    return _SETTINGS.read(file, _parse_settings)
 
 
 # ---------------------------------------------------------------------------------- streams

@@ -306,19 +306,11 @@ _MEMO: Memo[StimFile] = Memo("stim files", maxsize=32, valid=lambda stim: bool(s
 def open_stim(path: str | os.PathLike[str]) -> StimFile:
     """Return a lazily-read :class:`StimFile` for the TaskControl HDF5 file at `path`.
 
-    `path` may be local or an fsspec URL. Local files are memoized by path, size and mtime, so
-    callers share one open file; do not close a memoized StimFile yourself.
+    `path` may be local or an fsspec URL. Local files are memoized by path and content key
+    (:meth:`npc_frames.memo.Memo.read`), so callers share one open file; do not close a memoized
+    StimFile yourself.
 
     Raises MissingFileError if the file does not exist and BadFormatError (naming the file and
     field) if it is not HDF5, lacks ``frameIntervals`` or has zero frames.
     """
-    p = os.fspath(path)
-    if storage.is_remote(p):
-        return _open(p)
-    local = p.removeprefix("file://")
-    stat = storage.stat_key(local)
-    if stat[0] < 0:
-        raise MissingFileError(
-            "stim file not found", path=p, expected="an existing TaskControl .hdf5 file"
-        )
-    return _MEMO.get((local, stat), lambda: _open(local))
+    return _MEMO.read(os.fspath(path), _open)

@@ -405,23 +405,14 @@ def read_sync(path_or_file: PathOrFile, *, source: str | None = None) -> SyncDat
     source:
         Name quoted in errors and kept as ``SyncData.source`` (defaults to the path).
 
-    Local paths are memoized by path and :func:`~npc_frames.storage.stat_key` (size, mtime): calling again on an unchanged file returns
-    the same object. Raises MissingFileError for a missing file and BadFormatError (naming the
+    Local paths are memoized by path and content key (:meth:`npc_frames.memo.Memo.read`):
+    calling again on an unchanged file returns the same object. Raises MissingFileError for a missing file and BadFormatError (naming the
     file and the dataset/key) for a truncated file, missing ``data``/``meta`` or unusable meta.
     """
     if isinstance(path_or_file, h5py.File):
         return _from_h5(path_or_file, source or path_or_file.filename)
     if isinstance(path_or_file, str | os.PathLike):
-        path = os.fspath(path_or_file)
-        if storage.is_remote(path):
-            return _read_path(path)
-        local = path.removeprefix("file://")
-        stat = storage.stat_key(local)
-        if stat[0] < 0:
-            raise MissingFileError(
-                "sync file not found", path=path, expected="an existing sync .h5 file"
-            )
-        return _MEMO.get((local, stat), lambda: _read_path(local))
+        return _MEMO.read(os.fspath(path_or_file), _read_path)
     name = source or getattr(path_or_file, "path", None) or getattr(path_or_file, "name", None)
     try:
         with h5py.File(path_or_file, "r") as f:
