@@ -33,7 +33,10 @@ def timed(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if not logger.isEnabledFor(logging.DEBUG):
             return fn(*args, **kwargs)
-        what = f"{name}({_describe(args[0])})" if args else name
+        subject = next(
+            (a for a in args if not isinstance(a, type)), None
+        )  # skip a classmethod's cls
+        what = f"{name}({_describe(subject)})" if subject is not None else name
         start = time.perf_counter()
         try:
             out = fn(*args, **kwargs)

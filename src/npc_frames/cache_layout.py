@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,6 +46,8 @@ __all__ = [
     "to_parquet_bytes",
     "unpack",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: file metadata key: JSON {column: element dtype name} of the packed list columns
 PACKED_KEY = "npc_frames.packed"

@@ -7,6 +7,7 @@ readers receive the RawSession and open only the files they need.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import posixpath
 import tempfile
@@ -19,10 +20,13 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from npc_frames import storage
+from npc_frames._log import timed
 from npc_frames.errors import InvalidIdError, MissingFileError
 from npc_frames.ids import SessionId, parse_date, parse_datetime, parse_session_id, parse_subject
 
 __all__ = ["RawSession"]
+
+logger = logging.getLogger(__name__)
 
 # stim files known to be corrupt in the reference's tracked sessions (FORMATS §1.2)
 EXCLUDED_STIM_STEMS = frozenset({"DynamicRouting1_670248_20230802_120703"})
@@ -71,6 +75,7 @@ class RawSession:
 
     # -------------------------------------------------------------------------------- discovery
     @classmethod
+    @timed
     def from_path(
         cls,
         path: str | os.PathLike[str],

@@ -16,6 +16,7 @@ Atomicity:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import uuid
@@ -24,6 +25,7 @@ from typing import Any
 
 import fsspec
 
+from npc_frames._log import timed
 from npc_frames.errors import CacheError
 
 __all__ = [
@@ -46,6 +48,8 @@ __all__ = [
     "strip_protocol",
     "version_of",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: suffix of temporary files written before an atomic replace (prefix is ".")
 TEMP_SUFFIX = ".tmp"
@@ -254,6 +258,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+@timed
 def download(url: str, dest: str) -> str:
     """Return `dest` after copying the remote file or folder `url` there, published atomically.
 

@@ -7,6 +7,7 @@ helpers without sharing mutable state.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import sys
 import types
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from npc_frames.readers.stim import StimFile
     from npc_frames.readers.sync import SyncData
     from npc_frames.timing import FrameTimes
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 

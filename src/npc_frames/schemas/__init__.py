@@ -10,6 +10,7 @@ collected here in :data:`SCHEMAS`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ import polars as pl
 from npc_frames.errors import SchemaError
 
 __all__ = ["SCHEMAS", "SCHEMA_VERSION", "Column", "Schema", "get_schema", "register"]
+
+logger = logging.getLogger(__name__)
 
 #: Bumped whenever a change to any schema would break readers of an existing cache.
 SCHEMA_VERSION = 1

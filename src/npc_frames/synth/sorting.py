@@ -55,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import logging
 import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -82,6 +83,8 @@ __all__ = [
     "make_sorting",
     "simulate_spike_trains",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Kilosort 2/2.5 template length in samples (FORMATS §11.1)
 KILOSORT_TEMPLATE_SAMPLES = 61

@@ -22,6 +22,7 @@ file in the destination folder, then renamed.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,8 @@ from npc_frames.errors import ParameterError
 from npc_frames.storage import atomic_local_path
 
 __all__ = ["is_ragged_sequence", "is_string_sequence", "write_stim_file"]
+
+logger = logging.getLogger(__name__)
 
 _VLEN_STR = h5py.string_dtype(encoding="utf-8")
 _VLEN_FLOAT = h5py.vlen_dtype(np.dtype("float64"))

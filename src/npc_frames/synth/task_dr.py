@@ -22,6 +22,7 @@ plus spontaneous Poisson lick bouts (some contacts shorter than a frame, some > 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,8 @@ from npc_frames.synth.task_base import (
 )
 
 __all__ = ["simulate_dynamic_routing"]
+
+logger = logging.getLogger(__name__)
 
 QUIESCENT_FRAMES = 90
 RESPONSE_WINDOW = (6, 60)
