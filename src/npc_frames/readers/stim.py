@@ -21,10 +21,10 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from npc_frames import storage
 from npc_frames._log import timed
-from npc_frames.errors import BadFormatError, MissingFileError
+from npc_frames.errors import BadFormatError
 from npc_frames.memo import Memo
+from npc_frames.readers._h5 import open_h5
 
 __all__ = ["StimFile", "open_stim"]
 
@@ -254,32 +254,13 @@ class StimFile:
         return value
 
 
-def _open_h5(path: str) -> tuple[h5py.File, IO[bytes] | None]:
-    if storage.is_remote(path):
-        import fsspec
-
-        handle: IO[bytes] = fsspec.open(path, "rb").open()
-        try:
-            return h5py.File(handle, "r"), handle
-        except Exception:
-            handle.close()
-            raise
-    return h5py.File(path.removeprefix("file://"), "r"), None
-
-
 def _open(path: str) -> StimFile:
-    try:
-        h5, handle = _open_h5(path)
-    except FileNotFoundError:
-        raise MissingFileError(
-            "stim file not found", path=path, expected="an existing TaskControl .hdf5 file"
-        ) from None
-    except OSError as exc:
-        raise BadFormatError(
-            f"stim file is not a readable HDF5 file (truncated or corrupt?): {exc}",
-            path=path,
-            expected="a TaskControl HDF5 file",
-        ) from None
+    h5, handle = open_h5(
+        path,
+        what="stim file",
+        missing="an existing TaskControl .hdf5 file",
+        expected="a TaskControl HDF5 file",
+    )
     try:
         stim = StimFile(path, h5, handle)
     except Exception:

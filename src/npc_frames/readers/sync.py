@@ -34,10 +34,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npc_frames import storage
 from npc_frames._log import timed
-from npc_frames.errors import BadFormatError, MissingFileError
+from npc_frames.errors import BadFormatError
 from npc_frames.memo import Memo
+from npc_frames.readers._h5 import h5_errors, open_h5
 
 __all__ = ["N_LINES", "SyncData", "read_sync"]
 
@@ -372,25 +372,19 @@ def _from_h5(f: h5py.File, source: str | None) -> SyncData:
 _MEMO: Memo[SyncData] = Memo("sync files", maxsize=4)
 
 
-def _read_path(path: str) -> SyncData:
-    try:
-        if storage.is_remote(path):
-            import fsspec
+_MISSING = "an existing sync .h5 file"
+_EXPECTED = "an HDF5 file with datasets 'data' and 'meta'"
 
-            with fsspec.open(path, "rb") as fh, h5py.File(fh, "r") as f:
-                return _from_h5(f, path)
-        with h5py.File(path.removeprefix("file://"), "r") as f:
+
+def _read_path(path: str) -> SyncData:
+    with h5_errors(path, what="sync file", missing=_MISSING, expected=_EXPECTED):
+        f, handle = open_h5(path, what="sync file", missing=_MISSING, expected=_EXPECTED)
+        try:
             return _from_h5(f, path)
-    except FileNotFoundError:
-        raise MissingFileError(
-            "sync file not found", path=path, expected="an existing sync .h5 file"
-        ) from None
-    except OSError as exc:
-        raise BadFormatError(
-            f"sync file is not a readable HDF5 file (truncated or corrupt?): {exc}",
-            path=path,
-            expected="an HDF5 file with datasets 'data' and 'meta'",
-        ) from None
+        finally:
+            f.close()
+            if handle is not None:
+                handle.close()
 
 
 @timed
@@ -406,20 +400,17 @@ def read_sync(path_or_file: PathOrFile, *, source: str | None = None) -> SyncDat
         Name quoted in errors and kept as ``SyncData.source`` (defaults to the path).
 
     Local paths are memoized by path and content key (:meth:`npc_frames.memo.Memo.read`):
-    calling again on an unchanged file returns the same object. Raises MissingFileError for a missing file and BadFormatError (naming the
-    file and the dataset/key) for a truncated file, missing ``data``/``meta`` or unusable meta.
+    calling again on an unchanged file returns the same object. Raises MissingFileError for a
+    missing file and BadFormatError (naming the file and the dataset/key) for a truncated file,
+    missing ``data``/``meta`` or unusable meta.
     """
     if isinstance(path_or_file, h5py.File):
         return _from_h5(path_or_file, source or path_or_file.filename)
     if isinstance(path_or_file, str | os.PathLike):
         return _MEMO.read(os.fspath(path_or_file), _read_path)
     name = source or getattr(path_or_file, "path", None) or getattr(path_or_file, "name", None)
-    try:
-        with h5py.File(path_or_file, "r") as f:
-            return _from_h5(f, None if name is None else str(name))
-    except OSError as exc:
-        raise BadFormatError(
-            f"sync file is not a readable HDF5 file (truncated or corrupt?): {exc}",
-            path=name,
-            expected="an HDF5 file with datasets 'data' and 'meta'",
-        ) from None
+    with (
+        h5_errors(name, what="sync file", missing=_MISSING, expected=_EXPECTED),
+        h5py.File(path_or_file, "r") as f,
+    ):
+        return _from_h5(f, None if name is None else str(name))
