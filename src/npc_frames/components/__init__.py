@@ -23,9 +23,9 @@ __all__ = ["COMPONENTS", "get", "names"]
 COMPONENTS: dict[str, str] = {
     "sessions": "npc_frames.components.session:sessions",
     "subjects": "npc_frames.components.session:subjects",
-    "epochs": "npc_frames.components.epochs:epochs",
-    "trials": "npc_frames.components.trials:trials",
-    "performance": "npc_frames.components.performance:performance",
+    "epochs": "npc_frames.components._epochs:epochs",
+    "trials": "npc_frames.components._trials:trials",
+    "performance": "npc_frames.components._performance:performance",
     "vis_rf_mapping": "npc_frames.components.intervals:vis_rf_mapping",
     "aud_rf_mapping": "npc_frames.components.intervals:aud_rf_mapping",
     "optotagging": "npc_frames.components.intervals:optotagging",

@@ -8,9 +8,6 @@ helpers without sharing mutable state.
 from __future__ import annotations
 
 import posixpath
-import sys
-import types
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -255,7 +252,7 @@ def invalid_intervals(raw: RawSession) -> pl.DataFrame:
             p = raw.metadata_paths.get(name)
             if p:
                 with raw.open(p) as f:
-                    entries = read_invalid_times(_named(f, p))
+                    entries = read_invalid_times(_NamedFile(f, p))
                 break
     df = pl.DataFrame(
         {
@@ -285,10 +282,6 @@ class _NamedFile:
 
     def read(self) -> bytes:
         return bytes(self._f.read())
-
-
-def _named(f: Any, name: str) -> Any:
-    return _NamedFile(f, name)
 
 
 def session_end_time(raw: RawSession) -> float:
@@ -391,26 +384,3 @@ def check_task_version(stim: StimFile) -> str | None:
             expected=f"a version starting with one of {KNOWN_TASK_VERSION_PREFIXES}",
         )
     return version or None
-
-
-def as_list(values: Sequence[Any]) -> list[Any]:
-    """Return `values` as a plain list (for building frames)."""
-    return list(values)
-
-
-class _CallableModule(types.ModuleType):
-    """A module that, when called, calls its same-named component function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self, self.__name__.rsplit(".", 1)[-1])(*args, **kwargs)
-
-
-def make_module_callable(module_name: str) -> None:
-    """Make module `module_name` callable as its same-named component function.
-
-    `npc_frames.components.trials` is both a module (trials.py) and a component function; once
-    the submodule is imported, Python binds the *module* as the package attribute, so
-    `npc_frames.components.trials(raw)` would fail with "module is not callable". Calling the
-    module forwards to the function, so both spellings work whatever the import order.
-    """
-    sys.modules[module_name].__class__ = _CallableModule

@@ -14,7 +14,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npc_frames.components._task import make_module_callable
 from npc_frames.schemas.behavior import PERFORMANCE
 
 if TYPE_CHECKING:
@@ -30,8 +29,6 @@ MIN_CONTINGENT_REWARDS = 10
 GOOD_MIN_BLOCKS_PER_MODALITY = 2
 GOOD_MIN_DPRIME = 1.0
 GOOD_MIN_TRIALS = 10
-#: `autoRewardOnsetFrame` of "late" auto-rewards
-LATE_AUTOREWARD_FRAME = 60
 
 
 def dprime(
@@ -71,7 +68,7 @@ def _adjust(rate: FloatArray, n: FloatArray) -> FloatArray:
 def performance(raw: RawSession) -> pl.DataFrame:
     """Return one row per block of the session's (invalid-times-filtered) trials (FORMATS §5.3)."""
     from npc_frames.components._task import open_stim, task_file
-    from npc_frames.components.trials import trials
+    from npc_frames.components._trials import trials
 
     df = trials(raw)
     path, _ = task_file(raw)
@@ -204,6 +201,3 @@ def session_flags(perf: pl.DataFrame, *, templeton: bool = False) -> dict[str, b
         good = n_vis >= GOOD_MIN_BLOCKS_PER_MODALITY and n_aud >= GOOD_MIN_BLOCKS_PER_MODALITY
     return {"is_engaged": engaged, "is_good_behavior": good}
 
-
-# `npc_frames.components.performance(raw)` must work even after this module was imported
-make_module_callable(__name__)

@@ -55,7 +55,6 @@ from npc_frames.components._task import (
     first_after,
     frames_at,
     invalid_intervals,
-    make_module_callable,
     open_stim,
     stim_float,
     stim_int,
@@ -704,6 +703,3 @@ def _sound_nidaq(
         hanning_dur=hanning,
     )
 
-
-# `npc_frames.components.trials(raw)` must work even after this module was imported
-make_module_callable(__name__)

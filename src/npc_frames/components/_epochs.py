@@ -16,7 +16,6 @@ import polars as pl
 
 from npc_frames.components._task import (
     invalid_intervals,
-    make_module_callable,
     open_stim,
     overlaps_invalid,
     script_of,
@@ -111,7 +110,3 @@ def epochs(raw: RawSession) -> pl.DataFrame:
         rows["notes"].append(notes)
     df = pl.DataFrame(rows, schema=EPOCHS.polars_schema).sort("start_time")
     return EPOCHS.validate(df, source=raw.root)
-
-
-# `npc_frames.components.epochs(raw)` must work even after this module was imported
-make_module_callable(__name__)
