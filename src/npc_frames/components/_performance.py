@@ -200,4 +200,3 @@ def session_flags(perf: pl.DataFrame, *, templeton: bool = False) -> dict[str, b
         n_aud = good_block.filter(pl.col("rewarded_modality") == "aud").height
         good = n_vis >= GOOD_MIN_BLOCKS_PER_MODALITY and n_aud >= GOOD_MIN_BLOCKS_PER_MODALITY
     return {"is_engaged": engaged, "is_good_behavior": good}
-

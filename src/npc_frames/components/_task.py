@@ -143,6 +143,31 @@ def stim_scalar(stim: StimFile, key: str, default: Any = None) -> Any:
     return val
 
 
+def stim_first_value(stim: StimFile, key: str, default: float = 0.0) -> float:
+    """Return the first value of `key`: a scalar, an array's first element, or a per-device group's
+    first member (`default` if absent, empty or NaN)."""
+    value = stim.get(key)  # BadFormatError naming the file and key if unreadable
+    if isinstance(value, dict):  # one value per device
+        value = next(iter(value.values()), None)
+    if value is None:
+        return default
+    try:
+        arr = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise BadFormatError(
+            f"{key} is not numeric: {value!r:.80}",
+            path=stim.path,
+            field=key,
+            expected="a number, an array of numbers or a group of numbers per device",
+        ) from None
+    return float(arr[0]) if arr.size and np.isfinite(arr[0]) else default
+
+
+def first_column(a: FloatArray) -> FloatArray:
+    """Return the first column of a per-trial (n, k) array (per-device values); 1-D as is."""
+    return a[:, 0] if a.ndim == 2 else a
+
+
 def stim_strs(stim: StimFile, key: str, n: int | None = None) -> list[str]:
     """Return string-list dataset `key` truncated to `n`."""
     vals = list(stim.strs(key))
@@ -252,7 +277,7 @@ def invalid_intervals(raw: RawSession) -> pl.DataFrame:
             p = raw.metadata_paths.get(name)
             if p:
                 with raw.open(p) as f:
-                    entries = read_invalid_times(_NamedFile(f, p))
+                    entries = read_invalid_times(_named(f, p))
                 break
     df = pl.DataFrame(
         {
@@ -282,6 +307,10 @@ class _NamedFile:
 
     def read(self) -> bytes:
         return bytes(self._f.read())
+
+
+def _named(f: Any, name: str) -> Any:
+    return _NamedFile(f, name)
 
 
 def session_end_time(raw: RawSession) -> float:
