@@ -1,9 +1,10 @@
 """Component functions: ``component(raw: RawSession) -> pl.DataFrame``, one per NWB component.
 
-Each component is a pure function of the raw files it needs (FORMATS §5–§13), returns a frame
-conformed to its schema in :mod:`npc_frames.schemas`, and raises a typed
-:mod:`npc_frames.errors` error when its inputs are bad. ``npc_frames.components.trials(raw)`` etc.
-are resolved lazily so that importing the package stays cheap.
+Each component is a pure function of the raw files it needs, returns a frame conformed to its
+schema in :mod:`npc_frames.schemas`, and raises a typed :mod:`npc_frames.errors` error when its
+inputs are bad. ``npc_frames.components.trials(raw)`` etc. are resolved lazily so that importing the
+package stays cheap. A module that holds a component of the same name is private (``_trials.py``
+for ``trials``): a public submodule would shadow the function as a package attribute once imported.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The `epochs` component: one row per stim file with valid timing (FORMATS §13).
+"""The `epochs` component: one row per stim file with valid timing.
 
 Tags: `task` (DynamicRouting1) plus `opto_perturbation` (opto trials, not wild type) or
 `opto_control` (wild type); `rewards` (any rewardFrames); `spontaneous`, `mapping` (substring of
 the script name); `optotagging` or `optotagging_control` (wild type); `invalid_times` (the epoch
-overlaps an invalid interval). Files with timing issues are omitted (FORMATS §13, with sync).
+overlaps an invalid interval). Files with timing issues are omitted (with sync).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _has_opto_trials(path: str) -> bool:
 
 
 def epochs(raw: RawSession) -> pl.DataFrame:
-    """Return one row per stim file with valid timing, sorted by start (FORMATS §13)."""
+    """Return one row per stim file with valid timing, sorted by start."""
     sid = str(raw.session_id)
     ft = valid_frame_times(raw)
     no_sync = sync_data(raw) is None

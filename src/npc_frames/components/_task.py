@@ -41,7 +41,7 @@ KNOWN_TASK_VERSION_PREFIXES = (
     "templeton",
 )
 
-#: scripts whose stim files the task-trials logic reads (FORMATS §3.1)
+#: scripts whose stim files the task-trials logic reads
 TASK_SCRIPT = "DynamicRouting1"
 
 
@@ -51,7 +51,7 @@ def frames_at(
 ) -> FloatArray:
     """Return `times[frames]` with NaN for NaN (or out-of-range) frame indices.
 
-    This is the reference's "safe index" (FORMATS §3.4): a NaN frame has no time; a non-integral
+    This is the reference's "safe index": a NaN frame has no time; a non-integral
     frame index is a corrupt file and raises BadFormatError naming `path` and `field`. Indices
     beyond the recorded frames (e.g. a window end after the last frame) also give NaN rather than
     raising, so that one truncated trial does not discard the table.
@@ -225,7 +225,7 @@ def files_for(raw: RawSession, script: str) -> list[tuple[str, FrameTimes]]:
 
 
 def task_file(raw: RawSession) -> tuple[str, FrameTimes]:
-    """Return the DynamicRouting1 file to use and its frame times (largest if several, §1.2).
+    """Return the DynamicRouting1 file to use and its frame times (largest if several).
 
     Raises MissingFileError if the session has no task file, AlignmentError (with the timing
     failure reason) if none of its task files has valid timing.
@@ -327,7 +327,7 @@ def overlaps_invalid(
 ) -> npt.NDArray[np.bool_]:
     """Return, per [start, stop] row, whether it strictly overlaps any invalid interval.
 
-    Touching endpoints are allowed (FORMATS §13): a row is dropped only if start < inv_stop and
+    Touching endpoints are allowed: a row is dropped only if start < inv_stop and
     stop > inv_start. Rows with NaN bounds never overlap.
     """
     s = np.asarray(start, dtype=np.float64)
