@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,10 @@ import scipy.signal
 
 from npc_frames.components._sound_opto import opto_waveform, sound_waveform_duration
 from npc_frames.errors import NpcFramesError, ParameterError
+
+if TYPE_CHECKING:
+    from npc_frames.paths import RawSession
+    from npc_frames.readers.openephys import ContinuousStream
 
 __all__ = [
     "ENVELOPE_AGREEMENT",
@@ -120,7 +124,7 @@ class NidaqRecording:
         return np.asarray(samples, dtype=np.float64) / self.rate_on_sync + self.start_time
 
 
-def nidaq_stream(raw: Any) -> NidaqRecording | None:
+def nidaq_stream(raw: RawSession) -> NidaqRecording | None:
     """Return the session's NI-DAQ recording on the sync clock, or None if it has none.
 
     None also when the stream cannot be aligned to sync or its ``continuous.dat`` is unreadable
@@ -180,7 +184,7 @@ class NidaqOnDemand:
         return self._rec
 
 
-def _memmap_or_none(stream: Any) -> Any:
+def _memmap_or_none(stream: ContinuousStream) -> np.memmap[Any, np.dtype[np.int16]] | None:
     from npc_frames.readers.openephys import continuous_memmap
 
     try:
@@ -189,7 +193,7 @@ def _memmap_or_none(stream: Any) -> Any:
         return None
 
 
-def _compressed_traces(stream: Any) -> Any:
+def _compressed_traces(stream: ContinuousStream) -> Any:
     """Return the stream's ``traces_seg0`` zarr array from ``ecephys_compressed`` (lazy), or None
     when there is none or it cannot be opened (missing codec, other layout)."""
     import os

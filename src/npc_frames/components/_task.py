@@ -251,7 +251,7 @@ def task_file(raw: RawSession) -> tuple[str, FrameTimes]:
             field="frame times",
             expected="a task file matched to a sync vsync block",
         )
-    stats = getattr(raw, "file_stats", {}) or {}
+    stats = raw.file_stats
     best = max(valid, key=lambda p: (stats.get(p, (0, ""))[0], p))
     return best, ft[best]
 
@@ -266,7 +266,7 @@ def invalid_intervals(raw: RawSession) -> pl.DataFrame:
     """
     from npc_frames.readers.metadata import parse_invalid_times, read_invalid_times
 
-    annotations = getattr(raw, "annotations", {}) or {}
+    annotations = raw.annotations
     if "invalid_times" in annotations:
         entries = parse_invalid_times(
             annotations["invalid_times"], source=f"{raw.root} (annotations)"

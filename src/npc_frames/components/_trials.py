@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -395,7 +396,7 @@ def _reward_times(
     start: FloatArray,
     stop: FloatArray,
     is_rewarded: BoolArray,
-    at: Any,
+    at: Callable[[FloatArray, npt.ArrayLike, str], FloatArray],
 ) -> FloatArray:
     """Return the reward time of each trial (NaN where none): the first reward in the trial."""
     n = start.size
@@ -434,7 +435,7 @@ def _opto_columns(
     stim_frame: npt.NDArray[np.int64],
     flip: FloatArray,
     sync: SyncData | None,
-    at: Any,
+    at: Callable[[FloatArray, npt.ArrayLike, str], FloatArray],
     daq: _nidaq.NidaqOnDemand,
 ) -> dict[str, Any]:
     """Return the opto columns of the trials table (NaN/null for non-opto trials)."""

@@ -35,6 +35,7 @@ Decisions on quirks:
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,7 @@ def build_rf_mapping(
     sync: SyncData | None,
     *,
     session_id: str,
-    session_date: Any,
+    session_date: datetime.date,
     nidaq: _nidaq.NidaqSource = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return (vis, aud) RF-mapping frames of one RFMapping file.
