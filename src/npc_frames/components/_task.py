@@ -8,7 +8,7 @@ helpers without sharing mutable state.
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from npc_frames.timing import FrameTimes
 
 FloatArray = npt.NDArray[np.float64]
+_Seq = TypeVar("_Seq", npt.NDArray[Any], list[str])
 
 #: families of task versions DynamicRouting1.py knows (first words of its version list, plus the
 #: Templeton variants of the experiment); versions outside them are refused
@@ -77,16 +78,7 @@ def frames_at(
 # -------------------------------------------------------------------------------- stim access
 def stim_int(stim: StimFile, key: str, n: int | None = None) -> npt.NDArray[np.int64]:
     """Return integer dataset `key` truncated to `n` (BadFormatError naming file/key if absent)."""
-    arr = np.asarray(stim.array(key))
-    if n is not None:
-        if arr.shape[0] < n:
-            raise BadFormatError(
-                f"{key} has {arr.shape[0]} entries, fewer than the {n} completed trials",
-                path=stim.path,
-                field=key,
-                expected=f">= {n} entries",
-            )
-        arr = arr[:n]
+    arr = _first_n(stim, key, np.asarray(stim.array(key)), n)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise BadFormatError(
@@ -112,18 +104,7 @@ def stim_float(
             raise BadFormatError("missing key", path=stim.path, field=key)  # pragma: no cover
         return np.full(n, default, dtype=np.float64)
     arr = np.asarray(stim.array(key), dtype=np.float64)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if n is not None:
-        if arr.shape[0] < n:
-            raise BadFormatError(
-                f"{key} has {arr.shape[0]} entries, fewer than the {n} trials",
-                path=stim.path,
-                field=key,
-                expected=f">= {n} entries",
-            )
-        arr = arr[:n]
-    return arr
+    return _first_n(stim, key, arr.reshape(1) if arr.ndim == 0 else arr, n)
 
 
 def stim_scalar(stim: StimFile, key: str, default: Any = None) -> Any:
@@ -170,17 +151,21 @@ def first_column(a: FloatArray) -> FloatArray:
 
 def stim_strs(stim: StimFile, key: str, n: int | None = None) -> list[str]:
     """Return string-list dataset `key` truncated to `n`."""
-    vals = list(stim.strs(key))
-    if n is not None:
-        if len(vals) < n:
-            raise BadFormatError(
-                f"{key} has {len(vals)} entries, fewer than the {n} trials",
-                path=stim.path,
-                field=key,
-                expected=f">= {n} entries",
-            )
-        vals = vals[:n]
-    return vals
+    return _first_n(stim, key, list(stim.strs(key)), n)
+
+
+def _first_n(stim: StimFile, key: str, values: _Seq, n: int | None) -> _Seq:
+    """Return the first `n` entries of `key` (all if `n` is None); BadFormatError if fewer."""
+    if n is None:
+        return values
+    if len(values) < n:
+        raise BadFormatError(
+            f"{key} has {len(values)} entries, fewer than the {n} trials",
+            path=stim.path,
+            field=key,
+            expected=f">= {n} entries (one per trial)",
+        )
+    return values[:n]
 
 
 def open_stim(path: str) -> StimFile:
