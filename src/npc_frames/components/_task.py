@@ -8,6 +8,7 @@ helpers without sharing mutable state.
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -178,6 +179,34 @@ def open_stim(path: str) -> StimFile:
             "stim file has zero frames", path=path, field="frameIntervals", expected="> 0 frames"
         )
     return stim
+
+
+# ---------------------------------------------------------------------------------------- opto
+def probe_label(label: str) -> str | None:
+    """Return an opto location label as a table value: ``probeA`` for ``A``…``F``, None for none."""
+    if label in ("", "no opto"):
+        return None
+    return f"probe{label}" if re.fullmatch(r"[A-F]", label) else label
+
+
+def opto_power_coefficients(stim: StimFile) -> FloatArray | None:
+    """Return the voltage -> power polynomial of ``optoPowerCalibrationData`` (highest power
+    first, for np.polyval), from its first device group when there is one per device; None when
+    the file has no calibration."""
+    if not stim.has("optoPowerCalibrationData"):
+        return None
+    group = stim.group("optoPowerCalibrationData")
+    coeffs = group.get("poly coefficients")
+    if coeffs is None:
+        coeffs = next(
+            (
+                v["poly coefficients"]
+                for v in group.values()
+                if isinstance(v, dict) and "poly coefficients" in v
+            ),
+            None,
+        )
+    return None if coeffs is None else np.asarray(coeffs, dtype=np.float64).ravel()
 
 
 # ------------------------------------------------------------------------------ timing access

@@ -57,6 +57,8 @@ from npc_frames.components._task import (
     frames_at,
     invalid_intervals,
     open_stim,
+    opto_power_coefficients,
+    probe_label,
     stim_first_value,
     stim_float,
     stim_int,
@@ -520,8 +522,7 @@ def _opto_columns(
     if stim.has("trialOptoLabel"):
         raw_labels = stim_strs(stim, "trialOptoLabel", n)
         labels = [
-            _label(lbl) if h and lbl not in ("", "no opto") else None
-            for lbl, h in zip(raw_labels, has_opto, strict=True)
+            probe_label(lbl) if h else None for lbl, h in zip(raw_labels, has_opto, strict=True)
         ]
     out["label"] = labels
 
@@ -555,25 +556,11 @@ def _wavelength(device: str) -> int | None:
     return DEFAULT_WAVELENGTH if device.strip("[]' ") == "" else None
 
 
-def _label(label: str) -> str:
-    return f"probe{label}" if re.fullmatch(r"[A-F]", label) else label
-
-
 def _opto_power(stim: StimFile, voltage: FloatArray, has_opto: BoolArray) -> FloatArray:
     out = np.full(voltage.shape, np.nan)
-    if not stim.has("optoPowerCalibrationData"):
-        return out
-    g = stim.group("optoPowerCalibrationData")
-    coeffs = g.get("poly coefficients")
-    if coeffs is None:  # one sub-group per device: use the first
-        for v in g.values():
-            if isinstance(v, dict) and "poly coefficients" in v:
-                coeffs = v["poly coefficients"]
-                break
-    if coeffs is None:
-        return out
-    p = np.asarray(coeffs, dtype=np.float64).ravel()
-    out[has_opto] = np.polyval(p, voltage[has_opto])
+    coeffs = opto_power_coefficients(stim)
+    if coeffs is not None:
+        out[has_opto] = np.polyval(coeffs, voltage[has_opto])
     return out
 
 

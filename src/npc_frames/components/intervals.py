@@ -52,6 +52,8 @@ from npc_frames.components._task import (
     frames_at,
     invalid_intervals,
     open_stim,
+    opto_power_coefficients,
+    probe_label,
     stim_first_value,
     stim_float,
     stim_scalar,
@@ -357,7 +359,7 @@ def _tagging_locations(stim: StimFile, n: int) -> tuple[list[str | None], FloatA
     bx = np.full(n, np.nan)
     by = np.full(n, np.nan)
     if stim.has("trialOptoLabel"):
-        labels = [_probe_label(s) for s in stim.strs("trialOptoLabel")[:n]]
+        labels = [probe_label(s) for s in stim.strs("trialOptoLabel")[:n]]
     if stim.has("trialGalvoVoltage") and stim.has("galvoVoltage"):
         trial_gv = np.asarray(stim.array("trialGalvoVoltage"), dtype=np.float64)[:n].reshape(n, -1)
         gv = np.asarray(stim.array("galvoVoltage"), dtype=np.float64).reshape(-1, trial_gv.shape[1])
@@ -375,35 +377,17 @@ def _tagging_locations(stim: StimFile, n: int) -> tuple[list[str | None], FloatA
             names = list(locs.get("label", []))
             if len(names) == gv.shape[0]:
                 labels = [
-                    _probe_label(names[r]) if h else None for r, h in zip(row, has, strict=True)
+                    probe_label(names[r]) if h else None for r, h in zip(row, has, strict=True)
                 ]
     return labels, bx, by
 
 
-def _probe_label(label: str) -> str | None:
-    if label in ("", "no opto"):
-        return None
-    return f"probe{label}" if re.fullmatch(r"[A-F]", label) else label
-
-
 def _tagging_power(stim: StimFile, voltage: FloatArray) -> FloatArray:
     power = np.full(voltage.shape, np.nan)
-    coeffs = None
-    if stim.has("optoPowerCalibrationData"):
-        g = stim.group("optoPowerCalibrationData")
-        coeffs = g.get("poly coefficients")
-        if coeffs is None:
-            coeffs = next(
-                (
-                    v["poly coefficients"]
-                    for v in g.values()
-                    if isinstance(v, dict) and "poly coefficients" in v
-                ),
-                None,
-            )
+    coeffs = opto_power_coefficients(stim)
     finite = np.isfinite(voltage)
     if coeffs is not None:
-        power[finite] = np.polyval(np.asarray(coeffs, dtype=np.float64).ravel(), voltage[finite])
+        power[finite] = np.polyval(coeffs, voltage[finite])
     elif stim.has("optoPower") and stim.has("optoVoltage"):
         p = np.asarray(stim.array("optoPower"), dtype=np.float64).ravel()
         v = np.asarray(stim.array("optoVoltage"), dtype=np.float64).ravel()
