@@ -26,7 +26,7 @@ times = st.floats(min_value=0.0, max_value=20.0, allow_nan=False)
 def brute_force_line_onsets(
     edges: list[float], trigger: list[float], lead: list[float], tolerance: float
 ) -> list[float]:
-    """Per trial, scan every edge: the first one strictly after the trigger, if it is close enough."""
+    """Per trial, scan every edge: the first one strictly after the trigger, if close enough."""
     out = []
     for t, ld in zip(trigger, lead, strict=True):
         after = [e for e in edges if e > t] if not math.isnan(t) else []

@@ -558,8 +558,9 @@ def opto_starts(
     """Return per trial the sync time at which the laser command waveform starts on channel 5.
 
     The waveform is rebuilt per unique parameter set as TaskUtils.getOptoPulseWaveform does
-    (:func:`~npc_frames.components._sound_opto.opto_waveform`, including the prepended delay); onset/offset are this time + active_start /
-    active_stop. NaN where there is no opto or no usable recording.
+    (:func:`~npc_frames.components._sound_opto.opto_waveform`, including the prepended delay);
+    onset/offset are this time + active_start / active_stop. NaN where there is no opto or no
+    usable recording.
     """
     trig = np.asarray(trigger, dtype=np.float64).ravel()
     params = np.stack(

@@ -112,7 +112,7 @@ def sound_times(
     *,
     nidaq_onset: Method2 = None,
 ) -> tuple[FloatArray, FloatArray, BoolArray]:
-    """Return (onset, offset, from_line) per trial (method 1 where the line timed it, else 2, else 3).
+    """Return (onset, offset, from_line) per trial: method 1 where the line timed it, else 2, else 3.
 
     `trigger` = flip time of the stimulus frame (NaN for trials without sound); `rising` = rising
     edges of the sound line, or None when there is no usable line. `nidaq_onset` (method 2: the
@@ -209,7 +209,7 @@ def opto_times(
     *,
     nidaq_start: Method2 = None,
 ) -> tuple[FloatArray, FloatArray, BoolArray]:
-    """Return (onset, offset, from_line) per trial (method 1 where the line timed it, else 2, else 3).
+    """Return (onset, offset, from_line) per trial: method 1 where the line timed it, else 2, else 3.
 
     `trigger` = flip time of the opto onset frame (NaN for non-opto trials); `rising`/`falling` =
     edges of the laser marker line (method 1 needs both). `nidaq_start` (method 2: sync time at

@@ -14,23 +14,24 @@ Decisions on quirks:
   when the session's NI-DAQ stream covers the trial's window, else by the flip time of
   ``stimStartFrame`` (method 3; the order is in docs/formats.md). The expected waveform is the
   saved ``trialSoundArray[i]`` when present and non-empty
-  (:func:`~npc_frames.components._nidaq.saved_sound_onsets`). Otherwise it is regenerated: ``trialToneFreq``/``trialSoundFreq`` → "tone" at [f, NaN];
-  ``trialAMNoiseFreq`` > 0 → "AM noise" in [2000, 20000] Hz; 0 Hz → unmodulated "noise" in
-  [2000, 20000] Hz; ``trialNoiseFreq`` → "noise" in its band edges. RFMapping stores no seeds, so
-  regenerated noise can only be matched by its amplitude envelope: fine for unmodulated noise
-  (sharp Hanning edges; ~0.05 ms on synthetic data) but ambiguous by whole periods for AM noise
-  (a periodic envelope against the random envelope of noise: errors of 1–10 AM periods, 12–125
-  ms, on synthetic data — worse than the flip time), so **AM noise (> 0 Hz) without a saved
-  waveform keeps method 3**. Tones whose frequency is the NI-DAQ's Nyquist frequency (15 kHz at
-  30 kHz) lose their carrier in the sampling and are timed by their envelope (~0.2 ms).
-  ``soundHanningDur`` defaults to 0.005 s (RFMapping's edges), the volume to ``soundVolume``.
-* an OptoTagging file whose laser marker line has no edges is timed from the
-  NI-DAQ laser command (channel 5, :func:`~npc_frames.components._nidaq.opto_starts`) before the
-  laser is declared unrecorded. This departs from npc (which drops the rows): the command on the
-  NI-DAQ is the same signal that drives the marker, so its onsets are as good as the line's. Only
-  trials the NI-DAQ times become rows (a trial outside the recorded samples is dropped, as it has
-  no recording); without sync there is no recording at all (the NI-DAQ is put on the sync clock),
-  so no rows either. The NI-DAQ stream is read only when some trial needs it.
+  (:func:`~npc_frames.components._nidaq.saved_sound_onsets`). Otherwise it is regenerated:
+  ``trialToneFreq``/``trialSoundFreq`` → "tone" at [f, NaN]; ``trialAMNoiseFreq`` > 0 → "AM noise"
+  in [2000, 20000] Hz; 0 Hz → unmodulated "noise" in [2000, 20000] Hz; ``trialNoiseFreq`` →
+  "noise" in its band edges. RFMapping stores no seeds, so regenerated noise can only be matched
+  by its amplitude envelope: fine for unmodulated noise (sharp Hanning edges; ~0.05 ms on
+  synthetic data) but ambiguous by whole periods for AM noise (a periodic envelope against the
+  random envelope of noise: errors of 1–10 AM periods, 12–125 ms, on synthetic data — worse than
+  the flip time), so **AM noise (> 0 Hz) without a saved waveform keeps method 3**. Tones whose
+  frequency is the NI-DAQ's Nyquist frequency (15 kHz at 30 kHz) lose their carrier in the
+  sampling and are timed by their envelope (~0.2 ms). ``soundHanningDur`` defaults to 0.005 s
+  (RFMapping's edges), the volume to ``soundVolume``.
+* an OptoTagging file whose laser marker line has no edges is timed from the NI-DAQ laser command
+  (channel 5, :func:`~npc_frames.components._nidaq.opto_starts`) before the laser is declared
+  unrecorded. This departs from npc (which drops the rows): the command on the NI-DAQ is the same
+  signal that drives the marker, so its onsets are as good as the line's. Only trials the NI-DAQ
+  times become rows (a trial outside the recorded samples is dropped, as it has no recording);
+  without sync there is no recording at all (the NI-DAQ is put on the sync clock), so no rows
+  either. The NI-DAQ stream is read only when some trial needs it.
 """
 
 from __future__ import annotations
