@@ -265,7 +265,7 @@ def task_file(raw: RawSession) -> tuple[str, FrameTimes]:
             field="frame times",
             expected="a task file matched to a sync vsync block",
         )
-    stats = raw.file_stats
+    stats = getattr(raw, "file_stats", {}) or {}
     best = max(valid, key=lambda p: (stats.get(p, (0, ""))[0], p))
     return best, ft[best]
 
