@@ -102,8 +102,8 @@ def _task_info(raw: RawSession) -> dict[str, Any]:
     onset = stim_scalar(stim, "autoRewardOnsetFrame", default=-1)
     info["is_late_autorewards"] = int(onset) == 60 if onset != -1 else None
     try:
-        from npc_frames.components.performance import performance_from_trials, session_flags
-        from npc_frames.components.trials import trials
+        from npc_frames.components._performance import performance_from_trials, session_flags
+        from npc_frames.components._trials import trials
 
         tr = trials(raw)
         rewarded = stim.strs("blockStimRewarded")
