@@ -12,7 +12,8 @@ collected here in :data:`SCHEMAS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -20,6 +21,8 @@ import polars as pl
 from npc_frames.errors import SchemaError
 
 __all__ = ["SCHEMAS", "SCHEMA_VERSION", "Column", "Schema", "describe", "get_schema", "register"]
+
+logger = logging.getLogger(__name__)
 
 #: Bumped whenever a change to any schema would break readers of an existing cache.
 SCHEMA_VERSION = 1
@@ -230,11 +233,6 @@ def _schema_repr(schema: Schema, max_columns: int) -> str:
     if n > len(shown):
         lines.append(f"  … {n - len(shown)} more columns (npc_frames.describe({schema.name!r}))")
     return "\n".join(lines)
-
-
-def as_mapping() -> Mapping[str, Schema]:
-    """Return the registry (read-only view)."""
-    return dict(SCHEMAS)
 
 
 # populate the registry; these modules only call `register(...)`.
