@@ -82,6 +82,7 @@ _EXPLAIN = re.compile(
     r"EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\((?:[^()]|\([^()]*\))*\)\s*)?(?P<inner>.*)\Z",
     re.IGNORECASE | re.DOTALL,
 )
+_EXPLAIN_WORDS = re.compile(r"EXPLAIN\s+(?:ANALY[SZ]E\s+)?", re.IGNORECASE)
 _PRAGMA = re.compile(r"PRAGMA\s+(?P<name>\w+)\s*(?P<rest>.*)\Z", re.IGNORECASE | re.DOTALL)
 
 
@@ -439,6 +440,8 @@ def _read_only_problem(statement: Any, depth: int = 0) -> str | None:
             return "an EXPLAIN whose explained statement cannot be found"
         try:
             inner = duckdb.extract_statements(m["inner"])
+            if not inner:  # "EXPLAIN (SELECT 1)": the parenthesis was the query, not options
+                inner = duckdb.extract_statements(_EXPLAIN_WORDS.sub("", text, count=1))
         except duckdb.Error:
             return "an EXPLAIN whose explained statement cannot be parsed"
         if len(inner) != 1:
@@ -494,15 +497,6 @@ _CONNECTIONS: collections.OrderedDict[tuple[Any, ...], tuple[Any, threading.Lock
 )
 _CONNECTIONS_MAX = 8
 _CONNECTIONS_LOCK = threading.Lock()
-
-
-def _is_read_only(query: str) -> bool:
-    """Return True for one statement that :func:`sql` accepts as read-only."""
-    try:
-        _check_statements(query, read_only=True)
-    except ParameterError:
-        return False
-    return True
 
 
 def _evict(con: Any) -> None:
