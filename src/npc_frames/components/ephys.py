@@ -179,6 +179,7 @@ def _annotation_paths(raw: RawSession) -> dict[str, str]:
 def _read_annotation(path: str, group: str) -> pl.DataFrame:
     from npc_frames.errors import BadFormatError
 
+    parts.record_read(path)  # Polars opens the file itself
     df = pl.read_csv(path, infer_schema_length=None)
     need = {"channel", "AP", "DV", "ML"}
     if not need <= set(df.columns):
