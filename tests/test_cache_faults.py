@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -412,6 +413,7 @@ def test_fault_statuses(case: Case, bases, baselines, tmp_path):
     raw = tmp_path / Path(truth.raw_path).name
     shutil.copytree(truth.raw_path, raw)
     case.damage(raw)
+    damaged = _changed_files(Path(truth.raw_path), raw)
     run = _convert(raw, tmp_path / "cache")
     assert run.filter(pl.col("component") == "*").is_empty()
     comp = {r["component"]: r for r in run.filter(pl.col("part").is_null()).iter_rows(named=True)}
@@ -446,6 +448,15 @@ def test_fault_statuses(case: Case, bases, baselines, tmp_path):
             assert r["error_type"] and r["error"] and r["error_location"], key
         if key[0] in case.expect and r["status"] == "failed":
             assert comp[key[0]]["status"] in ("partial", "failed"), key
+    # complete fingerprints: a component whose outcome changed had read a damaged file
+    for name, row in comp.items():
+        want = base[name]
+        if (row["status"], row["rows"], row["error_type"]) != (
+            want["status"],
+            want["rows"],
+            want["error_type"],
+        ):
+            assert set(want["inputs"]) & damaged, (name, sorted(damaged))
     # the written files agree with the catalog: no file for failed/absent, rows for the rest
     for name, row in comp.items():
         path = tmp_path / "cache" / name / f"session_id={row['session_id']}" / "data.parquet"
@@ -459,6 +470,62 @@ def test_fault_statuses(case: Case, bases, baselines, tmp_path):
     assert {p.split(":")[0].split("/")[0] for p in status.problems} == bad
 
 
+def _changed_files(base: Path, copy: Path) -> set[str]:
+    """Return the relative paths of files that differ between `base` and `copy` (or are gone)."""
+    out = set()
+    for p in base.rglob("*"):
+        if p.is_file():
+            rel = str(p.relative_to(base))
+            q = copy / rel
+            if (
+                not q.is_file()
+                or q.stat().st_size != p.stat().st_size
+                or q.read_bytes() != p.read_bytes()
+            ):
+                out.add(rel)
+    return out
+
+
+#: files of different readers whose touch must recompute exactly the components that read them
+TOUCHED = (
+    REC + "/structure.oebin",
+    "ecephys/ecephys_clipped/Record Node 102/settings.xml",
+    REC + "/events/Neuropix-PXI-100.ProbeA-AP/TTL/sample_numbers.npy",
+    SORT_B + "/spike_times.npy",
+    "behavior/DynamicRouting1_*.hdf5",
+    "behavior/RFMapping_*.hdf5",
+    "behavior/2023*.h5",
+    "behavior_videos/Eye_*.json",
+    "subject.json",
+)
+
+
+def test_touching_a_file_recomputes_exactly_the_components_that_read_it(bases, tmp_path):
+    truth = bases["ephys"]
+    raw = tmp_path / Path(truth.raw_path).name
+    shutil.copytree(truth.raw_path, raw)
+    first = _convert(raw, tmp_path / "c").filter(pl.col("part").is_null())
+    inputs = {r["component"]: set(r["inputs"]) for r in first.iter_rows(named=True)}
+    assert all(inputs[c] for c in COMPONENTS if c != "invalid_times")  # each read something
+    for k, pattern in enumerate(TOUCHED):
+        path = _one(raw, pattern)
+        rel = str(path.relative_to(raw))
+        readers = {c for c, files in inputs.items() if rel in files}
+        assert readers, rel  # every one of these files is read by some component
+        stamp = time.time() + 10 * (k + 1)
+        os.utime(path, (stamp, stamp))  # same bytes, new modification time
+        run = _convert(raw, tmp_path / "c").filter(pl.col("part").is_null())
+        recomputed = set(run.filter(~pl.col("skipped"))["component"])
+        assert recomputed == readers, (rel, sorted(recomputed ^ readers))
+        changed = {r["component"]: r["fingerprint"] for r in run.iter_rows(named=True)}
+        assert all(
+            changed[c] != f
+            for c, f in zip(first["component"], first["fingerprint"], strict=True)
+            if c in readers
+        )
+        first = run
+
+
 def test_repairing_a_file_recomputes_and_clears_the_error(bases, tmp_path):
     truth = bases["ephys"]
     raw = tmp_path / Path(truth.raw_path).name
@@ -470,7 +537,8 @@ def test_repairing_a_file_recomputes_and_clears_the_error(bases, tmp_path):
     assert first.filter(pl.col("component") == "devices")["status"].item() == "failed"
     oebin.write_bytes(good)  # the repair: structure.oebin is part of the fingerprint
     second = _convert(raw, tmp_path / "c").filter(pl.col("part").is_null())
-    assert not second["skipped"].any()
+    # exactly the components that read structure.oebin are recomputed
+    assert set(second.filter(~pl.col("skipped"))["component"]) == set(EPHYS)
     assert set(second["status"]) <= {"ok", "empty"}
     cat = cache.read_catalog(tmp_path / "c")
     assert cat.filter(pl.col("status").is_in(["failed", "partial"])).is_empty()

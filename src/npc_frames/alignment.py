@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from npc_frames import storage
 from npc_frames._log import timed
-from npc_frames.errors import AlignmentError, MissingFileError, NpcFramesError
+from npc_frames.errors import AbsentModalityError, AlignmentError, MissingFileError, NpcFramesError
 from npc_frames.memo import Memo
 from npc_frames.readers import openephys as oe
 from npc_frames.readers.sync import SyncData, read_sync
@@ -310,10 +310,10 @@ _MEMO: Memo[SessionClocks] = Memo("session clocks", maxsize=32)
 def local_record_nodes(raw: RawSession) -> tuple[str, ...]:
     """Return local folders of the session's Open Ephys record nodes (copies for remote ones).
 
-    Raises MissingFileError when the session has none.
+    Raises AbsentModalityError (a MissingFileError) when the session has none.
     """
     if not raw.record_node_paths:
-        raise MissingFileError(
+        raise AbsentModalityError(
             "session has no Open Ephys record nodes",
             path=raw.root,
             expected="ecephys/ecephys_clipped/Record Node NNN/",
@@ -323,8 +323,6 @@ def local_record_nodes(raw: RawSession) -> tuple[str, ...]:
 
 def _clock_inputs(node: str) -> list[str]:
     """Return the local files of a record node that stream clocks are read from (sorted)."""
-    if "://" in node:
-        return []
     import glob
 
     base = glob.escape(node)

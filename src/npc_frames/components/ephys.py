@@ -31,7 +31,7 @@ import polars as pl
 from npc_frames import parts
 from npc_frames._log import timed
 from npc_frames.alignment import local_record_nodes
-from npc_frames.errors import AbsentModalityError, MissingFileError, NpcFramesError
+from npc_frames.errors import MissingFileError, NpcFramesError
 from npc_frames.readers import openephys as oe
 from npc_frames.schemas.ephys import DEVICES, ELECTRODE_GROUPS, ELECTRODES
 
@@ -79,12 +79,6 @@ def probe_setup(raw: RawSession) -> ProbeSetup:
     Raises AbsentModalityError when the session has no Open Ephys record nodes (behavior-only);
     an unreadable record node is reported as a failed part (:mod:`npc_frames.parts`).
     """
-    if not raw.record_node_paths:
-        raise AbsentModalityError(
-            "session has no Open Ephys record nodes",
-            path=raw.root,
-            expected="ecephys/ecephys_clipped/Record Node NNN/",
-        )
     nodes = local_record_nodes(raw)
     errors: dict[str, NpcFramesError] = {}
     letters: set[str] = set()
@@ -185,6 +179,7 @@ def _annotation_paths(raw: RawSession) -> dict[str, str]:
 def _read_annotation(path: str, group: str) -> pl.DataFrame:
     from npc_frames.errors import BadFormatError
 
+    parts.record_read(path)  # Polars opens the file itself
     df = pl.read_csv(path, infer_schema_length=None)
     need = {"channel", "AP", "DV", "ML"}
     if not need <= set(df.columns):
