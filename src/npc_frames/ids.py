@@ -21,8 +21,8 @@ from typing import Any
 from npc_frames.errors import InvalidIdError
 
 __all__ = [
-    "AindSessionId",
     "SURFACE_CHANNELS_SUFFIX",
+    "AindSessionId",
     "SessionId",
     "index_sessions",
     "is_surface_channels_name",

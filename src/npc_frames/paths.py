@@ -245,7 +245,9 @@ class RawSession:
         """
         if is_surface_channels_name(self.root):
             return True
-        return self.is_ephys and not self.is_sync and not self.stim_paths and self.session_id.idx > 0
+        return (
+            self.is_ephys and not self.is_sync and not self.stim_paths and self.session_id.idx > 0
+        )
 
     @property
     def main_session_id(self) -> SessionId | None:
@@ -399,7 +401,8 @@ def _same_day_index(fs: fsspec.AbstractFileSystem, root: str, sid: SessionId) ->
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             listing = []
         names.update(
-            b for b in (posixpath.basename(str(n).rstrip("/")) for n in listing)
+            b
+            for b in (posixpath.basename(str(n).rstrip("/")) for n in listing)
             if b.startswith(prefixes)
         )
     return index_sessions(names)[base]
