@@ -395,12 +395,13 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
             subject, day = fresh_day(i)
             start = _start(rng, 8, 12) if kind == "training_box" else _start(rng, 8, 16)
         sid = f"{subject}_{day:%Y-%m-%d}" + ("_1" if second_of_day else "")
-        common = {"seed": s, "date": day, "start_time": start, "subject": subject}
         assets: dict[str, str] = {}
         probes: tuple[str, ...] = ()
         skipped: tuple[str, ...] = ()
         if kind == "training_box":
-            truth = make_box_session(out, minutes=_TASK_MINUTES, **common)  # type: ignore[arg-type]
+            truth = make_box_session(
+                out, seed=s, minutes=_TASK_MINUTES, date=day, start_time=start, subject=subject
+            )
             if box_day is None and not any(m.kind == "habituation" for m in members):
                 box_day = (subject, day)
             expected = expected_components(
@@ -421,7 +422,10 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
                 units_per_probe=0,
                 ephys=False,
                 scripts=["RFMapping", "DynamicRouting1"],
-                **common,  # type: ignore[arg-type]
+                seed=s,
+                date=day,
+                start_time=start,
+                subject=subject,
             )
             expected = expected_components(
                 scripts=("RFMapping", "DynamicRouting1"),
@@ -435,7 +439,9 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
             )
         else:  # ephys, ephys_skip
             n_probes = 3 if kind == "ephys_skip" else 2
-            truth, asset = _ephys_member(out, n_probes=n_probes, **common)  # type: ignore[arg-type]
+            truth, asset = _ephys_member(
+                out, seed=s, subject=subject, date=day, start_time=start, n_probes=n_probes
+            )
             probes = tuple(f"probe{c}" for c in "ABCDEF"[:n_probes])
             if kind == "ephys_skip":
                 letter = "ABCDEF"[int(rng.integers(0, n_probes))]
