@@ -3,7 +3,8 @@
 :func:`make_population` writes `n` raw session folders side by side, as raw assets sit in one
 bucket prefix, and returns a :class:`PopulationTruth` saying what each session is and what each
 cache component must report for it. The mix, in order (the first five are always present when
-``n >= 5``; the rest cycle through training, training, habituation, ephys):
+``n >= 5``; the rest cycle through training, training, habituation, ephys, where every second
+ephys session again has a probe the sorting pipeline skipped):
 
 0. an ephys session (sync, task + RF mapping, videos, two probes) whose spike sorting is a sibling
    asset ``<raw name>_sorted_<date>_<time>`` rather than a folder inside the raw asset;
@@ -46,6 +47,7 @@ from npc_frames.synth.truth import Truth
 
 __all__ = [
     "COMPONENT_NAMES",
+    "DERIVED_VIDEO_COMPONENTS",
     "KINDS",
     "MemberTruth",
     "PopulationTruth",
@@ -71,11 +73,27 @@ COMPONENT_NAMES: tuple[str, ...] = (
     "running_speed",
     "quiescent_violations",
     "video_frame_times",
+    "eye_tracking",
+    "dlc_eye_camera",
+    "lp_side_camera",
+    "lp_front_camera",
+    "facemap_side_camera",
+    "facemap_front_camera",
     "devices",
     "electrode_groups",
     "electrodes",
     "units",
 )
+#: components read from derived video assets (eye tracking, pose, facemap) -> the process string
+#: of the asset they need; a population writes no such assets, so they are all ``absent``
+DERIVED_VIDEO_COMPONENTS: Mapping[str, str] = {
+    "eye_tracking": "dlc_eye",
+    "dlc_eye_camera": "dlc_eye",
+    "lp_side_camera": "LPFaceParts",
+    "lp_front_camera": "LPFaceParts",
+    "facemap_side_camera": "facemap",
+    "facemap_front_camera": "facemap",
+}
 KINDS = ("ephys", "surface_channels", "training_box", "habituation")
 TRUTH_FILE = "population.json"
 #: the sorting pipeline ran three days after the recording, early in the morning
@@ -86,7 +104,16 @@ _UNITS_PER_PROBE = 4
 _CLIP_SECONDS = 0.2
 _FIRST_DATE = datetime.date(2024, 4, 22)
 _SURFACE_AFTER = datetime.timedelta(minutes=25)
-_CYCLE = ("training_box", "training_box", "habituation", "ephys")
+_CYCLE = (
+    "training_box",
+    "training_box",
+    "habituation",
+    "ephys",
+    "training_box",
+    "training_box",
+    "habituation",
+    "ephys_skip",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +243,8 @@ def expected_components(
             "no quiescent-period violation in the task",
         )
     out["video_frame_times"] = _s("ok") if video else _s("absent", "no video files")
+    for name, process in DERIVED_VIDEO_COMPONENTS.items():
+        out[name] = _s("absent", f"no {process} asset")
     for name in ("devices", "electrode_groups", "electrodes"):
         out[name] = _s("ok") if ephys else _s("absent", "no Open Ephys recording")
     if sorted_probes:
