@@ -189,6 +189,9 @@ def test_surface_channel_session_starts_after_its_main(pop: PopulationTruth) -> 
     assert expected <= start < expected + datetime.timedelta(seconds=10)
     assert start > datetime.datetime.combine(main.date, main.start_time)
     assert row["session_idx"] == 1
+    # surface channels are numbered after the tip bank's 384
+    channels = C.get("electrodes")(RawSession.from_path(surface.raw_path))["channel"]
+    assert channels.min() == 384 and channels.max() == 767
 
 
 def test_cli_synth_population(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

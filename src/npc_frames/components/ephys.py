@@ -13,7 +13,9 @@ Decisions
   coordinates (25 µm, −1 = outside the brain) become µm (NaN outside). The reference tries
   TissueCyte before IBL records **[quirk]**; we read TissueCyte only (IBL records are not part of
   the raw upload).
-* Surface-channel recordings (root folder ending ``_surface_channels``) add 384 to channels.
+* Surface-channel recordings (``RawSession.is_surface_channel``: a folder ending
+  ``_surface_channels``, or a later recording of the day without sync or stim files) add 384 to
+  channels.
 """
 
 from __future__ import annotations
@@ -62,8 +64,12 @@ class ProbeSetup:
 
 
 def _surface_offset(raw: Any) -> int:
-    root = str(getattr(raw, "root", "")).rstrip("/")
-    return SURFACE_CHANNEL_OFFSET if root.endswith("_surface_channels") else 0
+    # discovery decides (a `_surface_channels` folder, or an Open Ephys recording without sync or
+    # stim files later in the day); objects without the property fall back to the folder name
+    surface = getattr(raw, "is_surface_channel", None)
+    if not isinstance(surface, bool):
+        surface = str(getattr(raw, "root", "")).rstrip("/").endswith("_surface_channels")
+    return SURFACE_CHANNEL_OFFSET if surface else 0
 
 
 def probe_setup(raw: Any) -> ProbeSetup:
