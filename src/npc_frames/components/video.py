@@ -27,12 +27,14 @@ AlignmentError; a session without videos returns a zero-row frame.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.errors import AlignmentError, InvalidIdError
 from npc_frames.ids import parse_camera_name
 from npc_frames.readers.mvr import MvrInfo, read_mvr_json
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
 __all__ = ["camera_exposure_lines", "camera_frame_times", "video_frame_times"]
+
+logger = logging.getLogger(__name__)
 
 #: pulses at the start of a recording that carry CustomInitialExposureTime (§12.3 step 1)
 N_FINGERPRINT_PULSES = 8
@@ -171,6 +175,7 @@ def camera_frame_times(sync: SyncData, info: MvrInfo, exposing_bit: int) -> F64:
     return times[:n]
 
 
+@timed
 def video_frame_times(raw: RawSession) -> pl.DataFrame:
     """Return the ``video_frame_times`` frame: session_id, camera, frame_index, timestamp.
 
@@ -184,7 +189,7 @@ def video_frame_times(raw: RawSession) -> pl.DataFrame:
     if not json_paths:
         return schema.empty()
     sync = sync_data(raw)
-    infos = [read_mvr_json(_local(raw, p)) for p in json_paths]
+    infos = [read_mvr_json(raw.local(p)) for p in json_paths]
     if sync is None:
         per_camera = _box_times(raw, infos)
     else:
@@ -214,9 +219,8 @@ def video_frame_times(raw: RawSession) -> pl.DataFrame:
 def _box_times(raw: RawSession, infos: list[MvrInfo]) -> dict[str, F64]:
     """Return {json path: task-clock frame times} of a session without sync, from its licks."""
     from npc_frames.components._box_video import box_frame_times
-    from npc_frames.components._task import task_file
+    from npc_frames.components._task import open_stim, task_file
     from npc_frames.errors import MissingFileError
-    from npc_frames.readers.stim import open_stim
 
     try:
         path, ft = task_file(raw)
@@ -227,12 +231,7 @@ def _box_times(raw: RawSession, infos: list[MvrInfo]) -> dict[str, F64]:
             field="sync",
             expected="a sync file, or a DynamicRouting1 task file whose licks the camera recorded",
         ) from None
-    lick_frames = np.asarray(open_stim(_local(raw, path)).array("lickFrames"), dtype=np.int64)
+    lick_frames = np.asarray(open_stim(path).array("lickFrames"), dtype=np.int64)
     lick_frames = lick_frames[(lick_frames >= 0) & (lick_frames < ft.input.size)]
     lick_times = np.asarray(ft.input, dtype=np.float64)[lick_frames]
     return {info.path: box_frame_times(info, lick_frames, lick_times) for info in infos}
-
-
-def _local(raw: RawSession, path: str) -> str:
-    fn = getattr(raw, "local", None)
-    return fn(path) if callable(fn) else path  # type: ignore[no-any-return]
