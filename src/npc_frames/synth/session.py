@@ -332,6 +332,8 @@ def make_session(
     clip_seconds: float | None = None,
     compress: bool = False,
     sorted_as_asset: bool = False,
+    video_behavior: bool = False,
+    video_behavior_length_delta: Mapping[str, int] | None = None,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -377,6 +379,11 @@ def make_session(
         ``<raw name>_sorted_<date + 3 days>_06-52-11/phy/<stream folder>/`` (as the sorting
         pipeline names its output), not into ``<raw>/sorting/``; ``Truth.assets["sorted"]``
         records it.
+    video_behavior, video_behavior_length_delta:
+        Also write the video-derived assets (DeepLabCut eye tracking, Lightning Pose, facemap;
+        :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
+        ``{kind: n}`` gives an asset ``n`` rows more (or fewer) than its video. Needs `video`.
+        ``Truth.assets[kind]`` records what was written.
     """
     date, start_time = _check_params(
         seed=seed,
@@ -403,7 +410,9 @@ def make_session(
     out_dir = Path(out_dir).absolute()
     root = out_dir / asset_name
     truth_dir = out_dir / f"{asset_name}.truth"
-    for folder in (root, truth_dir, *out_dir.glob(f"{asset_name}_sorted_*")):
+    derived = ("sorted", "dlc_eye", "LPFaceParts", "facemap")
+    old_assets = [p for d in derived for p in out_dir.glob(f"{asset_name}_{d}_*")]
+    for folder in (root, truth_dir, *old_assets):
         if folder.exists():
             shutil.rmtree(folder)
     behavior_dir = root / "behavior"
@@ -524,6 +533,22 @@ def make_session(
         compression="gzip" if compress else None,
     )
 
+    if video_behavior and video_result is not None:
+        from npc_frames.synth.video_behavior import make_video_behavior
+
+        dr = [_attr(r, "truth") for r in runs if _attr(r, "script_name") == "DynamicRouting1"]
+        assets.update(
+            make_video_behavior(
+                root,
+                rng=np.random.default_rng(ss.spawn(1)[0]),
+                video={k: dataclasses.asdict(c) for k, c in video_result.cameras.items()},
+                task=dr[0] if dr else None,
+                subject=int(subject),
+                date=date,
+                length_delta=video_behavior_length_delta,
+            )
+        )
+
     # --- truth ------------------------------------------------------------------------------------
     script_truths = []
     for run in runs:
@@ -604,6 +629,8 @@ def make_session(
             "clip_seconds": clip_seconds,
             "compress": bool(compress),
             "sorted_as_asset": bool(sorted_as_asset),
+            "video_behavior": bool(video_behavior),
+            "video_behavior_length_delta": dict(video_behavior_length_delta or {}),
         },
         assets=assets,
     )
