@@ -275,3 +275,42 @@ def test_missing_and_corrupt_files_give_typed_errors(truth: Any, tmp_path: Path)
     with pytest.raises(MissingFileError, match="motion SVD"):
         vb.facemap_side_camera(raw)
     vb.facemap_front_camera(raw)
+
+
+# ---------------------------------------------------------------------------------------- NWB
+def test_nwb_processing_behavior_round_trips_through_pynwb_and_lazynwb(
+    truth: Any, raw: RawSession, tmp_path: Path
+) -> None:
+    import lazynwb
+    from pynwb import NWBHDF5IO
+
+    from npc_frames import components
+    from npc_frames.nwb import to_nwb
+
+    names = ["sessions", "eye_tracking", "dlc_eye_camera", "lp_side_camera",
+             "facemap_front_camera"]  # fmt: skip
+    frames = {n: components.get(n)(raw) for n in names}
+    nwb = to_nwb(frames)
+    path = tmp_path / "vb.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    with NWBHDF5IO(str(path), "r") as io:
+        back = io.read()
+        module = back.processing["behavior"]
+        eye = module["eye_tracking"].to_dataframe()
+        np.testing.assert_array_equal(
+            eye["pupil_area"].to_numpy(), frames["eye_tracking"]["pupil_area"].to_numpy()
+        )
+        np.testing.assert_array_equal(
+            eye["timestamps"].to_numpy(), truth.video["Eye"]["frame_times"]
+        )
+        assert "pupil_area" in module["eye_tracking"].colnames
+        ts = module["facemap_front_camera"]
+        svd = np.asarray(truth.assets["facemap"]["Face"]["motion_svd"])
+        np.testing.assert_array_equal(ts.data[:], svd)
+        assert ts.unit == "pixels"
+        assert module["lp_side_camera"]["tongue_tip_y"].description.startswith("tongue_tip")
+    lz = lazynwb.get_df(path, "/processing/behavior/dlc_eye_camera", as_polars=True)
+    np.testing.assert_array_equal(
+        lz["pupil3_x"].to_numpy(), truth.assets["dlc_eye"]["Eye"]["dlc"]["pupil3_x"].to_numpy()
+    )
