@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+import npc_frames as nf
 from npc_frames import synth
 from npc_frames.components import video_behavior as vb
 from npc_frames.errors import (
@@ -310,6 +311,16 @@ def test_nwb_processing_behavior_round_trips_through_pynwb_and_lazynwb(
         np.testing.assert_array_equal(ts.data[:], svd)
         assert ts.unit == "pixels"
         assert module["lp_side_camera"]["tongue_tip_y"].description.startswith("tongue_tip")
+        pose = module["dlc_eye_camera_pose"].pose_estimation_series["pupil3"]
+        np.testing.assert_array_equal(
+            pose.data[:, 0], truth.assets["dlc_eye"]["Eye"]["dlc"]["pupil3_x"].to_numpy()
+        )
+        np.testing.assert_array_equal(
+            pose.confidence[:],
+            truth.assets["dlc_eye"]["Eye"]["dlc"]["pupil3_likelihood"].to_numpy(),
+        )
+        assert module["lp_side_camera_pose"].source_software == "Lightning Pose"
+    assert nf.validate_nwb(path) == []
     lz = lazynwb.get_df(path, "/processing/behavior/dlc_eye_camera", as_polars=True)
     np.testing.assert_array_equal(
         lz["pupil3_x"].to_numpy(), truth.assets["dlc_eye"]["Eye"]["dlc"]["pupil3_x"].to_numpy()
