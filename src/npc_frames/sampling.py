@@ -37,9 +37,23 @@ def _time_column(schema: pl.Schema, given: str | None) -> str:
     )
 
 
+class _Column:
+    """One column of one session, sorted by time, with cumulative sums for O(1) window sums."""
+
+    def __init__(self, values: npt.NDArray[np.float64], agg: str) -> None:
+        self.values = values
+        valid = np.isfinite(values)
+        self.n_valid_cum = np.concatenate([[0], np.cumsum(valid)])
+        self.cum = (
+            np.concatenate([[0.0], np.cumsum(np.where(valid, values, 0.0))])
+            if agg in ("mean", "sum")
+            else None
+        )
+
+
 def _window_stats(
     t: npt.NDArray[np.float64],
-    values: npt.NDArray[np.float64],
+    col: _Column,
     starts: npt.NDArray[np.float64],
     stops: npt.NDArray[np.float64],
     agg: str,
@@ -52,21 +66,18 @@ def _window_stats(
     lo[bad_event] = hi[bad_event] = 0
     hi = np.maximum(hi, lo)
     n = hi - lo
-    valid = np.isfinite(values)
-    n_valid_cum = np.concatenate([[0], np.cumsum(valid)])
-    n_valid = n_valid_cum[hi] - n_valid_cum[lo]
+    n_valid = col.n_valid_cum[hi] - col.n_valid_cum[lo]
     out = np.full(starts.size, np.nan)
     has = n_valid > 0
-    if agg in ("mean", "sum"):
-        cum = np.concatenate([[0.0], np.cumsum(np.where(valid, values, 0.0))])
-        total = cum[hi] - cum[lo]
+    if col.cum is not None:
+        total = col.cum[hi] - col.cum[lo]
         out[has] = total[has] / n_valid[has] if agg == "mean" else total[has]
-    elif values.size:
+    elif col.values.size:
         fn = np.fmin if agg == "min" else np.fmax
         # reduceat over [lo, hi) of non-empty windows; NaN is ignored by fmin/fmax
         idx = np.flatnonzero(has)
         if idx.size:
-            padded = np.append(values, np.nan)
+            padded = np.append(col.values, np.nan)
             order = np.stack([lo[idx], hi[idx]], axis=1).ravel()
             out[idx] = fn.reduceat(padded, order)[::2]
     return out, n.astype(np.int64), (n - n_valid).astype(np.int64)
@@ -90,8 +101,7 @@ def sample_at(
     frame:
         Frame or LazyFrame with ``session_id``, a time column (``timestamp`` or ``timestamps``,
         seconds) and `columns` — e.g. ``nf.scan("eye_tracking")``, ``nf.scan_running_speed()``.
-        Only the sessions of `intervals` and the needed columns are collected, one session at
-        a time.
+        Only the sessions of `intervals` and the needed columns are collected.
     intervals:
         Frame or LazyFrame with ``session_id``, ``trial_index`` and the event columns named in
         `windows` — e.g. ``nf.scan_trials()``.
@@ -152,18 +162,24 @@ def sample_at(
     )
     window_enum = pl.Enum(list(windows))
     parts: list[pl.DataFrame] = []
-    for (sid,), tr in trials.group_by("session_id", maintain_order=True):
-        data = (
-            f.filter(pl.col("session_id").cast(pl.String) == sid)
-            .select(
-                pl.col(tcol).cast(pl.Float64),
-                *(pl.col(c).cast(pl.Float64).fill_null(float("nan")) for c in columns),
-            )
-            .collect()
+    # a String session_id compared as is lets Polars prune hive partitions / row groups
+    sid_col = pl.col("session_id")
+    if f_schema["session_id"] != pl.String:
+        sid_col = sid_col.cast(pl.String)
+    groups = trials.partition_by("session_id", maintain_order=True, as_dict=True)
+    queries = [
+        f.filter(sid_col == sid).select(
+            pl.col(tcol).cast(pl.Float64),
+            *(pl.col(c).cast(pl.Float64).fill_null(float("nan")) for c in columns),
         )
+        for (sid,) in groups
+    ]
+    # sessions are read concurrently; only the time column and `columns` are materialised
+    for ((sid,), tr), data in zip(groups.items(), pl.collect_all(queries), strict=True):
         t = data[tcol].fill_null(float("nan")).to_numpy()
         order = np.argsort(t, kind="stable")  # NaN times sort last: never inside a window
         t = t[order]
+        prepared = {c: _Column(data[c].to_numpy()[order], agg) for c in columns}
         for wname, (event, start, stop) in windows.items():
             ev = tr[event].cast(pl.Float64).fill_null(float("nan")).to_numpy()
             cols: dict[str, Any] = {
@@ -173,9 +189,7 @@ def sample_at(
             }
             n_frames: npt.NDArray[np.int64] | None = None
             for c in columns:
-                value, n, n_nan = _window_stats(
-                    t, data[c].to_numpy()[order], ev + start, ev + stop, agg
-                )
+                value, n, n_nan = _window_stats(t, prepared[c], ev + start, ev + stop, agg)
                 n_frames = n
                 cols[c] = pl.Series(value).fill_nan(None)
                 cols[f"{c}_n_nan"] = pl.Series(n_nan, dtype=pl.UInt32)
