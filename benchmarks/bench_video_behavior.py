@@ -88,7 +88,8 @@ def bench_components(raw_path: str) -> None:
         size = os.path.getsize(path)
         sizes += size
         print(f"{name:22s} {dt:6.2f} s  {df.height:7d} rows × {df.width:3d} cols  "
-              f"parquet {size / 1e6:6.1f} MB")  # fmt: skip
+              f"parquet {size / 1e6:6.1f} MB  peak RSS so far {_peak_mb():.0f} MB")  # fmt: skip
+        del df
     print(f"all video-behavior components: {total:.2f} s (+ frame times); cache "
           f"{sizes / 1e6:.1f} MB per session; peak RSS {_peak_mb():.0f} MB")  # fmt: skip
     try:

@@ -63,10 +63,25 @@ EYE_MM_PER_PX = "eye_mm_per_px"
 
 
 # ----------------------------------------------------------------------------------- helpers
-def _frame_times(raw: RawSession, camera: str) -> np.ndarray:
+_FRAME_TIMES_MEMO: dict[tuple[object, ...], pl.DataFrame] = {}
+
+
+def _all_frame_times(raw: RawSession) -> pl.DataFrame:
+    """Return ``video_frame_times(raw)``, memoized by the sync file and MVR sidecars it reads
+    (the six components of a session share one computation)."""
     from npc_frames.components.video import video_frame_times
 
-    vft = video_frame_times(raw).filter(pl.col("camera") == camera).sort("frame_index")
+    stats = getattr(raw, "file_stats", {}) or {}
+    inputs = (raw.sync_path, *raw.video_json_paths)
+    key = (str(raw.root), *((p, stats.get(p)) for p in inputs if p))
+    if key not in _FRAME_TIMES_MEMO:
+        _FRAME_TIMES_MEMO.clear()  # one session at a time: a worker converts sessions in turn
+        _FRAME_TIMES_MEMO[key] = video_frame_times(raw)
+    return _FRAME_TIMES_MEMO[key]
+
+
+def _frame_times(raw: RawSession, camera: str) -> np.ndarray:
+    vft = _all_frame_times(raw).filter(pl.col("camera") == camera).sort("frame_index")
     if vft.height == 0:
         raise MissingFileError(
             f"no video frame times for {camera}",

@@ -56,5 +56,5 @@ def read_dlc(path: str) -> tuple[pl.DataFrame, str]:
             key = (scorer, bp, coord)
             if key not in frame.columns:
                 raise BadFormatError(f"body part {bp!r} lacks coord {coord!r}", path=path, field=bp)
-            out[f"{bp}_{coord}"] = frame.columns[key].astype(np.float64)
+            out[f"{bp}_{coord}"] = frame.columns[key].astype(np.float64, copy=False)
     return pl.DataFrame(out), scorer

@@ -23,33 +23,57 @@ __all__ = ["read_lp_metric", "read_lp_predictions"]
 _COORDS = ("x", "y", "likelihood")
 
 
-def _read_text(path: str) -> str:
+def _read_bytes(path: str) -> bytes:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
         raise MissingFileError("Lightning Pose CSV not found", path=path) from None
+
+
+def _header(path: str, data: bytes, n: int) -> list[list[str]]:
+    """Return the first `n` rows of the CSV, parsed (the rest is left to the numeric reader)."""
+    try:
+        end = -1
+        for _ in range(n):  # the first n lines only: the data rows are not copied
+            end = data.find(b"\n", end + 1)
+            if end < 0:
+                end = len(data)
+                break
+        head = data[: max(end, 0)].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadFormatError(f"not a text CSV: {exc}", path=path) from exc
+    return list(csv.reader(io.StringIO(head)))
 
 
-def _numeric(path: str, text: str, n_header: int, n_cols: int) -> np.ndarray:
+def _numeric(path: str, data: bytes, n_header: int, names: list[str]) -> pl.DataFrame:
+    """Return the data rows as Float64 columns `names` after checking that every row has
+    1 + len(names) cells and that the first (dropped) column is the frame index 0..N-1."""
+    n_cols = len(names) + 1
     try:
         df = pl.read_csv(
-            io.StringIO(text),
+            io.BytesIO(data),
             has_header=False,
             skip_rows=n_header,
             schema={f"c{j}": pl.Float64 for j in range(n_cols)},
         )
+        # a short row parses as trailing nulls, indistinguishable from empty (NaN) cells: count
+        # the cells of every line (one String column per line, counted in Rust)
+        lines = pl.read_csv(
+            io.BytesIO(data),
+            has_header=False,
+            skip_rows=n_header,
+            separator="\x1f",
+            quote_char=None,
+            schema={"line": pl.String},
+        )["line"]
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, ValueError) as exc:
         raise BadFormatError(
             f"data rows are not {n_cols} numeric cells: {exc}",
             path=path,
             expected=f"{n_cols} numeric cells per row",
         ) from exc
-    # a short row parses as trailing nulls, indistinguishable from empty (NaN) cells: count cells
-    lines = pl.Series(text.splitlines()[n_header:], dtype=pl.String)
-    cells = lines.filter(lines.str.len_chars() > 0).str.count_matches(",", literal=True) + 1
+    cells = lines.drop_nulls().str.count_matches(",", literal=True) + 1
     if cells.len() and (short := (cells != n_cols).arg_true()).len():
         row = int(short[0])
         raise BadFormatError(
@@ -58,12 +82,11 @@ def _numeric(path: str, text: str, n_header: int, n_cols: int) -> np.ndarray:
             field=f"row {row + n_header}",
             expected=f"{n_cols} cells per row",
         )
-    values = df.to_numpy()
-    if not np.array_equal(values[:, 0], np.arange(values.shape[0])):
+    if not np.array_equal(df["c0"].to_numpy(), np.arange(df.height)):
         raise BadFormatError(
             "first column is not the frame index 0..N-1", path=path, field="frame index"
         )
-    return values
+    return df.drop("c0").rename({f"c{j + 1}": n for j, n in enumerate(names)})
 
 
 def read_lp_predictions(path: str) -> pl.DataFrame:
@@ -72,8 +95,8 @@ def read_lp_predictions(path: str) -> pl.DataFrame:
     Raises BadFormatError when the 3 header rows are not scorer/bodyparts/coords with coords x,
     y, likelihood, or a data row is short or non-numeric.
     """
-    text = _read_text(path)
-    header = list(csv.reader(io.StringIO(text)))[:3]
+    data = _read_bytes(path)
+    header = _header(path, data, 3)
     if len(header) < 3 or [h[0] if h else "" for h in header] != ["scorer", "bodyparts", "coords"]:
         raise BadFormatError(
             "header rows are not scorer / bodyparts / coords",
@@ -86,18 +109,17 @@ def read_lp_predictions(path: str) -> pl.DataFrame:
         raise BadFormatError(
             f"coords {sorted(set(coords))}", path=path, field="coords", expected="x, y, likelihood"
         )
-    values = _numeric(path, text, 3, len(header[1]))
     names = [f"{bp}_{c}" for bp, c in zip(bodyparts, coords, strict=True)]
     if len(set(names)) != len(names):
         raise BadFormatError("duplicate body part columns", path=path, field="bodyparts")
-    return pl.DataFrame({n: values[:, j + 1] for j, n in enumerate(names)})
+    return _numeric(path, data, 3, names)
 
 
 def read_lp_metric(path: str) -> pl.DataFrame:
     """Return one row per video frame with one Float64 column per body part (error or temporal
     norm CSV: one header row, unnamed frame-index first column)."""
-    text = _read_text(path)
-    header = next(csv.reader(io.StringIO(text)), [])
+    data = _read_bytes(path)
+    header = next(iter(_header(path, data, 1)), [])
     if len(header) < 2 or header[0] not in ("", "Unnamed: 0"):
         raise BadFormatError(
             "header row does not start with an unnamed frame-index column",
@@ -105,5 +127,4 @@ def read_lp_metric(path: str) -> pl.DataFrame:
             field="header",
             expected="',<bodypart>,<bodypart>,…'",
         )
-    values = _numeric(path, text, 1, len(header))
-    return pl.DataFrame({n: values[:, j + 1] for j, n in enumerate(header[1:])})
+    return _numeric(path, data, 1, header[1:])
