@@ -325,3 +325,40 @@ def test_nwb_processing_behavior_round_trips_through_pynwb_and_lazynwb(
     np.testing.assert_array_equal(
         lz["pupil3_x"].to_numpy(), truth.assets["dlc_eye"]["Eye"]["dlc"]["pupil3_x"].to_numpy()
     )
+
+
+# ------------------------------------------------------------------------- cache and sample_at
+def test_convert_caches_the_components_and_sample_at_reads_them(
+    truth: Any, raw: RawSession, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["trials", "eye_tracking", "lp_side_camera", "facemap_front_camera"]
+    cache = tmp_path / "cache"
+    manifest = {truth.session_id: {"raw_path": truth.raw_path, "eye_mm_per_px": 0.02}}
+    with ThreadPoolExecutor(1) as ex:
+        nf.convert(None, cache, manifest=manifest, components=names, executor=ex)
+    catalog = nf.read_catalog(cache).filter(pl.col("component").is_in(names))
+    assert sorted(catalog["component"].to_list()) == sorted(names)
+    assert set(catalog["status"].to_list()) == {"ok"}, catalog
+    eye = nf.scan("eye_tracking", cache).collect()
+    np.testing.assert_array_equal(
+        eye["pupil_area"].to_numpy(), vb.eye_tracking(raw)["pupil_area"].to_numpy()
+    )
+    assert eye["pupil_area_mm2"].null_count() == 0  # the manifest's pixel scale reached it
+    n = nf.sql("SELECT count(*) AS n FROM facemap_front_camera", cache=cache)["n"][0]
+    assert n == truth.video["Face"]["n_video_frames"]
+    trials = nf.scan("trials", cache)
+    got = nf.sample_at(
+        nf.scan("eye_tracking", cache),
+        trials,
+        windows={"response": ("stim_start_time", 0.0, 1.0)},
+        columns=["pupil_area"],
+    )
+    tr = trials.collect()
+    t, area = eye["timestamp"].to_numpy(), eye["pupil_area"].to_numpy()
+    for row, start in zip(got.iter_rows(named=True), tr["stim_start_time"].to_numpy(), strict=True):
+        inside = (t >= start) & (t < start + 1.0)
+        ok = inside & np.isfinite(area)
+        assert row["n_frames"] == inside.sum() and row["pupil_area_n_nan"] == (inside & ~ok).sum()
+        assert row["pupil_area"] == pytest.approx(area[ok].mean(), rel=1e-12)
