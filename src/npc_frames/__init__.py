@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
     "psth": "npc_frames.analysis",
     "spike_histograms": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
+    "clear_caches": "npc_frames.memo",
 }
 _SUBMODULES = (
     "components",
@@ -73,6 +74,7 @@ __all__ = [
     "SessionId",
     "__version__",
     "aligned_spikes",
+    "clear_caches",
     "components",
     "connect",
     "continuous",

@@ -26,6 +26,7 @@ import polars as pl
 from fsspec.core import url_to_fs
 
 from npc_frames.errors import InconsistentDataError, MissingFileError
+from npc_frames.memo import Memo
 from npc_frames.readers.dlc import read_dlc
 from npc_frames.readers.ellipses import read_ellipses
 from npc_frames.readers.facemap import read_motion_svd_zarr, read_proc_npy
@@ -63,21 +64,17 @@ EYE_MM_PER_PX = "eye_mm_per_px"
 
 
 # ----------------------------------------------------------------------------------- helpers
-_FRAME_TIMES_MEMO: dict[tuple[object, ...], pl.DataFrame] = {}
+_FRAME_TIMES = Memo[pl.DataFrame]("video_behavior.frame_times", maxsize=2)
 
 
 def _all_frame_times(raw: RawSession) -> pl.DataFrame:
-    """Return ``video_frame_times(raw)``, memoized by the sync file and MVR sidecars it reads
-    (the six components of a session share one computation)."""
+    """Return ``video_frame_times(raw)``, memoized by the content keys of the sync file and MVR
+    sidecars it reads (the six components of a session share one computation)."""
     from npc_frames.components.video import video_frame_times
 
-    stats = getattr(raw, "file_stats", {}) or {}
-    inputs = (raw.sync_path, *raw.video_json_paths)
-    key = (str(raw.root), *((p, stats.get(p)) for p in inputs if p))
-    if key not in _FRAME_TIMES_MEMO:
-        _FRAME_TIMES_MEMO.clear()  # one session at a time: a worker converts sessions in turn
-        _FRAME_TIMES_MEMO[key] = video_frame_times(raw)
-    return _FRAME_TIMES_MEMO[key]
+    inputs = [p for p in (raw.sync_path, *raw.video_json_paths) if p]
+    key = (str(raw.root), *((p, raw.stat_key(p)) for p in inputs))
+    return _FRAME_TIMES.get(key, lambda: video_frame_times(raw))
 
 
 def _frame_times(raw: RawSession, camera: str) -> np.ndarray:
