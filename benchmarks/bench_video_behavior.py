@@ -76,13 +76,15 @@ def bench_components(raw_path: str) -> None:
     print(f"video_frame_times (sync read, shared): {time.perf_counter() - t0:.2f} s, "
           f"{vft.height} rows")  # fmt: skip
     total = 0.0
+    cpu = 0.0
     out = tempfile.mkdtemp(prefix="npc_bench_vb_parquet_")
     sizes = 0
     for name in COMPONENTS:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         df = get(name)(raw)
         dt = time.perf_counter() - t0
         total += dt
+        cpu += time.process_time() - c0
         path = os.path.join(out, f"{name}.parquet")
         df.write_parquet(path, compression="zstd")
         size = os.path.getsize(path)
@@ -90,7 +92,8 @@ def bench_components(raw_path: str) -> None:
         print(f"{name:22s} {dt:6.2f} s  {df.height:7d} rows × {df.width:3d} cols  "
               f"parquet {size / 1e6:6.1f} MB  peak RSS so far {_peak_mb():.0f} MB")  # fmt: skip
         del df
-    print(f"all video-behavior components: {total:.2f} s (+ frame times); cache "
+    print(f"CPU time of the components (all threads): {cpu:.2f} s")
+    print(f"all video-behavior components: {total:.2f} s wall (+ frame times); cache "
           f"{sizes / 1e6:.1f} MB per session; peak RSS {_peak_mb():.0f} MB")  # fmt: skip
     try:
         import pandas as pd
