@@ -290,16 +290,12 @@ def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
     }
 
 
-SORTED_ASSET_TIME = datetime.time(6, 52, 11)
-
-
 def _move_sorting_to_asset(root: Path, ephys_truth: Any, *, date: datetime.date) -> dict[str, Any]:
     """Return the truth of a sorted asset after moving ``<root>/sorting/*`` into
     ``<root name>_sorted_<date + 3 days>_<06-52-11>/phy/`` (probe truth paths updated)."""
-    when = datetime.datetime.combine(date + datetime.timedelta(days=3), SORTED_ASSET_TIME)
-    asset = root.with_name(f"{root.name}_sorted_{when:%Y-%m-%d_%H-%M-%S}")
-    asset.mkdir(parents=True)
-    shutil.move(str(root / "sorting"), str(asset / "phy"))
+    from npc_frames.synth.population import move_sorting_to_sibling_asset
+
+    asset = move_sorting_to_sibling_asset(root, date)
     ephys_truth.probes = type(ephys_truth.probes)(
         dataclasses.replace(
             probe,
