@@ -239,3 +239,4 @@ def _schema_repr(schema: Schema, max_columns: int) -> str:
 from npc_frames.schemas import behavior as _behavior  # noqa: E402,F401
 from npc_frames.schemas import ephys as _ephys  # noqa: E402,F401
 from npc_frames.schemas import video as _video  # noqa: E402,F401
+from npc_frames.schemas import video_behavior as _video_behavior  # noqa: E402,F401
