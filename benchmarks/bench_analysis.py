@@ -1,6 +1,7 @@
-"""Spike counts for all units x all trials of many full-scale sessions, side by side (issue 7).
+"""Spike counts for all units x all trials of many full-scale sessions, side by side.
 
-Three ways to get the same counts, each in a fresh process (wall time and peak RSS of that process):
+Three ways to get the same counts, each in a fresh process (wall time, peak RSS and peak heap of
+that process, all on a warm page cache):
 
 - ``npc_frames``: ``nf.spike_counts(nf.scan_units(cache), nf.scan_trials(cache), windows=...)`` over
   the Parquet cache (units written with the cache's own layout, ``npc_frames.cache_layout``);
@@ -11,8 +12,14 @@ Three ways to get the same counts, each in a fresh process (wall time and peak R
 
 Every method's counts are checked against the others on a sample of units. Not run by CI.
 
+Generating a full-scale session takes ~15 s, so only ``--distinct`` sessions (default 4) are
+generated; the others are copies of them under new session and unit ids. Every cache partition
+is its own file (20 distinct files in the page cache, as a real project has); the NWB files of the
+copies are symlinks to the distinct ones (which favours the NWB readers: fewer distinct pages).
+
     python benchmarks/bench_analysis.py                          # 20 sessions x 2,400 units x 60 M spikes
-    python benchmarks/bench_analysis.py --sessions 4 --spikes 10e6
+    python benchmarks/bench_analysis.py --units 600 --spikes 15e6  # quarter scale
+    python benchmarks/bench_analysis.py --kernels                # numpy vs numba search, one session
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import pyarrow as pa
 
 WINDOWS = {"baseline": ("stim_start_time", -0.5, 0.0), "response": ("stim_start_time", 0.0, 0.5)}
 DURATION = 5400.0  # 90-minute session
-WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 
 
 def session_id(i: int) -> str:
@@ -82,6 +89,17 @@ def make_session(
         }
     )
     return units, trials
+
+
+def renamed(units: pl.DataFrame, trials: pl.DataFrame, i: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return a copy of a session's frames under the ids of session `i` (spikes shared)."""
+    old, new = units["session_id"][0], session_id(i)
+    return (
+        units.with_columns(
+            session_id=pl.lit(new), unit_id=pl.col("unit_id").str.replace(old, new, literal=True)
+        ),
+        trials.with_columns(session_id=pl.lit(new)),
+    )
 
 
 def write_cache(cache: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
@@ -228,6 +246,12 @@ def run_h5py(root: Path, limit: int | None) -> dict[str, Any]:
 
 
 def _peak_mb() -> float:
+    """Return this process's peak RSS (VmHWM). ``ru_maxrss`` would be wrong here: Linux keeps it
+    across exec, so a child would report the parent's peak from generating the sessions."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -268,6 +292,65 @@ def _sample(counts: pl.DataFrame) -> dict[str, int]:
     return {f"{u}|{w}": int(c) for u, w, c in agg.iter_rows()}
 
 
+def compare_kernels(root: Path) -> None:
+    """Print the edge-search time of numpy and of a numba kernel on one session's mmapped spikes,
+    numba's import and cached-compile time included (a fresh process pays them once)."""
+    from npc_frames.analysis import _search
+    from npc_frames.analysis._spikes import load_cache_spikes
+
+    cache = str(root / "cache")
+    sid = session_id(0)
+    units = pl.read_parquet(
+        f"{cache}/units/session_id={sid}/data.parquet", columns=["unit_id", "obs_intervals"]
+    )
+    spikes = load_cache_spikes(cache, sid, units, with_obs=False)
+    assert spikes is not None
+    stim = pl.read_parquet(f"{cache}/trials/session_id={sid}/data.parquet")["stim_start_time"]
+    ev = stim.to_numpy()
+    bounds = np.unique(np.concatenate([ev - 0.5, ev, ev + 0.5]))
+    out = np.zeros((spikes.n_units, bounds.size), dtype=np.int64)
+    t0 = time.perf_counter()
+    for s in spikes.segments:
+        _search.below_into(s.values, s.starts, s.lengths, bounds, s.rows, out)
+    t_numpy_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for s in spikes.segments:
+        _search.below_into(s.values, s.starts, s.lengths, bounds, s.rows, out)
+    t_numpy = time.perf_counter() - t0
+    expected = out.copy()
+
+    t0 = time.perf_counter()
+    import numba
+
+    @numba.njit(nogil=True, cache=True)  # type: ignore[misc]
+    def below_sorted(values, starts, lengths, bounds, rows, out):  # type: ignore[no-untyped-def]
+        for i in range(starts.size):
+            a, n, lo = starts[i], lengths[i], 0
+            for j in range(bounds.size):  # sorted bounds: each search starts where the last ended
+                hi = n
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if values[a + mid] < bounds[j]:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                out[rows[i], j] = lo
+
+    out[:] = 0
+    for s in spikes.segments:
+        below_sorted(s.values, s.starts, s.lengths, bounds, s.rows, out)
+    t_numba_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for s in spikes.segments:
+        below_sorted(s.values, s.starts, s.lengths, bounds, s.rows, out)
+    t_numba = time.perf_counter() - t0
+    print(
+        f"edge search, {spikes.n_units} units x {bounds.size} edges: numpy {t_numpy:.3f} s "
+        f"(first call {t_numpy_first:.3f} s); numba {t_numba:.3f} s (import + load/compile + "
+        f"first call {t_numba_first:.3f} s); identical: {np.array_equal(out, expected)}"
+    )
+
+
 METHODS = {"npc_frames": run_npc_frames, "lazynwb": run_lazynwb, "h5py+numpy": run_h5py}
 
 
@@ -300,6 +383,12 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=2400)
     ap.add_argument("--spikes", type=float, default=60e6, help="spikes per session")
     ap.add_argument("--trials", type=int, default=500)
+    ap.add_argument(
+        "--distinct", type=int, default=4, help="sessions generated; the rest are renamed copies"
+    )
+    ap.add_argument(
+        "--kernels", action="store_true", help="time numpy vs numba edge search on one session"
+    )
     ap.add_argument("--dir", type=Path, default=None, help="reuse/keep data here")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument(
@@ -312,21 +401,40 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child == "kernels":
+        compare_kernels(args.dir)
+        return
     if args.child:
         child(args.child, args.dir, args.limit)
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_analysis_"))
-    stamp = root / f"done_{args.sessions}_{args.units}_{int(args.spikes)}_{args.trials}"
+    stamp = root / (
+        f"done_{args.sessions}_{args.units}_{int(args.spikes)}_{args.trials}_{args.distinct}"
+    )
     if not stamp.exists():
         t0 = time.perf_counter()
         (root / "nwb").mkdir(parents=True, exist_ok=True)
-        for i in range(args.sessions):
+        distinct = max(1, min(args.distinct, args.sessions))
+        for i in range(distinct):
             units, trials = make_session(i, args.units, int(args.spikes), args.trials)
-            write_cache(root / "cache", units, trials)
             write_nwb(root / "nwb" / f"{session_id(i)}.nwb", units, trials)
+            for j in range(i, args.sessions, distinct):
+                write_cache(root / "cache", *renamed(units, trials, j))
+                link = root / "nwb" / f"{session_id(j)}.nwb"
+                if j != i and not link.exists():
+                    link.symlink_to(root / "nwb" / f"{session_id(i)}.nwb")
             del units, trials
         stamp.touch()
         print(f"prepared {args.sessions} sessions in {time.perf_counter() - t0:.0f} s under {root}")
+    if args.kernels:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", "kernels", "--dir", str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(proc.stdout.strip() or proc.stderr.strip().splitlines()[-1:])
+        return
     print(
         f"{args.sessions} sessions x {args.units} units x {args.trials} trials, "
         f"{args.spikes:.3g} spikes/session, windows {list(WINDOWS)}; {os.cpu_count()} cores"
