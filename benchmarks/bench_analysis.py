@@ -395,8 +395,8 @@ def main() -> None:
         "--slow-sessions",
         type=int,
         default=None,
-        help="run lazynwb and h5py+numpy on only the first N sessions (they take "
-        "~10-30 s per full-scale session); ratios are then per session",
+        help="run lazynwb on only the first N sessions (it takes ~30 s per full-scale "
+        "session); ratios are then per session",
     )
     ap.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -443,7 +443,7 @@ def main() -> None:
     for method in args.methods.split(","):
         limit = (
             []
-            if method == "npc_frames" or not args.slow_sessions
+            if method != "lazynwb" or not args.slow_sessions
             else ["--limit", str(args.slow_sessions)]
         )
         proc = subprocess.run(

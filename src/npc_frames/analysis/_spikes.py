@@ -13,10 +13,13 @@ the start and length of its sorted spike times, so the counting code does not kn
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import mmap
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +44,8 @@ class Segment:
     starts: npt.NDArray[np.int64]
     lengths: npt.NDArray[np.int64]
     rows: npt.NDArray[np.int64]
+    #: called once the segment has been searched (drops mapped pages no longer needed)
+    release: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Spikes:
         out = np.zeros((self.n_units, unique.size), dtype=np.int64)
         for s in self.segments:
             below_into(s.values, s.starts, s.lengths, unique, s.rows, out)
+            if s.release is not None:
+                s.release()
         return out[:, inverse.ravel()]
 
     def flat(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -210,14 +217,48 @@ def load_cache_spikes(
     if np.any(nbytes % 8):
         return None
     size = len(buffer)
+    views = [np.frombuffer(buffer, dtype="<f8", offset=k, count=(size - k) // 8) for k in range(8)]
     segments = []
-    for k in range(8):  # a value's alignment is its file offset mod 8: one float view per offset
-        sel = np.flatnonzero((start % 8 == k) & (nbytes > 0))
-        if sel.size == 0:
-            continue
-        values = np.frombuffer(buffer, dtype="<f8", offset=k, count=(size - k) // 8)
-        segments.append(Segment(values, (start[sel] - k) // 8, nbytes[sel] // 8, sel))
+    chunk = start // _RELEASE_BYTES
+    for c in np.unique(chunk[nbytes > 0]):
+        # a value's alignment is its file offset mod 8: one float view per offset
+        in_chunk = (chunk == c) & (nbytes > 0)
+        parts = []
+        for k in range(8):
+            sel = np.flatnonzero(in_chunk & (start % 8 == k))
+            if sel.size:
+                parts.append(Segment(views[k], (start[sel] - k) // 8, nbytes[sel] // 8, sel))
+        # once a chunk's units are searched its pages leave this process's RSS (they stay in
+        # the page cache): resident memory stays ~one chunk per worker, not one file
+        a, b = int(c) * _RELEASE_BYTES, min(size, (int(c) + 1) * _RELEASE_BYTES)
+        parts[-1] = dataclasses.replace(parts[-1], release=_releaser(buffer, a, b))
+        segments.extend(parts)
     return Spikes(selected[UNIT_KEY], segments, obs_intervals(selected) if with_obs else None)
+
+
+#: mapped bytes searched before their pages are released
+_RELEASE_BYTES = 64 * 2**20
+
+
+def _fields(
+    s: Segment,
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
+]:
+    return s.values, s.starts, s.lengths, s.rows
+
+
+def _releaser(buffer: mmap.mmap, a: int, b: int) -> Callable[[], None] | None:
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if advice is None:
+        return None
+    start = a - a % mmap.PAGESIZE
+
+    def release() -> None:
+        with contextlib.suppress(OSError, ValueError):  # advice only: nothing depends on it
+            buffer.madvise(advice, start, b - start)
+
+    return release
 
 
 def cache_file_exists(root: str, session_id: str) -> bool:
