@@ -162,19 +162,20 @@ def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
 def run_npc_frames(root: Path, limit: int | None) -> dict[str, Any]:
     import npc_frames as nf
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     units = nf.scan_units(cache=str(root / "cache"))
     trials = nf.scan_trials(cache=str(root / "cache"))
     if limit:
         keep = sorted(units.select("session_id").unique().collect()["session_id"].to_list())[:limit]
         units = units.filter(pl.col("session_id").is_in(keep))
     counts = nf.spike_counts(units, trials, windows=WINDOWS, workers=WORKERS)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
     peak = _peak_mb()  # before the sampling below, which is not part of the measured work
     anon = _SAMPLER.stop() if _SAMPLER is not None else float("nan")
     n = counts["session_id"].n_unique()
     return {
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "rows": counts.height,
         "sessions": n,
         "peak_rss_mb": peak,
@@ -187,7 +188,7 @@ def run_lazynwb(root: Path, limit: int | None) -> dict[str, Any]:
     import lazynwb
 
     paths = sorted(str(p) for p in (root / "nwb").glob("*.nwb"))[:limit]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     units = (
         lazynwb.scan_nwb(paths, "/units", disable_progress=True)
         .select("unit_id", "_nwb_path", "_table_index", "obs_intervals")
@@ -206,20 +207,20 @@ def run_lazynwb(root: Path, limit: int | None) -> dict[str, Any]:
         as_polars=True,
         use_process_pool=False,
     )
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
     long = counts.unpivot(
         index=[c for c in counts.columns if c not in WINDOWS],
         on=list(WINDOWS),
         variable_name="window",
         value_name="count",
     )
-    return {"seconds": elapsed, "rows": long.height, "sessions": len(paths)}
+    return {"seconds": elapsed, "cpu_seconds": cpu, "rows": long.height, "sessions": len(paths)}
 
 
 def run_h5py(root: Path, limit: int | None) -> dict[str, Any]:
     import h5py
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     rows = 0
     sample: dict[str, int] = {}
     paths = sorted((root / "nwb").glob("*.nwb"))[:limit]
@@ -239,10 +240,18 @@ def run_h5py(root: Path, limit: int | None) -> dict[str, Any]:
                     sample[f"{unit_ids[u]}|{name}"] = int(c[:50].sum())
     return {
         "seconds": time.perf_counter() - t0,
+        "cpu_seconds": _cpu() - c0,
         "rows": rows,
         "sessions": len(paths),
         "sample": sample,
     }
+
+
+def _cpu() -> float:
+    """Return this process's user + system CPU seconds (all threads): a figure that a loaded,
+    shared machine distorts less than wall time."""
+    t = os.times()
+    return t.user + t.system
 
 
 def _peak_mb() -> float:
@@ -460,17 +469,24 @@ def main() -> None:
         print(f"{method}: {line[7:200]}", flush=True)
     base = results.get("npc_frames")
     print(
-        f"{'method':12s} {'sessions':>8s} {'seconds':>8s} {'s/session':>9s} {'peak MB':>8s} "
-        f"{'heap MB':>8s} {'rows':>11s}  per-session time vs npc_frames"
+        f"{'method':12s} {'sessions':>8s} {'seconds':>8s} {'s/session':>9s} {'cpu s/ses':>9s} "
+        f"{'peak MB':>8s} {'heap MB':>8s} {'rows':>11s}  per-session time (cpu) vs npc_frames"
     )
     for method, r in results.items():
         per = r["seconds"] / max(r["sessions"], 1)
+        cpu = r.get("cpu_seconds", float("nan")) / max(r["sessions"], 1)
         ratio = per / (base["seconds"] / max(base["sessions"], 1)) if base else float("nan")
-        print(
-            f"{method:12s} {r['sessions']:8d} {r['seconds']:8.2f} {per:9.2f} "
-            f"{r['peak_rss_mb']:8.0f} {r.get('peak_anon_mb', float('nan')):8.0f} "
-            f"{r['rows']:11d}  {ratio:.1f}x"
+        cpu_ratio = (
+            cpu / (base.get("cpu_seconds", float("nan")) / max(base["sessions"], 1))
+            if base
+            else float("nan")
         )
+        print(
+            f"{method:12s} {r['sessions']:8d} {r['seconds']:8.2f} {per:9.2f} {cpu:9.2f} "
+            f"{r['peak_rss_mb']:8.0f} {r.get('peak_anon_mb', float('nan')):8.0f} "
+            f"{r['rows']:11d}  {ratio:.1f}x ({cpu_ratio:.1f}x)"
+        )
+    print(f"load average during the run: {os.getloadavg()}")
     if base and "h5py+numpy" in results:
         a, b = base["sample"], results["h5py+numpy"]["sample"]
         common = set(a) & set(b)
