@@ -47,6 +47,7 @@ _LAZY: dict[str, str] = {
     "to_pynapple": "npc_frames.analysis",
     "to_pynapple_intervals": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
+    "clear_caches": "npc_frames.memo",
 }
 _SUBMODULES = (
     "components",
@@ -74,6 +75,7 @@ __all__ = [
     "SessionId",
     "__version__",
     "aligned_spikes",
+    "clear_caches",
     "components",
     "connect",
     "continuous",

@@ -12,10 +12,12 @@ trials cannot be computed: a broken task file does not prevent this component.
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.components._task import (
     open_stim,
     script_of,
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
 __all__ = ["sessions", "subjects"]
+
+logger = logging.getLogger(__name__)
 
 INSTITUTION = "Neural Circuits & Behavior | MindScope program | Allen Institute for Neural Dynamics"
 DEFAULT_TASK_SCRIPT = (
@@ -98,8 +102,8 @@ def _task_info(raw: RawSession) -> dict[str, Any]:
     onset = stim_scalar(stim, "autoRewardOnsetFrame", default=-1)
     info["is_late_autorewards"] = int(onset) == 60 if onset != -1 else None
     try:
-        from npc_frames.components.performance import performance_from_trials, session_flags
-        from npc_frames.components.trials import trials
+        from npc_frames.components._performance import performance_from_trials, session_flags
+        from npc_frames.components._trials import trials
 
         tr = trials(raw)
         rewarded = stim.strs("blockStimRewarded")
@@ -174,6 +178,7 @@ def _description(flags: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+@timed
 def sessions(raw: RawSession) -> pl.DataFrame:
     """Return the one-row sessions frame: identity, start time, rig, experimenter and flags."""
     sid = raw.session_id
@@ -220,6 +225,7 @@ def _age(start: datetime.date, dob: datetime.date | None) -> str | None:
     return None if dob is None else f"P{(start - dob).days}D"
 
 
+@timed
 def subjects(raw: RawSession) -> pl.DataFrame:
     """Return the one-row subjects frame (subject.json when present, else the id alone)."""
     sid = raw.session_id

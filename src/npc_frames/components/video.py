@@ -26,12 +26,14 @@ returns a zero-row frame.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.errors import AlignmentError, InvalidIdError
 from npc_frames.ids import parse_camera_name
 from npc_frames.readers.mvr import MvrInfo, read_mvr_json
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
 __all__ = ["camera_exposure_lines", "camera_frame_times", "video_frame_times"]
+
+logger = logging.getLogger(__name__)
 
 #: pulses at the start of a recording that carry CustomInitialExposureTime (§12.3 step 1)
 N_FINGERPRINT_PULSES = 8
@@ -170,6 +174,7 @@ def camera_frame_times(sync: SyncData, info: MvrInfo, exposing_bit: int) -> F64:
     return times[:n]
 
 
+@timed
 def video_frame_times(raw: RawSession) -> pl.DataFrame:
     """Return the ``video_frame_times`` frame: session_id, camera, frame_index, timestamp.
 
@@ -191,7 +196,7 @@ def video_frame_times(raw: RawSession) -> pl.DataFrame:
             field="sync",
             expected="a sync file with '<cam>_cam_exposing' lines",
         )
-    infos = [read_mvr_json(_local(raw, p)) for p in json_paths]
+    infos = [read_mvr_json(raw.local(p)) for p in json_paths]
     bits = camera_exposure_lines(sync, infos)
     frames = []
     for info in infos:
@@ -212,8 +217,3 @@ def video_frame_times(raw: RawSession) -> pl.DataFrame:
         )
     df = pl.concat(frames).sort(["camera", "frame_index"])
     return schema.validate(df, source=raw.root)
-
-
-def _local(raw: RawSession, path: str) -> str:
-    fn = getattr(raw, "local", None)
-    return fn(path) if callable(fn) else path  # type: ignore[no-any-return]
