@@ -387,11 +387,12 @@ def _session_counts(
     a = [_float(trials, f"__a{k}") for k in range(n_w)]
     b = [_float(trials, f"__b{k}") for k in range(n_w)]
     # every window edge of every interval in one bounds vector -> one binary search per unit
-    below = spikes.below(np.concatenate([*a, *b]))
+    below, column = spikes.below_unique(np.concatenate([*a, *b]))
     count = np.empty((n_w, n_u, n_t), dtype=np.uint32)
     valid = np.ones((n_w, n_u, n_t), dtype=bool)
     for k in range(n_w):  # a handful of windows
-        lo, hi = below[:, k * n_t : (k + 1) * n_t], below[:, (n_w + k) * n_t : (n_w + k + 1) * n_t]
+        lo = below[:, column[k * n_t : (k + 1) * n_t]]
+        hi = below[:, column[(n_w + k) * n_t : (n_w + k + 1) * n_t]]
         count[k] = np.maximum(hi - lo, 0)
         ok = np.isfinite(a[k]) & np.isfinite(b[k]) & (b[k] >= a[k])
         if invalid is not None and invalid.size:

@@ -72,13 +72,21 @@ class Spikes:
 
         NaN bounds count every spike (callers null those windows).
         """
+        unique, inverse = self.below_unique(bounds)
+        return unique[:, inverse]
+
+    def below_unique(
+        self, bounds: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Return (a (units, distinct bounds) matrix of spikes below each distinct bound, the
+        column of each of `bounds` in it): the matrix without repeating shared edges."""
         unique, inverse = np.unique(bounds, return_inverse=True)
         out = np.zeros((self.n_units, unique.size), dtype=np.int64)
         for s in self.segments:
             below_into(s.values, s.starts, s.lengths, unique, s.rows, out)
             if s.release is not None:
                 s.release()
-        return out[:, inverse.ravel()]
+        return out, inverse.ravel()
 
     def flat(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """Return all spikes as one array in unit order (a copy) and per-unit offsets."""
