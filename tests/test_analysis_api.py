@@ -228,6 +228,10 @@ def test_interval_tables_without_trial_index_are_numbered_or_use_the_index_colum
     assert first.to_list() == second.to_list()
     with pytest.raises(SchemaError):
         an.spike_counts(units, epochs, windows={"e": ("start_time", "stop_time")}, index="nope")
+    with pytest.raises(SchemaError):  # an index must be an integer column
+        an.spike_counts(
+            units, epochs, windows={"e": ("start_time", "stop_time")}, index="stim_name"
+        )
 
 
 def test_exclude_invalid_times_nulls_overlapping_windows() -> None:

@@ -100,11 +100,17 @@ def _ids(values: pl.Series | str, n: int | None = None) -> pl.Series:
     return values.cast(pl.String).cast(ID_DTYPE)
 
 
-def _resolve_index(names: Sequence[str], index: str | None) -> str | None:
-    """Return the index column to use (None: number rows per session)."""
-    if index is not None:
-        return index
-    return TRIAL_KEY if TRIAL_KEY in names else None
+def _resolve_index(frame: pl.LazyFrame, index: str | None) -> str | None:
+    """Return the index column to use (None: number rows per session); it must be integer."""
+    schema = frame.collect_schema()
+    key = index if index is not None else (TRIAL_KEY if TRIAL_KEY in schema else None)
+    if key is not None and key in schema and not schema[key].is_integer():
+        raise SchemaError(
+            f"index column {key!r} is {schema[key]}",
+            field=key,
+            expected="an integer column identifying each interval (or index=None)",
+        )
+    return key
 
 
 def _normalize_windows(
@@ -274,9 +280,9 @@ def spike_counts(
         (``{"to_response": ("stim_start_time", "response_time")}``,
         ``{"epoch": ("start_time", "stop_time")}``).
     index:
-        column identifying each interval in the result. Default: ``trial_index`` when the table
-        has it, else the intervals are numbered per session in their frame order as
-        ``interval_index``.
+        integer column identifying each interval in the result (Int64 there). Default:
+        ``trial_index`` when the table has it, else the intervals are numbered per session in
+        their frame order as ``interval_index``.
     trial_columns:
         columns of `intervals` to carry into the result (e.g. ``["stim_name", "is_hit"]``), so
         that no join is needed afterwards.
@@ -303,8 +309,7 @@ def spike_counts(
     specs = _normalize_windows(windows)
     u, iv = _lazy(units), _lazy(intervals)
     _require(u, ["session_id", UNIT_KEY, "spike_times"], "units")
-    iv_names = iv.collect_schema().names()
-    key = _resolve_index(iv_names, index)
+    key = _resolve_index(iv, index)
     needed = [c for _, _, roots in specs.values() for c in roots]
     _require(iv, ["session_id", *([key] if key else []), *needed, *trial_columns], "intervals")
     with_obs = "obs_intervals" in u.collect_schema().names()
@@ -423,8 +428,7 @@ def _event_sessions(
     u: pl.LazyFrame, iv: pl.LazyFrame, event: str, index: str | None, carried: Sequence[str]
 ) -> tuple[str, list[str], dict[str, pl.DataFrame]]:
     """Return (index column, sessions in both frames, per-session interval rows)."""
-    names = iv.collect_schema().names()
-    key = _resolve_index(names, index)
+    key = _resolve_index(iv, index)
     _require(u, ["session_id", UNIT_KEY, "spike_times"], "units")
     _require(iv, ["session_id", *([key] if key else []), event, *carried], "intervals")
     unit_sessions = (
