@@ -13,7 +13,9 @@ Decisions
   coordinates (25 µm, −1 = outside the brain) become µm (NaN outside). The reference tries
   TissueCyte before IBL records **[quirk]**; we read TissueCyte only (IBL records are not part of
   the raw upload).
-* Surface-channel recordings (root folder ending ``_surface_channels``) add 384 to channels.
+* Surface-channel recordings (``RawSession.is_surface_channel``: a folder ending
+  ``_surface_channels``, or a later recording of the day without sync or stim files) add 384 to
+  channels.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ class ProbeSetup:
 
 
 def _surface_offset(raw: RawSession) -> int:
-    root = raw.root.rstrip("/")
-    return SURFACE_CHANNEL_OFFSET if root.endswith("_surface_channels") else 0
+    # discovery decides: a `_surface_channels` folder, or an Open Ephys recording without sync or
+    # stim files later in the day
+    return SURFACE_CHANNEL_OFFSET if raw.is_surface_channel else 0
 
 
 @timed
