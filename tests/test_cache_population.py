@@ -4,7 +4,7 @@ The population's truth (``npc_frames.synth.population``) names each component ``
 or ``absent``. Known difference, kept explicit here: tables whose stim script a session lacks
 (RF mapping, opto-tagging, luminance test, invalid times, and everything of a surface-channel
 recording without behavior) are written as zero-row ``empty`` frames, which the truth calls
-``absent``; and sorted output in a sibling asset is not discovered yet (``units`` absent).
+``absent``.
 """
 
 from __future__ import annotations
@@ -55,9 +55,7 @@ def test_population_statuses_follow_the_truth(converted):
         for r in rows.iter_rows(named=True):
             want = m.status(r["component"])
             got = r["status"]
-            if want == "ok" and r["component"] == "units" and m.assets:
-                assert got == "absent"  # sibling sorted assets are not discovered yet
-            elif want == "absent":
+            if want == "absent":
                 assert got in ("absent", "empty"), (m.session_id, r["component"], got)
                 assert r["rows"] == 0
             else:

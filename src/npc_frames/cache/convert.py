@@ -316,7 +316,10 @@ def _convert_task(
     result = _Result(raw_path=task.raw_path, session_id=task.session_id)
     try:
         raw = RawSession.from_path(
-            task.raw_path, session_id=task.session_id, annotations=dict(task.annotations)
+            task.raw_path,
+            session_id=task.session_id,
+            annotations=dict(task.annotations),
+            assets=task.annotations.get("assets"),  # manifest `assets: {kind: path}`
         )
         sid = _safe_id(str(raw.session_id))
         inputs = _Inputs.of(raw)
