@@ -226,9 +226,13 @@ def _failed_components(session_id: str, cache: str | os.PathLike[str] | None) ->
         return {}
     if not {"session_id", "component", "status"} <= set(catalog.columns):
         return {}
+    if "part" in catalog.columns:  # per-probe/per-part rows: the component row says it all
+        catalog = catalog.filter(pl.col("part").is_null())
+    # absent = the session has no such modality (not a failure): the component is left out
+    ok = ["ok", "success", "empty", "absent"]
     rows = catalog.filter(
         (pl.col("session_id").cast(pl.String) == _canonical(session_id))
-        & ~pl.col("status").cast(pl.String).str.to_lowercase().is_in(["ok", "success", "empty"])
+        & ~pl.col("status").cast(pl.String).str.to_lowercase().is_in(ok)
     )
     err = "error" if "error" in rows.columns else "status"
     return {str(c): str(e) for c, e in rows.select("component", err).iter_rows()}
