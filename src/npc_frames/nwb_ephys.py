@@ -1,6 +1,6 @@
 """Ephys part of NWB assembly: devices, electrode groups, electrodes, units, raw AP/LFP.
 
-Helpers of :mod:`npc_frames.nwb` (FORMATS §9.3, §9.4, §11.4, §11.5). Everything is built from whole
+Helpers of :mod:`npc_frames.nwb`. Everything is built from whole
 arrays: the units table gets one flat ``spike_times`` array plus its index, never ``add_unit``.
 """
 
@@ -26,6 +26,7 @@ from npc_frames.nwb_tables import (
     require_columns,
     series_to_numpy,
     table_description,
+    with_schema_columns,
 )
 
 __all__ = [
@@ -44,23 +45,19 @@ GROUP_NAME = ("name", "electrode_group_name", "group_name")
 GROUP_DEVICE = ("device_name", "device", "serial_number")
 ELECTRODE_GROUP = ("group_name", "electrode_group_name")
 UNIT_GROUP = ("electrode_group_name", "group_name")
-#: NWB units metadata (FORMATS §11.4)
+#: NWB units metadata, as the reference writes it
 UNITS_DESCRIPTION = "spike-sorted units from Kilosort 2.5"
 WAVEFORM_RATE = 30000.0
 WAVEFORM_UNIT = "microvolts"
-#: spike times are sample indices of the 30 kHz AP stream put on the sync clock (FORMATS §11.3)
+#: spike times are sample indices of the 30 kHz AP stream put on the sync clock
 SPIKE_TIME_RESOLUTION = 1 / 30000.0
-#: electrode locations that are placeholders, not Allen CCF terms (FORMATS §11.5: "unannotated"
+#: electrode locations that are placeholders, not Allen CCF terms (the reference: "unannotated"
 #: unless annotated; IBL "out of brain")
 LOCATION_PLACEHOLDERS = ("", "unannotated", "unknown", "out of brain", "none", "nan")
 #: the Allen CCF ontology's root term ("brain, region unspecified")
 CCF_ROOT = "root"
-#: Neuropixels 1.0 AP and LFP: 0.195 µV per bit (FORMATS §9.3); NWB stores volts
+#: Neuropixels 1.0 AP and LFP: 0.195 µV per bit; NWB stores volts
 NP1_VOLTS_PER_BIT = 0.195e-6
-
-
-def _strings(s: pl.Series) -> list[str]:
-    return [str(v) for v in s.cast(pl.String).fill_null("").to_list()]
 
 
 def add_devices(nwb: NWBFile, df: pl.DataFrame) -> dict[str, Device]:
@@ -137,8 +134,8 @@ def add_electrodes(
 ) -> ElectrodesTable:
     """Return the electrodes table added to `nwb`: every frame column plus `group` references.
 
-    ``location`` is required by NWB; when the frame has none it is ``"unannotated"`` (FORMATS
-    §11.5). CCF coordinates and any other columns are written as they are.
+    ``location`` is required by NWB; when the frame has none it is ``"unannotated"``, as in
+    the reference. CCF coordinates and any other columns are written as they are.
     """
     require_columns(df, "electrodes", [ELECTRODE_GROUP])
     gcol = first_present(df, ELECTRODE_GROUP)
@@ -172,14 +169,13 @@ def _ccf_locations(df: pl.DataFrame) -> pl.DataFrame:
     terms in ``electrodes.location``; the reference writes "unannotated" for channels without
     CCF annotation. Decision: such placeholder rows get the CCF root term ``root`` ("brain,
     region unspecified") in ``location`` and the component's own value is kept verbatim in an
-    extra column ``location_label`` (only added when some row differs), so nothing is lost.
+    extra column ``location_label`` (always written, so every file has the same columns), so
+    nothing is lost.
     """
     loc = pl.col("location").cast(pl.String)
     placeholder = loc.is_null() | loc.str.strip_chars().str.to_lowercase().is_in(
         LOCATION_PLACEHOLDERS
     )
-    if not df.select(placeholder.any()).item():
-        return df
     return df.with_columns(
         pl.when(placeholder).then(pl.lit(CCF_ROOT)).otherwise(loc).alias("location"),
         loc.fill_null("").alias("location_label"),
@@ -236,12 +232,20 @@ def _waveform_column(
     The frame holds each unit's average template on its own ``channels`` (channels × samples).
     With a ``channels`` column and the probe's channel count, the template is placed into a
     dense, zero-filled (units × samples × probe channels) array indexed by probe channel, as the
-    reference writes it (FORMATS §11.4); ``channels`` says which of them are real. Without
+    reference writes it; ``channels`` says which of them are real. Without
     ``channels``, equal shapes are stacked as they are. Otherwise None.
+
+    When no unit has a template the column is still written, with zero samples (units × 0 ×
+    probe channels), so that every file has the same units columns.
     """
     s = df[name]
-    if len(s) == 0 or s.null_count() == len(s):
-        return None, "absent"
+    if len(s) == 0 or int(s.list.len().fill_null(0).sum()) == 0:
+        width = n_channels or 0
+        return VectorData(
+            name=name,
+            description=f"{column_description('units', name)} (no templates: zero samples)",
+            data=np.zeros((len(s), 0, width), dtype=np.float32),
+        ), "absent"
     n_ch = s.list.len().fill_null(0).to_numpy()
     samples, _ = _list_parts_lengths(s)
     if samples is None:
@@ -302,6 +306,7 @@ def add_units(
     kept as doubly-ragged custom columns ``<name>_ragged``.
     """
     require_columns(df, "units", ["spike_times"])
+    df = with_schema_columns(df, "units")
     extra: list[VectorData] = []
     skip: list[str] = []
     gcol = first_present(df, UNIT_GROUP)
@@ -364,7 +369,7 @@ def add_units(
 class UnitChannelBlocks(AbstractDataChunkIterator):  # type: ignore[misc]
     """Write a dense (units × samples × probe channels) template array one unit at a time.
 
-    Each unit's average template covers a few of the probe's channels (FORMATS §11.3 "channels
+    Each unit's average template covers a few of the probe's channels ("channels
     with data"); the dataset is chunked (1 × samples × 32 channels) and only the chunks that a
     unit's channels touch are written, so the zero-filled layout of the reference costs what the
     real templates cost (a full-scale session: ~10 MB instead of 225 MB of zeros, ~0.3 s instead
@@ -435,26 +440,6 @@ class MemmapChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return np.dtype(self._data.dtype)
 
 
-def _rate_and_start(times: np.ndarray, name: str) -> tuple[float, float]:
-    """Return (starting_time, rate on sync) of a linear timestamp vector."""
-    n = len(times)
-    if n < 2:
-        raise InconsistentDataError(
-            f"{name}: fewer than 2 samples", field=name, expected="a continuous recording"
-        )
-    start, stop = float(times[0]), float(times[-1])
-    rate = (n - 1) / (stop - start)
-    mid = n // 2
-    predicted = start + mid / rate
-    if abs(predicted - float(times[mid])) > 1.0 / rate:
-        raise InconsistentDataError(
-            f"{name}: timestamps are not a linear function of the sample index",
-            field=name,
-            expected="a single clock fit per stream (FORMATS §10)",
-        )
-    return start, rate
-
-
 def _stream(raw: Any, probe: str, band: str) -> tuple[np.ndarray, float, float, float]:
     """Return (int16 memmap (samples, channels), start time on sync, rate on sync, volts/bit)."""
     from npc_frames import alignment
@@ -462,10 +447,6 @@ def _stream(raw: Any, probe: str, band: str) -> tuple[np.ndarray, float, float, 
 
     letter = probe.removeprefix("probe")
     kind: Literal["ap", "lfp"] = "lfp" if band == "lfp" else "ap"
-    if not hasattr(alignment, "session_clocks"):  # only the contract's continuous() exists
-        data, times = alignment.continuous(raw, letter, kind)
-        start, rate = _rate_and_start(np.asarray(times), f"{probe} {band}")
-        return data, start, rate, NP1_VOLTS_PER_BIT
     clocks = alignment.session_clocks(raw)
     stream = clocks.probe_stream(letter, kind)
     clock = clocks.clock(stream)
@@ -485,7 +466,7 @@ def add_raw(
 
     Samples come from the Open Ephys memory map through a chunk iterator; each probe's series
     references that probe's rows of the electrodes table. The sync-clock timestamps of a stream
-    are a linear fit (FORMATS §10: sample k at ``start_time + k / rate_on_sync``), so they are
+    are a linear fit (sample k at ``start_time + k / rate_on_sync``), so they are
     stored exactly as ``starting_time`` + ``rate`` instead of one float64 per sample (1.3 GB per
     90-minute AP stream). ``conversion`` = the stream's ``bit_volts`` in volts (0.195 µV).
     """

@@ -29,6 +29,7 @@ from npc_frames.errors import CacheError
 __all__ = [
     "TEMP_SUFFIX",
     "atomic_write_bytes",
+    "atomic_write_path",
     "exists",
     "file_lock",
     "filesystem",
@@ -210,7 +211,46 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
-    # make the rename durable too (best effort: not every filesystem supports fsync on folders)
+    _fsync_folder(folder)
+
+
+@contextlib.contextmanager
+def atomic_write_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[str]:
+    """Yield a temporary local path to write; on success it replaces `path` atomically.
+
+    For writers that need a file name rather than bytes (HDF5 libraries). The temporary file sits
+    in the destination folder with the same hidden ``.tmp`` name as :func:`atomic_write_bytes`
+    (so :func:`remove_stale_temp_files` cleans it after a crash); it is created with the
+    process umask like any new file, fsynced (unless `fsync` is False: then a crash of the process
+    still never exposes a partial file, only a power loss may) and ``os.replace``-d over `path`.
+    On an exception the temporary file is deleted and `path` is untouched. Local paths only.
+    """
+    if is_remote(path):
+        raise CacheError(
+            "atomic_write_path writes local files only",
+            path=path,
+            expected="a local path (write locally, then upload)",
+        )
+    p = strip_protocol(path)
+    folder, name = os.path.split(p)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, _temp_name(name))
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    if fsync:
+        _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in `folder` durable (best effort: not every filesystem supports it)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
