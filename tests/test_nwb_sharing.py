@@ -170,3 +170,27 @@ def test_complete_session_has_no_incomplete_note(tmp_path: Path) -> None:
         warnings.simplefilter("error", PartialSessionWarning)
         nwb = to_nwb(SESSION_ID, cache=tmp_path)
     assert "incomplete" not in (nwb.notes or "")
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_unit_templates_across_chunk_boundaries_round_trip(
+    tmp_path: Path, compression: str | None
+) -> None:
+    from nwb_frames import compare, pynwb_frame
+
+    # 70 channels: chunks of 32 channels, templates on channels that wrap (e.g. 0, 68, 69) and
+    # that straddle the 31|32 and 63|64 boundaries
+    frames = make_frames(n_channels=70, seed=3)
+    chans = frames["units"]["channels"].to_list()
+    assert any(min(c) < 32 <= max(c) for c in chans)
+    path = write_nwb(frames, tmp_path / "w.nwb", compression=compression)  # type: ignore[arg-type]
+    with h5py.File(path) as f:
+        dset = f["units/waveform_mean"]
+        assert dset.shape == (frames["units"].height, 8, 70)
+        assert dset.chunks == (1, 8, 32)
+        assert dset.compression == compression
+        # only chunks holding a template are stored
+        touched = {(u, c // 32) for u, cs in enumerate(chans) for c in cs}
+        assert dset.id.get_num_chunks() == len(touched)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        compare("units", frames["units"], pynwb_frame(io.read().units))

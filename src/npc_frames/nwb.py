@@ -59,6 +59,7 @@ from pynwb.file import Subject
 from npc_frames import storage
 from npc_frames.errors import CacheError, NpcFramesError, OutputError, ParameterError, SchemaError
 from npc_frames.nwb_ephys import (
+    UnitChannelBlocks,
     add_devices,
     add_electrode_groups,
     add_electrodes,
@@ -670,7 +671,9 @@ def _apply_compression(nwb: NWBFile, compression: str) -> None:
     for obj in nwb.objects.values():
         if isinstance(obj, Data):
             data = obj.data
-            if _compressible(data):
+            if isinstance(data, UnitChannelBlocks):
+                data.set_compression(io_kwargs)
+            elif _compressible(data):
                 obj.set_data_io(H5DataIO, io_kwargs)
             elif isinstance(data, AbstractDataChunkIterator):
                 # keep the iterator's own chunking (e.g. one unit's template per chunk)
