@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from npc_frames.components.performance import dprime, performance_from_trials, session_flags
+from npc_frames.components._performance import dprime, performance_from_trials, session_flags
 from npc_frames.schemas.behavior import PERFORMANCE, TRIALS
 from test_trials import make_raw
 

@@ -183,7 +183,7 @@ def _session(tmp: Path, *, seed: int, task_version: str, skip_sound: int | None 
 
 
 def _trials(root: Path):
-    from npc_frames.components.trials import trials
+    from npc_frames.components._trials import trials
     from npc_frames.paths import RawSession
 
     return trials(RawSession.from_path(str(root)))

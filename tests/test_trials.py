@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from npc_frames.components.trials import build_trials
+from npc_frames.components._trials import build_trials
 from npc_frames.errors import BadFormatError, NpcFramesError, UnsupportedVersionError
 from npc_frames.schemas.behavior import TRIALS
 
@@ -385,7 +385,7 @@ def test_block_and_target_columns(task_path: Path) -> None:
 
 
 def test_repeat_index_counts_consecutive_repeats() -> None:
-    from npc_frames.components.trials import _repeat_index
+    from npc_frames.components._trials import _repeat_index
 
     r = np.array([False, True, True, True, False, True, False])
     assert _repeat_index(r).tolist() == [0, 1, 2, 3, 0, 1, 0]

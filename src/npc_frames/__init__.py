@@ -45,6 +45,7 @@ _LAZY: dict[str, str] = {
     "psth": "npc_frames.analysis",
     "spike_histograms": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
+    "clear_caches": "npc_frames.memo",
 }
 _SUBMODULES = (
     "components",
@@ -72,6 +73,7 @@ __all__ = [
     "SessionId",
     "__version__",
     "aligned_spikes",
+    "clear_caches",
     "components",
     "connect",
     "continuous",

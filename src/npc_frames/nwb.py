@@ -736,7 +736,7 @@ def write_nwb(
         # fsync: an export is re-run after a power loss, and fsync of a GB file costs seconds.
         with (
             warnings.catch_warnings(),
-            storage.atomic_write_path(dest, fsync=False) as tmp,
+            storage.atomic_local_path(dest, fsync=False) as tmp,
         ):
             # the temporary name ends in .tmp (the storage layer's mark), not .nwb
             warnings.filterwarnings("ignore", message=r"The file path provided.*\.nwb")

@@ -1,9 +1,10 @@
 """Component functions: ``component(raw: RawSession) -> pl.DataFrame``, one per NWB component.
 
-Each component is a pure function of the raw files it needs (FORMATS §5–§13), returns a frame
-conformed to its schema in :mod:`npc_frames.schemas`, and raises a typed
-:mod:`npc_frames.errors` error when its inputs are bad. ``npc_frames.components.trials(raw)`` etc.
-are resolved lazily so that importing the package stays cheap.
+Each component is a pure function of the raw files it needs, returns a frame conformed to its
+schema in :mod:`npc_frames.schemas`, and raises a typed :mod:`npc_frames.errors` error when its
+inputs are bad. ``npc_frames.components.trials(raw)`` etc. are resolved lazily so that importing the
+package stays cheap. A module that holds a component of the same name is private (``_trials.py``
+for ``trials``): a public submodule would shadow the function as a package attribute once imported.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ __all__ = ["COMPONENTS", "get", "names"]
 COMPONENTS: dict[str, str] = {
     "sessions": "npc_frames.components.session:sessions",
     "subjects": "npc_frames.components.session:subjects",
-    "epochs": "npc_frames.components.epochs:epochs",
-    "trials": "npc_frames.components.trials:trials",
-    "performance": "npc_frames.components.performance:performance",
+    "epochs": "npc_frames.components._epochs:epochs",
+    "trials": "npc_frames.components._trials:trials",
+    "performance": "npc_frames.components._performance:performance",
     "vis_rf_mapping": "npc_frames.components.intervals:vis_rf_mapping",
     "aud_rf_mapping": "npc_frames.components.intervals:aud_rf_mapping",
     "optotagging": "npc_frames.components.intervals:optotagging",

@@ -1,8 +1,9 @@
-"""Sound and opto onsets from the NI-DAQ analog copy recorded by Open Ephys ("method 2", FORMATS §3.6).
+"""Sound and opto onsets from the NI-DAQ analog copy recorded by Open Ephys ("method 2").
 
-The PXI-6133 NI-DAQ card (FORMATS §9.1) records the speaker signal on channel 1 and the laser
-command on channel 5 (columns of the ``(samples, channels)`` array, i.e. ``AI1`` / ``AI5``). Its
-stream is put on the sync clock by barcodes (FORMATS §10). Per trial, the window
+docs/formats.md ("Sound and opto onset timing") states when method 2 applies and the facts used
+here. The PXI-6133 NI-DAQ card records the speaker signal on channel 1 and the laser command on
+channel 5 (columns of the ``(samples, channels)`` array, i.e. ``AI1`` / ``AI5``). Its stream is put
+on the sync clock by barcodes (:mod:`npc_frames.alignment`). Per trial, the window
 ``[trigger − 0.15 s, trigger + duration + 0.15 s]`` of the channel is cross-correlated ('valid'
 mode, FFT-based, batched over the trials that share a template) with the expected waveform,
 linearly resampled to the stream's rate on sync; the lag is the window time at the maximum.
@@ -35,39 +36,52 @@ Decisions
   contains the nominal ``trialOptoDur``.
 * Samples come from ``continuous.dat`` when it holds the whole recording, else from the stream's
   ``ecephys_compressed/<experiment>_<Record Node>#<stream>.zarr`` (``traces_seg0``, read window
-  by window) when it exists and opens with the installed codecs, else from the clipped file.
+  by window) when it exists and opens with the installed codecs, else from the clipped file. zarr
+  itself is a core dependency: a broken install raises rather than silently disabling method 2.
 * A window that is all zeros, or that is not entirely inside the recorded samples (clipped uploads
   keep only a fraction of a second of ``continuous.dat``), or is shorter than its template, gives
   NaN, so that the caller falls back to method 3 for that trial.
 * An NI-DAQ stream that is absent, unreadable or has no clock on sync makes :func:`nidaq_stream`
   return None (method 2 is then unavailable for the whole session) rather than raise: the trials
-  table must not be lost because the analog copy is.
+  table must not be lost because the analog copy is. Components read the stream through
+  :class:`NidaqOnDemand`, only when some trial needs method 2.
+* RFMapping sounds: :func:`saved_sound_onsets` uses the saved ``trialSoundArray`` waveforms as
+  templates where present (noise: the saved samples; tones: their amplitude envelope times the
+  carrier evaluated at the NI-DAQ sample times, maximising the envelope of the correlation, for the
+  same reason as regenerated tones).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
 import scipy.signal
 
-from npc_frames.components._sound_opto import _opto_waveform, sound_waveform_duration
+from npc_frames.components._sound_opto import opto_waveform, sound_waveform_duration
 from npc_frames.errors import NpcFramesError, ParameterError
+
+if TYPE_CHECKING:
+    from npc_frames.paths import RawSession
+    from npc_frames.readers.openephys import ContinuousStream
 
 __all__ = [
     "ENVELOPE_AGREEMENT",
     "OPTO_CHANNEL",
     "SOUND_CHANNEL",
     "WINDOW_PAD",
+    "NidaqOnDemand",
     "NidaqRecording",
+    "NidaqSource",
     "correlation_onsets",
     "nidaq_stream",
     "opto_starts",
     "resample_linear",
+    "saved_sound_onsets",
     "sound_onsets",
     "sound_waveform",
 ]
@@ -75,10 +89,10 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-#: NI-DAQ channels (0-based columns of continuous.dat): speaker copy and laser command (FORMATS §3.6)
+#: NI-DAQ channels (0-based columns of continuous.dat): speaker copy and laser command
 SOUND_CHANNEL = 1
 OPTO_CHANNEL = 5
-#: padding of the correlation window on each side of [trigger, trigger + duration], s (§3.6)
+#: padding of the correlation window on each side of [trigger, trigger + duration], s
 WINDOW_PAD = 0.15
 #: raw-noise and envelope lags further apart than this mean the noise could not be rebuilt, s
 ENVELOPE_AGREEMENT = 0.002
@@ -110,7 +124,7 @@ class NidaqRecording:
         return np.asarray(samples, dtype=np.float64) / self.rate_on_sync + self.start_time
 
 
-def nidaq_stream(raw: Any) -> NidaqRecording | None:
+def nidaq_stream(raw: RawSession) -> NidaqRecording | None:
     """Return the session's NI-DAQ recording on the sync clock, or None if it has none.
 
     None also when the stream cannot be aligned to sync or its ``continuous.dat`` is unreadable
@@ -130,7 +144,7 @@ def nidaq_stream(raw: Any) -> NidaqRecording | None:
         dat = _memmap_or_none(stream)
         data: Any = dat
         if dat is None or dat.shape[0] < clock.num_samples:
-            # clipped upload: the full traces are in ecephys_compressed (FORMATS §1.2)
+            # clipped upload: the full traces are in ecephys_compressed (docs/formats.md)
             full = _compressed_traces(stream) if stream.num_samples_compressed else None
             data = full if full is not None else dat
         if data is None or data.shape[1] <= max(SOUND_CHANNEL, OPTO_CHANNEL):
@@ -144,7 +158,33 @@ def nidaq_stream(raw: Any) -> NidaqRecording | None:
     return None
 
 
-def _memmap_or_none(stream: Any) -> Any:
+#: the NI-DAQ recording, a function returning it (or None), or None (method 2 unavailable)
+NidaqSource = NidaqRecording | Callable[[], NidaqRecording | None] | None
+
+
+class NidaqOnDemand:
+    """The NI-DAQ recording of a session, read on first use (most sessions never need method 2)."""
+
+    def __init__(self, source: NidaqSource) -> None:
+        self._source = source
+        self._done = not callable(source)
+        self._rec: NidaqRecording | None = None if callable(source) else source
+
+    @property
+    def source_is_none(self) -> bool:
+        """Return True when no recording was given at all (method 2 cannot apply)."""
+        return self._source is None
+
+    def get(self) -> NidaqRecording | None:
+        """Return the recording (None if the session has none), reading it on the first call."""
+        if not self._done:
+            assert callable(self._source)
+            self._rec = self._source()
+            self._done = True
+        return self._rec
+
+
+def _memmap_or_none(stream: ContinuousStream) -> np.memmap[Any, np.dtype[np.int16]] | None:
     from npc_frames.readers.openephys import continuous_memmap
 
     try:
@@ -153,7 +193,7 @@ def _memmap_or_none(stream: Any) -> Any:
         return None
 
 
-def _compressed_traces(stream: Any) -> Any:
+def _compressed_traces(stream: ContinuousStream) -> Any:
     """Return the stream's ``traces_seg0`` zarr array from ``ecephys_compressed`` (lazy), or None
     when there is none or it cannot be opened (missing codec, other layout)."""
     import os
@@ -164,11 +204,12 @@ def _compressed_traces(stream: Any) -> Any:
     path = os.path.join(os.path.dirname(node_dir), "ecephys_compressed", name)
     if not os.path.isdir(path):
         return None
-    try:
-        import zarr
+    import zarr  # a core dependency: outside the try, so that a broken install is loud
 
+    try:
         arr = zarr.open(path, mode="r")["traces_seg0"]
-    except Exception:  # any unreadable zarr (codec, layout) means "no full traces"
+    except (KeyError, ValueError, OSError, zarr.errors.MetadataError):
+        # no traces_seg0, an unknown codec, another layout or corrupt metadata: no full traces
         return None
     if len(arr.shape) != 2 or arr.shape[1] != stream.num_channels:
         return None
@@ -333,7 +374,7 @@ def sound_waveform(
     am: float = np.nan,
     seed: int | None = None,
 ) -> FloatArray | None:
-    """Return the task's sound array for one trial (FORMATS §3.6), None if it cannot be rebuilt.
+    """Return the task's sound array for one trial (docs/formats.md), None if it cannot be rebuilt.
 
     Tones: sine at ``freq[0]``; noise / AM noise: ``2·RandomState(seed).random(n) − 1`` band-passed
     by a 10th-order Butterworth between ``freq[0]`` and ``freq[1]`` (zero-phase); then the AM
@@ -458,6 +499,48 @@ def sound_onsets(
     return onset
 
 
+def saved_sound_onsets(
+    rec: NidaqRecording,
+    trigger: FloatArray,
+    saved: list[FloatArray | None],
+    tone_freq: FloatArray,
+    rate: float,
+) -> FloatArray:
+    """Return onsets of the trials with a finite `trigger`, templates from their saved arrays.
+
+    Identical saved arrays share one template. Noise: the saved samples, linearly resampled to
+    the NI-DAQ rate on sync. Tones: the analytic tone ``env(t)·exp(2πi·f·t)`` with `env` the
+    saved array's amplitude envelope (``|hilbert|``, linearly resampled) and the carrier at
+    ``trialToneFreq`` evaluated directly at the NI-DAQ sample times; the envelope of the
+    correlation is maximised. Resampling the saved 48 kHz tone itself (linearly, or band-limited)
+    distorts a 4–16 kHz carrier sampled at 30 kHz (errors up to ~0.2 ms in our tests), while the
+    NI-DAQ samples the speaker's smooth signal (aliasing included) exactly as the direct carrier.
+    """
+    n = trigger.size
+    is_tone = np.isfinite(tone_freq) & (tone_freq > 0)
+    tid = np.full(n, -1, dtype=np.int64)
+    wave_dur = np.full(n, np.nan)
+    templates: list[npt.NDArray[Any]] = []
+    index: dict[tuple[float, bytes], int] = {}
+    for i in np.flatnonzero(np.isfinite(trigger)):  # per sound trial (hundreds): dedupe templates
+        a = saved[i]
+        assert a is not None
+        key = (float(tone_freq[i]) if is_tone[i] else np.nan, a.tobytes())
+        if key not in index:
+            if is_tone[i]:
+                env = np.abs(scipy.signal.hilbert(a))
+                env = resample_linear(env / env.max(), rate, rec.rate_on_sync)
+                t = np.arange(env.size) / rec.rate_on_sync
+                tpl: npt.NDArray[Any] = env * np.exp(1j * 2 * np.pi * tone_freq[i] * t)
+            else:
+                tpl = resample_linear(a, rate, rec.rate_on_sync)
+            index[key] = len(templates)
+            templates.append(tpl)
+        tid[i] = index[key]
+        wave_dur[i] = a.size / rate
+    return correlation_onsets(rec, SOUND_CHANNEL, trigger, wave_dur, tid, templates)
+
+
 # ------------------------------------------------------------------------------------- opto
 def opto_starts(
     rec: NidaqRecording,
@@ -475,8 +558,9 @@ def opto_starts(
     """Return per trial the sync time at which the laser command waveform starts on channel 5.
 
     The waveform is rebuilt per unique parameter set as TaskUtils.getOptoPulseWaveform does
-    (FORMATS §3.6, including the prepended delay); onset/offset are this time + active_start /
-    active_stop. NaN where there is no opto or no usable recording.
+    (:func:`~npc_frames.components._sound_opto.opto_waveform`, including the prepended delay);
+    onset/offset are this time + active_start / active_stop. NaN where there is no opto or no
+    usable recording.
     """
     trig = np.asarray(trigger, dtype=np.float64).ravel()
     params = np.stack(
@@ -502,7 +586,7 @@ def opto_starts(
         uniq, inv = np.unique(filled[has], axis=0, return_inverse=True)
         durs = np.empty(len(uniq))
         for u, (amp, d, dl, onr, offr, fr) in enumerate(uniq):  # a handful of opto conditions
-            w = _opto_waveform(sample_rate, amp, d, dl, fr, onr, offr, offset_voltage)
+            w = opto_waveform(sample_rate, amp, d, dl, fr, onr, offr, offset_voltage)
             durs[u] = w.size / sample_rate
             templates.append(resample_linear(w, sample_rate, rec.rate_on_sync))
         tid[has] = inv.ravel()

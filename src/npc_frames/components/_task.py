@@ -7,11 +7,10 @@ helpers without sharing mutable state.
 
 from __future__ import annotations
 
+import logging
 import posixpath
-import sys
-import types
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +29,10 @@ if TYPE_CHECKING:
     from npc_frames.readers.sync import SyncData
     from npc_frames.timing import FrameTimes
 
+logger = logging.getLogger(__name__)
+
 FloatArray = npt.NDArray[np.float64]
+_Seq = TypeVar("_Seq", npt.NDArray[Any], list[str])
 
 #: families of task versions DynamicRouting1.py knows (first words of its version list, plus the
 #: Templeton variants of the experiment); versions outside them are refused
@@ -44,7 +46,7 @@ KNOWN_TASK_VERSION_PREFIXES = (
     "templeton",
 )
 
-#: scripts whose stim files the task-trials logic reads (FORMATS §3.1)
+#: scripts whose stim files the task-trials logic reads
 TASK_SCRIPT = "DynamicRouting1"
 
 
@@ -54,7 +56,7 @@ def frames_at(
 ) -> FloatArray:
     """Return `times[frames]` with NaN for NaN (or out-of-range) frame indices.
 
-    This is the reference's "safe index" (FORMATS §3.4): a NaN frame has no time; a non-integral
+    This is the reference's "safe index": a NaN frame has no time; a non-integral
     frame index is a corrupt file and raises BadFormatError naming `path` and `field`. Indices
     beyond the recorded frames (e.g. a window end after the last frame) also give NaN rather than
     raising, so that one truncated trial does not discard the table.
@@ -80,16 +82,7 @@ def frames_at(
 # -------------------------------------------------------------------------------- stim access
 def stim_int(stim: StimFile, key: str, n: int | None = None) -> npt.NDArray[np.int64]:
     """Return integer dataset `key` truncated to `n` (BadFormatError naming file/key if absent)."""
-    arr = np.asarray(stim.array(key))
-    if n is not None:
-        if arr.shape[0] < n:
-            raise BadFormatError(
-                f"{key} has {arr.shape[0]} entries, fewer than the {n} completed trials",
-                path=stim.path,
-                field=key,
-                expected=f">= {n} entries",
-            )
-        arr = arr[:n]
+    arr = _first_n(stim, key, np.asarray(stim.array(key)), n)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise BadFormatError(
@@ -115,18 +108,7 @@ def stim_float(
             raise BadFormatError("missing key", path=stim.path, field=key)  # pragma: no cover
         return np.full(n, default, dtype=np.float64)
     arr = np.asarray(stim.array(key), dtype=np.float64)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if n is not None:
-        if arr.shape[0] < n:
-            raise BadFormatError(
-                f"{key} has {arr.shape[0]} entries, fewer than the {n} trials",
-                path=stim.path,
-                field=key,
-                expected=f">= {n} entries",
-            )
-        arr = arr[:n]
-    return arr
+    return _first_n(stim, key, arr.reshape(1) if arr.ndim == 0 else arr, n)
 
 
 def stim_scalar(stim: StimFile, key: str, default: Any = None) -> Any:
@@ -146,19 +128,48 @@ def stim_scalar(stim: StimFile, key: str, default: Any = None) -> Any:
     return val
 
 
+def stim_first_value(stim: StimFile, key: str, default: float = 0.0) -> float:
+    """Return the first value of `key`: a scalar, an array's first element, or a per-device group's
+    first member (`default` if absent, empty or NaN)."""
+    value = stim.get(key)  # BadFormatError naming the file and key if unreadable
+    if isinstance(value, dict):  # one value per device
+        value = next(iter(value.values()), None)
+    if value is None:
+        return default
+    try:
+        arr = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise BadFormatError(
+            f"{key} is not numeric: {value!r:.80}",
+            path=stim.path,
+            field=key,
+            expected="a number, an array of numbers or a group of numbers per device",
+        ) from None
+    return float(arr[0]) if arr.size and np.isfinite(arr[0]) else default
+
+
+def first_column(a: FloatArray) -> FloatArray:
+    """Return the first column of a per-trial (n, k) array (per-device values); 1-D as is."""
+    return a[:, 0] if a.ndim == 2 else a
+
+
 def stim_strs(stim: StimFile, key: str, n: int | None = None) -> list[str]:
     """Return string-list dataset `key` truncated to `n`."""
-    vals = list(stim.strs(key))
-    if n is not None:
-        if len(vals) < n:
-            raise BadFormatError(
-                f"{key} has {len(vals)} entries, fewer than the {n} trials",
-                path=stim.path,
-                field=key,
-                expected=f">= {n} entries",
-            )
-        vals = vals[:n]
-    return vals
+    return _first_n(stim, key, list(stim.strs(key)), n)
+
+
+def _first_n(stim: StimFile, key: str, values: _Seq, n: int | None) -> _Seq:
+    """Return the first `n` entries of `key` (all if `n` is None); BadFormatError if fewer."""
+    if n is None:
+        return values
+    if len(values) < n:
+        raise BadFormatError(
+            f"{key} has {len(values)} entries, fewer than the {n} trials",
+            path=stim.path,
+            field=key,
+            expected=f">= {n} entries (one per trial)",
+        )
+    return values[:n]
 
 
 def open_stim(path: str) -> StimFile:
@@ -171,6 +182,34 @@ def open_stim(path: str) -> StimFile:
             "stim file has zero frames", path=path, field="frameIntervals", expected="> 0 frames"
         )
     return stim
+
+
+# ---------------------------------------------------------------------------------------- opto
+def probe_label(label: str) -> str | None:
+    """Return an opto location label as a table value: ``probeA`` for ``A``…``F``, None for none."""
+    if label in ("", "no opto"):
+        return None
+    return f"probe{label}" if re.fullmatch(r"[A-F]", label) else label
+
+
+def opto_power_coefficients(stim: StimFile) -> FloatArray | None:
+    """Return the voltage -> power polynomial of ``optoPowerCalibrationData`` (highest power
+    first, for np.polyval), from its first device group when there is one per device; None when
+    the file has no calibration."""
+    if not stim.has("optoPowerCalibrationData"):
+        return None
+    group = stim.group("optoPowerCalibrationData")
+    coeffs = group.get("poly coefficients")
+    if coeffs is None:
+        coeffs = next(
+            (
+                v["poly coefficients"]
+                for v in group.values()
+                if isinstance(v, dict) and "poly coefficients" in v
+            ),
+            None,
+        )
+    return None if coeffs is None else np.asarray(coeffs, dtype=np.float64).ravel()
 
 
 # ------------------------------------------------------------------------------ timing access
@@ -203,7 +242,7 @@ def files_for(raw: RawSession, script: str) -> list[tuple[str, FrameTimes]]:
 
 
 def task_file(raw: RawSession) -> tuple[str, FrameTimes]:
-    """Return the DynamicRouting1 file to use and its frame times (largest if several, §1.2).
+    """Return the DynamicRouting1 file to use and its frame times (largest if several).
 
     Raises MissingFileError if the session has no task file, AlignmentError (with the timing
     failure reason) if none of its task files has valid timing.
@@ -229,8 +268,7 @@ def task_file(raw: RawSession) -> tuple[str, FrameTimes]:
             field="frame times",
             expected="a task file matched to a sync vsync block",
         )
-    stats = getattr(raw, "file_stats", {}) or {}
-    best = max(valid, key=lambda p: (stats.get(p, (0, ""))[0], p))
+    best = max(valid, key=lambda p: (raw.stat_key(p)[0], p))
     return best, ft[best]
 
 
@@ -244,7 +282,7 @@ def invalid_intervals(raw: RawSession) -> pl.DataFrame:
     """
     from npc_frames.readers.metadata import parse_invalid_times, read_invalid_times
 
-    annotations = getattr(raw, "annotations", {}) or {}
+    annotations = raw.annotations
     if "invalid_times" in annotations:
         entries = parse_invalid_times(
             annotations["invalid_times"], source=f"{raw.root} (annotations)"
@@ -305,7 +343,7 @@ def overlaps_invalid(
 ) -> npt.NDArray[np.bool_]:
     """Return, per [start, stop] row, whether it strictly overlaps any invalid interval.
 
-    Touching endpoints are allowed (FORMATS §13): a row is dropped only if start < inv_stop and
+    Touching endpoints are allowed: a row is dropped only if start < inv_stop and
     stop > inv_start. Rows with NaN bounds never overlap.
     """
     s = np.asarray(start, dtype=np.float64)
@@ -391,26 +429,3 @@ def check_task_version(stim: StimFile) -> str | None:
             expected=f"a version starting with one of {KNOWN_TASK_VERSION_PREFIXES}",
         )
     return version or None
-
-
-def as_list(values: Sequence[Any]) -> list[Any]:
-    """Return `values` as a plain list (for building frames)."""
-    return list(values)
-
-
-class _CallableModule(types.ModuleType):
-    """A module that, when called, calls its same-named component function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self, self.__name__.rsplit(".", 1)[-1])(*args, **kwargs)
-
-
-def make_module_callable(module_name: str) -> None:
-    """Make module `module_name` callable as its same-named component function.
-
-    `npc_frames.components.trials` is both a module (trials.py) and a component function; once
-    the submodule is imported, Python binds the *module* as the package attribute, so
-    `npc_frames.components.trials(raw)` would fail with "module is not callable". Calling the
-    module forwards to the function, so both spellings work whatever the import order.
-    """
-    sys.modules[module_name].__class__ = _CallableModule

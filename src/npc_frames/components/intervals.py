@@ -1,4 +1,4 @@
-"""Interval tables of the non-task scripts (FORMATS §6) and the invalid_times table (§13).
+"""Interval tables of the non-task scripts and the invalid_times table.
 
 `vis_rf_mapping`, `aud_rf_mapping` (RFMapping), `optotagging` (OptoTagging) and `luminance_test`
 (LuminanceTest) return a zero-row frame of their schema when the session has no such script with
@@ -9,55 +9,53 @@ Decisions on quirks:
 
 * RF-mapping `stop_time` past the last frame: stim_stop_time + interStimFrames / frameRate (the
   reference multiplies by frameRate [quirk]);
-* [method-2 edit] RF-mapping sounds that the sound sync line does not time (sessions before
-  2023-08-31, or a dead line) are timed from the NI-DAQ speaker copy (FORMATS §3.6 method 2,
-  :mod:`~npc_frames.components._nidaq`) when the session's NI-DAQ stream covers the trial's
-  window, else by the flip time of ``stimStartFrame`` (method 3). The expected waveform is the
-  saved ``trialSoundArray[i]`` when present and non-empty (§3.6 says so first). Noise uses the
-  saved samples as they are; a saved tone gives its amplitude envelope, multiplied by the carrier
-  at ``trialToneFreq`` evaluated at the NI-DAQ sample times, and the envelope of the correlation
-  is maximised — as ``_nidaq`` does for regenerated tones, because the raw correlation of a tone
-  has near-equal maxima one carrier period apart and a resampled 48 kHz carrier is distorted at
-  30 kHz (errors up to 0.2 ms when the saved tone itself was resampled). Otherwise
-  it is regenerated: ``trialToneFreq``/``trialSoundFreq`` → "tone" at [f, NaN];
-  ``trialAMNoiseFreq`` > 0 → "AM noise" in [2000, 20000] Hz; 0 Hz → unmodulated "noise" in
-  [2000, 20000] Hz; ``trialNoiseFreq`` → "noise" in its band edges. RFMapping stores no seeds, so
-  regenerated noise can only be matched by its amplitude envelope: fine for unmodulated noise
-  (sharp Hanning edges; ~0.05 ms on synthetic data) but ambiguous by whole periods for AM noise
-  (a periodic envelope against the random envelope of noise: errors of 1–10 AM periods, 12–125
-  ms, on synthetic data — worse than the flip time), so **AM noise (> 0 Hz) without a saved
-  waveform keeps method 3**. Tones whose frequency is the NI-DAQ's Nyquist frequency (15 kHz at
-  30 kHz) lose their carrier in the sampling and are timed by their envelope (~0.2 ms).
-  ``soundHanningDur`` defaults to 0.005 s (RFMapping's edges), the volume to ``soundVolume``.
-* [method-2 edit] an OptoTagging file whose laser marker line has no edges is timed from the
-  NI-DAQ laser command (channel 5, :func:`~npc_frames.components._nidaq.opto_starts`) before the
-  laser is declared unrecorded. This departs from npc (which drops the rows): the command on the
-  NI-DAQ is the same signal that drives the marker, so its onsets are as good as the line's. Only
-  trials the NI-DAQ times become rows (a trial outside the recorded samples is dropped, as it has
-  no recording); without sync there is no recording at all (the NI-DAQ is put on the sync clock),
-  so no rows either. The NI-DAQ stream is read only when some trial needs it.
+* RF-mapping sounds that the sound sync line does not time (sessions before 2023-08-31, or a dead
+  line) are timed from the NI-DAQ speaker copy (method 2, :mod:`~npc_frames.components._nidaq`)
+  when the session's NI-DAQ stream covers the trial's window, else by the flip time of
+  ``stimStartFrame`` (method 3; the order is in docs/formats.md). The expected waveform is the
+  saved ``trialSoundArray[i]`` when present and non-empty
+  (:func:`~npc_frames.components._nidaq.saved_sound_onsets`). Otherwise it is regenerated:
+  ``trialToneFreq``/``trialSoundFreq`` → "tone" at [f, NaN]; ``trialAMNoiseFreq`` > 0 → "AM noise"
+  in [2000, 20000] Hz; 0 Hz → unmodulated "noise" in [2000, 20000] Hz; ``trialNoiseFreq`` →
+  "noise" in its band edges. RFMapping stores no seeds, so regenerated noise can only be matched
+  by its amplitude envelope: fine for unmodulated noise (sharp Hanning edges; ~0.05 ms on
+  synthetic data) but ambiguous by whole periods for AM noise (a periodic envelope against the
+  random envelope of noise: errors of 1–10 AM periods, 12–125 ms, on synthetic data — worse than
+  the flip time), so **AM noise (> 0 Hz) without a saved waveform keeps method 3**. Tones whose
+  frequency is the NI-DAQ's Nyquist frequency (15 kHz at 30 kHz) lose their carrier in the
+  sampling and are timed by their envelope (~0.2 ms). ``soundHanningDur`` defaults to 0.005 s
+  (RFMapping's edges), the volume to ``soundVolume``.
+* an OptoTagging file whose laser marker line has no edges is timed from the NI-DAQ laser command
+  (channel 5, :func:`~npc_frames.components._nidaq.opto_starts`) before the laser is declared
+  unrecorded. This departs from npc (which drops the rows): the command on the NI-DAQ is the same
+  signal that drives the marker, so its onsets are as good as the line's. Only trials the NI-DAQ
+  times become rows (a trial outside the recorded samples is dropped, as it has no recording);
+  without sync there is no recording at all (the NI-DAQ is put on the sync clock), so no rows
+  either. The NI-DAQ stream is read only when some trial needs it.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import scipy.signal
 
 from npc_frames.components import _nidaq
 from npc_frames.components import _sound_opto as so
 from npc_frames.components._task import (
     drop_invalid,
     files_for,
-    first_after,
+    first_column,
     frames_at,
     invalid_intervals,
     open_stim,
+    opto_power_coefficients,
+    probe_label,
+    stim_first_value,
     stim_float,
     stim_scalar,
     sync_data,
@@ -90,7 +88,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-#: OptoTagging constants (FORMATS §6.4)
+#: OptoTagging constants: censor period and longest analysis window, s; default laser
 CENSOR_PERIOD = 0.0015
 MAX_ANALYSIS_PERIOD = 0.2
 DEFAULT_OPTO_DEVICE = "laser_488"
@@ -103,13 +101,13 @@ def build_rf_mapping(
     sync: SyncData | None,
     *,
     session_id: str,
-    session_date: Any,
-    nidaq: NidaqSource = None,
+    session_date: datetime.date,
+    nidaq: _nidaq.NidaqSource = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return (vis, aud) RF-mapping frames of one RFMapping file (FORMATS §6.1–§6.2).
+    """Return (vis, aud) RF-mapping frames of one RFMapping file.
 
     `nidaq` (the session's NI-DAQ recording, or a function returning it, called only when a sound
-    is not timed by the sound line) enables method 2 of FORMATS §3.6 for the sound onsets.
+    is not timed by the sound line) enables method 2 for the sound onsets (docs/formats.md).
     """
     path = stim.path
     sf = np.asarray(stim.array("stimStartFrame"), dtype=np.float64).ravel()
@@ -129,7 +127,7 @@ def build_rf_mapping(
     )
     xy = xy.reshape(n, -1) if n else np.zeros((0, 2))
     tone_key = "trialToneFreq" if stim.has("trialToneFreq") else "trialSoundFreq"
-    tone = _first(stim_float(stim, tone_key, n, default=np.nan))
+    tone = first_column(stim_float(stim, tone_key, n, default=np.nan))
     am = stim_float(stim, "trialAMNoiseFreq", n, default=np.nan)
     noise = (
         np.asarray(stim.array("trialNoiseFreq"), dtype=np.float64)[:n].reshape(n, -1)
@@ -174,19 +172,15 @@ def build_rf_mapping(
     if sync is not None and session_date >= so.FIRST_SOUND_ON_SYNC_DATE:
         rising = sync_edges(sync, so.SOUND_LINE)
     nominal = np.full(n, sound_dur)
-    # [method-2 edit] sounds the sound line does not time try the NI-DAQ speaker copy
-    untimed = np.isfinite(trigger)
-    if rising is not None and rising.size:
-        untimed &= ~(first_after(rising, trigger) - trigger <= so.MAX_ONSET_LATENCY)
-    nidaq_onset = _rf_sound_nidaq(
-        stim, np.where(untimed, trigger, np.nan), tone, am, noise, sound_dur, rate, _OnDemand(nidaq)
-    )
+    daq = _nidaq.NidaqOnDemand(nidaq)
     a_on, a_off, _ = so.sound_times(
         trigger,
         nominal,
         so.sound_waveform_duration(nominal, rate),
         rising,
-        nidaq_onset=nidaq_onset,
+        nidaq_onset=lambda untimed: _rf_sound_nidaq(
+            stim, untimed, tone, am, noise, sound_dur, rate, daq
+        ),
     )
     a_end = np.where(np.isfinite(stop), stop, a_off + inter_frames / frame_rate)
     freq = np.where(np.isfinite(tone), tone, am)
@@ -207,14 +201,10 @@ def build_rf_mapping(
     return vis, aud
 
 
-def _first(a: FloatArray) -> FloatArray:
-    return a[:, 0] if a.ndim == 2 else a
-
-
 def _rf_mapping(raw: RawSession) -> tuple[pl.DataFrame, pl.DataFrame]:
     sid = str(raw.session_id)
     sync = sync_data(raw)
-    daq = _OnDemand(lambda: _nidaq.nidaq_stream(raw))  # [method-2 edit] read only if needed
+    daq = _nidaq.NidaqOnDemand(lambda: _nidaq.nidaq_stream(raw))
     vis = [VIS_RF_MAPPING.empty()]
     aud = [AUD_RF_MAPPING.empty()]
     for path, ft in files_for(raw, "RFMapping"):
@@ -262,13 +252,13 @@ def build_optotagging(
     sync: SyncData | None,
     *,
     session_id: str,
-    nidaq: NidaqSource = None,
+    nidaq: _nidaq.NidaqSource = None,
 ) -> pl.DataFrame:
-    """Return the optotagging trials of one OptoTagging file (FORMATS §6.3–§6.4).
+    """Return the optotagging trials of one OptoTagging file.
 
     Onsets come from the laser's marker line; trials it does not time use the laser command on
     the NI-DAQ (`nidaq`: the recording, or a function returning it, called only when needed;
-    FORMATS §3.6 method 2). When the marker line has no edges, only the trials the NI-DAQ times
+    method 2, docs/formats.md). When the marker line has no edges, only the trials the NI-DAQ times
     are rows (zero rows without an NI-DAQ recording: unrecorded); zero rows without sync.
     """
     path = stim.path
@@ -286,22 +276,19 @@ def build_optotagging(
     rising = sync_edges(sync, line)
     falling = sync_edges(sync, line, rising=False)
     line_dead = rising.size == 0
-    daq = _OnDemand(nidaq)
+    daq = _nidaq.NidaqOnDemand(nidaq)
     if line_dead and daq.source_is_none:
         return OPTOTAGGING.empty()
 
-    onset_frame = _first(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
+    onset_frame = first_column(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
     n = onset_frame.size
     flip = np.asarray(ft.flip, dtype=np.float64)
-    dur = _first(stim_float(stim, "trialOptoDur", n))
-    voltage = _first(stim_float(stim, "trialOptoVoltage", n))
+    dur = first_column(stim_float(stim, "trialOptoDur", n))
+    voltage = first_column(stim_float(stim, "trialOptoVoltage", n))
     on_ramp = float(stim_scalar(stim, "optoOnRamp", default=0.0))
     off_ramp = float(stim_scalar(stim, "optoOffRamp", default=0.0))
-    sin_freq = _first(stim_float(stim, "trialOptoSinFreq", n, default=0.0))
-    offset_v = stim_scalar(stim, "optoOffsetVoltage", default=0.0)
-    offset_v = (
-        float(next(iter(offset_v.values()))) if isinstance(offset_v, dict) else float(offset_v)
-    )
+    sin_freq = first_column(stim_float(stim, "trialOptoSinFreq", n, default=0.0))
+    offset_v = stim_first_value(stim, "optoOffsetVoltage")
     rate = float(stim_scalar(stim, "optoSampleRate", default=so.DEFAULT_OPTO_SAMPLE_RATE))
     a_start, a_stop = so.opto_active_window(
         voltage,
@@ -314,40 +301,27 @@ def build_optotagging(
         rate,
     )
     trigger = frames_at(flip, onset_frame, path=path, field="trialOptoOnsetFrame")
-    # [method-2 edit] trials without a marker-line pulse try the NI-DAQ laser command
-    has_opto = np.isfinite(trigger) & np.isfinite(a_start)
-    untimed = has_opto.copy()
-    if not line_dead:
-        lead = np.where(np.isfinite(a_start), a_start, 0.0)
-        untimed &= ~(first_after(rising, trigger) - trigger <= lead + so.MAX_ONSET_LATENCY)
-    rec = daq.get() if untimed.any() else None
-    nidaq_start = None
-    if rec is not None:
-        nidaq_start = _nidaq.opto_starts(
-            rec,
-            np.where(untimed, trigger, np.nan),
-            voltage,
-            dur,
-            np.zeros(n),
-            np.full(n, on_ramp),
-            np.full(n, off_ramp),
-            sin_freq,
-            offset_v,
-            sample_rate=rate,
+
+    def nidaq_starts(untimed: FloatArray) -> FloatArray | None:
+        rec = daq.get()
+        if rec is None:
+            return None
+        zeros = np.zeros(n)
+        ramps = np.full(n, on_ramp), np.full(n, off_ramp)
+        return _nidaq.opto_starts(
+            rec, untimed, voltage, dur, zeros, *ramps, sin_freq, offset_v, sample_rate=rate
         )
+
+    method2: so.Method2 = nidaq_starts
+    keep = np.ones(n, dtype=bool)
+    if line_dead:  # unrecorded unless the NI-DAQ times the trial (no flip-time rows)
+        has_opto = np.isfinite(trigger) & np.isfinite(a_start)
+        got = nidaq_starts(np.where(has_opto, trigger, np.nan))  # the line times no trial
+        method2 = np.full(n, np.nan) if got is None else got
+        keep = has_opto & np.isfinite(method2)
     onset, offset, _ = so.opto_times(
-        trigger,
-        a_start,
-        a_stop,
-        dur,
-        None if line_dead else rising,
-        None if line_dead else falling,
-        nidaq_start=nidaq_start,
+        trigger, a_start, a_stop, dur, rising, falling, nidaq_start=method2
     )
-    if line_dead:  # unrecorded unless the NI-DAQ timed the trial (no flip-time rows)
-        keep = has_opto & np.isfinite(np.nan if nidaq_start is None else nidaq_start)
-    else:
-        keep = np.ones(n, dtype=bool)
 
     interval = float(stim_scalar(stim, "optoInterval", default=60))
     frame_rate = float(stim_scalar(stim, "frameRate", default=60))
@@ -386,7 +360,7 @@ def _tagging_locations(stim: StimFile, n: int) -> tuple[list[str | None], FloatA
     bx = np.full(n, np.nan)
     by = np.full(n, np.nan)
     if stim.has("trialOptoLabel"):
-        labels = [_probe_label(s) for s in stim.strs("trialOptoLabel")[:n]]
+        labels = [probe_label(s) for s in stim.strs("trialOptoLabel")[:n]]
     if stim.has("trialGalvoVoltage") and stim.has("galvoVoltage"):
         trial_gv = np.asarray(stim.array("trialGalvoVoltage"), dtype=np.float64)[:n].reshape(n, -1)
         gv = np.asarray(stim.array("galvoVoltage"), dtype=np.float64).reshape(-1, trial_gv.shape[1])
@@ -404,35 +378,17 @@ def _tagging_locations(stim: StimFile, n: int) -> tuple[list[str | None], FloatA
             names = list(locs.get("label", []))
             if len(names) == gv.shape[0]:
                 labels = [
-                    _probe_label(names[r]) if h else None for r, h in zip(row, has, strict=True)
+                    probe_label(names[r]) if h else None for r, h in zip(row, has, strict=True)
                 ]
     return labels, bx, by
 
 
-def _probe_label(label: str) -> str | None:
-    if label in ("", "no opto"):
-        return None
-    return f"probe{label}" if re.fullmatch(r"[A-F]", label) else label
-
-
 def _tagging_power(stim: StimFile, voltage: FloatArray) -> FloatArray:
     power = np.full(voltage.shape, np.nan)
-    coeffs = None
-    if stim.has("optoPowerCalibrationData"):
-        g = stim.group("optoPowerCalibrationData")
-        coeffs = g.get("poly coefficients")
-        if coeffs is None:
-            coeffs = next(
-                (
-                    v["poly coefficients"]
-                    for v in g.values()
-                    if isinstance(v, dict) and "poly coefficients" in v
-                ),
-                None,
-            )
+    coeffs = opto_power_coefficients(stim)
     finite = np.isfinite(voltage)
     if coeffs is not None:
-        power[finite] = np.polyval(np.asarray(coeffs, dtype=np.float64).ravel(), voltage[finite])
+        power[finite] = np.polyval(coeffs, voltage[finite])
     elif stim.has("optoPower") and stim.has("optoVoltage"):
         p = np.asarray(stim.array("optoPower"), dtype=np.float64).ravel()
         v = np.asarray(stim.array("optoVoltage"), dtype=np.float64).ravel()
@@ -449,42 +405,18 @@ def optotagging(raw: RawSession) -> pl.DataFrame:
     """Return the optotagging trials of every OptoTagging file (zero rows if none/unrecorded)."""
     sid = str(raw.session_id)
     sync = sync_data(raw)
-    daq = _OnDemand(lambda: _nidaq.nidaq_stream(raw))  # [method-2 edit] read only if needed
+    daq = _nidaq.NidaqOnDemand(lambda: _nidaq.nidaq_stream(raw))
     frames = [OPTOTAGGING.empty()]
     for path, ft in files_for(raw, "OptoTagging"):
         frames.append(build_optotagging(open_stim(path), ft, sync, session_id=sid, nidaq=daq.get))
     return drop_invalid(pl.concat(frames), invalid_intervals(raw))
 
 
-# ------------------------------------------------------------------ method 2 [method-2 edit]
-#: the NI-DAQ recording, a function returning it (or None), or None (method 2 unavailable)
-NidaqSource = _nidaq.NidaqRecording | Callable[[], _nidaq.NidaqRecording | None] | None
-#: noise band of RFMapping's AM / unmodulated noise, Hz (FORMATS §6.1)
+# ------------------------------------------------------------------- RF-mapping sounds, method 2
+#: noise band of RFMapping's AM / unmodulated noise, Hz
 RF_NOISE_BAND = (2000.0, 20000.0)
 #: Hanning edges of RFMapping sounds when the file has no soundHanningDur, s
 RF_HANNING_DUR = 0.005
-
-
-class _OnDemand:
-    """The NI-DAQ recording, read on first use (most sessions never need method 2)."""
-
-    def __init__(self, source: NidaqSource) -> None:
-        self._source = source
-        self._done = not callable(source)
-        self._rec: _nidaq.NidaqRecording | None = None if callable(source) else source
-
-    @property
-    def source_is_none(self) -> bool:
-        """Return True when no recording was given at all (method 2 cannot apply)."""
-        return self._source is None
-
-    def get(self) -> _nidaq.NidaqRecording | None:
-        """Return the recording (None if the session has none)."""
-        if not self._done:
-            assert callable(self._source)
-            self._rec = self._source()
-            self._done = True
-        return self._rec
 
 
 def _saved_sound_arrays(stim: StimFile, n: int) -> list[FloatArray | None]:
@@ -519,7 +451,7 @@ def _rf_sound_nidaq(
     noise: FloatArray,
     sound_dur: float,
     rate: float,
-    daq: _OnDemand,
+    daq: _nidaq.NidaqOnDemand,
 ) -> FloatArray | None:
     """Return method-2 onsets of RFMapping sounds with a finite `trigger` (None: no NI-DAQ).
 
@@ -537,7 +469,9 @@ def _rf_sound_nidaq(
     has_saved = np.isfinite(trigger) & np.array([a is not None for a in saved], dtype=bool)
     onset = np.full(n, np.nan)
     if has_saved.any():
-        onset = _saved_sound_onsets(rec, np.where(has_saved, trigger, np.nan), saved, tone, rate)
+        onset = _nidaq.saved_sound_onsets(
+            rec, np.where(has_saved, trigger, np.nan), saved, tone, rate
+        )
     is_am = ~is_tone & np.isfinite(am)
     # AM noise without its samples: only the periodic envelope could be matched (no seeds), which
     # is ambiguous by whole AM periods -> method 3 (module docstring)
@@ -570,48 +504,6 @@ def _rf_sound_nidaq(
         )
         onset = np.where(rest, regen, onset)
     return onset
-
-
-def _saved_sound_onsets(
-    rec: _nidaq.NidaqRecording,
-    trigger: FloatArray,
-    saved: list[FloatArray | None],
-    tone_freq: FloatArray,
-    rate: float,
-) -> FloatArray:
-    """Return onsets of the trials with a finite `trigger`, templates from their saved arrays.
-
-    Identical saved arrays share one template. Noise: the saved samples, linearly resampled to
-    the NI-DAQ rate on sync. Tones: the analytic tone ``env(t)·exp(2πi·f·t)`` with `env` the
-    saved array's amplitude envelope (``|hilbert|``, linearly resampled) and the carrier at
-    ``trialToneFreq`` evaluated directly at the NI-DAQ sample times; the envelope of the
-    correlation is maximised. Resampling the saved 48 kHz tone itself (linearly, or band-limited)
-    distorts a 4–16 kHz carrier sampled at 30 kHz (errors up to ~0.2 ms in our tests), while the
-    NI-DAQ samples the speaker's smooth signal (aliasing included) exactly as the direct carrier.
-    """
-    n = trigger.size
-    is_tone = np.isfinite(tone_freq) & (tone_freq > 0)
-    tid = np.full(n, -1, dtype=np.int64)
-    wave_dur = np.full(n, np.nan)
-    templates: list[npt.NDArray[Any]] = []
-    index: dict[tuple[float, bytes], int] = {}
-    for i in np.flatnonzero(np.isfinite(trigger)):  # per sound trial (hundreds): dedupe templates
-        a = saved[i]
-        assert a is not None
-        key = (float(tone_freq[i]) if is_tone[i] else np.nan, a.tobytes())
-        if key not in index:
-            if is_tone[i]:
-                env = np.abs(scipy.signal.hilbert(a))
-                env = _nidaq.resample_linear(env / env.max(), rate, rec.rate_on_sync)
-                t = np.arange(env.size) / rec.rate_on_sync
-                tpl: npt.NDArray[Any] = env * np.exp(1j * 2 * np.pi * tone_freq[i] * t)
-            else:
-                tpl = _nidaq.resample_linear(a, rate, rec.rate_on_sync)
-            index[key] = len(templates)
-            templates.append(tpl)
-        tid[i] = index[key]
-        wave_dur[i] = a.size / rate
-    return _nidaq.correlation_onsets(rec, _nidaq.SOUND_CHANNEL, trigger, wave_dur, tid, templates)
 
 
 # ---------------------------------------------------------------------------- luminance test

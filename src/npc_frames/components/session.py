@@ -12,10 +12,12 @@ trials cannot be computed: a broken task file does not prevent this component.
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.components._task import (
     open_stim,
     script_of,
@@ -24,13 +26,15 @@ from npc_frames.components._task import (
     task_file,
     valid_frame_times,
 )
-from npc_frames.errors import NpcFramesError
+from npc_frames.errors import BadFormatError, NpcFramesError
 from npc_frames.schemas.behavior import SESSIONS, SUBJECTS
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
 __all__ = ["sessions", "subjects"]
+
+logger = logging.getLogger(__name__)
 
 INSTITUTION = "Neural Circuits & Behavior | MindScope program | Allen Institute for Neural Dynamics"
 DEFAULT_TASK_SCRIPT = (
@@ -50,10 +54,38 @@ def _experimenter(raw: RawSession) -> str | None:
         return read_experimenter(f)
 
 
+def _ephys_start_time(raw: RawSession) -> datetime.datetime:
+    """Return the Open Ephys acquisition start (sync_messages.txt software time, rig local time).
+
+    The start of a recording with neither sync nor stim files, e.g. a surface-channel recording.
+    """
+    import zoneinfo
+
+    from npc_frames.readers.openephys import main_recording, read_sync_messages
+
+    node = raw.record_node_paths[0]
+    local = getattr(raw, "local_tree", None)
+    folder = local(node) if callable(local) else node
+    msgs = read_sync_messages(main_recording(folder))
+    if msgs.software_time_ms is None:
+        raise BadFormatError(
+            "sync_messages.txt has no software start time",
+            path=msgs.path,
+            field="Software Time",
+            expected="'Software Time (milliseconds since midnight Jan 1st 1970 UTC): <ms>'",
+        )
+    when = datetime.datetime.fromtimestamp(
+        msgs.software_time_ms / 1000, tz=zoneinfo.ZoneInfo(TIME_ZONE)
+    )
+    return when.replace(tzinfo=None)
+
+
 def _start_time(raw: RawSession) -> datetime.datetime:
     sync = sync_data(raw)
     if sync is not None:
         return sync.start_time
+    if not raw.stim_paths and raw.is_ephys:
+        return _ephys_start_time(raw)
     try:
         path, _ = task_file(raw)
     except NpcFramesError:
@@ -98,8 +130,8 @@ def _task_info(raw: RawSession) -> dict[str, Any]:
     onset = stim_scalar(stim, "autoRewardOnsetFrame", default=-1)
     info["is_late_autorewards"] = int(onset) == 60 if onset != -1 else None
     try:
-        from npc_frames.components.performance import performance_from_trials, session_flags
-        from npc_frames.components.trials import trials
+        from npc_frames.components._performance import performance_from_trials, session_flags
+        from npc_frames.components._trials import trials
 
         tr = trials(raw)
         rewarded = stim.strs("blockStimRewarded")
@@ -174,6 +206,7 @@ def _description(flags: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+@timed
 def sessions(raw: RawSession) -> pl.DataFrame:
     """Return the one-row sessions frame: identity, start time, rig, experimenter and flags."""
     sid = raw.session_id
@@ -220,6 +253,7 @@ def _age(start: datetime.date, dob: datetime.date | None) -> str | None:
     return None if dob is None else f"P{(start - dob).days}D"
 
 
+@timed
 def subjects(raw: RawSession) -> pl.DataFrame:
     """Return the one-row subjects frame (subject.json when present, else the id alone)."""
     sid = raw.session_id

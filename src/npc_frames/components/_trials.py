@@ -1,6 +1,6 @@
-"""The `trials` component: one row per completed DynamicRouting1 trial (FORMATS §4, §5.1–§5.2).
+"""The `trials` component: one row per completed DynamicRouting1 trial.
 
-:func:`trials` picks the task file (the largest DynamicRouting1 file with valid timing, §1.2),
+:func:`trials` picks the task file (the largest DynamicRouting1 file with valid timing),
 reads it, and calls :func:`build_trials`, a pure function of the stim file, its frame times and the
 sync edges, which tests can call on hand-built inputs.
 
@@ -14,11 +14,11 @@ Decisions on the reference's quirks (also in the column descriptions of `schemas
   reference says True where they disagree);
 * timeouts are placed on the trials that had one (a response to a non-rewarded, non-catch stimulus
   while `incorrectTimeoutFrames` > 0, as DynamicRouting1.py does), not inferred from the next trial
-  being a repeat; the frame arithmetic of the times follows FORMATS §5.2;
+  being a repeat;
 * a missing `trialGratingPhase` gives NaN phases instead of raising;
 * sound and opto onsets use, per trial, method 1 (sync line), else method 2 (NI-DAQ analog copy,
   :mod:`~npc_frames.components._nidaq`) when the session has an NI-DAQ stream covering the
-  trial's window, else method 3 (flip time); FORMATS §3.6 [method-2 wiring];
+  trial's window, else method 3 (flip time), as docs/formats.md describes;
 * sound offsets use the task's sound-array length computed from `trialSoundDur`
   (:func:`~npc_frames.components._sound_opto.sound_waveform_duration`) rather than reading every
   saved `trialSoundArray`;
@@ -31,8 +31,8 @@ auto-reward-scheduled trials (DynRoutData.goTrials excludes them), so `is_hit`/`
 `is_nogo`, `is_false_alarm` and `is_correct_reject` equal DynRoutData's nogo/falseAlarm/
 correctReject arrays exactly. Without sync, licks equal DynRoutData.lickTimes and task-control
 response times equal its stimStartTimes + responseTimes, while display/flip-based times (e.g. visual
-stim_start_time) are one frame interval later than DynRoutData's, because FORMATS §3.4 defines the
-no-sync flip time of frame i as cumsum(frameIntervals)[i] and DynRoutData uses [0, cumsum][i]
+stim_start_time) are one frame interval later than DynRoutData's, because the session clock takes
+the no-sync flip time of frame i as cumsum(frameIntervals)[i] and DynRoutData uses [0, cumsum][i]
 (tests/test_trials.py checks each statement).
 """
 
@@ -53,10 +53,13 @@ from npc_frames.components._task import (
     check_task_version,
     drop_invalid,
     first_after,
+    first_column,
     frames_at,
     invalid_intervals,
-    make_module_callable,
     open_stim,
+    opto_power_coefficients,
+    probe_label,
+    stim_first_value,
     stim_float,
     stim_int,
     stim_scalar,
@@ -79,7 +82,7 @@ __all__ = ["build_trials", "trials"]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-#: reward solenoid sync bit, used from this date (FORMATS §2.3, §8.2)
+#: reward solenoid sync bit, used from this date (before it, rewardFrames)
 REWARD_LINE = 15
 FIRST_REWARD_ON_SYNC_DATE = datetime.date(2024, 4, 1)
 LICK_LINE = "lick_sensor"
@@ -89,7 +92,7 @@ DEFAULT_WAVELENGTH = 488
 
 
 def trials(raw: RawSession) -> pl.DataFrame:
-    """Return the trials frame of a session's DynamicRouting1 task (FORMATS §5.2).
+    """Return the trials frame of a session's DynamicRouting1 task.
 
     Rows overlapping an invalid-times interval are dropped (touching is allowed). Raises
     MissingFileError without a task file, AlignmentError if no task file has valid timing, and
@@ -117,16 +120,16 @@ def build_trials(
     *,
     session_id: str,
     session_date: datetime.date,
-    nidaq: _nidaq.NidaqRecording | Callable[[], _nidaq.NidaqRecording | None] | None = None,
+    nidaq: _nidaq.NidaqSource = None,
 ) -> pl.DataFrame:
     """Return the trials frame (all rows, not yet filtered by invalid times) of one task file.
 
     Pure function of its inputs: `ft` carries flip/input/display times per frame on the session
     clock, `sync` (None without sync) the lick, sound, opto and solenoid lines, `nidaq` (or a
     function returning it, called only when some trial needs it) the NI-DAQ recording for
-    method 2 of FORMATS §3.6.
+    method 2 of the sound and opto onsets (docs/formats.md).
     """
-    daq = _NidaqOnDemand(nidaq)
+    daq = _nidaq.NidaqOnDemand(nidaq)
     path = stim.path
     check_task_version(stim)
     end_frame = stim_int(stim, "trialEndFrame")
@@ -198,18 +201,12 @@ def build_trials(
         rising = None
         if sync is not None and session_date >= so.FIRST_SOUND_ON_SYNC_DATE:
             rising = sync_edges(sync, so.SOUND_LINE)
-        # [method-2 edit] trials the sound line does not time try the NI-DAQ copy
-        untimed = np.isfinite(trigger)
-        if rising is not None and rising.size:
-            first = first_after(rising, trigger)
-            untimed &= ~(first - trigger <= so.MAX_ONSET_LATENCY)
-        nidaq_onset = _sound_nidaq(stim, n, trigger, untimed, sound_dur, rate, daq)
         onset, offset, _ = so.sound_times(
             trigger,
             sound_dur,
             so.sound_waveform_duration(sound_dur, rate),
             rising,
-            nidaq_onset=nidaq_onset,
+            nidaq_onset=lambda untimed: _sound_nidaq(stim, n, untimed, sound_dur, rate, daq),
         )
         stim_start[aud_only] = onset[aud_only]
         stim_stop[aud_only] = offset[aud_only]
@@ -359,7 +356,7 @@ def _repeat_index(is_repeat: BoolArray) -> npt.NDArray[np.int64]:
 def _auto_rewards(
     stim: StimFile, n: int, block: npt.NDArray[np.int64], stim_frame: npt.NDArray[np.int64]
 ) -> tuple[BoolArray, BoolArray]:
-    """Return (scheduled, delivered) auto-rewards per trial, as DynRoutData reads them (§4)."""
+    """Return (scheduled, delivered) auto-rewards per trial, as DynRoutData reads them."""
     onset = int(stim_scalar(stim, "autoRewardOnsetFrame", default=60))
     reward_frames = np.asarray(stim.array("rewardFrames")).astype(np.int64).ravel()
     new_block_auto = int(stim_scalar(stim, "newBlockAutoRewards", default=0))
@@ -401,9 +398,9 @@ def _reward_times(
     start: FloatArray,
     stop: FloatArray,
     is_rewarded: BoolArray,
-    at: Any,
+    at: Callable[[FloatArray, npt.ArrayLike, str], FloatArray],
 ) -> FloatArray:
-    """Return the reward time of each trial (NaN where none), FORMATS §5.2 `reward_time`."""
+    """Return the reward time of each trial (NaN where none): the first reward in the trial."""
     n = start.size
     out = np.full(n, np.nan)
     if n == 0:
@@ -440,8 +437,8 @@ def _opto_columns(
     stim_frame: npt.NDArray[np.int64],
     flip: FloatArray,
     sync: SyncData | None,
-    at: Any,
-    daq: _NidaqOnDemand | None = None,
+    at: Callable[[FloatArray, npt.ArrayLike, str], FloatArray],
+    daq: _nidaq.NidaqOnDemand,
 ) -> dict[str, Any]:
     """Return the opto columns of the trials table (NaN/null for non-opto trials)."""
     none_f = np.full(n, np.nan)
@@ -459,7 +456,7 @@ def _opto_columns(
     }
     if not stim.has("trialOptoOnsetFrame"):
         return out
-    onset_frame = _first_col(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
+    onset_frame = first_column(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
     onset_frame = onset_frame[:n]
     if onset_frame.size < n or not np.isfinite(onset_frame).any():
         return out
@@ -472,11 +469,11 @@ def _opto_columns(
         # The reference tests only "not strictly increasing"; an onset before its own trial's
         # start can only be relative too (this also catches a session with one opto trial).
         onset_frame = onset_frame + stim_frame
-    dur = _first_col(stim_float(stim, "trialOptoDur", n))
-    voltage = _first_col(stim_float(stim, "trialOptoVoltage", n))
+    dur = first_column(stim_float(stim, "trialOptoDur", n))
+    voltage = first_column(stim_float(stim, "trialOptoVoltage", n))
 
     def opt(key: str) -> FloatArray:
-        return _first_col(stim_float(stim, key, n, default=0.0))
+        return first_column(stim_float(stim, key, n, default=0.0))
 
     delay, on_ramp, off_ramp, sin_freq = (
         opt(k)
@@ -487,7 +484,7 @@ def _opto_columns(
         has_opto, at(flip, np.where(has_opto, onset_frame, np.nan), "trialOptoOnsetFrame"), np.nan
     )
     rate = float(stim_scalar(stim, "optoSampleRate", default=so.DEFAULT_OPTO_SAMPLE_RATE))
-    offset_v = _scalar_or_first(stim, "optoOffsetVoltage")
+    offset_v = stim_first_value(stim, "optoOffsetVoltage")
     a_start, a_stop = so.opto_active_window(
         voltage, dur, delay, on_ramp, off_ramp, sin_freq, offset_v, rate
     )
@@ -498,28 +495,16 @@ def _opto_columns(
             if r.size:
                 rising, falling = r, sync_edges(sync, line, rising=False)
                 break
-    # [method-2 edit] trials without a marker-line pulse try the NI-DAQ laser command
-    nidaq_start = None
-    untimed = has_opto & np.isfinite(trigger)
-    if rising is not None and rising.size:
-        lead = np.where(np.isfinite(a_start), a_start, 0.0)
-        untimed &= ~(first_after(rising, trigger) - trigger <= lead + so.MAX_ONSET_LATENCY)
-    rec = daq.get() if daq is not None and untimed.any() else None
-    if rec is not None:
-        nidaq_start = _nidaq.opto_starts(
-            rec,
-            np.where(untimed, trigger, np.nan),
-            voltage,
-            dur,
-            delay,
-            on_ramp,
-            off_ramp,
-            sin_freq,
-            offset_v,
-            sample_rate=rate,
-        )
+
+    def nidaq_starts(untimed: FloatArray) -> FloatArray | None:
+        rec = daq.get()
+        if rec is None:
+            return None
+        waveform = (voltage, dur, delay, on_ramp, off_ramp, sin_freq, offset_v)
+        return _nidaq.opto_starts(rec, untimed, *waveform, sample_rate=rate)
+
     onset, offset, _ = so.opto_times(
-        trigger, a_start, a_stop, dur, rising, falling, nidaq_start=nidaq_start
+        trigger, a_start, a_stop, dur, rising, falling, nidaq_start=nidaq_starts
     )
     out["start"] = np.where(has_opto, onset, np.nan)
     out["stop"] = np.where(has_opto, offset, np.nan)
@@ -537,8 +522,7 @@ def _opto_columns(
     if stim.has("trialOptoLabel"):
         raw_labels = stim_strs(stim, "trialOptoLabel", n)
         labels = [
-            _label(lbl) if h and lbl not in ("", "no opto") else None
-            for lbl, h in zip(raw_labels, has_opto, strict=True)
+            probe_label(lbl) if h else None for lbl, h in zip(raw_labels, has_opto, strict=True)
         ]
     out["label"] = labels
 
@@ -563,25 +547,6 @@ def _opto_columns(
     return out
 
 
-def _first_col(a: FloatArray) -> FloatArray:
-    return a[:, 0] if a.ndim == 2 else a
-
-
-def _scalar_or_first(stim: StimFile, key: str) -> float:
-    if not stim.has(key):
-        return 0.0
-    try:
-        val = stim.get(key, 0.0)
-    except Exception:  # a group: one value per device
-        val = None
-    if isinstance(val, dict) or val is None:
-        g = stim.group(key)
-        vals = [float(np.asarray(v).ravel()[0]) for v in g.values()] if g else [0.0]
-        return vals[0]
-    arr = np.asarray(val, dtype=np.float64).ravel()
-    return float(arr[0]) if arr.size and np.isfinite(arr[0]) else 0.0
-
-
 def _wavelength(device: str) -> int | None:
     m = re.search(r"laser_?(\d{3})", device)
     if m:
@@ -591,25 +556,11 @@ def _wavelength(device: str) -> int | None:
     return DEFAULT_WAVELENGTH if device.strip("[]' ") == "" else None
 
 
-def _label(label: str) -> str:
-    return f"probe{label}" if re.fullmatch(r"[A-F]", label) else label
-
-
 def _opto_power(stim: StimFile, voltage: FloatArray, has_opto: BoolArray) -> FloatArray:
     out = np.full(voltage.shape, np.nan)
-    if not stim.has("optoPowerCalibrationData"):
-        return out
-    g = stim.group("optoPowerCalibrationData")
-    coeffs = g.get("poly coefficients")
-    if coeffs is None:  # one sub-group per device: use the first
-        for v in g.values():
-            if isinstance(v, dict) and "poly coefficients" in v:
-                coeffs = v["poly coefficients"]
-                break
-    if coeffs is None:
-        return out
-    p = np.asarray(coeffs, dtype=np.float64).ravel()
-    out[has_opto] = np.polyval(p, voltage[has_opto])
+    coeffs = opto_power_coefficients(stim)
+    if coeffs is not None:
+        out[has_opto] = np.polyval(coeffs, voltage[has_opto])
     return out
 
 
@@ -648,37 +599,17 @@ def _bregma_locations(
     return out_x, out_y
 
 
-# ------------------------------------------------------------------ method 2 [method-2 edit]
-class _NidaqOnDemand:
-    """The NI-DAQ recording, read on first use (most sessions never need method 2)."""
-
-    def __init__(
-        self, source: _nidaq.NidaqRecording | Callable[[], _nidaq.NidaqRecording | None] | None
-    ) -> None:
-        self._source = source
-        self._done = not callable(source)
-        self._rec: _nidaq.NidaqRecording | None = None if callable(source) else source
-
-    def get(self) -> _nidaq.NidaqRecording | None:
-        """Return the recording (None if the session has none)."""
-        if not self._done:
-            assert callable(self._source)
-            self._rec = self._source()
-            self._done = True
-        return self._rec
-
-
+# ------------------------------------------------------------------------- sounds, method 2
 def _sound_nidaq(
     stim: StimFile,
     n: int,
     trigger: FloatArray,
-    untimed: BoolArray,
     sound_dur: FloatArray,
     rate: float,
-    daq: _NidaqOnDemand,
+    daq: _nidaq.NidaqOnDemand,
 ) -> FloatArray | None:
-    """Return method-2 sound onsets for the `untimed` trials (None if no NI-DAQ recording)."""
-    if not untimed.any() or not (stim.has("trialSoundType") and stim.has("trialSoundFreq")):
+    """Return method-2 onsets of the sounds with a finite `trigger` (None: no NI-DAQ recording)."""
+    if not (stim.has("trialSoundType") and stim.has("trialSoundFreq")):
         return None
     freq = np.asarray(stim.array("trialSoundFreq"), dtype=np.float64)[:n]
     if freq.shape[0] != n:
@@ -693,7 +624,7 @@ def _sound_nidaq(
     hanning = float(stim_scalar(stim, "soundHanningDur", default=0.0) or 0.0)
     return _nidaq.sound_onsets(
         rec,
-        np.where(untimed, trigger, np.nan),
+        trigger,
         types,
         freq,
         sound_dur,
@@ -703,7 +634,3 @@ def _sound_nidaq(
         sample_rate=rate,
         hanning_dur=hanning,
     )
-
-
-# `npc_frames.components.trials(raw)` must work even after this module was imported
-make_module_callable(__name__)

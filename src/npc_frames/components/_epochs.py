@@ -1,9 +1,9 @@
-"""The `epochs` component: one row per stim file with valid timing (FORMATS §13).
+"""The `epochs` component: one row per stim file with valid timing.
 
 Tags: `task` (DynamicRouting1) plus `opto_perturbation` (opto trials, not wild type) or
 `opto_control` (wild type); `rewards` (any rewardFrames); `spontaneous`, `mapping` (substring of
 the script name); `optotagging` or `optotagging_control` (wild type); `invalid_times` (the epoch
-overlaps an invalid interval). Files with timing issues are omitted (FORMATS §13, with sync).
+overlaps an invalid interval). Files with timing issues are omitted (with sync).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import polars as pl
 
 from npc_frames.components._task import (
     invalid_intervals,
-    make_module_callable,
     open_stim,
     overlaps_invalid,
     script_of,
@@ -60,7 +59,7 @@ def _has_opto_trials(path: str) -> bool:
 
 
 def epochs(raw: RawSession) -> pl.DataFrame:
-    """Return one row per stim file with valid timing, sorted by start (FORMATS §13)."""
+    """Return one row per stim file with valid timing, sorted by start."""
     sid = str(raw.session_id)
     ft = valid_frame_times(raw)
     no_sync = sync_data(raw) is None
@@ -111,7 +110,3 @@ def epochs(raw: RawSession) -> pl.DataFrame:
         rows["notes"].append(notes)
     df = pl.DataFrame(rows, schema=EPOCHS.polars_schema).sort("start_time")
     return EPOCHS.validate(df, source=raw.root)
-
-
-# `npc_frames.components.epochs(raw)` must work even after this module was imported
-make_module_callable(__name__)

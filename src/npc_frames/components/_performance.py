@@ -1,4 +1,4 @@
-"""The `performance` component: behavioral performance per block (FORMATS §4 d′ rule, §5.3).
+"""The `performance` component: behavioral performance per block.
 
 Computed from the trials frame itself (after invalid-times filtering), so it can also be computed
 from cached trials: :func:`performance_from_trials`. :func:`session_flags` derives the session-level
@@ -14,7 +14,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npc_frames.components._task import make_module_callable
 from npc_frames.schemas.behavior import PERFORMANCE
 
 if TYPE_CHECKING:
@@ -24,14 +23,12 @@ __all__ = ["dprime", "performance", "performance_from_trials", "session_flags"]
 
 FloatArray = npt.NDArray[np.float64]
 
-#: session flags (FORMATS §5.3): thresholds used by the reference
+#: session flags: thresholds used by the reference
 ENGAGED_MIN_BLOCKS = 4
 MIN_CONTINGENT_REWARDS = 10
 GOOD_MIN_BLOCKS_PER_MODALITY = 2
 GOOD_MIN_DPRIME = 1.0
 GOOD_MIN_TRIALS = 10
-#: `autoRewardOnsetFrame` of "late" auto-rewards
-LATE_AUTOREWARD_FRAME = 60
 
 
 def dprime(
@@ -40,7 +37,7 @@ def dprime(
     n_go: npt.ArrayLike,
     n_nogo: npt.ArrayLike,
 ) -> FloatArray:
-    """Return d′ = Φ⁻¹(hit rate) − Φ⁻¹(false-alarm rate), element-wise (FORMATS §4).
+    """Return d′ = Φ⁻¹(hit rate) − Φ⁻¹(false-alarm rate), element-wise.
 
     Rates of exactly 0 or 1 are replaced by 0.5/n and 1 − 0.5/n (n = trials behind that rate);
     NaN rates (no trials) give NaN.
@@ -69,9 +66,9 @@ def _adjust(rate: FloatArray, n: FloatArray) -> FloatArray:
 
 
 def performance(raw: RawSession) -> pl.DataFrame:
-    """Return one row per block of the session's (invalid-times-filtered) trials (FORMATS §5.3)."""
+    """Return one row per block of the session's (invalid-times-filtered) trials."""
     from npc_frames.components._task import open_stim, task_file
-    from npc_frames.components.trials import trials
+    from npc_frames.components._trials import trials
 
     df = trials(raw)
     path, _ = task_file(raw)
@@ -183,7 +180,7 @@ def _np_rate(num: pl.Series, den: pl.Series) -> FloatArray:
 
 
 def session_flags(perf: pl.DataFrame, *, templeton: bool = False) -> dict[str, bool]:
-    """Return {"is_engaged", "is_good_behavior"} from a performance frame (FORMATS §5.3).
+    """Return {"is_engaged", "is_good_behavior"} from a performance frame.
 
     engaged: >= 4 blocks with >= 10 contingent rewards. good behavior: >= 2 vis and >= 2 aud blocks
     (Templeton sessions: any 4 blocks) with cross-modal d′ >= 1.0, >= 10 trials and >= 10
@@ -203,7 +200,3 @@ def session_flags(perf: pl.DataFrame, *, templeton: bool = False) -> dict[str, b
         n_aud = good_block.filter(pl.col("rewarded_modality") == "aud").height
         good = n_vis >= GOOD_MIN_BLOCKS_PER_MODALITY and n_aud >= GOOD_MIN_BLOCKS_PER_MODALITY
     return {"is_engaged": engaged, "is_good_behavior": good}
-
-
-# `npc_frames.components.performance(raw)` must work even after this module was imported
-make_module_callable(__name__)
