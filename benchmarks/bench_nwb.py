@@ -457,15 +457,18 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         raise ValueError(kind)
     with PeakRss() as mem:
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         call()
-        seconds = time.perf_counter() - t1
+        seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
     size = os.path.getsize(path)
     os.unlink(path)
     os.rmdir(out)
     return {
         "kind": kind,
         "seconds": seconds,
+        # CPU seconds (user + system) of the process: far less disturbed than wall time by other
+        # load on a shared machine; the RSS sampler thread adds a few ms
+        "cpu_s": cpu,
         "frames_gb": base / 1e9,
         "peak_gb": mem.peak / 1e9,
         "file_mb": size / 1e6,
@@ -506,7 +509,10 @@ def main() -> None:
         f"{args.minutes:g} min, {args.probes} probes (each row: fastest of {args.repeat} fresh "
         f"processes; machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
     )
-    print(f"{'measurement':<22}{'seconds':>9}{'frames GB':>11}{'peak GB':>9}{'file MB':>9}")
+    print(
+        f"{'measurement':<22}{'seconds':>9}{'cpu s':>8}{'frames GB':>11}{'peak GB':>9}"
+        f"{'file MB':>9}"
+    )
     rows = {}
     for kind in kinds:
         argv = [
@@ -533,7 +539,8 @@ def main() -> None:
         rows[kind] = r
         label = kind if kind != "add_unit" else f"add_unit ({args.add_unit} units)"
         print(
-            f"{label:<22}{r['seconds']:>9.2f}{r['frames_gb']:>11.2f}{r['peak_gb']:>9.2f}"
+            f"{label:<22}{r['seconds']:>9.2f}{r['cpu_s']:>8.2f}{r['frames_gb']:>11.2f}"
+            f"{r['peak_gb']:>9.2f}"
             f"{r['file_mb']:>9.0f}"
         )
     if "add_unit" in rows:
