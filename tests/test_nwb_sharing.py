@@ -194,3 +194,21 @@ def test_unit_templates_across_chunk_boundaries_round_trip(
         assert dset.id.get_num_chunks() == len(touched)
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         compare("units", frames["units"], pynwb_frame(io.read().units))
+
+
+def test_reference_columns_point_at_their_groups_and_hdmf_is_left_as_it_was(
+    two_files: tuple[Path, Path],
+) -> None:
+    from hdmf.build import ObjectMapper
+
+    frames = make_frames()
+    with pynwb.NWBHDF5IO(str(two_files[0]), "r") as io:
+        nwb = io.read()
+        groups = [g.name for g in nwb.electrodes["group"][:]]
+        unit_groups = [g.name for g in nwb.units["electrode_group"][:]]
+    assert groups == frames["electrodes"]["group_name"].to_list()
+    assert unit_groups == frames["units"]["electrode_group_name"].to_list()
+    # the write replaced hdmf's per-column reference builder only while it ran
+    method = ObjectMapper._ObjectMapper__get_ref_builder  # type: ignore[attr-defined]
+    assert method.__qualname__ == "ObjectMapper.__get_ref_builder"
+    assert method.__module__ == "hdmf.build.objectmapper"

@@ -39,12 +39,13 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import uuid
 import warnings
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -740,7 +741,7 @@ def write_nwb(
         ):
             # the temporary name ends in .tmp (the storage layer's mark), not .nwb
             warnings.filterwarnings("ignore", message=r"The file path provided.*\.nwb")
-            with _io_class()(tmp, mode="w") as io:
+            with _io_class()(tmp, mode="w") as io, _one_reference_per_target():
                 io.write(nwb)
     except OSError as exc:
         if isinstance(exc, NpcFramesError):
@@ -752,6 +753,48 @@ def write_nwb(
             expected="a writable folder (it is created if missing)",
         ) from exc
     return dest
+
+
+@contextlib.contextmanager
+def _one_reference_per_target() -> Iterator[None]:
+    """Build one hdmf ReferenceBuilder per distinct target of a column of references.
+
+    hdmf's object mapper builds a column of object references (``electrodes.group``,
+    ``units.electrode_group``: ~4,700 rows pointing at 6 groups in a 6-probe session) with two
+    validated calls per row. During the write, the mapper's private per-column method is
+    replaced by one that resolves each distinct target once and repeats its ReferenceBuilder;
+    the file written is the same. If hdmf renames the method, nothing is replaced.
+    """
+    from hdmf.build import ObjectMapper, ReferenceBuilder
+    from hdmf.container import Data
+
+    original = getattr(ObjectMapper, "_ObjectMapper__get_ref_builder", None)
+    target_of = getattr(ObjectMapper, "_ObjectMapper__get_target_builder", None)
+    if original is None or target_of is None:  # pragma: no cover - other hdmf versions
+        yield
+        return
+
+    def get_ref_builder(
+        self: Any, builder: Any, dtype: Any, shape: Any, container: Any, build_manager: Any
+    ) -> Any:
+        if not isinstance(container, Data) or isinstance(container.data, DataIO):
+            return original(self, builder, dtype, shape, container, build_manager)
+        refs: dict[int, Any] = {}
+        out = []
+        for target in container.data:
+            ref = refs.get(id(target))
+            if ref is None:
+                ref = refs[id(target)] = ReferenceBuilder(
+                    target_of(self, target, build_manager, builder)
+                )
+            out.append(ref)
+        return out
+
+    ObjectMapper._ObjectMapper__get_ref_builder = get_ref_builder
+    try:
+        yield
+    finally:
+        ObjectMapper._ObjectMapper__get_ref_builder = original
 
 
 def _io_class() -> type:
