@@ -238,7 +238,7 @@ def test_cli_help_and_docstring_state_the_same_rules(built):
 def test_cli_refuses_writes_without_write_flag(built, capsys):
     from npc_frames.cli import main
 
-    assert main(["sql", "CREATE TABLE t AS SELECT 1", "--cache", str(built)]) == 1
+    assert main(["sql", "CREATE TABLE t AS SELECT 1", "--cache", str(built)]) == 2  # usage
     assert "SQL statement refused" in capsys.readouterr().err
     assert main(["sql", "SELECT 42 AS x", "--cache", str(built), "--format", "csv"]) == 0
     assert capsys.readouterr().out.split() == ["x", "42"]

@@ -123,7 +123,7 @@ def summary(cache: str | None = None) -> str:
     problems = _problems(cat)
     failed = problems.filter(pl.col("status") == "failed")
     if failed.height:
-        lines.append(f"partial and failed ({failed.height}, parts indented):")
+        lines.append(f"failures ({failed.height}):")
         lines.extend(
             f"  {'  ' + r['part'] + ' ' if r['part'] else ''}{r['session_id']} {r['component']} "
             f"{r['status']}: {r['error']}"
