@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from npc_frames.commands._common import CACHE_HELP
+
 
 def register(subparsers: Any) -> None:
     """Add the ``convert`` subcommand to `subparsers`."""
@@ -18,12 +20,14 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("raw", nargs="*", help="raw session folders or s3:// URLs")
-    p.add_argument("--cache", help="cache root (default: $NPC_FRAMES_CACHE or ./npc_frames_cache)")
+    p.add_argument("--cache", help=CACHE_HELP)
     p.add_argument("--workers", type=int, help="local worker processes (default: cores/memory)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address, e.g. tcp://host:8786")
     p.add_argument("--overwrite", action="store_true", help="recompute even if unchanged")
     p.add_argument(
-        "--quiet", action="store_true", help="no progress bar or summary (failures still shown)"
+        "--quiet",
+        action="store_true",
+        help="no progress bar or summary (failures are still printed to stderr)",
     )
     p.add_argument("--manifest", help="tracked-sessions YAML/JSON (session id -> raw path, notes…)")
     p.add_argument(
@@ -68,28 +72,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
-    bad = result.filter(result["status"].is_in(["failed", "partial"]))
-    ignored = result.filter(result["status"] == "ignored")
+    # partial components lost data too: they count as failures for the exit status
+    failed = result.filter(result["status"].is_in(["failed", "partial"]))
     if not args.quiet:
-        comp = result.filter(result["part"].is_null())
-        written = comp.filter(~comp["skipped"] & ~comp["status"].is_in(["failed", "ignored"]))
-        skipped = comp.filter(comp["skipped"]).height
-        counts = ", ".join(
-            f"{n} {s}" for s, n in comp.group_by("status").len().sort("status").iter_rows()
-        )
+        written = result.filter(~result["skipped"] & (result["status"] != "failed")).height
+        skipped = result.filter(result["skipped"]).height
         print(
-            f"{comp['session_id'].drop_nulls().n_unique()} sessions -> {cache_root(args.cache)}: "
-            f"{written.height} written, {skipped} unchanged ({counts})",
+            f"{result['session_id'].n_unique()} sessions -> {cache_root(args.cache)}: "
+            f"{written} written, {skipped} unchanged, {failed.height} failed",
             file=sys.stderr,
         )
-        for r in ignored.iter_rows(named=True):
-            print(f"  ignored (not a session folder): {r['raw_path']}", file=sys.stderr)
-    # failures are printed even with --quiet: a silent non-zero exit would hide what to fix
-    for r in bad.iter_rows(named=True):
-        part = f"/{r['part']}" if r["part"] else ""
+    # failures are printed even with --quiet: quiet hides progress, never what went wrong
+    for r in failed.iter_rows(named=True):
         print(
-            f"  {r['session_id'] or r['raw_path']} {r['component']}{part} {r['status']}: "
-            f"{r['error']}",
+            f"npc-frames: failed: {r['session_id'] or r['raw_path']} {r['component']}: "
+            f"{' '.join(str(r['error']).split())}",
             file=sys.stderr,
         )
-    return 1 if bad.height else 0
+    return 1 if failed.height else 0
