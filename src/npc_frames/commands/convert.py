@@ -72,28 +72,21 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
-    bad = result.filter(result["status"].is_in(["failed", "partial"]))
-    ignored = result.filter(result["status"] == "ignored")
+    # partial components lost data too: they count as failures for the exit status
+    failed = result.filter(result["status"].is_in(["failed", "partial"]))
     if not args.quiet:
-        comp = result.filter(result["part"].is_null())
-        written = comp.filter(~comp["skipped"] & ~comp["status"].is_in(["failed", "ignored"]))
-        skipped = comp.filter(comp["skipped"]).height
-        counts = ", ".join(
-            f"{n} {s}" for s, n in comp.group_by("status").len().sort("status").iter_rows()
-        )
+        written = result.filter(~result["skipped"] & (result["status"] != "failed")).height
+        skipped = result.filter(result["skipped"]).height
         print(
-            f"{comp['session_id'].drop_nulls().n_unique()} sessions -> {cache_root(args.cache)}: "
-            f"{written.height} written, {skipped} unchanged ({counts})",
+            f"{result['session_id'].n_unique()} sessions -> {cache_root(args.cache)}: "
+            f"{written} written, {skipped} unchanged, {failed.height} failed",
             file=sys.stderr,
         )
-        for r in ignored.iter_rows(named=True):
-            print(f"  ignored (not a session folder): {r['raw_path']}", file=sys.stderr)
     # failures are printed even with --quiet: quiet hides progress, never what went wrong
-    for r in bad.iter_rows(named=True):
-        part = f"/{r['part']}" if r["part"] else ""
+    for r in failed.iter_rows(named=True):
         print(
-            f"npc-frames: {r['status']}: {r['session_id'] or r['raw_path']} "
-            f"{r['component']}{part}: {' '.join(str(r['error']).split())}",
+            f"npc-frames: failed: {r['session_id'] or r['raw_path']} {r['component']}: "
+            f"{' '.join(str(r['error']).split())}",
             file=sys.stderr,
         )
-    return 1 if bad.height else 0
+    return 1 if failed.height else 0

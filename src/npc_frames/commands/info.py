@@ -107,8 +107,6 @@ def summary(cache: str | None = None) -> str:
             for r in versions.iter_rows(named=True)
         )
     )
-    # per-part rows (probes, files) detail a component row: counts are over component rows
-    comp = cat.filter(pl.col("part").is_null()) if "part" in cat.columns else cat
     with pl.Config(
         tbl_rows=-1,
         tbl_hide_dataframe_shape=True,
@@ -117,16 +115,15 @@ def summary(cache: str | None = None) -> str:
         tbl_width_chars=160,
     ):
         lines.append("sessions:")
-        lines.append(str(sessions_frame(comp).drop("raw_path")))
+        lines.append(str(sessions_frame(cat).drop("raw_path")))
         lines.append("components:")
-        lines.append(str(_components_frame(comp)))
+        lines.append(str(_components_frame(cat)))
     problems = _problems(cat)
     failed = problems.filter(pl.col("status") == "failed")
     if failed.height:
         lines.append(f"failures ({failed.height}):")
         lines.extend(
-            f"  {'  ' + r['part'] + ' ' if r['part'] else ''}{r['session_id']} {r['component']} "
-            f"{r['status']}: {r['error']}"
+            f"  {r['session_id']} {r['component']}: {r['error']}"
             for r in failed.iter_rows(named=True)
         )
     other = problems.filter(pl.col("status") != "failed")
@@ -145,11 +142,10 @@ def summary_json(cache: str | None = None) -> dict[str, Any]:
 
     root = existing_cache(cache)
     cat = read_catalog(root)
-    comp = cat.filter(pl.col("part").is_null()) if "part" in cat.columns else cat
     return {
         "cache": root,
-        "sessions": sessions_frame(comp).to_dicts(),
-        "components": _components_frame(comp).to_dicts(),
+        "sessions": sessions_frame(cat).to_dicts(),
+        "components": _components_frame(cat).to_dicts(),
         "problems": _problems(cat).select("session_id", "component", "status", "error").to_dicts(),
     }
 
