@@ -44,6 +44,8 @@ _LAZY: dict[str, str] = {
     "aligned_spikes": "npc_frames.analysis",
     "psth": "npc_frames.analysis",
     "spike_histograms": "npc_frames.analysis",
+    "unit_responses": "npc_frames.responses",
+    "scan_unit_responses": "npc_frames.responses",
     "make_session": "npc_frames.synth",
     "clear_caches": "npc_frames.memo",
 }
@@ -54,6 +56,7 @@ _SUBMODULES = (
     "synth",
     "plot",
     "analysis",
+    "responses",
     "cache",
     "nwb",
     "ids",
@@ -91,6 +94,8 @@ __all__ = [
     "sql",
     "read_manifest",
     "to_nwb",
+    "unit_responses",
+    "scan_unit_responses",
     "validate_nwb",
     "write_nwb",
     # one scan_<component>() per component, e.g. scan_trials, scan_units
