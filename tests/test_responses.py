@@ -112,12 +112,12 @@ def test_bad_windows_raise_parameter_error(kwargs: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ a synthetic opto session
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A 12-minute opto session, one probe of 150 units, converted into a cache."""
+    """A 30-minute opto session (two RF-mapping blocks), one probe of 150 units, converted."""
     root = tmp_path_factory.mktemp("responses")
     truth = synth.make_session(
         root / "raw",
         seed=21,
-        minutes=12.0,
+        minutes=30.0,
         n_probes=1,
         units_per_probe=150,
         video=False,
@@ -293,3 +293,124 @@ def test_dask_local_cluster_equals_serial_run(
     ):
         out = nf.unit_responses(cache=str(copy), executor=client.get_executor(), overwrite=True)
     assert out.equals(responses)
+
+
+# --------------------------------------------------------------------------------- RF maps
+@pytest.fixture(scope="module")
+def vis_maps(session: Any) -> pl.DataFrame:
+    _, cache = session
+    return nf.vis_rf_maps(cache=cache)
+
+
+def test_vis_rf_centres_within_one_grid_step_for_well_driven_units(
+    session: Any, vis_maps: pl.DataFrame
+) -> None:
+    truth, _ = session
+    pairs = _truth_pairs(truth).filter(pl.col("stimulus") == "rf_grating", ~pl.col("is_suppressed"))
+    m = vis_maps.join(pairs, on="unit_id")
+    # well driven: ≥ 100 added spikes over the grating trials, a significant map
+    good = m.filter(pl.col("n_spikes_changed") >= 100, pl.col("is_significant"))
+    grid_x = np.asarray(vis_maps["grid_x"][0])
+    grid_y = np.asarray(vis_maps["grid_y"][0])
+    step_x, step_y = np.diff(grid_x).min(), np.diff(grid_y).min()
+    dx = (good["rf_x"] - good["rf_x_right"]).abs().to_numpy()
+    dy = (good["rf_y"] - good["rf_y_right"]).abs().to_numpy()
+    within = (dx <= step_x) & (dy <= step_y)
+    print(f"\nvis RF centres: {within.mean():.2f} of {good.height} well-driven units within a step")
+    assert good.height >= 5
+    assert within.mean() >= 0.9
+    # significance: well-driven tuned units are significant, untuned units mostly not
+    untuned_ids = set(vis_maps["unit_id"]) - set(pairs["unit_id"])
+    untuned = vis_maps.filter(pl.col("unit_id").is_in(untuned_ids))
+    assert untuned["is_significant"].mean() <= 0.05
+    driven = m.filter(pl.col("n_spikes_changed") >= 100)
+    assert driven["is_significant"].mean() >= 0.8
+
+
+def test_vis_rf_map_rates_equal_plain_counts(session: Any, vis_maps: pl.DataFrame) -> None:
+    _, cache = session
+    units = nf.scan_units(cache=cache).collect()
+    rf = nf.scan_vis_rf_mapping(cache=cache).collect().filter(pl.col("is_small_field_grating"))
+    row = vis_maps.sort("rf_amplitude_hz", nulls_last=True)[-1]
+    spikes = np.asarray(units.filter(pl.col("unit_id") == row["unit_id"][0])["spike_times"][0])
+    t = rf["stim_start_time"].to_numpy()
+    c = np.searchsorted(spikes, t + 0.25) - np.searchsorted(spikes, t)
+    gx, gy = np.asarray(row["grid_x"][0]), np.asarray(row["grid_y"][0])
+    ix = np.searchsorted(gx, rf["grating_x"].to_numpy())
+    iy = np.searchsorted(gy, rf["grating_y"].to_numpy())
+    expected = np.array(
+        [c[(iy * gx.size + ix) == k].mean() / 0.25 for k in range(gx.size * gy.size)]
+    )
+    np.testing.assert_allclose(np.asarray(row["rate_map"][0]), expected)
+
+
+def test_gaussian_fit_recovers_a_known_surface() -> None:
+    from npc_frames.rf_maps import fit_gaussian_2d
+
+    gx, gy = np.linspace(-800, 800, 6), np.linspace(-440, 440, 4)
+    px, py = (a.ravel() for a in np.meshgrid(gx, gy))
+    centres = np.array([[-300.0, 100.0], [500.0, -200.0], [0.0, 0.0]])
+    sig = np.array([250.0, 200.0, 300.0])
+    maps = 3 + 20 * np.exp(
+        -((px[None] - centres[:, :1]) ** 2 + (py[None] - centres[:, 1:]) ** 2)
+        / (2 * sig[:, None] ** 2)
+    )
+    fit = fit_gaussian_2d(maps, px, py, n_grid=65, n_sigma=40)
+    np.testing.assert_allclose(fit["x"], centres[:, 0], atol=30)
+    np.testing.assert_allclose(fit["y"], centres[:, 1], atol=30)
+    np.testing.assert_allclose(fit["sigma"], sig, rtol=0.1)
+    assert np.all(fit["r_squared"] > 0.98)
+
+
+def test_shuffle_p_values_are_uniform_without_structure() -> None:
+    from npc_frames.rf_maps import condition_maps
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(3.0, (400, 240)).astype(float)
+    cond = np.tile(np.arange(24), 10)
+    _, n_per, p = condition_maps(counts, cond, 24, n_shuffles=200)
+    assert np.all(n_per == 10)
+    assert abs(np.mean(p < 0.05) - 0.05) < 0.03
+    counts[:10, cond == 3] += 4  # a strong condition effect
+    _, _, p2 = condition_maps(counts, cond, 24, n_shuffles=200)
+    assert np.all(p2[:10] < 0.01)
+
+
+def test_aud_best_frequency_near_the_truth(session: Any) -> None:
+    truth, cache = session
+    maps = nf.aud_rf_maps(cache=cache)
+    pairs = _truth_pairs(truth).filter(pl.col("stimulus") == "rf_tone", ~pl.col("is_suppressed"))
+    good = maps.join(pairs, on="unit_id").filter(
+        pl.col("n_spikes_changed") >= 60, pl.col("is_significant")
+    )
+    octs = np.abs(np.log2(good["best_freq_hz"].to_numpy() / good["best_freq_hz_right"].to_numpy()))
+    print(f"\naud best frequency: {np.mean(octs <= 0.5):.2f} of {good.height} within 0.5 octave")
+    assert good.height >= 3
+    assert np.mean(octs <= 0.5) >= 0.8
+
+
+# ------------------------------------------------------------------------------ opto tagging
+def test_opto_tagging_recall_precision_and_latency(session: Any) -> None:
+    truth, cache = session
+    tags = nf.opto_tagging(cache=cache)
+    pairs = _truth_pairs(truth).filter(pl.col("stimulus") == "opto")
+    is_true = tags["unit_id"].is_in(pairs["unit_id"].implode()).to_numpy()
+    # recall over units the laser actually drove (≥ 0.2 added spikes per pulse: a unit present
+    # only outside the OptoTagging run has none); precision over every call
+    driven = pairs.filter(pl.col("n_spikes_changed") >= 0.2 * tags["n_pulses"].max())
+    is_driven = tags["unit_id"].is_in(driven["unit_id"].implode()).to_numpy()
+    called = tags["is_opto_tagged"].to_numpy()
+    recall = called[is_driven].mean()
+    precision = is_true[called].mean()
+    j = tags.join(pairs, on="unit_id").filter(pl.col("is_opto_tagged"))
+    # truth latency: start of the uniform spike window; the first spike lies inside it
+    err = (j["latency_s"] - (j["latency_s_right"] + j["duration_s"] / 2)).abs().to_numpy()
+    print(
+        f"\nopto tagging: recall {recall:.2f} of {is_driven.sum()} driven units ({is_true.sum()} "
+        f"opto units in truth), precision "
+        f"{precision:.2f} of {called.sum()} calls; latency median |error| "
+        f"{np.median(err) * 1e3:.1f} ms"
+    )
+    assert is_driven.sum() >= 5
+    assert recall >= 0.8 and precision >= 0.9
+    assert np.all(err <= 0.010)

@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import datetime as dt
-import hashlib
-import json
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -433,110 +428,11 @@ def _group_responses(
 
 
 # ------------------------------------------------------------------------------------ cache
-_INPUTS = ("units", "trials", "vis_rf_mapping", "aud_rf_mapping", "optotagging")
-
-
-def _data_file(root: str, component: str, session_id: str) -> str:
-    from npc_frames import storage
-    from npc_frames.ids import safe_session_id
-
-    return storage.join(
-        root, component, f"session_id={safe_session_id(session_id)}", "data.parquet"
-    )
-
-
-def _fingerprint(root: str, session_id: str, windows: Mapping[str, ResponseWindows]) -> str:
-    """Return the sha256 of the input partitions' (component, size, version) and the windows."""
-    from npc_frames import storage
-
-    keys = [(c, *storage.stat_key(_data_file(root, c, session_id))) for c in _INPUTS]
-    config = {k: dataclasses.asdict(v) for k, v in sorted(windows.items())}
-    text = json.dumps({"inputs": keys, "windows": config, "alpha": ALPHA}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _read_partition(root: str, component: str, session_id: str) -> pl.DataFrame | None:
-    from npc_frames import storage
-    from npc_frames.cache import scan
-
-    if not storage.exists(_data_file(root, component, session_id)):
-        return None
-    return scan(component, cache=root).filter(pl.col("session_id") == session_id).collect()
-
-
-def _session_task(
-    root: str, session_id: str, windows: Mapping[str, ResponseWindows], previous: str | None
-) -> dict[str, Any] | None:
-    """Compute and write one session's ``unit_responses`` (runs in a worker); return its catalog
-    row, or None when the stored result's fingerprint is `previous` (nothing to do)."""
-    from npc_frames import storage
-    from npc_frames.cache import _library_version, _schema_version
-    from npc_frames.cache_layout import to_parquet_bytes
-
-    fp = _fingerprint(root, session_id, windows)
-    path = _data_file(root, COMPONENT, session_id)
-    if previous == fp and storage.exists(path):
-        return None
-    t0 = time.perf_counter()
-    row: dict[str, Any] = {
-        "session_id": session_id,
-        "component": COMPONENT,
-        "fingerprint": fp,
-        "input_files": 0,
-        "input_bytes": 0,
-        "raw_path": root,
-        "library_version": _library_version(),
-        "schema_version": _schema_version(),
-        "error": None,
-    }
-    try:
-        units = _read_partition(root, "units", session_id)
-        if units is None:
-            raise FileNotFoundError(_data_file(root, "units", session_id))
-        sizes = [storage.stat_key(_data_file(root, c, session_id))[0] for c in _INPUTS]
-        row["input_files"] = sum(s >= 0 for s in sizes)
-        row["input_bytes"] = sum(max(s, 0) for s in sizes)
-        tables = {c: _read_partition(root, c, session_id) for c in _INPUTS[1:]}
-        df = compute_unit_responses(units, tables, windows=windows)
-        meta = {
-            "npc_frames.component": COMPONENT,
-            "npc_frames.windows": json.dumps(
-                {k: dataclasses.asdict(v) for k, v in sorted(windows.items())}, sort_keys=True
-            ),
-        }
-        storage.atomic_write_bytes(path, to_parquet_bytes(df, component=COMPONENT, metadata=meta))
-        row.update(status="ok" if df.height else "empty", rows=df.height)
-    except Exception as exc:
-        storage.remove(path)
-        row.update(status="failed", rows=0, error=f"{type(exc).__name__}: {exc}")
-    row["written_at"] = dt.datetime.now(dt.UTC)
-    row["seconds"] = time.perf_counter() - t0
-    return row
-
-
-def _write_catalog(root: str, rows: list[dict[str, Any]]) -> None:
-    """Merge catalog rows through the cache's own catalog writer (one place to adapt)."""
-    from npc_frames import cache
-
-    if rows:
-        cache._write_catalog_rows(root, pl.DataFrame(rows, schema=cache.CATALOG_SCHEMA))
-
-
 def scan_unit_responses(cache: str | os.PathLike[str] | None = None) -> pl.LazyFrame:
     """Return a LazyFrame over the stored ``unit_responses`` of every session in the cache."""
-    from npc_frames import storage
-    from npc_frames.cache import cache_root
+    from npc_frames.derived import scan_derived
 
-    root = cache_root(cache)
-    pattern = storage.join(root, COMPONENT, "*", "data.parquet")
-    if not storage.glob(pattern):
-        return pl.LazyFrame(schema=UNIT_RESPONSES_SCHEMA)
-    return pl.scan_parquet(
-        pattern,
-        hive_partitioning=False,  # session_id is a column of every file
-        storage_options=storage.polars_storage_options(root),
-        schema=pl.Schema(UNIT_RESPONSES_SCHEMA),
-    )
+    return scan_derived(COMPONENT, UNIT_RESPONSES_SCHEMA, cache)
 
 
 def unit_responses(
@@ -562,36 +458,17 @@ def unit_responses(
     >>> r = nf.unit_responses(cache="cache/")  # doctest: +SKIP
     >>> r.filter(pl.col("stimulus") == "vis_target", pl.col("is_responsive"))  # doctest: +SKIP
     """
-    from npc_frames.cache import cache_root, read_catalog
+    from npc_frames.derived import compute_derived
 
-    root = cache_root(cache)
     wins = {**DEFAULT_WINDOWS, **(windows or {})}
-    catalog = read_catalog(root)
-    if session_ids is None:
-        session_ids = sorted(
-            catalog.filter((pl.col("component") == "units") & (pl.col("status") == "ok"))[
-                "session_id"
-            ].to_list()
-        )
-    prev_rows = catalog.filter((pl.col("component") == COMPONENT) & (pl.col("status") != "failed"))
-    previous = dict(zip(prev_rows["session_id"], prev_rows["fingerprint"], strict=True))
-    sids = [str(s) for s in session_ids]
-    args = [(root, s, wins, None if overwrite else previous.get(s)) for s in sids]
-    if executor is None:
-        results = [_session_task(*a) for a in args]
-    else:
-        futures = [executor.submit(_session_task, *a) for a in args]
-        results = [f.result() for f in futures]
-    rows = [r for r in results if r is not None]
-    _write_catalog(root, rows)
-    for r in rows:
-        if r["status"] == "failed":
-            logger.warning("unit_responses failed for %s: %s", r["session_id"], r["error"])
-    if not sids:
-        return pl.DataFrame(schema=UNIT_RESPONSES_SCHEMA)
-    return (
-        scan_unit_responses(root)
-        .filter(pl.col("session_id").is_in(sids))
-        .collect()
-        .sort(["session_id", "stimulus", "unit_id"])
+    return compute_derived(
+        COMPONENT,
+        "npc_frames.responses:compute_unit_responses",
+        {"windows": wins},
+        UNIT_RESPONSES_SCHEMA,
+        cache=cache,
+        session_ids=session_ids,
+        executor=executor,
+        overwrite=overwrite,
+        sort=["session_id", "stimulus", "unit_id"],
     )

@@ -262,7 +262,7 @@ def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
         elif script == "OptoTagging" and truth.get("optotagging"):
             t = np.asarray(truth["optotagging"]["stim_start_time"], dtype=np.float64)
             times.append(t)
-            names.append(np.full(t.size, "opto", dtype=np.str_))
+            names.append(np.full(t.size, "opto"))
             contexts.append([None] * t.size)
             feats.append(np.full((t.size, 3), np.nan))
         elif script == "RFMapping":
