@@ -414,3 +414,24 @@ def test_opto_tagging_recall_precision_and_latency(session: Any) -> None:
     assert is_driven.sum() >= 5
     assert recall >= 0.8 and precision >= 0.9
     assert np.all(err <= 0.010)
+
+
+def test_rf_map_figures_draw_the_stored_maps(
+    session: Any, vis_maps: pl.DataFrame, tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    from npc_frames import plot
+
+    truth, cache = session
+    best = vis_maps.sort("rf_amplitude_hz", nulls_last=True)[-1]
+    fig = plot.rf_map(best["unit_id"][0], cache=cache)
+    image = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(
+        np.asarray(image).ravel(), np.asarray(best["rate_map"][0]), rtol=1e-12
+    )
+    grid = plot.rf_grid(str(truth.session_id), maps=vis_maps)
+    n_sig = int(vis_maps["is_significant"].sum())
+    assert sum(1 for ax in grid.axes if ax.images) == min(n_sig, 100)
+    assert Path(plot.save(grid, tmp_path / "grid.png")).stat().st_size > 0
+    with pytest.raises(ParameterError):
+        plot.rf_map("nope", maps=vis_maps)
