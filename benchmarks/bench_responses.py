@@ -14,6 +14,7 @@ counting inside is. Not run by CI.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
@@ -118,33 +119,39 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=2400)
     parser.add_argument("--spikes", type=float, default=60e6)
     args = parser.parse_args()
-    per_session, vis_t, aud_t = [], [], []
+    per_session, vis_t, aud_t, cpu = [], [], [], []
     for i in range(args.sessions):
         units, tables = make_session(i, args.units, int(args.spikes))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = compute_unit_responses(units, tables)
         per_session.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        cpu.append(time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
         v = compute_vis_rf_maps(units, tables)
         vis_t.append(time.perf_counter() - t0)
+        vis_cpu = time.process_time() - c0
         t0 = time.perf_counter()
         a = compute_aud_rf_maps(units, tables)
         aud_t.append(time.perf_counter() - t0)
         print(
-            f"session {i}: unit_responses {per_session[-1]:.2f} s ({r.height} rows), "
-            f"vis_rf_maps {vis_t[-1]:.2f} s ({v.height} units), aud_rf_maps {aud_t[-1]:.2f} s "
+            f"session {i}: unit_responses {per_session[-1]:.2f} s wall / {cpu[-1]:.2f} s CPU "
+            f"({r.height} rows), "
+            f"vis_rf_maps {vis_t[-1]:.2f} s wall / {vis_cpu:.2f} s CPU ({v.height} units), "
+            f"aud_rf_maps {aud_t[-1]:.2f} s "
             f"({a.height} units)"
         )
         del units, tables, r, v, a
-    mean = float(np.mean(per_session))
+    mean, mean_cpu = float(np.mean(per_session)), float(np.mean(cpu))
     print(
-        f"unit_responses: mean {mean:.2f} s per session of {args.units} units / "
-        f"{args.spikes / 1e6:.0f} M spikes -> 20 sessions serially ~{20 * mean:.0f} s, "
-        f"on 2 workers ~{10 * mean:.0f} s (one session per task)"
+        f"unit_responses: mean {mean:.2f} s wall, {mean_cpu:.2f} s CPU per session of "
+        f"{args.units} units / {args.spikes / 1e6:.0f} M spikes -> 20 sessions: "
+        f"~{20 * mean_cpu:.0f} s CPU in all (~{10 * mean_cpu:.0f} s wall on 2 idle cores with "
+        f"one session per task, if it scales)"
     )
     print(
         f"vis_rf_maps: median {np.median(vis_t):.2f} s per session; aud_rf_maps {np.median(aud_t):.2f} s"
     )
+    print(f"load average during the run: {os.getloadavg()} (2 cores shared)")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

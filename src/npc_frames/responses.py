@@ -284,17 +284,20 @@ def _count_matrix(
     n_t = events.height
     out: dict[str, tuple[IntArray, npt.NDArray[np.bool_]]] = {}
     unit_ids: list[str] = []
+    trial_order = events["trial_index"].to_numpy()
     for name in ("baseline", "response"):
-        part = counts.filter(pl.col("window") == name).sort(
-            [pl.col("unit_id").cast(pl.String), "trial_index"]
-        )
+        part = counts.filter(pl.col("window") == name)
         n_u = part.height // max(n_t, 1)
+        # rows come unit by unit, trials in event order; checked, not assumed (a sort of the
+        # 10 M-row frame would cost more than the counting)
+        if not np.array_equal(part["trial_index"].to_numpy(), np.tile(trial_order, n_u)):
+            part = part.sort([pl.col("unit_id").cast(pl.String), "trial_index"])
         c = part["count"]
         out[name] = (
             c.fill_null(0).cast(pl.Int64).to_numpy().reshape(n_u, n_t),
             c.is_not_null().to_numpy().reshape(n_u, n_t),
         )
-        unit_ids = part["unit_id"].cast(pl.String).gather_every(max(n_t, 1)).to_list()
+        unit_ids = part["unit_id"].gather_every(max(n_t, 1)).cast(pl.String).to_list()
     (base, vb), (resp, vr) = out["baseline"], out["response"]
     return unit_ids, base, resp, vb & vr
 
@@ -371,9 +374,29 @@ def _group_responses(
     units: pl.DataFrame, events: pl.DataFrame, win: ResponseWindows, session_id: str
 ) -> pl.DataFrame:
     unit_ids, base, resp, valid = _count_matrix(units, events, win)
-    binned = _binned(units, events, win, unit_ids)
     names = list(dict.fromkeys(events["stimulus"].to_list()))
     stim = events["stimulus"].to_numpy()
+    tests = {
+        name: wilcoxon_from_counts(
+            resp[:, stim == name], base[:, stim == name], valid[:, stim == name]
+        )
+        for name in names
+    }
+    # latency bins only for units with a significant rise to some stimulus
+    rising = np.zeros(len(unit_ids), dtype=bool)
+    for _, z, p in tests.values():
+        rising |= (p < ALPHA) & (z > 0)
+    candidates = [u for u, keep in zip(unit_ids, rising, strict=True) if keep]
+    binned = np.zeros(
+        (
+            len(unit_ids),
+            len(names),
+            int(np.ceil((win.response[1] - win.response[0]) / win.bin_s - 1e-9)),
+        )
+    )
+    if candidates:
+        sub = units.filter(pl.col("unit_id").cast(pl.String).is_in(candidates))
+        binned[rising] = _binned(sub, events, win, candidates)
     rewarded = events["is_rewarded"]
     width = win.response[1] - win.response[0]
     rows = []
@@ -384,7 +407,7 @@ def _group_responses(
         with np.errstate(invalid="ignore", divide="ignore"):
             base_rate = (b * ok).sum(axis=1) / (n * width)
             resp_rate = (r * ok).sum(axis=1) / (n * width)
-        w, z, p = wilcoxon_from_counts(r, b, ok)
+        w, z, p = tests[name]
         auc = auc_from_counts(r, b, ok)
         significant = (p < ALPHA) & (z > 0)
         # expected baseline count per latency bin over the trials psth used (all with an onset)

@@ -130,7 +130,7 @@ def condition_maps(
 
 
 def fit_gaussian_2d(
-    maps: FloatArray, x: FloatArray, y: FloatArray, *, n_grid: int = 33, n_sigma: int = 12
+    maps: FloatArray, x: FloatArray, y: FloatArray, *, n_grid: int = 25, n_sigma: int = 10
 ) -> dict[str, FloatArray]:
     """Return per unit the best isotropic 2-D Gaussian ``offset + amp·exp(-d²/2σ²)`` fitted to
     `maps` (units × points at coordinates `x`, `y`) in the least-squares sense.
@@ -189,9 +189,11 @@ def _counts(
 
     c = spike_counts(units, trials, windows={"response": ("stim_start_time", *window)})
     n_t = trials.height
-    c = c.sort([pl.col("unit_id").cast(pl.String), "trial_index"])
     n_u = c.height // max(n_t, 1)
-    ids = c["unit_id"].cast(pl.String).gather_every(max(n_t, 1)).to_list()
+    # rows come unit by unit, trials in table order; checked, not assumed
+    if not np.array_equal(c["trial_index"].to_numpy(), np.tile(trials["trial_index"], n_u)):
+        c = c.sort([pl.col("unit_id").cast(pl.String), "trial_index"])
+    ids = c["unit_id"].gather_every(max(n_t, 1)).cast(pl.String).to_list()
     # a count outside the unit's observation intervals is unknown: 0 here, which only lowers
     # that unit's rates uniformly (synthetic and real units are observed throughout RF mapping)
     arr = c["count"].fill_null(0).cast(pl.Float64).to_numpy().reshape(n_u, n_t)
