@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "read_manifest": "npc_frames.cache",
     "continuous": "npc_frames.alignment",
     "spike_counts": "npc_frames.analysis",
+    "sample_at": "npc_frames.sampling",
     "aligned_spikes": "npc_frames.analysis",
     "psth": "npc_frames.analysis",
     "spike_histograms": "npc_frames.analysis",
@@ -52,6 +53,8 @@ _LAZY: dict[str, str] = {
     "scan_aud_rf_maps": "npc_frames.rf_maps",
     "opto_tagging": "npc_frames.optotag",
     "scan_opto_tagging": "npc_frames.optotag",
+    "to_pynapple": "npc_frames.analysis",
+    "to_pynapple_intervals": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
     "clear_caches": "npc_frames.memo",
 }
@@ -96,6 +99,7 @@ __all__ = [
     "scan",
     "schemas",
     "spike_counts",
+    "sample_at",
     "spike_histograms",
     "sql",
     "read_manifest",
@@ -108,6 +112,8 @@ __all__ = [
     "scan_aud_rf_maps",
     "opto_tagging",
     "scan_opto_tagging",
+    "to_pynapple",
+    "to_pynapple_intervals",
     "validate_nwb",
     "write_nwb",
     # one scan_<component>() per component, e.g. scan_trials, scan_units
