@@ -188,8 +188,8 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
 
     The file is YAML or JSON; either a mapping ``session id -> entry`` or ``{"sessions": [entry,
     …]}`` whose entries carry ``session_id``. An entry is a raw path string or a mapping with
-    ``raw_path`` (or ``path``), ``notes``, ``issues`` and ``invalid_times`` (``[{start_time,
-    stop_time, reason}]``). Raises BadFormatError naming the file and the offending entry.
+    ``raw_path`` (or ``path``), ``notes``, ``issues``, ``invalid_times`` (``[{start_time,
+    stop_time, reason}]``) and ``assets`` (``{kind: folder}``, see ``RawSession.from_path``). Raises BadFormatError naming the file and the offending entry.
     """
     from npc_frames.errors import BadFormatError
 
@@ -338,7 +338,10 @@ def _convert_task(
     result = _Result(raw_path=task.raw_path, session_id=task.session_id)
     try:
         raw = RawSession.from_path(
-            task.raw_path, session_id=task.session_id, annotations=dict(task.annotations)
+            task.raw_path,
+            session_id=task.session_id,
+            annotations=dict(task.annotations),
+            assets=task.annotations.get("assets"),  # manifest `assets: {kind: path}`
         )
         sid = _safe_id(str(raw.session_id))
         fp, n_files, n_bytes = fingerprint(raw)

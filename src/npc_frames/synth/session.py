@@ -27,6 +27,7 @@ import datetime
 import importlib
 import inspect
 import math
+import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -289,6 +290,28 @@ def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
     }
 
 
+SORTED_ASSET_TIME = datetime.time(6, 52, 11)
+
+
+def _move_sorting_to_asset(root: Path, ephys_truth: Any, *, date: datetime.date) -> dict[str, Any]:
+    """Return the truth of a sorted asset after moving ``<root>/sorting/*`` into
+    ``<root name>_sorted_<date + 3 days>_<06-52-11>/phy/`` (probe truth paths updated)."""
+    when = datetime.datetime.combine(date + datetime.timedelta(days=3), SORTED_ASSET_TIME)
+    asset = root.with_name(f"{root.name}_sorted_{when:%Y-%m-%d_%H-%M-%S}")
+    asset.mkdir(parents=True)
+    shutil.move(str(root / "sorting"), str(asset / "phy"))
+    ephys_truth.probes = type(ephys_truth.probes)(
+        dataclasses.replace(
+            probe,
+            sorting_path=os.path.relpath(
+                asset / "phy" / Path(probe.sorting_path).relative_to("sorting"), root
+            ),
+        )
+        for probe in ephys_truth.probes
+    )
+    return {"path": str(asset)}
+
+
 def make_session(
     out_dir: str | Path,
     *,
@@ -308,6 +331,7 @@ def make_session(
     task_version: str = DEFAULT_TASK_VERSION,
     clip_seconds: float | None = None,
     compress: bool = False,
+    sorted_as_asset: bool = False,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -348,6 +372,11 @@ def make_session(
     compress:
         gzip the sync file's ``data`` (transparent to h5py readers) and store truth arrays as
         compressed ``.npz`` — for fixtures committed to git.
+    sorted_as_asset:
+        Write the phy folders into a sibling sorted asset
+        ``<raw name>_sorted_<date + 3 days>_06-52-11/phy/<stream folder>/`` (as the sorting
+        pipeline names its output), not into ``<raw>/sorting/``; ``Truth.assets["sorted"]``
+        records it.
     """
     date, start_time = _check_params(
         seed=seed,
@@ -374,7 +403,7 @@ def make_session(
     out_dir = Path(out_dir).absolute()
     root = out_dir / asset_name
     truth_dir = out_dir / f"{asset_name}.truth"
-    for folder in (root, truth_dir):
+    for folder in (root, truth_dir, *out_dir.glob(f"{asset_name}_sorted_*")):
         if folder.exists():
             shutil.rmtree(folder)
     behavior_dir = root / "behavior"
@@ -474,6 +503,10 @@ def make_session(
             **({} if clip_seconds is None else {"clip_seconds": float(clip_seconds)}),
         )
 
+    assets: dict[str, Any] = {}
+    if sorted_as_asset and ephys_truth is not None:
+        assets["sorted"] = _move_sorting_to_asset(root, ephys_truth, date=date)
+
     # --- sync file --------------------------------------------------------------------------------
     lines = _merge_lines(
         {0: (barcode_rising, barcode_falling)},
@@ -570,7 +603,9 @@ def make_session(
             "task_version": task_version,
             "clip_seconds": clip_seconds,
             "compress": bool(compress),
+            "sorted_as_asset": bool(sorted_as_asset),
         },
+        assets=assets,
     )
     truth.save(truth_dir, compress=compress)
     return truth
