@@ -8,20 +8,18 @@ Decisions
 ---------
 * Electrode-group ``location`` is ``unknown``: probe-insertion records are not read yet; a manifest
   may give it as ``raw.annotations["probe_locations"] = {"A": "2002 A2", …}``.
-* CCF annotation: TissueCyte CSVs ``Probe_<letter><day>_channels_<subject>_…csv`` found in the
-  session root or its ``annotations``/``ccf``/``tissuecyte`` folders (FORMATS §11.5). Voxel
-  coordinates (25 µm, −1 = outside the brain) become µm (NaN outside). The reference tries
-  TissueCyte before IBL records **[quirk]**; we read TissueCyte only (IBL records are not part of
-  the raw upload).
+* CCF annotation: per probe, from an IBL alignment payload, a legacy IBL-GUI JSON or a TissueCyte
+  CSV, in that order of precedence (:mod:`npc_frames.anatomy`; docs/formats.md "CCF
+  annotations"). A file that cannot be used is reported by a warning naming it; the other probes
+  are still annotated.
 * Surface-channel recordings (root folder ending ``_surface_channels``) add 384 to channels.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import re
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,6 +28,7 @@ import polars as pl
 
 from npc_frames._log import timed
 from npc_frames.alignment import local_record_nodes
+from npc_frames.anatomy import ccf_annotations
 from npc_frames.errors import MissingFileError, NpcFramesError
 from npc_frames.readers import openephys as oe
 from npc_frames.schemas.ephys import DEVICES, ELECTRODE_GROUPS, ELECTRODES
@@ -47,10 +46,6 @@ MANUFACTURER = "imec"
 NOMINAL_IMPEDANCE = 150e3
 #: channel offset of surface-channel recordings (FORMATS §1.2)
 SURFACE_CHANNEL_OFFSET = 384
-#: CCF voxel size of the TissueCyte annotation, µm
-CCF_VOXEL_UM = 25.0
-
-_ANNOTATION_RE = re.compile(r"Probe_?(?P<letter>[A-F])\d*_channels_\d+.*\.csv$")
 
 
 @dataclass(frozen=True)
@@ -153,65 +148,6 @@ def electrode_groups(raw: RawSession) -> pl.DataFrame:
     return ELECTRODE_GROUPS.validate(df, source=raw.root)
 
 
-def _annotation_paths(raw: RawSession) -> dict[str, str]:
-    root = raw.root
-    if raw.is_remote:
-        return {}
-    out: dict[str, str] = {}
-    patterns = [os.path.join(root, "*.csv")] + [
-        os.path.join(root, d, "*.csv") for d in ("annotations", "annotation", "ccf", "tissuecyte")
-    ]
-    for pattern in patterns:
-        for path in sorted(glob.glob(pattern)):
-            m = _ANNOTATION_RE.search(os.path.basename(path))
-            if m:
-                out.setdefault(m["letter"], path)
-    return out
-
-
-def _read_annotation(path: str, group: str) -> pl.DataFrame:
-    from npc_frames.errors import BadFormatError
-
-    df = pl.read_csv(path, infer_schema_length=None)
-    need = {"channel", "AP", "DV", "ML"}
-    if not need <= set(df.columns):
-        raise BadFormatError(
-            "CCF annotation CSV lacks columns",
-            path=path,
-            field=", ".join(sorted(need - set(df.columns))),
-            expected="channel, AP, DV, ML (25 µm voxels), region, region_stripped",
-        )
-
-    def um(col: str) -> pl.Expr:
-        v = pl.col(col).cast(pl.Float64)
-        return pl.when(v < 0).then(float("nan")).otherwise(v * CCF_VOXEL_UM)
-
-    structure = (
-        pl.col("region_stripped").cast(pl.String)
-        if "region_stripped" in df.columns
-        else pl.lit(None, pl.String)
-    )
-    return df.select(
-        pl.lit(group).alias("group_name"),
-        pl.col("channel").cast(pl.Int64),
-        um("AP").alias("x"),
-        um("DV").alias("y"),
-        um("ML").alias("z"),
-        (pl.col("region").cast(pl.String) if "region" in df.columns else pl.lit(None, pl.String))
-        .fill_null("out of brain")
-        .alias("location_ccf"),
-        pl.when(structure.str.starts_with("ECT"))
-        .then(pl.lit("ECT"))
-        .otherwise(structure)
-        .alias("structure"),
-        (
-            pl.col("raw_structure").cast(pl.String)
-            if "raw_structure" in df.columns
-            else pl.lit(None, pl.String)
-        ).alias("raw_structure"),
-    )
-
-
 @timed
 def electrodes(raw: RawSession) -> pl.DataFrame:
     """Return one row per channel of each recorded probe with its position on the probe (and CCF
@@ -247,21 +183,22 @@ def electrodes(raw: RawSession) -> pl.DataFrame:
         pl.lit("tip").alias("reference"),
         pl.lit(NOMINAL_IMPEDANCE).alias("imp"),
     )
-    annotations = _annotation_paths(raw)
-    anns = [
-        _read_annotation(path, f"probe{letter}")
-        for letter, path in annotations.items()
-        if letter in {p.letter for p in setup.probes}
-    ]
-    if anns:
-        ann = pl.concat(anns, how="vertical_relaxed").with_columns(
-            pl.col("channel") + setup.channel_offset
+    ann = ccf_annotations(raw, [str(p.letter) for p in setup.probes])
+    if ann.sources:
+        table = ann.table.with_columns(pl.col("channel") + setup.channel_offset)
+        df = df.join(
+            table.rename({"location": "location_ccf"}),
+            on=["group_name", "channel"],
+            how="left",
+            maintain_order="left",
         )
-        df = df.join(ann, on=["group_name", "channel"], how="left", maintain_order="left")
         df = df.with_columns(pl.col("location_ccf").fill_null("unannotated").alias("location"))
         df = df.drop("location_ccf")
     else:
         df = df.with_columns(pl.lit("unannotated").alias("location"))
+    for path, err in ann.errors.items():
+        warnings.warn(f"CCF annotation not used for {sid}: {err}", stacklevel=2)
+        logger.debug("annotation error %s", path)
     return ELECTRODES.validate(df, source=raw.root)
 
 

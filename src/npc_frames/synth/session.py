@@ -332,6 +332,7 @@ def make_session(
     clip_seconds: float | None = None,
     compress: bool = False,
     sorted_as_asset: bool = False,
+    annotations: bool = True,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -377,6 +378,10 @@ def make_session(
         ``<raw name>_sorted_<date + 3 days>_06-52-11/phy/<stream folder>/`` (as the sorting
         pipeline names its output), not into ``<raw>/sorting/``; ``Truth.assets["sorted"]``
         records it.
+    annotations:
+        Write CCF annotations of the probes, in every file format (``synth.anatomy``), into a
+        sibling ``<raw name>_annotations_<date + 5 days>_10-00-00/`` asset;
+        ``Truth.assets["annotations"]`` holds the expected per-channel anatomy.
     """
     date, start_time = _check_params(
         seed=seed,
@@ -403,7 +408,11 @@ def make_session(
     out_dir = Path(out_dir).absolute()
     root = out_dir / asset_name
     truth_dir = out_dir / f"{asset_name}.truth"
-    for folder in (root, truth_dir, *out_dir.glob(f"{asset_name}_sorted_*")):
+    siblings = [
+        *out_dir.glob(f"{asset_name}_sorted_*"),
+        *out_dir.glob(f"{asset_name}_annotations_*"),
+    ]
+    for folder in (root, truth_dir, *siblings):
         if folder.exists():
             shutil.rmtree(folder)
     behavior_dir = root / "behavior"
@@ -506,6 +515,16 @@ def make_session(
     assets: dict[str, Any] = {}
     if sorted_as_asset and ephys_truth is not None:
         assets["sorted"] = _move_sorting_to_asset(root, ephys_truth, date=date)
+    if annotations and ephys_truth is not None:
+        from npc_frames.synth.anatomy import write_annotations
+
+        assets["annotations"] = write_annotations(
+            out_dir,
+            asset_name,
+            subject=int(subject),
+            date=date,
+            channel_y={p.letter: p.channel_y for p in ephys_truth.probes},
+        )
 
     # --- sync file --------------------------------------------------------------------------------
     lines = _merge_lines(
@@ -604,6 +623,7 @@ def make_session(
             "clip_seconds": clip_seconds,
             "compress": bool(compress),
             "sorted_as_asset": bool(sorted_as_asset),
+            "annotations": bool(annotations),
         },
         assets=assets,
     )
