@@ -21,8 +21,14 @@ from npc_frames.anatomy import (
     read_ibl_annotation,
     strip_layer,
 )
-from npc_frames.errors import BadFormatError, InconsistentDataError
+from npc_frames.errors import BadFormatError, InconsistentDataError, ParameterError
 from npc_frames.paths import RawSession
+from npc_frames.probes import (
+    parse_probe_letters,
+    probe_selection,
+    read_probe_insertions,
+    skip_reasons,
+)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +202,87 @@ def test_other_components_unaffected_by_bad_annotation(six: Any, tmp_path: Path)
         warnings.simplefilter("ignore")
         assert devices(raw).height == 6 and electrode_groups(raw).height == 6
     assert not is_annotated(raw)
+
+
+# ------------------------------------------------------------------- probe insertions, selection
+def _clone(six: Any, dst: Path) -> Path:
+    from test_units import clone_session
+
+    return clone_session(six.raw_path, dst / Path(six.raw_path).name)
+
+
+def test_electrode_groups_located_by_insertion_record(six: Any, six_raw: Any) -> None:
+    from npc_frames.components.ephys import electrode_groups
+
+    groups = electrode_groups(six_raw)
+    want = six.probe_insertions["locations"]
+    assert groups["location"].to_list() == [want[g[-1]] for g in groups["name"]]
+    assert want["A"] == "TS-5/2002/DR1 F1"  # a probe's hole letter need not be its own
+    assert skip_reasons(six_raw) == {}
+
+
+def test_manifest_skip_excludes_probes_everywhere_with_reasons(six: Any) -> None:
+    from npc_frames.components.ephys import devices, electrode_groups, electrodes
+    from npc_frames.components.units import units_with_report
+
+    raw = RawSession.from_path(six.raw_path, annotations={"probe_letters_to_skip": "probeD, E"})
+    reasons = skip_reasons(raw)
+    assert set(reasons) == {"probeD", "probeE"} and all("manifest" in r for r in reasons.values())
+    kept = ["probeA", "probeB", "probeC", "probeF"]
+    assert devices(raw)["electrode_group_name"].to_list() == kept
+    assert electrode_groups(raw)["name"].to_list() == kept
+    el = electrodes(raw)
+    assert el["group_name"].unique(maintain_order=True).to_list() == kept
+    np.testing.assert_array_equal(el["electrode_index"].to_numpy(), np.arange(4 * 384))
+    u, report = units_with_report(raw, trials=None)
+    assert sorted(set(u["electrode_group_name"])) == kept and set(report.skipped) == {"D", "E"}
+    assert ccf_annotations(raw, probe_selection(raw).recorded).letters == tuple("ABCDE")
+    use = RawSession.from_path(six.raw_path, annotations={"probe_letters_to_use": ["A", "probeB"]})
+    sel = probe_selection(use)
+    assert sel.used == ("A", "B") and set(sel.skipped) == set("CDEF")
+
+
+def test_probes_missing_from_sorting_are_skipped(six: Any, tmp_path: Path) -> None:
+    from npc_frames.components.ephys import electrodes
+
+    root = _clone(six, tmp_path)
+    shutil.rmtree(next((root / "sorting").glob("*ProbeC-AP")))
+    raw = RawSession.from_path(root)
+    assert skip_reasons(raw) == {"probeC": "not in the sorting output"}
+    assert "probeC" not in set(electrodes(raw)["group_name"])
+
+
+def test_uninserted_probe_skipped_unless_annotated(six: Any, tmp_path: Path) -> None:
+    from test_units import replace_file
+
+    root = _clone(six, tmp_path)
+    path = root / Path(six.probe_insertions["path"]).name
+    doc = json.loads(path.read_text())
+    doc["probe_insertions"]["probeF"]["hole"] = None  # F has no annotation
+    doc["probe_insertions"]["probeA"]["hole"] = ""  # A has one: the annotation wins
+    replace_file(path, lambda p: p.write_text(json.dumps(doc)))
+    raw = RawSession.from_path(root, assets={"annotations": six.assets["annotations"]["path"]})
+    with pytest.warns(UserWarning, match="annotation wins"):
+        sel = probe_selection(raw)
+    assert set(sel.skipped) == {"F"} and sel.skipped["F"].startswith("not inserted")
+    assert sel.insertions is not None and sel.insertions.location("A") == "unknown"
+
+
+def test_bad_probe_letters_and_bad_insertion_record(six: Any, tmp_path: Path) -> None:
+    from npc_frames.components.ephys import devices, electrode_groups
+    from test_units import replace_file
+
+    assert parse_probe_letters("DE") == ("D", "E")
+    assert parse_probe_letters(["probe_F", "ProbeA"]) == ("A", "F")
+    with pytest.raises(ParameterError):
+        parse_probe_letters("probeG")
+    root = _clone(six, tmp_path)
+    path = root / Path(six.probe_insertions["path"]).name
+    replace_file(path, lambda p: p.write_text("{"))
+    raw = RawSession.from_path(root)
+    with pytest.warns(UserWarning, match="probe insertions"):
+        groups = electrode_groups(raw)
+    assert set(groups["location"]) == {"unknown"} and devices(raw).height == 6
+    with pytest.raises(BadFormatError) as info:
+        read_probe_insertions(str(path))
+    assert str(path) in str(info.value)

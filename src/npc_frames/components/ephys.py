@@ -98,6 +98,16 @@ def probe_setup(raw: RawSession) -> ProbeSetup:
     )
 
 
+def used_probes(raw: RawSession, setup: ProbeSetup | None = None) -> tuple[oe.ProbeInfo, ...]:
+    """Return the recorded probes that are not skipped (:mod:`npc_frames.probes`), in
+    settings.xml order."""
+    from npc_frames.probes import probe_selection
+
+    setup = setup if setup is not None else probe_setup(raw)
+    used = set(probe_selection(raw).used)
+    return tuple(p for p in setup.probes if p.letter in used)
+
+
 def _require_settings(setup: ProbeSetup, raw: RawSession) -> oe.SettingsXml:
     if setup.settings is not None:
         return setup.settings
@@ -111,17 +121,18 @@ def _require_settings(setup: ProbeSetup, raw: RawSession) -> oe.SettingsXml:
 
 @timed
 def devices(raw: RawSession) -> pl.DataFrame:
-    """Return one row per recorded probe: serial number, model, manufacturer, group name."""
+    """Return one row per used probe: serial number, model, manufacturer, group name."""
     setup = probe_setup(raw)
     _require_settings(setup, raw)
     sid = str(raw.session_id)
+    probes = used_probes(raw, setup)
     df = pl.DataFrame(
         {
-            "session_id": [sid] * len(setup.probes),
-            "name": [p.serial for p in setup.probes],
-            "description": [p.name for p in setup.probes],
-            "manufacturer": [MANUFACTURER] * len(setup.probes),
-            "electrode_group_name": [f"probe{p.letter}" for p in setup.probes],
+            "session_id": [sid] * len(probes),
+            "name": [p.serial for p in probes],
+            "description": [p.name for p in probes],
+            "manufacturer": [MANUFACTURER] * len(probes),
+            "electrode_group_name": [f"probe{p.letter}" for p in probes],
         },
         schema=DEVICES.polars_schema,
     )
@@ -130,18 +141,28 @@ def devices(raw: RawSession) -> pl.DataFrame:
 
 @timed
 def electrode_groups(raw: RawSession) -> pl.DataFrame:
-    """Return one electrode group per recorded probe (``probe<letter>``)."""
+    """Return one electrode group per used probe (``probe<letter>``), located ``"<implant> <hole>"``
+    by the probe-insertion record when it has both (a manifest ``probe_locations`` mapping
+    overrides it), else ``unknown``."""
+    from npc_frames.probes import probe_selection
+
     setup = probe_setup(raw)
     _require_settings(setup, raw)
     sid = str(raw.session_id)
-    locations = dict(raw.annotations.get("probe_locations", {}) or {})
+    probes = used_probes(raw, setup)
+    insertions = probe_selection(raw).insertions
+    locations = {
+        p.letter: insertions.location(str(p.letter)) if insertions is not None else "unknown"
+        for p in probes
+    }
+    locations.update(dict(raw.annotations.get("probe_locations", {}) or {}))
     df = pl.DataFrame(
         {
-            "session_id": [sid] * len(setup.probes),
-            "name": [f"probe{p.letter}" for p in setup.probes],
-            "device_name": [p.serial for p in setup.probes],
-            "description": [p.name for p in setup.probes],
-            "location": [str(locations.get(p.letter, "unknown")) for p in setup.probes],
+            "session_id": [sid] * len(probes),
+            "name": [f"probe{p.letter}" for p in probes],
+            "device_name": [p.serial for p in probes],
+            "description": [p.name for p in probes],
+            "location": [str(locations.get(p.letter, "unknown")) for p in probes],
         },
         schema=ELECTRODE_GROUPS.polars_schema,
     )
@@ -150,11 +171,12 @@ def electrode_groups(raw: RawSession) -> pl.DataFrame:
 
 @timed
 def electrodes(raw: RawSession) -> pl.DataFrame:
-    """Return one row per channel of each recorded probe with its position on the probe (and CCF
-    coordinates when an annotation CSV exists)."""
+    """Return one row per channel of each used probe with its position on the probe (and CCF
+    coordinates when the probe is annotated)."""
     setup = probe_setup(raw)
     _require_settings(setup, raw)
     sid = str(raw.session_id)
+    probes = used_probes(raw, setup)
     parts = [
         pl.DataFrame(
             {
@@ -164,7 +186,7 @@ def electrodes(raw: RawSession) -> pl.DataFrame:
                 "rel_y": p.channel_y,
             }
         )
-        for p in setup.probes
+        for p in probes
     ]
     if parts:
         df = pl.concat(parts)
@@ -183,7 +205,8 @@ def electrodes(raw: RawSession) -> pl.DataFrame:
         pl.lit("tip").alias("reference"),
         pl.lit(NOMINAL_IMPEDANCE).alias("imp"),
     )
-    ann = ccf_annotations(raw, [str(p.letter) for p in setup.probes])
+    # annotations of every recorded probe are read (a skipped probe's file is not an error)
+    ann = ccf_annotations(raw, setup.recorded_letters)
     if ann.sources:
         table = ann.table.with_columns(pl.col("channel") + setup.channel_offset)
         df = df.join(

@@ -42,6 +42,7 @@ from npc_frames.alignment import SessionClocks, StreamClock, session_clocks
 from npc_frames.components.ephys import electrode_lookup, electrodes, probe_setup
 from npc_frames.errors import InconsistentDataError, MissingFileError, NpcFramesError
 from npc_frames.lists import flat_list_chunks
+from npc_frames.probes import probe_selection
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
 from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
 
@@ -68,6 +69,8 @@ class UnitsReport:
     converted: tuple[str, ...] = ()
     failures: dict[str, NpcFramesError] = field(default_factory=dict)
     unsorted: tuple[str, ...] = ()
+    #: letter -> why the probe is left out (npc_frames.probes); its sorting is not read
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain data (probe -> message)."""
@@ -75,6 +78,7 @@ class UnitsReport:
             "converted": list(self.converted),
             "failed": {k: str(v) for k, v in self.failures.items()},
             "unsorted": list(self.unsorted),
+            "skipped": dict(self.skipped),
         }
 
 
@@ -321,8 +325,11 @@ def units_with_report(
     failures: dict[str, NpcFramesError] = {}
     frames: list[pl.DataFrame] = []
     converted: list[str] = []
+    skipped = dict(probe_selection(raw).skipped)
     for key, (entry, location) in sorted(entries.items()):  # one iteration per probe (≤ 6)
         letter = key[0]
+        if letter in skipped:
+            continue
         try:
             # read one probe at a time: its spikes are released before the next is read
             so = read_sorting(location, name=entry)
@@ -358,7 +365,9 @@ def units_with_report(
     recorded = set(setup.recorded_letters)
     sorted_letters = {k[0] for k in entries}
     unsorted = tuple(sorted(recorded - sorted_letters))
-    report = UnitsReport(converted=tuple(converted), failures=failures, unsorted=unsorted)
+    report = UnitsReport(
+        converted=tuple(converted), failures=failures, unsorted=unsorted, skipped=skipped
+    )
     for key, err in failures.items():
         warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
     for letter in unsorted:

@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ANNOTATION_ASSET_TIME", "REGIONS", "write_annotations"]
+__all__ = [
+    "ANNOTATION_ASSET_TIME",
+    "HOLES",
+    "IMPLANT",
+    "REGIONS",
+    "write_annotations",
+    "write_probe_insertions",
+]
 
 ANNOTATION_ASSET_TIME = datetime.time(10, 0, 0)
 OUT_OF_BRAIN = "out of brain"
@@ -193,3 +200,29 @@ def write_annotations(
             "structure": st,
         }
     return {"path": str(asset), "probes": probes}
+
+
+#: implant written into the synthetic probe-insertion record
+IMPLANT = "TS-5/2002/DR1"
+#: hole of each probe letter in the synthetic implant (a probe's hole letter need not be its own)
+HOLES = {"A": "F1", "B": "B2", "C": "C1", "D": "D2", "E": "E1", "F": "A3"}
+
+
+def write_probe_insertions(
+    root: Path, letters: Sequence[str], date: datetime.date
+) -> dict[str, Any]:
+    """Write ``<root>/<YYYYMMDD>_probe_insertions.json`` as the rig workflow does; return its truth
+    (path, implant, hole per probe letter, and the expected electrode-group location)."""
+    path = root / f"{date:%Y%m%d}_probe_insertions.json"
+    body: dict[str, Any] = {
+        f"probe{letter}": {"letter": letter, "hole": HOLES[letter], "notes": "", "angle": 0}
+        for letter in letters
+    }
+    body.update({"implant": IMPLANT, "day_1-4": 1, f"saved_{date:%Y%m%d}0930": True})
+    path.write_text(json.dumps({"probe_insertions": body}, indent=4))
+    return {
+        "path": str(path),
+        "implant": IMPLANT,
+        "holes": {letter: HOLES[letter] for letter in letters},
+        "locations": {letter: f"{IMPLANT} {HOLES[letter]}" for letter in letters},
+    }

@@ -515,6 +515,11 @@ def make_session(
     assets: dict[str, Any] = {}
     if sorted_as_asset and ephys_truth is not None:
         assets["sorted"] = _move_sorting_to_asset(root, ephys_truth, date=date)
+    probe_record: dict[str, Any] = {}
+    if ephys_truth is not None:
+        from npc_frames.synth.anatomy import write_probe_insertions
+
+        probe_record = write_probe_insertions(root, [p.letter for p in ephys_truth.probes], date)
     if annotations and ephys_truth is not None:
         from npc_frames.synth.anatomy import write_annotations
 
@@ -626,6 +631,7 @@ def make_session(
             "annotations": bool(annotations),
         },
         assets=assets,
+        probe_insertions=probe_record,
     )
     truth.save(truth_dir, compress=compress)
     return truth

@@ -344,6 +344,9 @@ class Truth:
     assets:
         Derived assets written beside the raw folder, per kind (``sorted``, ``dlc_eye`` …):
         ``path`` (the asset folder) and what the generator put into it.
+    probe_insertions:
+        The raw upload's probe-insertion record: ``path``, ``implant``, ``holes`` and the expected
+        electrode-group ``locations`` per probe letter (empty without ephys).
     """
 
     raw_path: str
@@ -364,6 +367,7 @@ class Truth:
     counts: Mapping[str, Any]
     params: Mapping[str, Any]
     assets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    probe_insertions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def sync_duration_s(self) -> float:
