@@ -286,3 +286,64 @@ def test_bad_probe_letters_and_bad_insertion_record(six: Any, tmp_path: Path) ->
     with pytest.raises(BadFormatError) as info:
         read_probe_insertions(str(path))
     assert str(path) in str(info.value)
+
+
+# ------------------------------------------------------------------------ manipulator positions
+def test_manipulator_positions_after_z_inversion(six: Any, six_raw: Any) -> None:
+    from npc_frames.components.manipulators import manipulator_positions
+
+    truth = six.probe_insertions["newscale_log"]["probes"]
+    df = manipulator_positions(six_raw)
+    assert df["electrode_group_name"].to_list() == [f"probe{k}" for k in sorted(truth)]
+    for row in df.iter_rows(named=True):
+        t = truth[row["electrode_group_name"][-1]]
+        assert row["device_name"] == t["device_name"]
+        assert (row["x"], row["y"]) == pytest.approx((t["x"], t["y"]))
+        assert row["z"] == pytest.approx(t["z"])  # 15 000 − logged z (inverted rig)
+        assert row["last_movement_time"] == pytest.approx(t["last_movement_time"], abs=1e-3)
+        assert row["last_movement_time"] < 0
+
+
+def test_manipulator_positions_drop_skipped_probes(six: Any) -> None:
+    from npc_frames.components.manipulators import manipulator_positions
+
+    raw = RawSession.from_path(six.raw_path, annotations={"probe_letters_to_skip": "A"})
+    assert "probeA" not in set(manipulator_positions(raw)["electrode_group_name"])
+
+
+def test_unknown_serial_on_inverted_rig_is_a_typed_error(six: Any, tmp_path: Path) -> None:
+    from npc_frames.components.manipulators import manipulator_positions
+    from npc_frames.components.units import units
+    from test_units import replace_file
+
+    root = _clone(six, tmp_path)
+    log = root / "behavior" / "log.csv"
+    text = log.read_text().replace("SN40906", "SN99999")
+    replace_file(log, lambda p: p.write_text(text))
+    raw = RawSession.from_path(root)
+    with pytest.raises(InconsistentDataError) as info:
+        manipulator_positions(raw)
+    assert info.value.path == str(log) and "SN99999" in str(info.value)
+    assert units(raw, trials=None).height == 30  # other components are unaffected
+
+
+def test_manipulator_positions_in_nwb(six: Any, six_raw: Any) -> None:
+    from npc_frames.components.ephys import devices, electrode_groups
+    from npc_frames.components.manipulators import manipulator_positions
+    from npc_frames.components.session import sessions
+    from npc_frames.nwb import to_nwb
+
+    df = manipulator_positions(six_raw)
+    nwb = to_nwb(
+        {
+            "sessions": sessions(six_raw),
+            "devices": devices(six_raw),
+            "electrode_groups": electrode_groups(six_raw),
+            "manipulator_positions": df,
+        }
+    )
+    table = nwb.acquisition["manipulator_positions"].to_dataframe()
+    np.testing.assert_allclose(table["z"].to_numpy(), df["z"].to_numpy())
+    assert table["device_name"].tolist() == df["device_name"].to_list()
+    for serial in df["device_name"]:
+        assert nwb.devices[serial].manufacturer == "NewScale"

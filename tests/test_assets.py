@@ -82,7 +82,8 @@ def test_sibling_sorted_asset_gives_the_units_of_the_in_folder_layout(
         "annotations": asset.assets["annotations"]["path"],  # the generator's CCF annotations
     }
     assert raw_as.sorting_path == asset.assets["sorted"]["path"]
-    assert set(raw_in.assets) == {"annotations"} and raw_in.sorting_path == str(Path(inside.raw_path) / "sorting")
+    assert set(raw_in.assets) == {"annotations"}
+    assert raw_in.sorting_path == str(Path(inside.raw_path) / "sorting")
     # the asset's files enter the fingerprint inputs
     assert any(p.endswith("spike_times.npy") for p in raw_as.input_paths())
     a, b = _units(raw_in), _units(raw_as)

@@ -58,6 +58,7 @@ from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
 
 from npc_frames.errors import CacheError, ParameterError, SchemaError
+from npc_frames.nwb_anatomy import add_anatomy
 from npc_frames.nwb_ephys import (
     add_devices,
     add_electrode_groups,
@@ -559,6 +560,7 @@ def to_nwb(
         electrodes_df = None
     if (df := frames.get("units")) is not None and df.height:
         add_units(nwb, df, groups, electrodes_df)
+    add_anatomy(nwb, frames)  # manipulator positions (npc_frames.nwb_anatomy)
 
     if include_raw:
         if electrodes_df is None:

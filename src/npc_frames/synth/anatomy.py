@@ -35,6 +35,7 @@ __all__ = [
     "IMPLANT",
     "REGIONS",
     "write_annotations",
+    "write_newscale_log",
     "write_probe_insertions",
 ]
 
@@ -226,3 +227,66 @@ def write_probe_insertions(
         "holes": {letter: HOLES[letter] for letter in letters},
         "locations": {letter: f"{IMPLANT} {HOLES[letter]}" for letter in letters},
     }
+
+
+#: NewScale stage serials of rig NP3 per probe letter (all long-travel, 15 mm z)
+NEWSCALE_SERIALS = {
+    "A": "SN40906",
+    "B": "SN40908",
+    "C": "SN40907",
+    "D": "SN41084",
+    "E": "SN40903",
+    "F": "SN40902",
+}
+NEWSCALE_TRAVEL_UM = 15_000.0
+
+
+def settings_xml_date(root: Path) -> datetime.datetime:
+    """Return the ``DATE`` of the first record node's settings.xml the generator wrote."""
+    import xml.etree.ElementTree as ET
+
+    path = sorted(root.glob("ecephys/ecephys_clipped/Record Node */settings.xml"))[0]
+    text = ET.parse(path).getroot().findtext("INFO/DATE")
+    assert text is not None
+    return datetime.datetime.strptime(text, "%d %b %Y %H:%M:%S")
+
+
+def write_newscale_log(
+    root: Path, letters: Sequence[str], rng: np.random.Generator
+) -> dict[str, Any]:
+    """Write ``<root>/behavior/log.csv`` of a rig whose stages report z inverted (15 000 µm =
+    retracted); return the expected ``manipulator_positions`` per probe letter.
+
+    Per stage: a retraction the day before, a retraction and an insertion on the session day
+    before the recording starts (the insertion is the row to keep), and a retraction after it.
+    """
+    start = settings_xml_date(root)
+    rows: list[tuple[datetime.datetime, str, float, float, float]] = []
+    expected: dict[str, Any] = {}
+    for i, letter in enumerate(letters):
+        serial = NEWSCALE_SERIALS[letter]
+        x, y = (round(float(v), 1) for v in rng.uniform(1000, 14000, 2))
+        depth = round(float(rng.uniform(2500, 5000)), 1)
+        moved = start - datetime.timedelta(minutes=20 + 3 * i, seconds=float(rng.uniform(0, 59)))
+        moved = moved.replace(microsecond=(moved.microsecond // 1000) * 1000)
+        rows += [
+            (start - datetime.timedelta(days=1, minutes=i), serial, 7000.0, 7000.0, 15000.0),
+            (moved - datetime.timedelta(minutes=30), serial, x, y, 15000.0),
+            (moved, serial, x, y, NEWSCALE_TRAVEL_UM - depth),
+            (start + datetime.timedelta(minutes=5 + i), serial, x, y, 15000.0),
+        ]
+        expected[letter] = {
+            "device_name": serial,
+            "x": x,
+            "y": y,
+            "z": depth,
+            "last_movement_time": (moved - start).total_seconds(),
+        }
+    rows.sort(key=lambda r: r[0])
+    lines = [
+        f"{t:%Y/%m/%d %H:%M:%S.%f}, {s}, {x:.1f}, {y:.1f}, {z:.1f}, {x:.1f}, {y:.1f}, {z:.1f}"
+        for t, s, x, y, z in rows
+    ]
+    path = root / "behavior" / "log.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return {"path": str(path), "inverted": True, "probes": expected}

@@ -517,9 +517,14 @@ def make_session(
         assets["sorted"] = _move_sorting_to_asset(root, ephys_truth, date=date)
     probe_record: dict[str, Any] = {}
     if ephys_truth is not None:
-        from npc_frames.synth.anatomy import write_probe_insertions
+        from npc_frames.synth.anatomy import write_newscale_log, write_probe_insertions
 
-        probe_record = write_probe_insertions(root, [p.letter for p in ephys_truth.probes], date)
+        letters = [p.letter for p in ephys_truth.probes]
+        probe_record = write_probe_insertions(root, letters, date)
+        # an own generator: the other streams (and so every other truth) stay as they were
+        probe_record["newscale_log"] = write_newscale_log(
+            root, letters, np.random.default_rng([int(seed), 13])
+        )
     if annotations and ephys_truth is not None:
         from npc_frames.synth.anatomy import write_annotations
 
