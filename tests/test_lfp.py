@@ -170,3 +170,41 @@ def test_aligned_lfp_picks_each_trials_window(raw: RawSession) -> None:
         assert abs(first - (i - round(0.01 * lf.rate))) <= 1
         np.testing.assert_array_equal(out[k], uv[first : first + n].T)
     assert np.isnan(out[2]).all() and np.isnan(out[3]).all()
+
+
+def test_nwb_lfp_series_reference_their_own_probe_rows(raw: RawSession, tmp_path: Path) -> None:
+    import pynwb
+
+    from npc_frames.components.ephys import devices, electrode_groups, electrodes
+    from npc_frames.components.session import sessions
+
+    el = electrodes(raw)
+    frames = {
+        "sessions": sessions(raw),
+        "devices": devices(raw),
+        "electrode_groups": electrode_groups(raw),
+        "electrodes": el,
+    }
+    nwb = nf.to_nwb(frames, include_raw=True, raw=raw)
+    path = tmp_path / "lfp.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        f = io.read()
+        container = f.processing["ecephys"]["LFP"]
+        assert sorted(container.electrical_series) == ["probeA", "probeB"]
+        for group in ("probeA", "probeB"):
+            series = container.electrical_series[group]
+            lf = nf.lfp(raw, group)
+            np.testing.assert_allclose(
+                series.data[:] * series.conversion * 1e6, lf.sel()[0], rtol=1e-5, atol=1e-4
+            )
+            rows = np.asarray(series.electrodes.data[:])
+            want = (
+                el.with_row_index("row")
+                .filter((pl.col("group_name") == group) & (pl.col("channel") % 4 == 0))
+                .sort("channel")["row"]
+                .to_numpy()
+            )
+            np.testing.assert_array_equal(rows, want)
+            assert series.rate == pytest.approx(lf.rate)

@@ -58,7 +58,7 @@ from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
 
 from npc_frames.errors import CacheError, ParameterError, SchemaError
-from npc_frames.nwb_anatomy import add_anatomy
+from npc_frames.nwb_anatomy import add_anatomy, add_lfp
 from npc_frames.nwb_ephys import (
     add_devices,
     add_electrode_groups,
@@ -480,7 +480,8 @@ def to_nwb(
         The cache root (default ``$NPC_FRAMES_CACHE``, else ``./npc_frames_cache``).
     include_raw:
         Also add the raw AP and LFP bands of every probe as ``ElectricalSeries`` streamed from
-        the memory maps (needs `raw`, or a ``raw_path``/``root`` column in the sessions frame).
+        the memory maps, and each probe's subsampled LFP in ``processing/ecephys/LFP`` (needs
+        `raw`, or a ``raw_path``/``root`` column in the sessions frame).
     components:
         Only these components (default: all present). ``sessions`` is always used.
     raw:
@@ -571,7 +572,9 @@ def to_nwb(
             )
         if raw is None and isinstance(session, str):
             raw = _raw_path_from_catalog(session, cache)
-        add_raw(nwb, _raw_session(raw, frames["sessions"]), electrodes_df)
+        raw = _raw_session(raw, frames["sessions"])
+        add_raw(nwb, raw, electrodes_df)
+        add_lfp(nwb, raw, electrodes_df)  # processing/ecephys/LFP (npc_frames.nwb_anatomy)
     return nwb
 
 

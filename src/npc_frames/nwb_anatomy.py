@@ -1,5 +1,5 @@
-"""NWB containers of the probe-placement components: ``acquisition/manipulator_positions`` and the
-NewScale stage devices.
+"""NWB containers of the probe-placement components — ``acquisition/manipulator_positions`` and the
+NewScale stage devices — and the per-probe subsampled LFP (``processing/ecephys/LFP``).
 
 Called from :func:`npc_frames.nwb.to_nwb` by :func:`add_anatomy` once devices, electrode groups,
 electrodes and units are in the file.
@@ -7,16 +7,21 @@ electrodes and units are in the file.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import polars as pl
 from hdmf.common import DynamicTable
 from pynwb import NWBFile
 from pynwb.device import Device
+from pynwb.ecephys import ElectricalSeries
 
 from npc_frames.nwb_tables import build_table
 
-__all__ = ["add_anatomy", "add_manipulator_positions"]
+__all__ = ["add_anatomy", "add_lfp", "add_manipulator_positions"]
 
 NEWSCALE = "NewScale"
 
@@ -55,3 +60,70 @@ def add_anatomy(nwb: NWBFile, frames: Mapping[str, pl.DataFrame]) -> None:
     """Add the probe-placement components present in `frames` to `nwb`."""
     if (df := frames.get("manipulator_positions")) is not None and df.height:
         add_manipulator_positions(nwb, df)
+
+
+def add_lfp(
+    nwb: NWBFile,
+    raw: Any,
+    electrodes_df: pl.DataFrame,
+    *,
+    cache: str | os.PathLike[str] | None = None,
+) -> list[ElectricalSeries]:
+    """Return the per-probe subsampled LFP series added to ``processing/ecephys/LFP``.
+
+    Each series is named by its electrode group and references that probe's own rows of the
+    electrodes table (one per LFP channel). Samples are streamed chunk by chunk. A probe whose LFP
+    cannot be read is reported by a warning naming the error; the other probes are written.
+    """
+    from pynwb.ecephys import LFP
+
+    from npc_frames.errors import InconsistentDataError, NpcFramesError
+    from npc_frames.nwb_ephys import MemmapChunkIterator
+    from npc_frames.subsampled_lfp import lfp
+
+    groups = electrodes_df["group_name"].cast(pl.String)
+    channels = electrodes_df["channel"].to_numpy()
+    out: list[ElectricalSeries] = []
+    container = LFP(name="LFP")
+    for group in groups.unique(maintain_order=True).to_list():
+        rows = np.flatnonzero((groups == group).to_numpy())
+        try:
+            lf = lfp(raw, group, cache=cache)
+            base = 384 if channels[rows].min() >= 384 else 0  # surface-channel recordings
+            by_channel = dict(zip((channels[rows] - base).tolist(), rows.tolist(), strict=True))
+            missing = [int(c) for c in lf.channels if int(c) not in by_channel]
+            if missing:
+                raise InconsistentDataError(
+                    f"{group}: LFP channels {missing[:5]} have no electrodes row",
+                    path=lf.source,
+                    field="channels",
+                )
+        except NpcFramesError as exc:
+            warnings.warn(f"LFP of {group} not written: {exc}", stacklevel=2)
+            continue
+        region = nwb.create_electrode_table_region(
+            region=[by_channel[int(c)] for c in lf.channels],
+            description=f"LFP channels of {group}",
+        )
+        series = ElectricalSeries(
+            name=group,
+            description=(
+                f"subsampled LFP of {group}: every 4th channel ({lf.channels.size}), "
+                f"{lf.rate:.4f} Hz on the sync clock, median-referenced to channels above the "
+                "brain when annotated, high-passed at 0.1 Hz"
+            ),
+            data=MemmapChunkIterator(lf.data),
+            electrodes=region,
+            starting_time=lf.start_time,
+            rate=lf.rate,
+            conversion=lf.uv_per_unit * 1e-6,
+            filtering="0.1 Hz high-pass (Butterworth order 5, zero phase) after FFT resampling",
+        )
+        container.add_electrical_series(series)
+        out.append(series)
+    if out:
+        module = nwb.processing.get("ecephys") or nwb.create_processing_module(
+            name="ecephys", description="processed extracellular electrophysiology"
+        )
+        module.add(container)
+    return out
