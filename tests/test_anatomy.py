@@ -347,3 +347,42 @@ def test_manipulator_positions_in_nwb(six: Any, six_raw: Any) -> None:
     assert table["device_name"].tolist() == df["device_name"].to_list()
     for serial in df["device_name"]:
         assert nwb.devices[serial].manufacturer == "NewScale"
+
+
+# --------------------------------------------------------------------------- spike histograms
+def test_all_spike_histograms_pool_good_units_per_probe(six: Any, six_raw: Any) -> None:
+    from npc_frames.components.ephys import devices, electrode_groups, electrodes
+    from npc_frames.components.session import sessions
+    from npc_frames.components.units import units
+    from npc_frames.nwb import to_nwb
+    from npc_frames.nwb_anatomy import spike_histograms
+
+    u = units(six_raw, trials=None)
+    # make probe A's good set explicit and probe B have no good unit (falls back to all units)
+    qc = (pl.col("electrode_group_name") == "probeA") & (pl.col("unit_id").rank() % 2 == 0)
+    u = u.with_columns(qc.alias("default_qc"))
+    hists = spike_histograms(u)
+    assert sorted(hists) == [f"probe{k}" for k in "ABCDEF"]
+    for group, only_good in (("probeA", True), ("probeB", False)):
+        part = u.filter(pl.col("electrode_group_name") == group)
+        if only_good:
+            part = part.filter("default_qc")
+        t = np.concatenate([np.asarray(x) for x in part["spike_times"].to_list()])
+        counts, centres, good = hists[group]
+        assert good is only_good and counts.sum() == t.size
+        first = np.floor(t.min())
+        want = np.bincount((np.floor(t) - first).astype(int))
+        np.testing.assert_array_equal(counts, want)
+        np.testing.assert_allclose(centres, first + 0.5 + np.arange(want.size))
+    nwb = to_nwb(
+        {
+            "sessions": sessions(six_raw),
+            "devices": devices(six_raw),
+            "electrode_groups": electrode_groups(six_raw),
+            "electrodes": electrodes(six_raw),
+            "units": u,
+        }
+    )
+    series = nwb.analysis["all_spike_histograms"].time_series["probeA"]
+    np.testing.assert_array_equal(series.data, hists["probeA"][0])
+    assert series.unit == "spikes/s" and "good" in series.description

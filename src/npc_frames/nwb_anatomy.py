@@ -21,7 +21,13 @@ from pynwb.ecephys import ElectricalSeries
 
 from npc_frames.nwb_tables import build_table
 
-__all__ = ["add_anatomy", "add_lfp", "add_manipulator_positions"]
+__all__ = [
+    "add_anatomy",
+    "add_lfp",
+    "add_manipulator_positions",
+    "add_spike_histograms",
+    "spike_histograms",
+]
 
 NEWSCALE = "NewScale"
 
@@ -56,10 +62,63 @@ def add_manipulator_positions(nwb: NWBFile, df: pl.DataFrame) -> DynamicTable:
     return table
 
 
+def spike_histograms(units: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
+    """Return per electrode group (sorted) the pooled spike counts in 1 s bins, the bin centres
+    (s), and whether only ``default_qc`` units were pooled (else all units, when none passes).
+
+    Bins start at the floor of the first spike time and cover the last spike.
+    """
+    out: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+    if units.is_empty():
+        return out
+    qc = units["default_qc"].fill_null(False) if "default_qc" in units.columns else None
+    for group in sorted(units["electrode_group_name"].unique().to_list()):
+        mine = units["electrode_group_name"] == group
+        good = (mine & qc) if qc is not None else mine
+        only_good = bool(good.any())
+        chosen = units.filter(good if only_good else mine)
+        t = chosen["spike_times"].explode().drop_nulls().to_numpy().astype(np.float64)
+        if t.size == 0:
+            continue
+        edges = np.arange(np.floor(t.min()), np.floor(t.max()) + 2.0, 1.0)
+        counts, _ = np.histogram(t, bins=edges)
+        out[group] = (counts.astype(np.float64), edges[:-1] + 0.5, only_good)
+    return out
+
+
+def add_spike_histograms(nwb: NWBFile, units: pl.DataFrame) -> None:
+    """Add ``analysis/all_spike_histograms``: one TimeSeries per probe of its pooled spike rate."""
+    from pynwb import TimeSeries
+    from pynwb.behavior import BehavioralEvents
+
+    hists = spike_histograms(units)
+    if not hists:
+        return
+    container = BehavioralEvents(name="all_spike_histograms")
+    for group, (counts, centres, only_good) in hists.items():
+        container.add_timeseries(
+            TimeSeries(
+                name=group,
+                data=counts,
+                timestamps=centres,
+                unit="spikes/s",
+                resolution=1.0,
+                description=(
+                    f"spikes of all {'good (default_qc) ' if only_good else ''}units of {group} "
+                    "pooled in 1 s bins; timestamps are bin centres"
+                ),
+            )
+        )
+    nwb.add_analysis(container)
+
+
 def add_anatomy(nwb: NWBFile, frames: Mapping[str, pl.DataFrame]) -> None:
-    """Add the probe-placement components present in `frames` to `nwb`."""
+    """Add the probe-placement components present in `frames` to `nwb`, and the per-probe spike
+    histograms of the units."""
     if (df := frames.get("manipulator_positions")) is not None and df.height:
         add_manipulator_positions(nwb, df)
+    if (df := frames.get("units")) is not None and df.height and "spike_times" in df.columns:
+        add_spike_histograms(nwb, df)
 
 
 def add_lfp(
