@@ -357,12 +357,22 @@ def aligned_lfp(
     if not ok.any():
         return out
     i0 = first[ok].astype(np.int64)
-    lo, hi = int(i0.min()), int(i0.max()) + n
-    if isinstance(lf.data, np.ndarray) or hi - lo <= 4 * CHUNK_SAMPLES:
-        block = np.asarray(lf.data[lo:hi], dtype=np.float32)
-        idx = (i0 - lo)[:, None] + np.arange(n)[None, :]
-        out[ok] = block[idx].transpose(0, 2, 1) * np.float32(lf.uv_per_unit)
-    else:  # one slice per trial: only the chunks under the trial windows are read
-        for k, s in zip(np.flatnonzero(ok), i0, strict=True):
-            out[k] = np.asarray(lf.data[s : s + n], dtype=np.float32).T * np.float32(lf.uv_per_unit)
+    rows = np.flatnonzero(ok)
+    order = np.argsort(i0, kind="stable")
+    i0, rows = i0[order], rows[order]
+    scale = np.float32(lf.uv_per_unit)
+    if isinstance(lf.data, np.ndarray):
+        spans = [(0, i0.size)]
+    else:  # runs of trials whose windows fit in a few chunks: each chunk is read once
+        limit = 8 * CHUNK_SAMPLES
+        cuts = [0]
+        for k in range(1, i0.size):  # one step per trial, not per sample
+            if i0[k] + n - i0[cuts[-1]] > limit:
+                cuts.append(k)
+        spans = list(zip(cuts, [*cuts[1:], i0.size], strict=True))
+    for a, b in spans:
+        lo, hi = int(i0[a]), int(i0[b - 1]) + n
+        block = np.asarray(lf.data[lo:hi])  # stored dtype: convert only the gathered samples
+        idx = (i0[a:b] - lo)[:, None] + np.arange(n)[None, :]
+        out[rows[a:b]] = block[idx].transpose(0, 2, 1).astype(np.float32) * scale
     return out
