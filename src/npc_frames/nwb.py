@@ -59,6 +59,8 @@ from pynwb.file import Subject
 
 from npc_frames.errors import CacheError, ParameterError, SchemaError
 from npc_frames.nwb_anatomy import add_anatomy, add_lfp
+from npc_frames.nwb_behavior import NWB_LOCATIONS as VIDEO_BEHAVIOR_LOCATIONS
+from npc_frames.nwb_behavior import video_behavior_containers
 from npc_frames.nwb_ephys import (
     add_devices,
     add_electrode_groups,
@@ -146,6 +148,7 @@ NWB_LOCATIONS: dict[str, str] = {
     "electrode_groups": "/general/extracellular_ephys",
     "electrodes": "/general/extracellular_ephys/electrodes",
     "units": "/units",
+    **VIDEO_BEHAVIOR_LOCATIONS,
 }
 NWBFILE_FIELDS = (
     "session_description",
@@ -538,6 +541,7 @@ def to_nwb(
             behavior.append(_events(name, df))
     if (df := frames.get("running_speed")) is not None and df.height:
         behavior.append(_running_speed(df))
+    behavior += video_behavior_containers(frames)  # eye tracking, pose, facemap
     if behavior:
         module = nwb.create_processing_module(
             name="behavior", description="processed behavioral data"

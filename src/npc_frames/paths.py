@@ -23,7 +23,15 @@ from npc_frames import storage
 from npc_frames._log import timed
 from npc_frames.assets import ASSET_KINDS, choose_assets
 from npc_frames.errors import InvalidIdError, MissingFileError, ParameterError
-from npc_frames.ids import SessionId, parse_date, parse_datetime, parse_session_id, parse_subject
+from npc_frames.ids import (
+    SessionId,
+    index_sessions,
+    is_surface_channels_name,
+    parse_date,
+    parse_datetime,
+    parse_session_id,
+    parse_subject,
+)
 
 __all__ = ["RawSession"]
 
@@ -93,7 +101,10 @@ class RawSession:
 
         The session id is parsed from the folder name (e.g. an AIND asset name
         ``ecephys_668755_2023-08-31_12-33-31``) unless given; when the folder name has none, the
-        first stim file's name is used.
+        first stim file's name is used. For a raw asset name (``ecephys_``/``behavior_`` +
+        subject + date + time, or such a name + ``_surface_channels``) the same-day index comes
+        from the raw assets beside it in the parent folder (one listing), by
+        :func:`npc_frames.ids.index_sessions`: the day's second recording is ``…_1``.
 
         Derived assets (kinds: :data:`npc_frames.assets.ASSET_KINDS` — ``sorted``, ``dlc_eye``,
         ``dlc_side``, ``dlc_face``, ``facemap``, ``lp_face_parts``, ``gamma_encoding``,
@@ -147,6 +158,8 @@ class RawSession:
         candidates = files(top) + files(behavior)
 
         sid = _session_id(session_id, root, candidates)
+        if session_id is None:
+            sid = _same_day_index(fs, root, sid)
 
         sync_path = _select_sync(candidates, sid)
         stim_paths = _select_stims(candidates, sid)
@@ -246,6 +259,45 @@ class RawSession:
     def is_video(self) -> bool:
         """Return True when MVR video sidecars were found."""
         return bool(self.video_json_paths)
+
+    @property
+    def platform(self) -> str | None:
+        """Return the AIND platform of the folder name (``ecephys`` or ``behavior``), else None."""
+        base = posixpath.basename(self.root.rstrip("/"))
+        head = base.split("_", 1)[0]
+        return head if head in ("ecephys", "behavior") and "_" in base else None
+
+    @property
+    def is_behavior_box(self) -> bool:
+        """Return True for a behaviour-box session: no sync file and a ``_box_`` camera video."""
+        return not self.is_sync and any(
+            "_box_" in posixpath.basename(p).lower() for p in self.video_json_paths
+        )
+
+    @property
+    def is_surface_channel(self) -> bool:
+        """Return True for a surface-channel ("deep insertion") recording.
+
+        That is a second, short Open Ephys recording of the day with the probes' channel banks
+        at the brain surface: a folder named ``<main folder>_surface_channels``, or an Open Ephys
+        recording with neither sync file nor stim files that is not the day's first session.
+        """
+        if is_surface_channels_name(self.root):
+            return True
+        return (
+            self.is_ephys and not self.is_sync and not self.stim_paths and self.session_id.idx > 0
+        )
+
+    @property
+    def main_session_id(self) -> SessionId | None:
+        """Return the id of the main session a surface-channel recording belongs to, else None.
+
+        The main session is the day's recording just before it: index − 1.
+        """
+        if not self.is_surface_channel or self.session_id.idx == 0:
+            return None
+        sid = self.session_id
+        return SessionId(sid.subject, sid.date, sid.idx - 1)
 
     @property
     def is_task(self) -> bool:
@@ -378,6 +430,28 @@ def _session_id(
         field="session_id",
         expected="a folder such as ecephys_<subject>_<YYYY-MM-DD>_<HH-MM-SS>, or pass session_id=",
     )
+
+
+def _same_day_index(fs: fsspec.AbstractFileSystem, root: str, sid: SessionId) -> SessionId:
+    """Return `sid` with the same-day index of raw asset folder `root` among the raw assets in
+    its parent folder (I/O: one listing); `sid` unchanged when `root` is no raw asset name."""
+    base = posixpath.basename(root.rstrip("/"))
+    if base not in index_sessions([base]):
+        return sid
+    parent = posixpath.dirname(root.rstrip("/"))
+    prefixes = tuple(f"{p}_{sid.subject}_{sid.date:%Y-%m-%d}_" for p in ("ecephys", "behavior"))
+    names = {base}
+    if parent and parent != root:
+        try:
+            listing = fs.ls(parent, detail=False)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            listing = []
+        names.update(
+            b
+            for b in (posixpath.basename(str(n).rstrip("/")) for n in listing)
+            if b.startswith(prefixes)
+        )
+    return index_sessions(names)[base]
 
 
 def _select_sync(candidates: list[dict[str, Any]], sid: SessionId) -> str | None:

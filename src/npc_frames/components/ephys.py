@@ -6,13 +6,17 @@ node of a session is identical except its DATE, so the first readable one is use
 
 Decisions
 ---------
-* Electrode-group ``location`` is ``unknown``: probe-insertion records are not read yet; a manifest
-  may give it as ``raw.annotations["probe_locations"] = {"A": "2002 A2", …}``.
+* Electrode-group ``location`` is ``"<implant> <hole>"`` from the raw ``probe_insertions.json``
+  (:mod:`npc_frames.probes`), else ``unknown``; a manifest may override it as
+  ``raw.annotations["probe_locations"] = {"A": "2002 A2", …}``.
+* Only *used* probes appear: recorded and not skipped (:func:`npc_frames.probes.skip_reasons`).
 * CCF annotation: per probe, from an IBL alignment payload, a legacy IBL-GUI JSON or a TissueCyte
   CSV, in that order of precedence (:mod:`npc_frames.anatomy`; docs/formats.md "CCF
   annotations"). A file that cannot be used is reported by a warning naming it; the other probes
   are still annotated.
-* Surface-channel recordings (root folder ending ``_surface_channels``) add 384 to channels.
+* Surface-channel recordings (``RawSession.is_surface_channel``: a folder ending
+  ``_surface_channels``, or a later recording of the day without sync or stim files) add 384 to
+  channels.
 """
 
 from __future__ import annotations
@@ -62,8 +66,9 @@ class ProbeSetup:
 
 
 def _surface_offset(raw: RawSession) -> int:
-    root = raw.root.rstrip("/")
-    return SURFACE_CHANNEL_OFFSET if root.endswith("_surface_channels") else 0
+    # discovery decides: a `_surface_channels` folder, or an Open Ephys recording without sync or
+    # stim files later in the day
+    return SURFACE_CHANNEL_OFFSET if raw.is_surface_channel else 0
 
 
 @timed

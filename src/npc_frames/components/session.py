@@ -26,7 +26,7 @@ from npc_frames.components._task import (
     task_file,
     valid_frame_times,
 )
-from npc_frames.errors import NpcFramesError
+from npc_frames.errors import BadFormatError, NpcFramesError
 from npc_frames.schemas.behavior import SESSIONS, SUBJECTS
 
 if TYPE_CHECKING:
@@ -54,10 +54,38 @@ def _experimenter(raw: RawSession) -> str | None:
         return read_experimenter(f)
 
 
+def _ephys_start_time(raw: RawSession) -> datetime.datetime:
+    """Return the Open Ephys acquisition start (sync_messages.txt software time, rig local time).
+
+    The start of a recording with neither sync nor stim files, e.g. a surface-channel recording.
+    """
+    import zoneinfo
+
+    from npc_frames.readers.openephys import main_recording, read_sync_messages
+
+    node = raw.record_node_paths[0]
+    local = getattr(raw, "local_tree", None)
+    folder = local(node) if callable(local) else node
+    msgs = read_sync_messages(main_recording(folder))
+    if msgs.software_time_ms is None:
+        raise BadFormatError(
+            "sync_messages.txt has no software start time",
+            path=msgs.path,
+            field="Software Time",
+            expected="'Software Time (milliseconds since midnight Jan 1st 1970 UTC): <ms>'",
+        )
+    when = datetime.datetime.fromtimestamp(
+        msgs.software_time_ms / 1000, tz=zoneinfo.ZoneInfo(TIME_ZONE)
+    )
+    return when.replace(tzinfo=None)
+
+
 def _start_time(raw: RawSession) -> datetime.datetime:
     sync = sync_data(raw)
     if sync is not None:
         return sync.start_time
+    if not raw.stim_paths and raw.is_ephys:
+        return _ephys_start_time(raw)
     try:
         path, _ = task_file(raw)
     except NpcFramesError:

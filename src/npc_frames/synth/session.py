@@ -290,16 +290,12 @@ def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
     }
 
 
-SORTED_ASSET_TIME = datetime.time(6, 52, 11)
-
-
 def _move_sorting_to_asset(root: Path, ephys_truth: Any, *, date: datetime.date) -> dict[str, Any]:
     """Return the truth of a sorted asset after moving ``<root>/sorting/*`` into
     ``<root name>_sorted_<date + 3 days>_<06-52-11>/phy/`` (probe truth paths updated)."""
-    when = datetime.datetime.combine(date + datetime.timedelta(days=3), SORTED_ASSET_TIME)
-    asset = root.with_name(f"{root.name}_sorted_{when:%Y-%m-%d_%H-%M-%S}")
-    asset.mkdir(parents=True)
-    shutil.move(str(root / "sorting"), str(asset / "phy"))
+    from npc_frames.synth.population import move_sorting_to_sibling_asset
+
+    asset = move_sorting_to_sibling_asset(root, date)
     ephys_truth.probes = type(ephys_truth.probes)(
         dataclasses.replace(
             probe,
@@ -333,6 +329,8 @@ def make_session(
     compress: bool = False,
     sorted_as_asset: bool = False,
     annotations: bool = True,
+    video_behavior: bool = False,
+    video_behavior_length_delta: Mapping[str, int] | None = None,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -382,6 +380,11 @@ def make_session(
         Write CCF annotations of the probes, in every file format (``synth.anatomy``), into a
         sibling ``<raw name>_annotations_<date + 5 days>_10-00-00/`` asset;
         ``Truth.assets["annotations"]`` holds the expected per-channel anatomy.
+    video_behavior, video_behavior_length_delta:
+        Also write the video-derived assets (DeepLabCut eye tracking, Lightning Pose, facemap;
+        :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
+        ``{kind: n}`` gives an asset ``n`` rows more (or fewer) than its video. Needs `video`.
+        ``Truth.assets[kind]`` records what was written.
     """
     date, start_time = _check_params(
         seed=seed,
@@ -408,11 +411,9 @@ def make_session(
     out_dir = Path(out_dir).absolute()
     root = out_dir / asset_name
     truth_dir = out_dir / f"{asset_name}.truth"
-    siblings = [
-        *out_dir.glob(f"{asset_name}_sorted_*"),
-        *out_dir.glob(f"{asset_name}_annotations_*"),
-    ]
-    for folder in (root, truth_dir, *siblings):
+    derived = ("sorted", "dlc_eye", "LPFaceParts", "facemap", "annotations")
+    old_assets = [p for d in derived for p in out_dir.glob(f"{asset_name}_{d}_*")]
+    for folder in (root, truth_dir, *old_assets):
         if folder.exists():
             shutil.rmtree(folder)
     behavior_dir = root / "behavior"
@@ -553,6 +554,22 @@ def make_session(
         compression="gzip" if compress else None,
     )
 
+    if video_behavior and video_result is not None:
+        from npc_frames.synth.video_behavior import make_video_behavior
+
+        dr = [_attr(r, "truth") for r in runs if _attr(r, "script_name") == "DynamicRouting1"]
+        assets.update(
+            make_video_behavior(
+                root,
+                rng=np.random.default_rng(ss.spawn(1)[0]),
+                video={k: dataclasses.asdict(c) for k, c in video_result.cameras.items()},
+                task=dr[0] if dr else None,
+                subject=int(subject),
+                date=date,
+                length_delta=video_behavior_length_delta,
+            )
+        )
+
     # --- truth ------------------------------------------------------------------------------------
     script_truths = []
     for run in runs:
@@ -634,6 +651,8 @@ def make_session(
             "compress": bool(compress),
             "sorted_as_asset": bool(sorted_as_asset),
             "annotations": bool(annotations),
+            "video_behavior": bool(video_behavior),
+            "video_behavior_length_delta": dict(video_behavior_length_delta or {}),
         },
         assets=assets,
         probe_insertions=probe_record,
