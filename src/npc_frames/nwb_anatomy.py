@@ -100,12 +100,13 @@ def add_spike_histograms(nwb: NWBFile, units: pl.DataFrame) -> None:
             TimeSeries(
                 name=group,
                 data=counts,
-                timestamps=centres,
+                starting_time=float(centres[0]),  # bin centres, 1 s apart
+                rate=1.0,
                 unit="spikes/s",
                 resolution=1.0,
                 description=(
                     f"spikes of all {'good (default_qc) ' if only_good else ''}units of {group} "
-                    "pooled in 1 s bins; timestamps are bin centres"
+                    "pooled in 1 s bins; times are bin centres"
                 ),
             )
         )
