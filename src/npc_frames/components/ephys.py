@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from npc_frames.errors import MissingFileError, NpcFramesError
+from npc_frames import parts
+from npc_frames.errors import AbsentModalityError, MissingFileError, NpcFramesError
 from npc_frames.readers import openephys as oe
 from npc_frames.schemas.ephys import DEVICES, ELECTRODE_GROUPS, ELECTRODES
 
@@ -67,10 +68,14 @@ def _surface_offset(raw: Any) -> int:
 
 
 def probe_setup(raw: Any) -> ProbeSetup:
-    """Return the session's recorded probes and their settings.xml entries (errors collected)."""
+    """Return the session's recorded probes and their settings.xml entries (errors collected).
+
+    Raises AbsentModalityError when the session has no Open Ephys record nodes (behavior-only);
+    an unreadable record node is reported as a failed part (:mod:`npc_frames.parts`).
+    """
     nodes = oe.record_nodes(raw)
     if not nodes:
-        raise MissingFileError(
+        raise AbsentModalityError(
             "session has no Open Ephys record nodes",
             path=getattr(raw, "root", raw),
             expected="ecephys/ecephys_clipped/Record Node NNN/",
@@ -82,6 +87,7 @@ def probe_setup(raw: Any) -> ProbeSetup:
             rec = oe.read_recording(node)
         except NpcFramesError as exc:
             errors[node] = exc
+            parts.report_failure(os.path.basename(node.rstrip("/")), exc)
             continue
         letters.update(s.probe_letter for s in rec.streams if s.kind == "ap" and s.probe_letter)
     settings = None
@@ -91,6 +97,7 @@ def probe_setup(raw: Any) -> ProbeSetup:
             break
         except NpcFramesError as exc:
             errors[os.path.join(node, "settings.xml")] = exc
+            parts.report_failure(f"{os.path.basename(node.rstrip('/'))}/settings.xml", exc)
     probes: tuple[oe.ProbeInfo, ...] = ()
     if settings is not None:
         probes = tuple(p for p in settings.probes if p.letter in letters)
