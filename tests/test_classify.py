@@ -353,3 +353,22 @@ def test_keyword_order_and_description() -> None:
         "ecephys session without sorted units, without behavioral task data, without precise "
         "timing information"
     )
+
+
+def test_blocks_without_dprime_never_pass() -> None:
+    import polars as pl
+
+    from npc_frames.components._performance import session_flags
+
+    nan = float("nan")
+    perf = pl.DataFrame(
+        {
+            "rewarded_modality": ["vis", "aud", "vis", "aud"],
+            "cross_modality_dprime": [nan, nan, 1.2, 1.5],
+            "n_trials": [20] * 4,
+            "n_contingent_rewards": [12] * 4,
+        }
+    )
+    assert session_flags(perf) == {"is_engaged": True, "is_good_behavior": False}
+    perf = perf.with_columns(pl.Series("cross_modality_dprime", [1.1, 2.0, 1.2, 1.5]))
+    assert session_flags(perf)["is_good_behavior"] is True

@@ -45,6 +45,9 @@ _LAZY: dict[str, str] = {
     "psth": "npc_frames.analysis",
     "spike_histograms": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
+    "sessions": "npc_frames.views",
+    "scan_session_days": "npc_frames.views",
+    "scan_session_records": "npc_frames.views",
 }
 _SUBMODULES = (
     "components",
@@ -57,6 +60,7 @@ _SUBMODULES = (
     "nwb",
     "ids",
     "paths",
+    "views",
 )
 
 
@@ -83,7 +87,10 @@ __all__ = [
     "read_catalog",
     "read_session",
     "scan",
+    "scan_session_days",
+    "scan_session_records",
     "schemas",
+    "sessions",
     "spike_counts",
     "spike_histograms",
     "sql",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from npc_frames import storage
+from npc_frames import views as _derived
 from npc_frames.cache.catalog import DATA_FILE, _component_names, _glob, cache_root, read_catalog
 from npc_frames.cache.scan import _schema_of
 from npc_frames.cache_layout import (
@@ -49,6 +50,9 @@ def connect(
     if storage.is_remote(root):
         _register_remote_fs(con, root)
     wanted = set(_component_names()) | {"spike_times", "catalog"} if views is None else set(views)
+    wanted = _derived.with_dependencies(
+        wanted | (set(_derived.DERIVED_VIEWS) if views is None else set())
+    )
     if "spike_times" in wanted:
         wanted.add("units")
     present = _present_components(root)
@@ -91,6 +95,7 @@ def connect(
             )
     if "catalog" in wanted:
         con.register("catalog", read_catalog(root).to_arrow())
+    _derived.create_derived_views(con, wanted)  # session_days, session_records (npc_frames.views)
     return con
 
 
@@ -142,7 +147,7 @@ def _referenced_views(query: str) -> set[str]:
     import re
 
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query.lower()))
-    return words & ({*_component_names(), "spike_times", "catalog"})
+    return words & ({*_component_names(), "spike_times", "catalog", *_derived.DERIVED_VIEWS})
 
 
 def _sql_str(text: str) -> str:
