@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 #: subcommands in help order; a module that is absent (optional extra missing) is skipped.
-SUBCOMMANDS = ("demo", "synth", "convert", "sql", "info", "nwb", "plot")
+SUBCOMMANDS = ("demo", "synth", "convert", "sql", "info", "nwb", "plot", "qc")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -247,3 +247,14 @@ def session_summary(
     ax_run.set_xlabel("time (s, sync clock)")
     ax_run.set_ylabel("running speed (cm/s)")
     return fig
+
+
+def qc_report(
+    session_id: object,
+    cache: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] = "qc",
+) -> Any:
+    """Return the path of the session's QC report index.html (see :func:`npc_frames.qc.qc_report`)."""
+    from npc_frames.qc import qc_report as _qc_report
+
+    return _qc_report(session_id, cache, out_dir)
