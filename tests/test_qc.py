@@ -117,6 +117,12 @@ def test_broken_probe_and_no_photodiode_fail_in_qc_json(
 
     assert main(["qc", sid, "--cache", str(qc_caches[1]), "-o", str(tmp_path / "cli")]) == 1
     assert (tmp_path / "cli" / sid / "qc.json").exists()
+    from npc_frames.qc import read_qc
+
+    table = read_qc(tmp_path)  # the report above and the CLI's live in different folders
+    assert table.filter(pl.col("passed") == False)["name"].to_list() == [  # noqa: E712
+        c["name"] for c in doc["checks"] if c["passed"] is False
+    ]
 
 
 def test_population_rates_against_brute_force() -> None:

@@ -27,7 +27,7 @@ from npc_frames.errors import CacheError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Check", "qc_checks", "qc_report"]
+__all__ = ["Check", "qc_checks", "qc_report", "read_qc"]
 
 #: default_qc units a probe needs to count as recording
 MIN_QC_UNITS_PER_PROBE = 5
@@ -425,3 +425,29 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
     return str(v)
+
+
+def read_qc(out_dir: str | os.PathLike[str] = "qc") -> pl.DataFrame:
+    """Return every check of every report under `out_dir` as one frame (one row per session and
+    check): ``session_id, name, passed, value, threshold, description`` — QC across sessions."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(Path(out_dir).glob("*/qc.json")):
+        doc = json.loads(path.read_text())
+        for c in doc["checks"]:
+            v = c["value"]
+            rows.append(
+                {
+                    "session_id": doc["session_id"],
+                    **{k: c[k] for k in ("name", "passed", "threshold", "description")},
+                    "value": None if v is None else float(v),
+                }
+            )
+    schema = {
+        "session_id": pl.String,
+        "name": pl.String,
+        "passed": pl.Boolean,
+        "threshold": pl.String,
+        "description": pl.String,
+        "value": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
