@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,21 @@ def test_local_tree_is_downloaded_once(remote_raw: RawSession) -> None:
     first = remote_raw.local_tree(node)
     assert Path(first, "settings.xml").exists()
     assert remote_raw.local_tree(node) == first
+
+
+def test_local_copy_of_a_remote_file_is_fetched_once_and_keyed_by_content(
+    remote_raw: RawSession, synth_raw: RawSession
+) -> None:
+    assert remote_raw.is_remote and remote_raw.sync_path is not None
+    url = remote_raw.sync_path
+    first = remote_raw.local(url)
+    assert Path(first).read_bytes() == Path(str(synth_raw.sync_path)).read_bytes()
+    mtime = Path(first).stat().st_mtime_ns
+    assert remote_raw.local(url) == first and Path(first).stat().st_mtime_ns == mtime
+    # the content key is discovery's stamp (no round trip); another stamp names another copy
+    assert remote_raw.stat_key(url) == remote_raw.file_stats[url]
+    changed = dataclasses.replace(
+        remote_raw, file_stats={**remote_raw.file_stats, url: (remote_raw.stat_key(url)[0], "x")}
+    )
+    assert changed.local(url) != first
+    assert Path(changed.local(url)).read_bytes() == Path(first).read_bytes()

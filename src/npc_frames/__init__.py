@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "sessions": "npc_frames.views",
     "scan_session_days": "npc_frames.views",
     "scan_session_records": "npc_frames.views",
+    "clear_caches": "npc_frames.memo",
 }
 _SUBMODULES = (
     "components",
@@ -76,6 +77,7 @@ __all__ = [
     "SessionId",
     "__version__",
     "aligned_spikes",
+    "clear_caches",
     "components",
     "connect",
     "continuous",

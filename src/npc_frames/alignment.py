@@ -23,16 +23,24 @@ Decisions
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from npc_frames.errors import AlignmentError, MissingFileError, NpcFramesError
+from npc_frames import storage
+from npc_frames._log import timed
+from npc_frames.errors import AbsentModalityError, AlignmentError, MissingFileError, NpcFramesError
+from npc_frames.memo import Memo
 from npc_frames.readers import openephys as oe
+from npc_frames.readers.sync import SyncData, read_sync
+
+if TYPE_CHECKING:
+    from npc_frames.paths import RawSession
 
 __all__ = [
     "BARCODE_BIT_WIDTH",
@@ -44,10 +52,13 @@ __all__ = [
     "continuous",
     "decode_barcodes",
     "fit_clock",
+    "local_record_nodes",
     "match_barcodes",
     "session_clocks",
     "ttl_edge_times",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: width of one barcode bit, s (Arduino sync-barcode firmware; reference ``bar_duration``)
 BARCODE_BIT_WIDTH = 0.015
@@ -267,7 +278,6 @@ class SessionClocks:
     sync_total_seconds: float
     settings: oe.SettingsXml | None = None
     settings_error: NpcFramesError | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def probe_stream(self, letter: str, band: Literal["ap", "lfp"] = "ap") -> oe.ContinuousStream:
         """Return the `band` stream of probe `letter` (MissingFileError if not recorded)."""
@@ -293,61 +303,63 @@ class SessionClocks:
         raise self.failures[stream.folder_name]
 
 
-_CLOCKS_CACHE: dict[tuple[Any, ...], SessionClocks] = {}
-#: sessions whose clocks are memoized (a converting process visits many sessions)
-_CLOCKS_CACHE_SIZE = 32
+#: clocks of the sessions a process visits (a converting process visits many sessions)
+_MEMO: Memo[SessionClocks] = Memo("session clocks", maxsize=32)
 
 
-def _stat_key(path: str | None) -> tuple[Any, ...]:
-    if path is None:
-        return (None,)
-    try:
-        st = os.stat(path)
-        return (path, st.st_size, st.st_mtime_ns)
-    except OSError:
-        return (path,)
+def local_record_nodes(raw: RawSession) -> tuple[str, ...]:
+    """Return local folders of the session's Open Ephys record nodes (copies for remote ones).
+
+    Raises AbsentModalityError (a MissingFileError) when the session has none.
+    """
+    if not raw.record_node_paths:
+        raise AbsentModalityError(
+            "session has no Open Ephys record nodes",
+            path=raw.root,
+            expected="ecephys/ecephys_clipped/Record Node NNN/",
+        )
+    return tuple(raw.local(p) for p in raw.record_node_paths)
 
 
-def _local(raw: Any, path: str) -> str:
-    local = getattr(raw, "local", None)
-    return local(path) if callable(local) and "://" in path else path
+def _clock_inputs(node: str) -> list[str]:
+    """Return the local files of a record node that stream clocks are read from (sorted)."""
+    import glob
+
+    base = glob.escape(node)
+    patterns = ("*/*/structure.oebin", "*/*/sync_messages.txt", "*/*/events/*/TTL/*.npy")
+    return sorted(p for pat in patterns for p in glob.glob(os.path.join(base, pat)))
 
 
-def session_clocks(raw: Any, *, sync: Any | None = None) -> SessionClocks:
+@timed
+def session_clocks(raw: RawSession, *, sync: SyncData | None = None) -> SessionClocks:
     """Return every stream of the session's record nodes aligned to sync (memoized, for the last
-    32 sessions, by the paths, sizes and modification times of the sync file and of each record
-    node's settings.xml; pass `sync` to bypass the memo).
+    32 sessions, by the paths and content keys of the sync file and of each record node's
+    settings.xml; pass `sync` to bypass the memo).
 
     Streams that cannot be aligned are listed in ``failures`` with their AlignmentError (or
     missing-file error) instead of raising, so that the other probes still convert. A session
     without a sync file raises MissingFileError.
     """
-    nodes = oe.record_nodes(raw)
-    if not nodes:
+    nodes = local_record_nodes(raw)
+    if sync is not None:
+        return _session_clocks(nodes, sync)
+    sync_path = raw.sync_path
+    if sync_path is None:
         raise MissingFileError(
-            "session has no Open Ephys record nodes",
-            path=getattr(raw, "root", raw),
-            expected="ecephys/ecephys_clipped/Record Node NNN/",
+            "session has no sync file: Open Ephys streams cannot be put on the sync clock",
+            path=raw.root,
+            expected="behavior/<YYYYMMDDTHHMMSS>.h5",
         )
-    sync_path = getattr(raw, "sync_path", None)
     key = (
-        tuple(_stat_key(os.path.join(n, "settings.xml")) for n in nodes),
-        tuple(nodes),
-        _stat_key(sync_path),
-        id(sync) if sync is not None else None,
+        tuple((n, storage.stat_key(os.path.join(n, "settings.xml"))) for n in nodes),
+        # every other file the clocks are read from: a repaired file must not hit a stale entry
+        tuple((p, storage.stat_key(p)) for n in nodes for p in _clock_inputs(n)),
+        (sync_path, raw.stat_key(sync_path)),
     )
-    if key in _CLOCKS_CACHE:
-        return _CLOCKS_CACHE[key]
-    if sync is None:
-        if sync_path is None:
-            raise MissingFileError(
-                "session has no sync file: Open Ephys streams cannot be put on the sync clock",
-                path=getattr(raw, "root", raw),
-                expected="behavior/<YYYYMMDDTHHMMSS>.h5",
-            )
-        from npc_frames.readers.sync import read_sync
+    return _MEMO.get(key, lambda: _session_clocks(nodes, read_sync(raw.local(sync_path))))
 
-        sync = read_sync(_local(raw, sync_path))
+
+def _session_clocks(nodes: tuple[str, ...], sync: SyncData) -> SessionClocks:
     total = float(sync.total_seconds)
     sync_barcodes = decode_barcodes(
         sync.rising(SYNC_BARCODE_LINE), sync.falling(SYNC_BARCODE_LINE), total_duration=total
@@ -388,7 +400,7 @@ def session_clocks(raw: Any, *, sync: Any | None = None) -> SessionClocks:
         settings = oe.read_settings_xml(nodes[0])
     except NpcFramesError as exc:
         settings_error = exc
-    out = SessionClocks(
+    return SessionClocks(
         streams=streams,
         clocks=clocks,
         failures=failures,
@@ -396,15 +408,11 @@ def session_clocks(raw: Any, *, sync: Any | None = None) -> SessionClocks:
         settings=settings,
         settings_error=settings_error,
     )
-    if key[-1] is None:
-        if len(_CLOCKS_CACHE) >= _CLOCKS_CACHE_SIZE:
-            _CLOCKS_CACHE.pop(next(iter(_CLOCKS_CACHE)))
-        _CLOCKS_CACHE[key] = out
-    return out
 
 
+@timed
 def continuous(
-    raw: Any, probe: str, band: Literal["ap", "lfp"] = "ap"
+    raw: RawSession, probe: str, band: Literal["ap", "lfp"] = "ap"
 ) -> tuple[np.memmap[Any, np.dtype[np.int16]], FloatArray]:
     """Return (int16 memmap (samples, channels), sample times on sync in s) of a probe's band.
 

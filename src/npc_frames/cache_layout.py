@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,6 +46,8 @@ __all__ = [
     "to_parquet_bytes",
     "unpack",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: file metadata key: JSON {column: element dtype name} of the packed list columns
 PACKED_KEY = "npc_frames.packed"
@@ -276,8 +279,3 @@ def to_parquet_bytes(
         for a, b in row_group_bounds(df, layout):
             writer.write_table(table.slice(a, b - a), row_group_size=max(b - a, 1))
     return buf.getvalue()
-
-
-def arrow_table(df: pl.DataFrame) -> pa.Table:
-    """Return `df` as a pyarrow Table (helper for callers that write with their own options)."""
-    return df.to_arrow()

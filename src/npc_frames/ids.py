@@ -21,8 +21,11 @@ from typing import Any
 from npc_frames.errors import InvalidIdError
 
 __all__ = [
+    "SURFACE_CHANNELS_SUFFIX",
     "AindSessionId",
     "SessionId",
+    "index_sessions",
+    "is_surface_channels_name",
     "parse_aind_session_id",
     "parse_camera_name",
     "parse_date",
@@ -323,3 +326,68 @@ def parse_camera_name(text: object) -> str:
         if sub in s:
             return name
     raise _err("camera name", text, "a name containing 'eye', 'face', 'beh'/'_box_' or 'nose'")
+
+
+# ----------------------------------------------------------------------- same-day session indices
+#: a local surface-channel ("deep insertion") recording lives beside its main recording's folder,
+#: named like it plus this suffix
+SURFACE_CHANNELS_SUFFIX = "_surface_channels"
+# a raw data asset name: platform, subject, date, acquisition time, nothing else (derived assets
+# such as ``…_sorted_<date>_<time>`` and ``….truth`` folders never take part in the index)
+_RAW_ASSET_RE = re.compile(
+    r"^(?P<aind>(?:ecephys|behavior)_\d{6,7}_20\d\d-\d\d-\d\d_\d\d-\d\d-\d\d)"
+    r"(?P<surface>" + re.escape(SURFACE_CHANNELS_SUFFIX) + r")?$"
+)
+
+
+def is_surface_channels_name(name: str) -> bool:
+    """Return True when folder `name` (or path) is a local surface-channel recording's folder."""
+    return name.rstrip("/").endswith(SURFACE_CHANNELS_SUFFIX)
+
+
+def _basename(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def index_sessions(names: Any) -> dict[str, SessionId]:
+    """Return {name: SessionId with its same-day index} for the raw asset names among `names`.
+
+    The index rule: the raw assets of one subject on one date (``ecephys_`` and ``behavior_``
+    names with an acquisition time) are ordered by acquisition time, and a session's index is the
+    rank of its time among the distinct times (0 = the first recording of the day, printed
+    without suffix; 1 = the second, ``…_1``). Assets sharing an acquisition time are one session.
+    A local surface-channel folder (``<main name>_surface_channels``) ranks directly after its
+    main recording, whose time it carries; its main recording counts even when not listed, so
+    a surface-channel recording is never index 0.
+
+    Indices are stable as later recordings are added (the way a day's sessions are acquired);
+    a recording inserted *before* existing ones shifts each later one by exactly one.
+
+    `names` are folder names, paths or URLs (the last path component is used); names that are
+    not raw asset names (derived assets, ``*.truth`` folders, anything else) are left out.
+    """
+    parsed: dict[str, tuple[AindSessionId, bool]] = {}
+    for name in names:
+        m = _RAW_ASSET_RE.match(_basename(str(name)))
+        if m is None:
+            continue
+        try:
+            aind = parse_aind_session_id(m["aind"])
+        except InvalidIdError:
+            continue
+        parsed[str(name)] = (aind, m["surface"] is not None)
+    keys: dict[tuple[int, dt.date], set[tuple[dt.datetime, bool]]] = {}
+    for aind, surface in parsed.values():
+        day = keys.setdefault((aind.subject, aind.start.date()), set())
+        day.add((aind.start, surface))
+        if surface:  # the main recording exists even if it was not listed
+            day.add((aind.start, False))
+    ranks = {day: {key: i for i, key in enumerate(sorted(ks))} for day, ks in keys.items()}
+    return {
+        name: SessionId(
+            aind.subject,
+            aind.start.date(),
+            ranks[(aind.subject, aind.start.date())][(aind.start, surface)],
+        )
+        for name, (aind, surface) in parsed.items()
+    }

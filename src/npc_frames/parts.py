@@ -16,6 +16,13 @@ Reports go to the innermost :func:`collect` block of the current context (``conv
 per component). Outside such a block they are logged at debug level only, so calling a component
 directly behaves as before (components keep their own warnings).
 
+The same context records which files a component **read** (:func:`record_reads`), so that the
+cache fingerprints each component by exactly its inputs: every ``open()`` (Python's ``open``
+audit event: ``np.load``, memmaps, XML/JSON readers, fsspec local files), plus
+:func:`record_read` where a library opens files itself (h5py, Polars' CSV reader) or a remote
+file is fetched (``RawSession.local``). Memoized results replay the reads that computed them
+(:class:`npc_frames.memo.Memo`), so a component served from a memo still lists the files.
+
 >>> from npc_frames.errors import BadFormatError
 >>> with collect() as found:
 ...     report_failure("probeB", BadFormatError("spike_times is short", path="x"), probe="B")
@@ -28,12 +35,24 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
+import sys
+import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Part", "collect", "error_location", "report_absent", "report_failure"]
+__all__ = [
+    "Part",
+    "collect",
+    "error_location",
+    "record_read",
+    "record_reads",
+    "replay_reads",
+    "report_absent",
+    "report_failure",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +117,22 @@ def _add(part: Part) -> None:
 
 
 def report_failure(part: str, error: BaseException, *, probe: str | None = None) -> None:
-    """Return None after recording that `part` of the current component's input failed."""
+    """Return None after recording that `part` of the current component's input failed.
+
+    The location is where `error` was raised, or (for an error built but never raised) the
+    line that reports it.
+    """
+    location = error_location(error)
+    if location is None:
+        caller = sys._getframe(1)
+        location = f"{caller.f_globals.get('__name__', '?')}:{caller.f_lineno}"
     _add(
         Part(
             part=part,
             status="failed",
             error_type=type(error).__name__,
             message=str(error),
-            location=error_location(error),
+            location=location,
             probe=probe,
         )
     )
@@ -122,3 +149,59 @@ def report_absent(part: str, reason: str, *, probe: str | None = None) -> None:
             probe=probe,
         )
     )
+
+
+# ------------------------------------------------------------------------------------- reads
+_READS: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "npc_frames_reads", default=None
+)
+_HOOK_INSTALLED = False
+_HOOK_LOCK = threading.Lock()
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event != "open":
+        return
+    found = _READS.get()
+    if found is None:
+        return
+    path = args[0] if args else None
+    if isinstance(path, str | os.PathLike):
+        found.add(os.fspath(path))  # type: ignore[arg-type]
+
+
+def _install_hook() -> None:
+    global _HOOK_INSTALLED
+    with _HOOK_LOCK:
+        if not _HOOK_INSTALLED:
+            sys.addaudithook(_audit)  # cannot be removed; costs one check per audit event
+            _HOOK_INSTALLED = True
+
+
+@contextlib.contextmanager
+def record_reads() -> Iterator[set[str]]:
+    """Return (as the context value) the set of paths opened for reading inside the block."""
+    _install_hook()
+    found: set[str] = set()
+    token = _READS.set(found)
+    try:
+        yield found
+    finally:
+        _READS.reset(token)
+        outer = _READS.get()
+        if outer is not None:  # nested blocks (a memo computing) also count for the outer one
+            outer.update(found)
+
+
+def record_read(path: str | os.PathLike[str]) -> None:
+    """Return None after noting that `path` (a file, or a folder read whole) was read."""
+    found = _READS.get()
+    if found is not None:
+        found.add(os.fspath(path))
+
+
+def replay_reads(paths: Iterable[str]) -> None:
+    """Return None after noting `paths` as read (a memoized value's inputs, on a memo hit)."""
+    found = _READS.get()
+    if found is not None:
+        found.update(paths)

@@ -7,6 +7,7 @@ readers receive the RawSession and open only the files they need.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import posixpath
 import tempfile
@@ -18,10 +19,22 @@ from typing import IO, Any
 import fsspec
 from fsspec.core import url_to_fs
 
+from npc_frames import parts, storage
+from npc_frames._log import timed
 from npc_frames.errors import InvalidIdError, MissingFileError
-from npc_frames.ids import SessionId, parse_date, parse_datetime, parse_session_id, parse_subject
+from npc_frames.ids import (
+    SessionId,
+    index_sessions,
+    is_surface_channels_name,
+    parse_date,
+    parse_datetime,
+    parse_session_id,
+    parse_subject,
+)
 
 __all__ = ["RawSession"]
+
+logger = logging.getLogger(__name__)
 
 # stim files known to be corrupt in the reference's tracked sessions (FORMATS §1.2)
 EXCLUDED_STIM_STEMS = frozenset({"DynamicRouting1_670248_20230802_120703"})
@@ -70,6 +83,7 @@ class RawSession:
 
     # -------------------------------------------------------------------------------- discovery
     @classmethod
+    @timed
     def from_path(
         cls,
         path: str | os.PathLike[str],
@@ -82,7 +96,10 @@ class RawSession:
 
         The session id is parsed from the folder name (e.g. an AIND asset name
         ``ecephys_668755_2023-08-31_12-33-31``) unless given; when the folder name has none, the
-        first stim file's name is used.
+        first stim file's name is used. For a raw asset name (``ecephys_``/``behavior_`` +
+        subject + date + time, or such a name + ``_surface_channels``) the same-day index comes
+        from the raw assets beside it in the parent folder (one listing), by
+        :func:`npc_frames.ids.index_sessions`: the day's second recording is ``…_1``.
         """
         url = os.fspath(path)
         fs, root = url_to_fs(url, **dict(storage_options or {}))
@@ -112,10 +129,7 @@ class RawSession:
                 return []
             for e in entries:
                 if e.get("type") == "file":
-                    stats[full(e["name"])] = (
-                        int(e.get("size") or 0),
-                        str(e.get("mtime") or e.get("LastModified") or e.get("ETag") or ""),
-                    )
+                    stats[full(e["name"])] = (int(e.get("size") or 0), storage.version_of(e))
             return entries
 
         def files(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -130,6 +144,8 @@ class RawSession:
         candidates = files(top) + files(behavior)
 
         sid = _session_id(session_id, root, candidates)
+        if session_id is None:
+            sid = _same_day_index(fs, root, sid)
 
         sync_path = _select_sync(candidates, sid)
         stim_paths = _select_stims(candidates, sid)
@@ -209,6 +225,45 @@ class RawSession:
         return bool(self.video_json_paths)
 
     @property
+    def platform(self) -> str | None:
+        """Return the AIND platform of the folder name (``ecephys`` or ``behavior``), else None."""
+        base = posixpath.basename(self.root.rstrip("/"))
+        head = base.split("_", 1)[0]
+        return head if head in ("ecephys", "behavior") and "_" in base else None
+
+    @property
+    def is_behavior_box(self) -> bool:
+        """Return True for a behaviour-box session: no sync file and a ``_box_`` camera video."""
+        return not self.is_sync and any(
+            "_box_" in posixpath.basename(p).lower() for p in self.video_json_paths
+        )
+
+    @property
+    def is_surface_channel(self) -> bool:
+        """Return True for a surface-channel ("deep insertion") recording.
+
+        That is a second, short Open Ephys recording of the day with the probes' channel banks
+        at the brain surface: a folder named ``<main folder>_surface_channels``, or an Open Ephys
+        recording with neither sync file nor stim files that is not the day's first session.
+        """
+        if is_surface_channels_name(self.root):
+            return True
+        return (
+            self.is_ephys and not self.is_sync and not self.stim_paths and self.session_id.idx > 0
+        )
+
+    @property
+    def main_session_id(self) -> SessionId | None:
+        """Return the id of the main session a surface-channel recording belongs to, else None.
+
+        The main session is the day's recording just before it: index − 1.
+        """
+        if not self.is_surface_channel or self.session_id.idx == 0:
+            return None
+        sid = self.session_id
+        return SessionId(sid.subject, sid.date, sid.idx - 1)
+
+    @property
     def is_task(self) -> bool:
         """Return True when a DynamicRouting1 task file was found."""
         return bool(self.stim_paths_for("DynamicRouting1"))
@@ -225,69 +280,62 @@ class RawSession:
 
     def open(self, path: str, mode: str = "rb") -> IO[Any]:
         """Return an open file object for `path` (local or remote) — the caller closes it."""
+        parts.record_read(path)
         return fsspec.open(path, mode).open()  # type: ignore[no-any-return]
 
-    def local(self, path: str) -> str:
-        """Return a local filesystem path for `path`, downloading a remote file once into a
-        per-user cache (keyed by URL, size and modification stamp)."""
-        if "://" not in path or path.startswith("file://"):
-            return path.removeprefix("file://")
-        size, stamp = self.file_stats.get(path, (0, ""))
-        key = hashlib.sha256(f"{path}|{size}|{stamp}".encode()).hexdigest()[:20]
-        cache_dir = os.path.join(
-            os.environ.get(
-                "NPC_FRAMES_DOWNLOADS", os.path.join(tempfile.gettempdir(), "npc_frames_downloads")
-            ),
-            key,
-        )
-        target = os.path.join(cache_dir, posixpath.basename(path))
-        if not os.path.exists(target):
-            os.makedirs(cache_dir, exist_ok=True)
-            tmp = target + f".part{os.getpid()}"
-            fs, p = url_to_fs(path)
-            fs.get_file(p, tmp)
-            os.replace(tmp, target)
-        return target
+    @property
+    def is_remote(self) -> bool:
+        """Return True when the session lives on a remote fsspec filesystem (e.g. ``s3://``)."""
+        return storage.is_remote(self.root)
 
-    def local_tree(self, path: str) -> str:
-        """Return a local copy of folder `path`: the folder itself when local, else a recursive
-        download into the per-user download cache, made once per content (keyed by every file's
-        name, size and stamp) and published atomically (temp folder + rename).
+    def stat_key(self, path: str) -> tuple[int, str]:
+        """Return (size in bytes, version stamp) of file `path`: the key of its content.
 
-        Open Ephys record nodes and sorting folders are read through numpy memmaps and libraries
-        that need real files; clipped uploads keep them small enough to fetch whole.
+        The one file-stat key of the library: memoized readers key on it and the cache's input
+        fingerprint is made of it. Remote files take the stamp recorded at discovery (no round
+        trip); local files are stat-ed now, so a file rewritten since discovery gets a new key.
         """
-        if "://" not in path or path.startswith("file://"):
+        if storage.is_remote(path) and path in self.file_stats:
+            size, stamp = self.file_stats[path]
+            return (int(size), str(stamp))
+        return storage.stat_key(path)
+
+    def local(self, path: str) -> str:
+        """Return a local filesystem path with the content of file or folder `path`.
+
+        Local paths come back unchanged. A remote file or folder is downloaded once into the
+        per-user download cache (``$NPC_FRAMES_DOWNLOADS``, else ``<tmp>/npc_frames_downloads``)
+        under a name made of its URL and content (a file's :meth:`stat_key`; a folder's listing
+        of names, sizes and stamps), and published atomically, so concurrent processes share one
+        copy and a changed file gets a new one. Open Ephys record nodes, sorting folders and HDF5
+        files are read through memmaps and libraries that need real files; clipped uploads keep
+        them small enough to fetch whole.
+        """
+        if not storage.is_remote(path):
             return path.removeprefix("file://")
-        fs, remote = url_to_fs(path)
-        listing = fs.find(remote, detail=True)
-        stamp = "|".join(
-            f"{name}:{info.get('size')}:{info.get('ETag') or info.get('mtime') or ''}"
-            for name, info in sorted(listing.items())
-        )
-        key = hashlib.sha256(f"{path}|{stamp}".encode()).hexdigest()[:20]
+        parts.record_read(path)  # the local copy's opens are outside the session root
+        url = path.rstrip("/")
+        if url in self.file_stats:
+            content: str = repr(self.stat_key(url))
+        else:
+            fs, remote = url_to_fs(url)
+            if fs.isdir(remote):
+                listing = fs.find(remote, detail=True)
+                content = "|".join(
+                    f"{name}:{info.get('size')}:{storage.version_of(info)}"
+                    for name, info in sorted(listing.items())
+                )
+            else:
+                content = repr(storage.stat_key(url))
+        key = hashlib.sha256(f"{url}|{content}".encode()).hexdigest()[:20]
         base = os.environ.get(
             "NPC_FRAMES_DOWNLOADS", os.path.join(tempfile.gettempdir(), "npc_frames_downloads")
         )
-        target = os.path.join(base, key, posixpath.basename(remote.rstrip("/")))
-        if os.path.isdir(target):
-            return target
-        tmp = os.path.join(base, key, f".part{os.getpid()}")
-        root = remote.rstrip("/")
-        for name, info in listing.items():
-            if info.get("type") == "directory":
-                continue
-            dest = os.path.join(tmp, os.path.relpath(name, root))
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            fs.get_file(name, dest)
-        os.makedirs(tmp, exist_ok=True)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process published the same content first
-            import shutil
+        return storage.download(url, os.path.join(base, key, posixpath.basename(url)))
 
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
+    def local_tree(self, path: str) -> str:
+        """Return a local copy of folder `path` (same as :meth:`local`, kept for callers)."""
+        return self.local(path)
 
     def input_paths(self) -> list[str]:
         """Return every discovered file whose content a component may read (for fingerprints)."""
@@ -332,6 +380,28 @@ def _session_id(
         field="session_id",
         expected="a folder such as ecephys_<subject>_<YYYY-MM-DD>_<HH-MM-SS>, or pass session_id=",
     )
+
+
+def _same_day_index(fs: fsspec.AbstractFileSystem, root: str, sid: SessionId) -> SessionId:
+    """Return `sid` with the same-day index of raw asset folder `root` among the raw assets in
+    its parent folder (I/O: one listing); `sid` unchanged when `root` is no raw asset name."""
+    base = posixpath.basename(root.rstrip("/"))
+    if base not in index_sessions([base]):
+        return sid
+    parent = posixpath.dirname(root.rstrip("/"))
+    prefixes = tuple(f"{p}_{sid.subject}_{sid.date:%Y-%m-%d}_" for p in ("ecephys", "behavior"))
+    names = {base}
+    if parent and parent != root:
+        try:
+            listing = fs.ls(parent, detail=False)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            listing = []
+        names.update(
+            b
+            for b in (posixpath.basename(str(n).rstrip("/")) for n in listing)
+            if b.startswith(prefixes)
+        )
+    return index_sessions(names)[base]
 
 
 def _select_sync(candidates: list[dict[str, Any]], sid: SessionId) -> str | None:

@@ -16,19 +16,23 @@ Atomicity:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import fsspec
 
+from npc_frames._log import timed
 from npc_frames.errors import CacheError
 
 __all__ = [
     "TEMP_SUFFIX",
+    "atomic_local_path",
     "atomic_write_bytes",
+    "download",
     "exists",
     "file_lock",
     "filesystem",
@@ -40,8 +44,12 @@ __all__ = [
     "read_bytes",
     "remove",
     "remove_stale_temp_files",
+    "stat_key",
     "strip_protocol",
+    "version_of",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: suffix of temporary files written before an atomic replace (prefix is ".")
 TEMP_SUFFIX = ".tmp"
@@ -185,31 +193,35 @@ def _temp_name(dest_name: str) -> str:
     return f".{dest_name}~{host}~{os.getpid()}~{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one.
+@contextlib.contextmanager
+def atomic_local_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary path beside local `path`; on a clean exit it replaces `path` atomically.
 
-    Locally: temp file in the same folder + fsync + ``os.replace``. On S3: a single PUT.
+    The one atomic-publish rule for local files and folders: write (or download, or let a library
+    such as h5py create) the new content at the yielded path, and leave the block. The temporary
+    name starts with ``.`` and ends with :data:`TEMP_SUFFIX` so no reader's glob matches it and
+    :func:`remove_stale_temp_files` can delete what a dead writer left. A file is fsynced before
+    the rename; the rename itself is made durable where the filesystem allows. On an error the
+    temporary file or folder is deleted and `path` is untouched. A folder cannot replace an
+    existing non-empty folder: then the other writer's copy (same content) is kept.
     """
-    fs, p = filesystem(path)
-    if is_remote(path):
-        try:
-            fs.pipe_file(p, data)
-        except OSError as exc:
-            raise CacheError(f"cannot write {len(data)} bytes: {exc}", path=path) from exc
-        return
-    folder, name = os.path.split(p)
+    dest = strip_protocol(path)
+    folder, name = os.path.split(dest)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, _temp_name(name))
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+        yield tmp
+        if os.path.isfile(tmp):
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not (os.path.isdir(tmp) and os.path.isdir(dest)):
+                raise
+            # another process published the same folder first; keep theirs
+    finally:
+        _remove_path(tmp)
     # make the rename durable too (best effort: not every filesystem supports fsync on folders)
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -217,6 +229,86 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one.
+
+    Locally: :func:`atomic_local_path` (temp file in the same folder + fsync + ``os.replace``).
+    On S3: a single PUT.
+    """
+    if is_remote(path):
+        fs, p = filesystem(path)
+        try:
+            fs.pipe_file(p, data)
+        except OSError as exc:
+            raise CacheError(f"cannot write {len(data)} bytes: {exc}", path=path) from exc
+        return
+    with atomic_local_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+@timed
+def download(url: str, dest: str) -> str:
+    """Return `dest` after copying the remote file or folder `url` there, published atomically.
+
+    A folder is fetched recursively. An existing `dest` is kept as it is (the caller names `dest`
+    by content, so an existing copy is the same content).
+    """
+    if os.path.exists(dest):
+        return dest
+    fs, remote = filesystem(url)
+    with atomic_local_path(dest) as tmp:
+        if fs.isdir(remote):
+            base = remote.rstrip("/")
+            for name, info in fs.find(remote, detail=True).items():
+                if info.get("type") == "directory":
+                    continue
+                target = os.path.join(tmp, os.path.relpath(name, base))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                fs.get_file(name, target)
+            os.makedirs(tmp, exist_ok=True)
+        else:
+            fs.get_file(remote, tmp)
+    return dest
+
+
+def stat_key(path: str) -> tuple[int, str]:
+    """Return (size in bytes, version) of the file at `path`: the one key of a file's content.
+
+    ``version`` is the modification time (``str(st_mtime)``) of a local file and the
+    modification stamp, else ETag, of a remote object, in the form discovery records them
+    (:func:`version_of`). A missing file gives ``(-1, "")``, so a later file of that name gets
+    another key.
+    """
+    if not is_remote(path):
+        try:
+            st = os.stat(strip_protocol(path))
+        except OSError:
+            return (-1, "")
+        return (int(st.st_size), str(st.st_mtime))
+    fs, p = filesystem(path)
+    try:
+        info = fs.info(p)
+    except (FileNotFoundError, OSError):
+        return (-1, "")
+    return (int(info.get("size") or 0), version_of(info))
+
+
+def version_of(info: Mapping[str, Any]) -> str:
+    """Return the version stamp of an fsspec ``info``/``ls`` entry (mtime, else LastModified,
+    else ETag), as text."""
+    return str(info.get("mtime") or info.get("LastModified") or info.get("ETag") or "")
 
 
 def _pid_alive(pid: int) -> bool:

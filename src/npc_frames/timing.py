@@ -48,17 +48,17 @@ Decisions on the **[quirk]**s of the reference implementation, in one place:
 from __future__ import annotations
 
 import datetime
-import os
-import threading
-from collections import OrderedDict
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from npc_frames._log import timed
 from npc_frames.errors import AlignmentError, BadFormatError, NpcFramesError
+from npc_frames.memo import Memo
 from npc_frames.readers.stim import StimFile, open_stim
 from npc_frames.readers.sync import SyncData, read_sync
 
@@ -77,6 +77,8 @@ __all__ = [
     "timing_failures",
     "vsync_blocks",
 ]
+
+logger = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 
@@ -736,69 +738,37 @@ def _rename(t: FrameTimes, path: str) -> FrameTimes:
 
 
 # ------------------------------------------------------------------------ RawSession level
-_MEMO: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_MEMO_SIZE = 16
-_MEMO_LOCK = threading.Lock()
+#: frame times per session, keyed by the content of its sync and stim files
+_MEMO: Memo[_Timing] = Memo("frame times", maxsize=16)
 
 
-def _memo(key: tuple[Any, ...], fn: Callable[[], Any]) -> Any:
-    # the lock guards the dict only: fn() may itself memoize (frame times -> sync data); two
-    # threads racing on one key both compute and the last result is kept
-    with _MEMO_LOCK:
-        if key in _MEMO:
-            _MEMO.move_to_end(key)
-            return _MEMO[key]
-    value = fn()
-    with _MEMO_LOCK:
-        _MEMO[key] = value
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    return value
-
-
-def _stamp(raw: RawSession, path: str) -> tuple[str, Any]:
-    stats = getattr(raw, "file_stats", {}) or {}
-    if path in stats:
-        return (path, tuple(stats[path]))
-    local = path.removeprefix("file://")
-    if "://" not in local:
-        try:
-            st = os.stat(local)
-            return (path, (st.st_size, st.st_mtime_ns))
-        except OSError:
-            return (path, None)
-    return (path, None)
-
-
-def _local(raw: RawSession, path: str) -> str:
-    fn = getattr(raw, "local", None)
-    return fn(path) if callable(fn) else path  # type: ignore[no-any-return]
-
-
+@timed
 def sync_data(raw: RawSession) -> SyncData | None:
-    """Return the session's decoded sync file, or None for a session without one (memoized)."""
+    """Return the session's decoded sync file, or None for a session without one.
+
+    Memoized by :func:`~npc_frames.readers.sync.read_sync` on the (local copy of the) file.
+    """
     if raw.sync_path is None:
         return None
-    path = raw.sync_path
-    return _memo(("sync", _stamp(raw, path)), lambda: read_sync(_local(raw, path), source=path))  # type: ignore[no-any-return]
+    return read_sync(raw.local(raw.sync_path), source=raw.sync_path)
 
 
 def _timing(raw: RawSession) -> _Timing:
     key = (
-        "timing",
-        _stamp(raw, raw.sync_path) if raw.sync_path else None,
-        tuple(_stamp(raw, p) for p in raw.stim_paths),
+        (raw.sync_path, raw.stat_key(raw.sync_path)) if raw.sync_path else None,
+        tuple((p, raw.stat_key(p)) for p in raw.stim_paths),
     )
 
     def compute() -> _Timing:
         sync = sync_data(raw)
-        local = {_local(raw, p): p for p in raw.stim_paths}
+        local = {raw.local(p): p for p in raw.stim_paths}
         times, failures = compute_timing(sync, list(local), names=local)
         return _Timing(times, failures)
 
-    return _memo(key, compute)  # type: ignore[no-any-return]
+    return _MEMO.get(key, compute)
 
 
+@timed
 def frame_times(raw: RawSession) -> dict[str, FrameTimes]:
     """Return {stim path: FrameTimes} for every stim file of `raw` with valid timing.
 
@@ -809,6 +779,7 @@ def frame_times(raw: RawSession) -> dict[str, FrameTimes]:
     return dict(_timing(raw).times)
 
 
+@timed
 def timing_failures(raw: RawSession) -> dict[str, str]:
     """Return {stim path: reason} for every stim file of `raw` that has no frame times."""
     return dict(_timing(raw).failures)

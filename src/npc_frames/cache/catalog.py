@@ -38,7 +38,10 @@ CATALOG_SCHEMA: pl.Schema = pl.Schema(
         "error": pl.String,  # "<ErrorType>: <message>"; for absent: the reason
         "error_type": pl.String,  # the typed error's class name
         "error_location": pl.String,  # "module:line" where the error was raised
-        "fingerprint": pl.String,  # sha256 of (relative path, size, mtime/etag) of the raw inputs
+        # sha256 of (relative path, size, mtime/etag) of the files the component read, and of
+        # the names of every file of the session
+        "fingerprint": pl.String,
+        "inputs": pl.List(pl.String),  # the files the component read, relative to raw_path
         "input_files": pl.Int64,
         "input_bytes": pl.Int64,
         "raw_path": pl.String,

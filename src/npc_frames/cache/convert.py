@@ -53,6 +53,52 @@ def _schema_version() -> int:
     return int(SCHEMA_VERSION)
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """The files of one session as listed now: relative path -> (size, stamp)."""
+
+    root: str
+    files: Mapping[str, tuple[int, str]]
+    #: digest of the file names: a file added or removed anywhere changes every component
+    names: str
+
+    @classmethod
+    def of(cls, raw: Any) -> _Inputs:
+        stats: Mapping[str, tuple[int, str]] = getattr(raw, "file_stats", {}) or {}
+        root = str(raw.root).rstrip("/")
+        files = {r: (int(n), str(v)) for r, n, v in storage.list_files(root)}
+        for p, (size, stamp) in stats.items():
+            if not p.startswith(root + "/"):  # an asset outside the session folder
+                files.setdefault(p, (int(size), str(stamp)))
+        names = hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
+        return cls(root, files, names)
+
+    def relative(self, reads: Iterable[str]) -> list[str]:
+        """Return the listed files among `reads` (absolute paths/URLs; a folder means all its
+        files), relative to the session root, sorted."""
+        out: set[str] = set()
+        prefix = self.root + "/"
+        for p in reads:
+            p = p.removeprefix("file://").rstrip("/")
+            rel = p[len(prefix) :] if p.startswith(prefix) else p
+            if rel in self.files:
+                out.add(rel)
+            elif p.startswith(prefix) or p == self.root:
+                folder = "" if p == self.root else rel + "/"
+                out.update(f for f in self.files if f.startswith(folder))
+        return sorted(out)
+
+    def fingerprint(self, inputs: Sequence[str]) -> tuple[str, int, int]:
+        """Return (sha256 hex, file count, bytes) of `inputs` as they are now, plus the names."""
+        items = [(r, *self.files.get(r, (-1, "missing"))) for r in inputs]
+        text = json.dumps([self.names, items], separators=(",", ":"))
+        return (
+            hashlib.sha256(text.encode()).hexdigest(),
+            len(items),
+            sum(max(0, int(i[1])) for i in items),
+        )
+
+
 def fingerprint(raw: Any) -> tuple[str, int, int]:
     """Return (sha256 hex, file count, total bytes) of every input file of a RawSession.
 
@@ -124,12 +170,16 @@ def _resolve(target: str) -> Callable[[Any], pl.DataFrame]:
     return fn
 
 
-def _is_unchanged(task: _Task, name: str, fp: str, path: str) -> bool:
-    """Return True when component `name` can be taken unchanged from the catalog."""
+def _is_unchanged(task: _Task, name: str, inputs: _Inputs, path: str) -> bool:
+    """Return True when component `name` can be taken unchanged from the catalog: the files it
+    read last time are unchanged (and no file was added or removed), same schema version, …"""
     prev_rows = task.previous.get(name) or ()
     prev = prev_rows[0] if prev_rows else None
     if task.overwrite or prev is None or prev.get("part") is not None:
         return False
+    if prev.get("inputs") is None:
+        return False  # a row from before per-component inputs were recorded
+    fp = inputs.fingerprint(list(prev["inputs"]))[0]
     status = prev["status"]
     retry = status in ("failed", "partial") and prev["library_version"] != task.library_version
     has_file = status in ("failed", "absent") or storage.exists(path)
@@ -173,6 +223,8 @@ def _status_rows(
     part_rows = list(by_part.values())
     rows = df.height if df is not None else 0
     comp: dict[str, Any] = {"rows": rows, "error": None, "error_type": None, "error_location": None}
+    if isinstance(exc, AbsentModalityError):
+        part_rows = []  # what was tried before the modality was found missing does not matter
     if exc is not None:
         comp.update(
             status="absent" if isinstance(exc, AbsentModalityError) else "failed",
@@ -196,11 +248,12 @@ def _status_rows(
 
 def _convert_component(
     task: _Task, raw: Any, name: str, target: str, path: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Return (component row fields, part rows) after computing and writing one component."""
+) -> tuple[dict[str, Any], list[dict[str, Any]], set[str]]:
+    """Return (component row fields, part rows, paths read) after computing and writing one
+    component."""
     df: pl.DataFrame | None = None
     error: BaseException | None = None
-    with parts.collect() as found:
+    with parts.collect() as found, parts.record_reads() as reads:
         try:
             df = _resolve(target)(raw)
             schema = task.schemas.get(name)
@@ -239,7 +292,7 @@ def _convert_component(
             logger.debug(
                 "component %s of %s: part %s failed: %s", name, raw.session_id, p.part, p.error
             )
-    return comp, part_rows
+    return comp, part_rows, reads
 
 
 def _convert_task(
@@ -265,7 +318,7 @@ def _convert_task(
             task.raw_path, session_id=task.session_id, annotations=dict(task.annotations)
         )
         sid = _safe_id(str(raw.session_id))
-        fp, n_files, n_bytes = fingerprint(raw)
+        inputs = _Inputs.of(raw)
     except Exception as exc:
         logger.debug("session %s cannot be opened", task.raw_path, exc_info=exc)
         result.error = _error_text(exc)
@@ -277,7 +330,7 @@ def _convert_task(
     for index, (name, target) in enumerate(task.targets):
         notify(sid, name, index, len(task.targets))
         path = data_path(task.cache, name, sid)
-        if _is_unchanged(task, name, fp, path):
+        if _is_unchanged(task, name, inputs, path):
             result.skipped.append(name)
             continue
         folder = path.rsplit("/", 1)[0] if storage.is_remote(path) else os.path.dirname(path)
@@ -285,11 +338,14 @@ def _convert_task(
             storage.remove_stale_temp_files(folder)
             storage_dirs.add(folder)
         t0 = time.perf_counter()
-        comp, part_rows = _convert_component(task, raw, name, target, path)
+        comp, part_rows, reads = _convert_component(task, raw, name, target, path)
+        read = inputs.relative(reads)
+        fp, n_files, n_bytes = inputs.fingerprint(read)
         common: dict[str, Any] = {
             "session_id": sid,
             "component": name,
             "fingerprint": fp,
+            "inputs": read,
             "input_files": n_files,
             "input_bytes": n_bytes,
             "raw_path": raw.root,

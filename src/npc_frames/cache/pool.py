@@ -88,10 +88,10 @@ def main_is_importable() -> bool:
 
     That is: ``__main__`` is stdin or ``-c``, or this call is made from the top level of the main
     script outside an ``if __name__ == "__main__":`` block, or we are ourselves a worker that is
-    still importing the parent's ``__main__``.
+    still importing the parent's ``__main__``, or a daemonic process (which cannot start any).
     """
-    if in_worker_bootstrap() or multiprocessing.current_process().name != "MainProcess":
-        return False
+    if in_worker_bootstrap() or multiprocessing.current_process().daemon:
+        return False  # daemonic processes (multiprocessing.Pool workers) cannot have children
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if main is None or path is None:

@@ -20,7 +20,7 @@ from npc_frames.cache_layout import (
     packed_columns,
     unpack,
 )
-from npc_frames.errors import ParameterError
+from npc_frames.errors import CacheError, ParameterError
 
 if TYPE_CHECKING:
     import duckdb
@@ -158,6 +158,44 @@ def _sql_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _is_query_error(exc: Exception) -> bool:
+    """Return True when DuckDB rejected the query itself (syntax, names, types, parameters)."""
+    import duckdb
+
+    query_errors = (
+        duckdb.ParserException,
+        duckdb.BinderException,
+        duckdb.CatalogException,
+        duckdb.ConversionException,
+        duckdb.TypeMismatchException,
+        duckdb.OutOfRangeException,
+        duckdb.InvalidTypeException,
+        duckdb.NotImplementedException,
+    )
+    if isinstance(exc, query_errors):
+        return True
+    # invalid input is either the query's (parameter count) or a file's (not Parquet)
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.InvalidInputException) and not any(
+        w in text for w in ("parquet", "file", "magic bytes")
+    )
+
+
+def _typed_sql_error(exc: Exception, query: str, root: str) -> Exception:
+    """Return the npc_frames error for a DuckDB error: ParameterError when the query is at
+    fault, CacheError when reading the cache failed (I/O, S3, corrupt files, memory)."""
+    if _is_query_error(exc):
+        return ParameterError(
+            f"SQL query failed: {exc}", field="query", expected=f"a valid DuckDB query: {query}"
+        )
+    return CacheError(
+        f"SQL query could not read the cache ({type(exc).__name__}): {exc}",
+        path=root,
+        field="query",
+        expected="readable component files (local or s3://)",
+    )
+
+
 def sql(
     query: str,
     cache: str | os.PathLike[str] | None = None,
@@ -166,6 +204,9 @@ def sql(
     """Return the result of a DuckDB `query` over the cache's views as a Polars DataFrame.
 
     `params` are bound by DuckDB (``?`` / ``$name`` placeholders), never formatted into the text.
+    Raises ParameterError when DuckDB rejects the query (syntax, unknown table or column, types,
+    parameters) and CacheError when the cache cannot be read (I/O, S3, a corrupt file); the
+    DuckDB error is the ``__cause__``.
     """
     import duckdb
 
@@ -181,8 +222,10 @@ def sql(
             if rel is None:
                 return pl.DataFrame()
             return pl.from_arrow(rel.to_arrow_table())  # type: ignore[return-value]
+    except duckdb.InterruptException:
+        raise
     except duckdb.Error as exc:
-        raise ParameterError(f"SQL query failed: {exc}", field="query", expected=query) from exc
+        raise _typed_sql_error(exc, query, root) from exc
     finally:
         if entry is None:
             con.close()

@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, help="local worker processes (default: cores/memory)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address, e.g. tcp://host:8786")
     p.add_argument("--overwrite", action="store_true", help="recompute even if unchanged")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar or summary (failures still shown)"
+    )
     p.add_argument("--manifest", help="tracked-sessions YAML/JSON (session id -> raw path, notes…)")
     p.add_argument(
         "--components", help="comma-separated subset of components (default: all)", default=None
@@ -31,9 +33,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``convert``; return 0 when every component succeeded, 1 when any failed."""
+    """Run ``convert``; return 0 when nothing is partial or failed, else 1."""
     import concurrent.futures as cf
-    import multiprocessing
 
     from npc_frames.cache import cache_root, convert
     from npc_frames.errors import ParameterError
@@ -51,12 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
         client = Client(args.scheduler)
         executor = client.get_executor()
-    elif args.workers == 1:
-        executor = None if len(args.raw) <= 1 else cf.ThreadPoolExecutor(1)
-    elif args.workers:
-        executor = cf.ProcessPoolExecutor(
-            args.workers, mp_context=multiprocessing.get_context("spawn")
-        )
     components = args.components.split(",") if args.components else None
     progress = False if args.quiet else None
     try:
@@ -64,28 +59,37 @@ def run(args: argparse.Namespace) -> int:
             args.raw,
             args.cache,
             executor=executor,
+            workers=args.workers,
             components=components,
             overwrite=args.overwrite,
             manifest=args.manifest,
             progress=progress,
         )
     finally:
-        if isinstance(executor, cf.ThreadPoolExecutor | cf.ProcessPoolExecutor):
-            executor.shutdown()
         if client is not None:
             client.close()
-    failed = result.filter(result["status"] == "failed")
+    bad = result.filter(result["status"].is_in(["failed", "partial"]))
+    ignored = result.filter(result["status"] == "ignored")
     if not args.quiet:
-        written = result.filter(~result["skipped"] & (result["status"] != "failed")).height
-        skipped = result.filter(result["skipped"]).height
+        comp = result.filter(result["part"].is_null())
+        written = comp.filter(~comp["skipped"] & ~comp["status"].is_in(["failed", "ignored"]))
+        skipped = comp.filter(comp["skipped"]).height
+        counts = ", ".join(
+            f"{n} {s}" for s, n in comp.group_by("status").len().sort("status").iter_rows()
+        )
         print(
-            f"{result['session_id'].n_unique()} sessions -> {cache_root(args.cache)}: "
-            f"{written} written, {skipped} unchanged, {failed.height} failed",
+            f"{comp['session_id'].drop_nulls().n_unique()} sessions -> {cache_root(args.cache)}: "
+            f"{written.height} written, {skipped} unchanged ({counts})",
             file=sys.stderr,
         )
-        for r in failed.iter_rows(named=True):
-            print(
-                f"  {r['session_id'] or r['raw_path']} {r['component']}: {r['error']}",
-                file=sys.stderr,
-            )
-    return 1 if failed.height else 0
+        for r in ignored.iter_rows(named=True):
+            print(f"  ignored (not a session folder): {r['raw_path']}", file=sys.stderr)
+    # failures are printed even with --quiet: a silent non-zero exit would hide what to fix
+    for r in bad.iter_rows(named=True):
+        part = f"/{r['part']}" if r["part"] else ""
+        print(
+            f"  {r['session_id'] or r['raw_path']} {r['component']}{part} {r['status']}: "
+            f"{r['error']}",
+            file=sys.stderr,
+        )
+    return 1 if bad.height else 0

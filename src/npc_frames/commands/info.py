@@ -41,24 +41,37 @@ def summary(cache: str | None = None) -> str:
             for r in versions.iter_rows(named=True)
         )
     )
+    from npc_frames.cache import STATUSES
+
+    comp = cat.filter(pl.col("part").is_null())
     per = (
-        cat.group_by("component")
+        comp.group_by("component")
         .agg(
             pl.col("session_id").n_unique().alias("sessions"),
-            (pl.col("status") == "ok").sum().alias("ok"),
-            (pl.col("status") == "empty").sum().alias("empty"),
-            (pl.col("status") == "failed").sum().alias("failed"),
+            *[(pl.col("status") == s).sum().alias(s) for s in STATUSES],
             pl.col("rows").sum().alias("rows"),
         )
         .sort("component")
     )
     with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         lines.append(str(per))
-    failed = cat.filter(pl.col("status") == "failed").sort("session_id", "component")
+    totals = comp.group_by("status").len()
+    lines.append(
+        "statuses: "
+        + ", ".join(
+            f"{n} {s}"
+            for s in STATUSES
+            for n in totals.filter(pl.col("status") == s)["len"].to_list() or [0]
+        )
+    )
+    failed = cat.filter(pl.col("status").is_in(["partial", "failed"])).sort(
+        "session_id", "component", "part", nulls_last=False
+    )
     if failed.height:
-        lines.append(f"failures ({failed.height}):")
+        lines.append(f"partial and failed ({failed.height}, parts indented):")
         lines.extend(
-            f"  {r['session_id']} {r['component']}: {r['error']}"
+            f"  {'  ' + r['part'] + ' ' if r['part'] else ''}{r['session_id']} {r['component']} "
+            f"{r['status']}: {r['error']}"
             for r in failed.iter_rows(named=True)
         )
     return "\n".join(lines)

@@ -34,6 +34,17 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the first session (default: 0)")
     p.add_argument(
+        "--population",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "write N sessions shaped like a lab's tracked sessions instead (ephys with a sibling "
+            "sorted asset, a surface-channel recording, box training, habituation, two sessions "
+            "on one day), seeded by --seed; the truth goes to OUT/population.truth/"
+        ),
+    )
+    p.add_argument(
         "--minutes",
         type=float,
         default=2.0,
@@ -71,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
     from npc_frames.errors import ParameterError
     from npc_frames.synth import make_session
 
+    if args.population is not None:
+        from npc_frames.synth.population import make_population
+
+        population = make_population(args.out, args.population, seed=args.seed)
+        for m in population.members:
+            print(f"{m.session_id}\t{m.raw_path}\t({m.kind})")
+        return 0
     if args.sessions < 1:
         raise ParameterError(
             f"--sessions {args.sessions}", field="--sessions", expected="at least 1 session"

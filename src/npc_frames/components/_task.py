@@ -7,6 +7,7 @@ helpers without sharing mutable state.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from npc_frames.readers.stim import StimFile
     from npc_frames.readers.sync import SyncData
     from npc_frames.timing import FrameTimes
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 _Seq = TypeVar("_Seq", npt.NDArray[Any], list[str])
@@ -294,8 +297,7 @@ def task_file(raw: RawSession) -> tuple[str, FrameTimes]:
             field="frame times",
             expected="a task file matched to a sync vsync block",
         )
-    stats = getattr(raw, "file_stats", {}) or {}
-    best = max(valid, key=lambda p: (stats.get(p, (0, ""))[0], p))
+    best = max(valid, key=lambda p: (raw.stat_key(p)[0], p))
     return best, ft[best]
 
 

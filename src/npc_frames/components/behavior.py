@@ -7,12 +7,14 @@ builders (`*_from_*`) take arrays so tests can call them on hand-made inputs.
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.components._task import (
     frames_at,
     open_stim,
@@ -40,6 +42,8 @@ __all__ = [
     "running_speed",
     "running_speed_from_counts",
 ]
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -101,6 +105,7 @@ def licks_from_frames(lick_frames: npt.ArrayLike, frame_times: FloatArray) -> pl
     )
 
 
+@timed
 def licks(raw: RawSession) -> pl.DataFrame:
     """Return every lick-sensor contact of the session (sync line, else the task's lickFrames)."""
     sid = str(raw.session_id)
@@ -124,6 +129,7 @@ def licks(raw: RawSession) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------------------------ rewards
+@timed
 def rewards(raw: RawSession) -> pl.DataFrame:
     """Return the water rewards: solenoid line (sync, from 2024-04-01), else reward-frame flips.
 
@@ -227,6 +233,7 @@ def _encoder_counts(stim: StimFile) -> FloatArray | None:
     return c
 
 
+@timed
 def running_speed(raw: RawSession) -> pl.DataFrame:
     """Return filtered running speed from every stim file with a digital encoder, in time order."""
     sid = str(raw.session_id)
@@ -272,6 +279,7 @@ def running_speed(raw: RawSession) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------------ quiescent violations
+@timed
 def quiescent_violations(raw: RawSession) -> pl.DataFrame:
     """Return input-data times of the task's quiescent-violation frames, unique and sorted."""
     path, ft = task_file(raw)

@@ -13,7 +13,9 @@ Decisions
   coordinates (25 µm, −1 = outside the brain) become µm (NaN outside). The reference tries
   TissueCyte before IBL records **[quirk]**; we read TissueCyte only (IBL records are not part of
   the raw upload).
-* Surface-channel recordings (root folder ending ``_surface_channels``) add 384 to channels.
+* Surface-channel recordings (``RawSession.is_surface_channel``: a folder ending
+  ``_surface_channels``, or a later recording of the day without sync or stim files) add 384 to
+  channels.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from npc_frames import parts
-from npc_frames.errors import AbsentModalityError, MissingFileError, NpcFramesError
+from npc_frames._log import timed
+from npc_frames.alignment import local_record_nodes
+from npc_frames.errors import MissingFileError, NpcFramesError
 from npc_frames.readers import openephys as oe
 from npc_frames.schemas.ephys import DEVICES, ELECTRODE_GROUPS, ELECTRODES
+
+if TYPE_CHECKING:
+    from npc_frames.paths import RawSession
 
 __all__ = ["ProbeSetup", "devices", "electrode_groups", "electrodes", "probe_setup"]
 
@@ -62,24 +69,20 @@ class ProbeSetup:
     errors: dict[str, NpcFramesError] = field(default_factory=dict)
 
 
-def _surface_offset(raw: Any) -> int:
-    root = str(getattr(raw, "root", "")).rstrip("/")
-    return SURFACE_CHANNEL_OFFSET if root.endswith("_surface_channels") else 0
+def _surface_offset(raw: RawSession) -> int:
+    # discovery decides: a `_surface_channels` folder, or an Open Ephys recording without sync or
+    # stim files later in the day
+    return SURFACE_CHANNEL_OFFSET if raw.is_surface_channel else 0
 
 
-def probe_setup(raw: Any) -> ProbeSetup:
+@timed
+def probe_setup(raw: RawSession) -> ProbeSetup:
     """Return the session's recorded probes and their settings.xml entries (errors collected).
 
     Raises AbsentModalityError when the session has no Open Ephys record nodes (behavior-only);
     an unreadable record node is reported as a failed part (:mod:`npc_frames.parts`).
     """
-    nodes = oe.record_nodes(raw)
-    if not nodes:
-        raise AbsentModalityError(
-            "session has no Open Ephys record nodes",
-            path=getattr(raw, "root", raw),
-            expected="ecephys/ecephys_clipped/Record Node NNN/",
-        )
+    nodes = local_record_nodes(raw)
     errors: dict[str, NpcFramesError] = {}
     letters: set[str] = set()
     for node in nodes:
@@ -110,18 +113,19 @@ def probe_setup(raw: Any) -> ProbeSetup:
     )
 
 
-def _require_settings(setup: ProbeSetup, raw: Any) -> oe.SettingsXml:
+def _require_settings(setup: ProbeSetup, raw: RawSession) -> oe.SettingsXml:
     if setup.settings is not None:
         return setup.settings
     first = next(iter(setup.errors.values()), None)
     if first is not None:
         raise first
     raise MissingFileError(  # pragma: no cover - probe_setup always records why
-        "settings.xml not found", path=getattr(raw, "root", raw), expected="settings.xml"
+        "settings.xml not found", path=raw.root, expected="settings.xml"
     )
 
 
-def devices(raw: Any) -> pl.DataFrame:
+@timed
+def devices(raw: RawSession) -> pl.DataFrame:
     """Return one row per recorded probe: serial number, model, manufacturer, group name."""
     setup = probe_setup(raw)
     _require_settings(setup, raw)
@@ -136,15 +140,16 @@ def devices(raw: Any) -> pl.DataFrame:
         },
         schema=DEVICES.polars_schema,
     )
-    return DEVICES.validate(df, source=getattr(raw, "root", None))
+    return DEVICES.validate(df, source=raw.root)
 
 
-def electrode_groups(raw: Any) -> pl.DataFrame:
+@timed
+def electrode_groups(raw: RawSession) -> pl.DataFrame:
     """Return one electrode group per recorded probe (``probe<letter>``)."""
     setup = probe_setup(raw)
     _require_settings(setup, raw)
     sid = str(raw.session_id)
-    locations = dict(getattr(raw, "annotations", {}).get("probe_locations", {}) or {})
+    locations = dict(raw.annotations.get("probe_locations", {}) or {})
     df = pl.DataFrame(
         {
             "session_id": [sid] * len(setup.probes),
@@ -155,12 +160,12 @@ def electrode_groups(raw: Any) -> pl.DataFrame:
         },
         schema=ELECTRODE_GROUPS.polars_schema,
     )
-    return ELECTRODE_GROUPS.validate(df, source=getattr(raw, "root", None))
+    return ELECTRODE_GROUPS.validate(df, source=raw.root)
 
 
-def _annotation_paths(raw: Any) -> dict[str, str]:
-    root = str(getattr(raw, "root", ""))
-    if not root or "://" in root:
+def _annotation_paths(raw: RawSession) -> dict[str, str]:
+    root = raw.root
+    if raw.is_remote:
         return {}
     out: dict[str, str] = {}
     patterns = [os.path.join(root, "*.csv")] + [
@@ -177,6 +182,7 @@ def _annotation_paths(raw: Any) -> dict[str, str]:
 def _read_annotation(path: str, group: str) -> pl.DataFrame:
     from npc_frames.errors import BadFormatError
 
+    parts.record_read(path)  # Polars opens the file itself
     df = pl.read_csv(path, infer_schema_length=None)
     need = {"channel", "AP", "DV", "ML"}
     if not need <= set(df.columns):
@@ -217,7 +223,8 @@ def _read_annotation(path: str, group: str) -> pl.DataFrame:
     )
 
 
-def electrodes(raw: Any) -> pl.DataFrame:
+@timed
+def electrodes(raw: RawSession) -> pl.DataFrame:
     """Return one row per channel of each recorded probe with its position on the probe (and CCF
     coordinates when an annotation CSV exists)."""
     setup = probe_setup(raw)
@@ -266,7 +273,7 @@ def electrodes(raw: Any) -> pl.DataFrame:
         df = df.drop("location_ccf")
     else:
         df = df.with_columns(pl.lit("unannotated").alias("location"))
-    return ELECTRODES.validate(df, source=getattr(raw, "root", None))
+    return ELECTRODES.validate(df, source=raw.root)
 
 
 def electrode_lookup(electrodes_df: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:

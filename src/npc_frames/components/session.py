@@ -16,12 +16,14 @@ the subject's other sessions and are computed at query time (:mod:`npc_frames.vi
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.components._classify import Facts, classify, description, keywords, session_type
 from npc_frames.components._task import (
     open_stim,
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
 __all__ = ["session_facts", "session_kwargs", "sessions", "subjects"]
+
+logger = logging.getLogger(__name__)
 
 INSTITUTION = "Neural Circuits & Behavior | MindScope program | Allen Institute for Neural Dynamics"
 DEFAULT_TASK_SCRIPT = (
@@ -56,10 +60,38 @@ def _experimenter(raw: RawSession) -> str | None:
         return read_experimenter(f)
 
 
+def _ephys_start_time(raw: RawSession) -> datetime.datetime:
+    """Return the Open Ephys acquisition start (sync_messages.txt software time, rig local time).
+
+    The start of a recording with neither sync nor stim files, e.g. a surface-channel recording.
+    """
+    import zoneinfo
+
+    from npc_frames.readers.openephys import main_recording, read_sync_messages
+
+    node = raw.record_node_paths[0]
+    local = getattr(raw, "local_tree", None)
+    folder = local(node) if callable(local) else node
+    msgs = read_sync_messages(main_recording(folder))
+    if msgs.software_time_ms is None:
+        raise BadFormatError(
+            "sync_messages.txt has no software start time",
+            path=msgs.path,
+            field="Software Time",
+            expected="'Software Time (milliseconds since midnight Jan 1st 1970 UTC): <ms>'",
+        )
+    when = datetime.datetime.fromtimestamp(
+        msgs.software_time_ms / 1000, tz=zoneinfo.ZoneInfo(TIME_ZONE)
+    )
+    return when.replace(tzinfo=None)
+
+
 def _start_time(raw: RawSession) -> datetime.datetime:
     sync = sync_data(raw)
     if sync is not None:
         return sync.start_time
+    if not raw.stim_paths and raw.is_ephys:
+        return _ephys_start_time(raw)
     try:
         path, _ = task_file(raw)
     except NpcFramesError:
@@ -218,6 +250,7 @@ def _manifest_day(raw: RawSession) -> int | None:
     return day
 
 
+@timed
 def sessions(raw: RawSession) -> pl.DataFrame:
     """Return the one-row sessions frame: identity, start time, rig, experimenter, flags, type,
     keywords and description."""
@@ -263,6 +296,7 @@ def _age(start: datetime.date, dob: datetime.date | None) -> str | None:
     return None if dob is None else f"P{(start - dob).days}D"
 
 
+@timed
 def subjects(raw: RawSession) -> pl.DataFrame:
     """Return the one-row subjects frame (subject.json when present, else the id alone)."""
     sid = raw.session_id

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,17 +38,20 @@ import polars as pl
 import pyarrow as pa
 
 from npc_frames import parts
+from npc_frames._log import timed
 from npc_frames.alignment import SessionClocks, StreamClock, session_clocks
 from npc_frames.components.ephys import electrode_lookup, electrodes, probe_setup
 from npc_frames.errors import (
     AbsentModalityError,
     InconsistentDataError,
-    MissingFileError,
     NpcFramesError,
 )
 from npc_frames.lists import flat_list_chunks
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
 from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
+
+if TYPE_CHECKING:
+    from npc_frames.paths import RawSession
 
 __all__ = ["UnitsReport", "list_series", "units", "units_with_report"]
 
@@ -292,29 +295,17 @@ def _qc(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(rule.alias("default_qc"), rule.alias("is_qc_pass"))
 
 
-def _local_dir(raw: Any, path: str) -> str:
-    local_tree = getattr(raw, "local_tree", None)
-    if "://" in path and callable(local_tree):
-        return str(local_tree(path))
-    if "://" in path:
-        raise MissingFileError(
-            "sorting output on remote storage must be downloaded first",
-            path=path,
-            expected="a local sorting folder (remote sorting output is not read in place)",
-        )
-    return path
-
-
+@timed
 def units_with_report(
-    raw: Any, *, trials: pl.DataFrame | None = None, clocks: SessionClocks | None = None
+    raw: RawSession, *, trials: pl.DataFrame | None = None, clocks: SessionClocks | None = None
 ) -> tuple[pl.DataFrame, UnitsReport]:
     """Return (units of every sorted, alignable probe; report of failed/unsorted probes)."""
     sid = str(raw.session_id)
-    sorting_path = getattr(raw, "sorting_path", None)
+    sorting_path = raw.sorting_path
     if sorting_path is None:
         raise AbsentModalityError(
             "session has no spike-sorting output",
-            path=getattr(raw, "root", raw),
+            path=raw.root,
             expected="<root>/sorting/<stream folder>/ (phy) or an AIND sorting result",
         )
     clocks = clocks if clocks is not None else session_clocks(raw)
@@ -330,7 +321,7 @@ def units_with_report(
     ccf = _ccf_table(el)
     entries = {
         key: (entry, location)
-        for entry, location in find_sortings(_local_dir(raw, sorting_path)).items()
+        for entry, location in find_sortings(raw.local(sorting_path)).items()
         if (key := sorting_key(entry)) is not None
     }
     failures: dict[str, NpcFramesError] = {}
@@ -381,9 +372,7 @@ def units_with_report(
         warnings.warn(
             f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
         )
-        parts.report_absent(
-            f"probe{letter}", "recorded but has no sorting output", probe=letter
-        )
+        parts.report_absent(f"probe{letter}", "recorded but has no sorting output", probe=letter)
     if not frames:
         if failures:
             raise next(iter(failures.values()))
@@ -418,7 +407,8 @@ def _ccf_table(el: pl.DataFrame | None) -> pl.DataFrame | None:
     )
 
 
-def units(raw: Any, *, trials: pl.DataFrame | str | None = "auto") -> pl.DataFrame:
+@timed
+def units(raw: RawSession, *, trials: pl.DataFrame | str | None = "auto") -> pl.DataFrame:
     """Return one row per sorted unit with spike times on the sync clock (FORMATS §11.3–11.4).
 
     Probes that fail (sorting unreadable, clock not alignable) or were not sorted are reported by
@@ -436,9 +426,9 @@ def units(raw: Any, *, trials: pl.DataFrame | str | None = "auto") -> pl.DataFra
     return units_with_report(raw, trials=trials)[0]
 
 
-def _trials_or_none(raw: Any) -> pl.DataFrame | None:
+def _trials_or_none(raw: RawSession) -> pl.DataFrame | None:
     """Return the session's trials, or None when it has no task or they cannot be computed."""
-    if not getattr(raw, "is_task", False):
+    if not raw.is_task:
         return None
     from npc_frames.components import get
 

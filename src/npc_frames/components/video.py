@@ -19,19 +19,22 @@ Per camera (one MVR json sidecar each):
 6. The result is padded with NaN / truncated to the video's frame count, ``FramesRecorded + 1``
    (the video files themselves are not opened: their frame count is defined by the json).
 
-Behaviour-box sessions without sync (§12.4, frame times reconstructed from licks) are not
-supported: a session with videos but no sync raises AlignmentError; a session with neither
-returns a zero-row frame.
+Behaviour-box sessions have no sync file: their frame times are reconstructed on the task clock
+from the licks that both the task file and the camera's GPIO input record
+(:mod:`npc_frames.components._box_video`). A session with videos, no sync and no task file raises
+AlignmentError; a session without videos returns a zero-row frame.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.errors import AlignmentError, InvalidIdError
 from npc_frames.ids import parse_camera_name
 from npc_frames.readers.mvr import MvrInfo, read_mvr_json
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
 __all__ = ["camera_exposure_lines", "camera_frame_times", "video_frame_times"]
+
+logger = logging.getLogger(__name__)
 
 #: pulses at the start of a recording that carry CustomInitialExposureTime (§12.3 step 1)
 N_FINGERPRINT_PULSES = 8
@@ -170,6 +175,7 @@ def camera_frame_times(sync: SyncData, info: MvrInfo, exposing_bit: int) -> F64:
     return times[:n]
 
 
+@timed
 def video_frame_times(raw: RawSession) -> pl.DataFrame:
     """Return the ``video_frame_times`` frame: session_id, camera, frame_index, timestamp.
 
@@ -183,20 +189,16 @@ def video_frame_times(raw: RawSession) -> pl.DataFrame:
     if not json_paths:
         return schema.empty()
     sync = sync_data(raw)
+    infos = [read_mvr_json(raw.local(p)) for p in json_paths]
     if sync is None:
-        raise AlignmentError(
-            "video frame times without a sync file (behaviour-box sessions, FORMATS §12.4) are "
-            "not supported",
-            path=raw.root,
-            field="sync",
-            expected="a sync file with '<cam>_cam_exposing' lines",
-        )
-    infos = [read_mvr_json(_local(raw, p)) for p in json_paths]
-    bits = camera_exposure_lines(sync, infos)
+        per_camera = _box_times(raw, infos)
+    else:
+        bits = camera_exposure_lines(sync, infos)
+        per_camera = {info.path: camera_frame_times(sync, info, bits[info.path]) for info in infos}
     frames = []
     for info in infos:
         name = parse_camera_name(info.camera)
-        times = camera_frame_times(sync, info, bits[info.path])
+        times = per_camera[info.path]
         frames.append(
             pl.DataFrame(
                 {
@@ -214,6 +216,22 @@ def video_frame_times(raw: RawSession) -> pl.DataFrame:
     return schema.validate(df, source=raw.root)
 
 
-def _local(raw: RawSession, path: str) -> str:
-    fn = getattr(raw, "local", None)
-    return fn(path) if callable(fn) else path  # type: ignore[no-any-return]
+def _box_times(raw: RawSession, infos: list[MvrInfo]) -> dict[str, F64]:
+    """Return {json path: task-clock frame times} of a session without sync, from its licks."""
+    from npc_frames.components._box_video import box_frame_times
+    from npc_frames.components._task import open_stim, task_file
+    from npc_frames.errors import MissingFileError
+
+    try:
+        path, ft = task_file(raw)
+    except MissingFileError:
+        raise AlignmentError(
+            "videos without a sync file or a task file have no clock to be timed on",
+            path=raw.root,
+            field="sync",
+            expected="a sync file, or a DynamicRouting1 task file whose licks the camera recorded",
+        ) from None
+    lick_frames = np.asarray(open_stim(path).array("lickFrames"), dtype=np.int64)
+    lick_frames = lick_frames[(lick_frames >= 0) & (lick_frames < ft.input.size)]
+    lick_times = np.asarray(ft.input, dtype=np.float64)[lick_frames]
+    return {info.path: box_frame_times(info, lick_frames, lick_times) for info in infos}

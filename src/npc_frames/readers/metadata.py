@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import IO, Any
 
 import fsspec
 
+from npc_frames._log import timed
 from npc_frames.errors import BadFormatError, MissingFileError
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "read_json",
     "read_subject",
 ]
+
+logger = logging.getLogger(__name__)
 
 PathOrFile = str | os.PathLike[str] | IO[bytes]
 
@@ -49,6 +53,7 @@ def _read_bytes(source: PathOrFile) -> tuple[bytes, str]:
         raise MissingFileError("metadata file does not exist", path=path) from None
 
 
+@timed
 def read_json(source: PathOrFile) -> dict[str, Any]:
     """Return the top-level object of a JSON file (BadFormatError if it is not a JSON object)."""
     data, name = _read_bytes(source)
@@ -81,6 +86,7 @@ def parse_experimenter(text: str) -> str | None:
     return user
 
 
+@timed
 def read_experimenter(source: PathOrFile) -> str | None:
     """Return the experimenter named in a debug.log file (None if it names no user)."""
     data, _ = _read_bytes(source)
@@ -99,6 +105,7 @@ class SubjectInfo:
     strain: str | None
 
 
+@timed
 def read_subject(source: PathOrFile) -> SubjectInfo:
     """Return the subject described by an AIND subject.json (FORMATS §13)."""
     data, name = _read_bytes(source)
@@ -216,6 +223,7 @@ def parse_invalid_times(entries: Any, *, source: object | None = None) -> list[I
     return out
 
 
+@timed
 def read_invalid_times(source: PathOrFile) -> list[InvalidInterval]:
     """Return the intervals listed in an invalid_times .yaml/.yml/.json file."""
     data, name = _read_bytes(source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,9 +12,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from npc_frames import storage
+from npc_frames._log import timed
 from npc_frames.errors import BadFormatError, MissingFileError
 
 __all__ = ["MvrInfo", "parse_lost_frames", "read_mvr_json"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ def _float_or_none(value: Any) -> float | None:
         return None
 
 
+@timed
 def read_mvr_json(path: str | os.PathLike[str]) -> MvrInfo:
     """Return the parsed ``RecordingReport`` of the MVR json sidecar at `path` (local or URL).
 
@@ -75,7 +81,7 @@ def read_mvr_json(path: str | os.PathLike[str]) -> MvrInfo:
     """
     p = os.fspath(path)
     try:
-        if "://" in p and not p.startswith("file://"):
+        if storage.is_remote(p):
             import fsspec
 
             with fsspec.open(p, "r") as fh:

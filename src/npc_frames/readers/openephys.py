@@ -22,8 +22,8 @@ Decisions
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
+import logging
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -35,7 +35,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from npc_frames import storage
+from npc_frames._log import timed
 from npc_frames.errors import BadFormatError, InconsistentDataError, MissingFileError
+from npc_frames.memo import Memo
 
 __all__ = [
     "ContinuousStream",
@@ -58,6 +61,8 @@ __all__ = [
     "ttl_event_folders",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: a probe stream at or above this nominal rate is the AP band (npc's rule, FORMATS §9.1)
 AP_MIN_RATE = 10_000.0
 #: Neuropixels 1.0 channels per probe
@@ -74,19 +79,14 @@ _SOFTWARE_RE = re.compile(r"Software Time.*?:\s*(?P<ms>\d+)")
 
 
 # ------------------------------------------------------------------------------- record nodes
-def record_nodes(source: Any) -> tuple[str, ...]:
-    """Return the ``Record Node NNN`` folders of a RawSession, a session folder or a node list.
+def record_nodes(source: str | os.PathLike[str] | Iterable[str]) -> tuple[str, ...]:
+    """Return the ``Record Node NNN`` folders of a local session folder or a list of nodes.
 
-    A RawSession contributes its discovered ``record_node_paths``; a folder is searched for
-    ``Record Node *`` in itself, ``ecephys/ecephys_clipped``, ``ecephys_clipped`` and ``ecephys``
-    (the first that has any wins, newest layout first).
+    A folder is searched for ``Record Node *`` in itself, ``ecephys/ecephys_clipped``,
+    ``ecephys_clipped`` and ``ecephys`` (the first that has any wins, newest layout first). A
+    RawSession's nodes (local copies for remote sessions) come from
+    :func:`npc_frames.alignment.local_record_nodes`.
     """
-    paths = getattr(source, "record_node_paths", None)
-    if paths is not None:
-        local_tree = getattr(source, "local_tree", None)
-        if callable(local_tree):  # remote sessions: read a local copy of each node
-            return tuple(local_tree(p) if "://" in p else p for p in paths)
-        return tuple(paths)
     if isinstance(source, str | os.PathLike):
         root = os.fspath(source)
         if os.path.basename(root.rstrip("/")).startswith("Record Node"):
@@ -114,7 +114,7 @@ def find_recordings(record_node: str) -> list[str]:
         return int(digits) if digits.isdigit() else -1
 
     out: list[tuple[int, int, str]] = []
-    if "://" in record_node:
+    if storage.is_remote(record_node):
         raise MissingFileError(
             "Open Ephys record nodes are read from local storage only",
             path=record_node,
@@ -158,6 +158,7 @@ def main_recording(record_node: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ oebin
+@timed
 def read_oebin(path: str) -> dict[str, Any]:
     """Return the parsed ``structure.oebin`` of a recording folder (or the file itself).
 
@@ -216,6 +217,7 @@ class SyncMessages:
     streams: dict[str, tuple[float, int]]
 
 
+@timed
 def read_sync_messages(path: str) -> SyncMessages:
     """Return the parsed ``sync_messages.txt`` of a recording folder (or the file itself)."""
     file = path if path.endswith(".txt") else os.path.join(path, "sync_messages.txt")
@@ -341,8 +343,11 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-@functools.lru_cache(maxsize=64)
-def _read_settings_cached(file: str, size: int, mtime: float) -> SettingsXml:
+#: parsed settings.xml files (small; a converting process reads each several times)
+_SETTINGS: Memo[SettingsXml] = Memo("settings.xml files", maxsize=64)
+
+
+def _parse_settings(file: str) -> SettingsXml:
     try:
         root = ET.parse(file).getroot()
     except ET.ParseError as exc:
@@ -424,6 +429,7 @@ def _read_settings_cached(file: str, size: int, mtime: float) -> SettingsXml:
     return SettingsXml(path=file, hostname=hostname, date=date, version=version, probes=probes)
 
 
+@timed
 def read_settings_xml(path: str) -> SettingsXml:
     """Return the parsed ``settings.xml`` of a record node folder (or the file itself).
 
@@ -437,8 +443,7 @@ def read_settings_xml(path: str) -> SettingsXml:
             path=file,
             expected="settings.xml (Open Ephys GUI settings with NP_PROBE elements)",
         )
-    st = os.stat(file)
-    return _read_settings_cached(file, st.st_size, st.st_mtime)
+    return _SETTINGS.read(file, _parse_settings)
 
 
 # ---------------------------------------------------------------------------------- streams
@@ -548,6 +553,7 @@ class OpenEphysRecording:
     sync_messages: SyncMessages | None
 
 
+@timed
 def read_recording(record_node: str) -> OpenEphysRecording:
     """Return the streams of the main (largest) recording of one record node."""
     rec = main_recording(record_node)
@@ -622,6 +628,7 @@ def merge_streams(recordings: Iterable[OpenEphysRecording]) -> dict[str, Continu
 
 
 # ------------------------------------------------------------------------------ data access
+@timed
 def read_ttl(stream: ContinuousStream) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int16]]:
     """Return (sample_numbers, states) of the stream's TTL events (``events/<stream>/TTL*``).
 
@@ -653,8 +660,16 @@ def read_ttl_folder(base: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.in
                 files[k] = os.path.join(base, alt)
             else:
                 raise MissingFileError(f"TTL {k}.npy not found", path=f, expected=f"{k}.npy")
-    samples = np.asarray(np.load(files["sample_numbers"]), dtype=np.int64)
-    states = np.asarray(np.load(files["states"]), dtype=np.int16)
+    try:
+        samples = np.asarray(np.load(files["sample_numbers"]), dtype=np.int64)
+        states = np.asarray(np.load(files["states"]), dtype=np.int16)
+    except (ValueError, OSError, EOFError) as exc:  # truncated or not a .npy file
+        raise BadFormatError(
+            f"TTL event file cannot be read: {exc}",
+            path=base,
+            field="sample_numbers/states",
+            expected="complete .npy arrays",
+        ) from exc
     if samples.shape != states.shape:
         raise BadFormatError(
             "TTL sample_numbers and states differ in length",

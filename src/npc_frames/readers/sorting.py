@@ -27,6 +27,7 @@ Decisions
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames import parts
+from npc_frames._log import timed
 from npc_frames.errors import (
     BadFormatError,
     InconsistentDataError,
@@ -56,6 +59,8 @@ __all__ = [
     "read_sortings",
     "sorting_key",
 ]
+
+logger = logging.getLogger(__name__)
 
 Layout = Literal["phy", "aind_legacy", "aind_analyzer"]
 _PROBE_RE = re.compile(r"[Pp]robe[-_ ]?(?P<letter>[A-F])(?![A-Za-z])")
@@ -148,6 +153,7 @@ def _ids_as_int(ids: Sequence[Any], path: str) -> npt.NDArray[np.int64]:
 
 def _read_metrics_csv(path: str) -> pl.DataFrame:
     try:
+        parts.record_read(path)  # Polars opens the file itself
         df = pl.read_csv(path, infer_schema_length=None)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
         raise BadFormatError(
@@ -269,7 +275,7 @@ def _load_npy(path: str, *, required: bool = True) -> np.ndarray | None:
         return None
     try:
         return np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
         raise BadFormatError(
             f"cannot read .npy: {exc}", path=path, expected="a NumPy .npy array"
         ) from exc
@@ -285,6 +291,7 @@ def _sample_rate_from_params(folder: str) -> float | None:
 
 
 # ----------------------------------------------------------------------------- Kilosort/phy
+@timed
 def read_phy(path: str, *, name: str | None = None) -> SortingOutput:
     """Return the units and spikes of a Kilosort/phy folder (plus optional
     ``quality_metrics.csv``, ``template_metrics.csv`` and ``templates_average.npy``)."""
@@ -384,6 +391,7 @@ def _phy_templates(path: str, cluster_ids: npt.NDArray[np.int64]) -> np.ndarray 
 
 
 # ------------------------------------------------------------------------ AIND pipeline
+@timed
 def read_aind_legacy(root: str, name: str, *, one_based: bool | None = None) -> SortingOutput:
     """Return one probe entry of an AIND pipeline result in the legacy folder layout
     (``sorting_precurated|curated/<name>/spikes.npy`` + ``postprocessed/<name>/``)."""
@@ -492,6 +500,7 @@ def read_aind_legacy(root: str, name: str, *, one_based: bool | None = None) -> 
     return _check_counts(out)
 
 
+@timed
 def read_aind_analyzer(path: str, *, name: str | None = None) -> SortingOutput:
     """Return one probe's SortingAnalyzer (``postprocessed/<name>.zarr`` or a binary folder),
     read with ``spikeinterface.load_sorting_analyzer``."""
@@ -580,6 +589,7 @@ def _is_aind_root(path: str) -> bool:
     return any(os.path.isdir(os.path.join(path, d)) for d in (*_AIND_SPIKE_DIRS, "postprocessed"))
 
 
+@timed
 def find_sortings(path: str) -> dict[str, str]:
     """Return entry name -> location of every per-probe sorting under a sorting folder.
 

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import builtins
 import datetime
+import logging
 import os
 import posixpath
-import threading
-from collections import OrderedDict
 from typing import IO, Any
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
-from npc_frames.errors import BadFormatError, MissingFileError
+from npc_frames._log import timed
+from npc_frames.errors import BadFormatError
+from npc_frames.memo import Memo
+from npc_frames.readers._h5 import open_h5
 
 __all__ = ["StimFile", "open_stim"]
+
+logger = logging.getLogger(__name__)
 
 _MISSING: Any = object()
 
@@ -250,32 +254,13 @@ class StimFile:
         return value
 
 
-def _open_h5(path: str) -> tuple[h5py.File, IO[bytes] | None]:
-    if "://" in path and not path.startswith("file://"):
-        import fsspec
-
-        handle: IO[bytes] = fsspec.open(path, "rb").open()
-        try:
-            return h5py.File(handle, "r"), handle
-        except Exception:
-            handle.close()
-            raise
-    return h5py.File(path.removeprefix("file://"), "r"), None
-
-
 def _open(path: str) -> StimFile:
-    try:
-        h5, handle = _open_h5(path)
-    except FileNotFoundError:
-        raise MissingFileError(
-            "stim file not found", path=path, expected="an existing TaskControl .hdf5 file"
-        ) from None
-    except OSError as exc:
-        raise BadFormatError(
-            f"stim file is not a readable HDF5 file (truncated or corrupt?): {exc}",
-            path=path,
-            expected="a TaskControl HDF5 file",
-        ) from None
+    h5, handle = open_h5(
+        path,
+        what="stim file",
+        missing="an existing TaskControl .hdf5 file",
+        expected="a TaskControl HDF5 file",
+    )
     try:
         stim = StimFile(path, h5, handle)
     except Exception:
@@ -294,43 +279,19 @@ def _open(path: str) -> StimFile:
     return stim
 
 
-_CACHE: OrderedDict[tuple[str, int, float], StimFile] = OrderedDict()
-_CACHE_SIZE = 32
-_CACHE_LOCK = threading.Lock()
+#: open stim files, shared by callers (not closed when dropped: a holder may still read it)
+_MEMO: Memo[StimFile] = Memo("stim files", maxsize=32, valid=lambda stim: bool(stim._h5.id.valid))
 
 
-def _open_cached(path: str, size: int, mtime: float) -> StimFile:
-    key = (path, size, mtime)
-    with _CACHE_LOCK:
-        stim = _CACHE.get(key)
-        if stim is not None and stim._h5.id.valid:  # a caller may have closed it
-            _CACHE.move_to_end(key)
-            return stim
-    stim = _open(path)
-    with _CACHE_LOCK:
-        _CACHE[key] = stim
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)  # not closed: other holders may still read it
-    return stim
-
-
+@timed
 def open_stim(path: str | os.PathLike[str]) -> StimFile:
     """Return a lazily-read :class:`StimFile` for the TaskControl HDF5 file at `path`.
 
-    `path` may be local or an fsspec URL. Local files are memoized by (path, size, mtime), so
-    callers share one open file; do not close a memoized StimFile yourself.
+    `path` may be local or an fsspec URL. Local files are memoized by path and content key
+    (:meth:`npc_frames.memo.Memo.read`), so callers share one open file; do not close a memoized
+    StimFile yourself.
 
     Raises MissingFileError if the file does not exist and BadFormatError (naming the file and
     field) if it is not HDF5, lacks ``frameIntervals`` or has zero frames.
     """
-    p = os.fspath(path)
-    local = p.removeprefix("file://")
-    if "://" in local:
-        return _open(p)
-    try:
-        st = os.stat(local)
-    except FileNotFoundError:
-        raise MissingFileError(
-            "stim file not found", path=p, expected="an existing TaskControl .hdf5 file"
-        ) from None
-    return _open_cached(local, st.st_size, st.st_mtime)
+    return _MEMO.read(os.fspath(path), _open)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ast
 import datetime
-import functools
+import logging
 import os
 from collections.abc import Mapping
 from typing import IO, Any, TypeAlias
@@ -34,9 +34,14 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npc_frames.errors import BadFormatError, MissingFileError
+from npc_frames._log import timed
+from npc_frames.errors import BadFormatError
+from npc_frames.memo import Memo
+from npc_frames.readers._h5 import h5_errors, open_h5
 
 __all__ = ["N_LINES", "SyncData", "read_sync"]
+
+logger = logging.getLogger(__name__)
 
 #: the sync program samples one 32-bit word per sample: bit k = line k (FORMATS §2.1)
 N_LINES = 32
@@ -363,32 +368,26 @@ def _from_h5(f: h5py.File, source: str | None) -> SyncData:
     )
 
 
-@functools.lru_cache(maxsize=4)
-def _read_cached(path: str, size: int, mtime: float) -> SyncData:
-    return _read_path(path)
+#: decoded sync files (a few: one per session being converted; each holds every edge)
+_MEMO: Memo[SyncData] = Memo("sync files", maxsize=4)
+
+
+_MISSING = "an existing sync .h5 file"
+_EXPECTED = "an HDF5 file with datasets 'data' and 'meta'"
 
 
 def _read_path(path: str) -> SyncData:
-    try:
-        if "://" in path and not path.startswith("file://"):
-            import fsspec
-
-            with fsspec.open(path, "rb") as fh, h5py.File(fh, "r") as f:
-                return _from_h5(f, path)
-        with h5py.File(path.removeprefix("file://"), "r") as f:
+    with h5_errors(path, what="sync file", missing=_MISSING, expected=_EXPECTED):
+        f, handle = open_h5(path, what="sync file", missing=_MISSING, expected=_EXPECTED)
+        try:
             return _from_h5(f, path)
-    except FileNotFoundError:
-        raise MissingFileError(
-            "sync file not found", path=path, expected="an existing sync .h5 file"
-        ) from None
-    except OSError as exc:
-        raise BadFormatError(
-            f"sync file is not a readable HDF5 file (truncated or corrupt?): {exc}",
-            path=path,
-            expected="an HDF5 file with datasets 'data' and 'meta'",
-        ) from None
+        finally:
+            f.close()
+            if handle is not None:
+                handle.close()
 
 
+@timed
 def read_sync(path_or_file: PathOrFile, *, source: str | None = None) -> SyncData:
     """Return the decoded sync file (metadata and all edges) at `path_or_file`.
 
@@ -400,31 +399,18 @@ def read_sync(path_or_file: PathOrFile, *, source: str | None = None) -> SyncDat
     source:
         Name quoted in errors and kept as ``SyncData.source`` (defaults to the path).
 
-    Local paths are memoized by (path, size, mtime): calling again on an unchanged file returns
-    the same object. Raises MissingFileError for a missing file and BadFormatError (naming the
-    file and the dataset/key) for a truncated file, missing ``data``/``meta`` or unusable meta.
+    Local paths are memoized by path and content key (:meth:`npc_frames.memo.Memo.read`):
+    calling again on an unchanged file returns the same object. Raises MissingFileError for a
+    missing file and BadFormatError (naming the file and the dataset/key) for a truncated file,
+    missing ``data``/``meta`` or unusable meta.
     """
     if isinstance(path_or_file, h5py.File):
         return _from_h5(path_or_file, source or path_or_file.filename)
     if isinstance(path_or_file, str | os.PathLike):
-        path = os.fspath(path_or_file)
-        local = path.removeprefix("file://")
-        if "://" not in local:
-            try:
-                st = os.stat(local)
-            except FileNotFoundError:
-                raise MissingFileError(
-                    "sync file not found", path=path, expected="an existing sync .h5 file"
-                ) from None
-            return _read_cached(local, st.st_size, st.st_mtime)
-        return _read_path(path)
+        return _MEMO.read(os.fspath(path_or_file), _read_path)
     name = source or getattr(path_or_file, "path", None) or getattr(path_or_file, "name", None)
-    try:
-        with h5py.File(path_or_file, "r") as f:
-            return _from_h5(f, None if name is None else str(name))
-    except OSError as exc:
-        raise BadFormatError(
-            f"sync file is not a readable HDF5 file (truncated or corrupt?): {exc}",
-            path=name,
-            expected="an HDF5 file with datasets 'data' and 'meta'",
-        ) from None
+    with (
+        h5_errors(name, what="sync file", missing=_MISSING, expected=_EXPECTED),
+        h5py.File(path_or_file, "r") as f,
+    ):
+        return _from_h5(f, None if name is None else str(name))

@@ -10,7 +10,8 @@ collected here in :data:`SCHEMAS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -18,6 +19,8 @@ import polars as pl
 from npc_frames.errors import SchemaError
 
 __all__ = ["SCHEMAS", "SCHEMA_VERSION", "Column", "Schema", "get_schema", "register"]
+
+logger = logging.getLogger(__name__)
 
 #: Bumped whenever a change to any schema would break readers of an existing cache.
 SCHEMA_VERSION = 1
@@ -141,11 +144,6 @@ def get_schema(name: str) -> Schema:
         raise SchemaError(
             f"unknown component {name!r}", field=name, expected=f"one of {sorted(SCHEMAS)}"
         ) from None
-
-
-def as_mapping() -> Mapping[str, Schema]:
-    """Return the registry (read-only view)."""
-    return dict(SCHEMAS)
 
 
 # populate the registry; these modules only call `register(...)`.

@@ -55,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import logging
 import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -82,6 +83,8 @@ __all__ = [
     "make_sorting",
     "simulate_spike_trains",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Kilosort 2/2.5 template length in samples (FORMATS §11.1)
 KILOSORT_TEMPLATE_SAMPLES = 61
@@ -406,7 +409,6 @@ def _plan_responses(
     stimuli: StimulusOnsets,
     rates_hz: FloatArray,
     eligible: npt.NDArray[np.bool_],
-    sample_rate: float,
 ) -> _ResponsePlan:
     """Return the response plan: profiles and the number of spikes each unit gains per class."""
     profiles = draw_response_profiles(rng, stimuli.names, rates_hz, eligible)
@@ -687,7 +689,7 @@ def simulate_spike_trains(
     if stimuli is not None:
         # a child generator: the baseline spike samples do not depend on the stimuli
         resp_rng = rng.spawn(1)[0]
-        plan = _plan_responses(resp_rng, stimuli, rates, ~few, float(sample_rate))
+        plan = _plan_responses(resp_rng, stimuli, rates, ~few)
 
     # result arrays sized for the worst case (a doublet after every generated spike, every drawn
     # response spike kept); pages past the spikes actually written are never touched, so they

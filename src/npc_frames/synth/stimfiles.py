@@ -16,13 +16,14 @@ Decision on the one deliberate difference: TaskControl prints and *silently skip
 fails to serialise. A synthetic generator must never drop a key unnoticed, so this writer raises
 :class:`~npc_frames.errors.ParameterError` naming the file and the key instead.
 
-The file is written atomically: to a temporary file in the destination folder, then renamed.
+The file is written atomically (:func:`npc_frames.storage.atomic_local_path`): to a temporary
+file in the destination folder, then renamed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,11 @@ import h5py
 import numpy as np
 
 from npc_frames.errors import ParameterError
+from npc_frames.storage import atomic_local_path
 
 __all__ = ["is_ragged_sequence", "is_string_sequence", "write_stim_file"]
+
+logger = logging.getLogger(__name__)
 
 _VLEN_STR = h5py.string_dtype(encoding="utf-8")
 _VLEN_FLOAT = h5py.vlen_dtype(np.dtype("float64"))
@@ -121,13 +125,5 @@ def write_stim_file(path: str | os.PathLike[str], attrs: Mapping[str, Any]) -> N
             field="path",
             expected="an existing folder",
         )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_group(f, attrs, dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_local_path(dest) as tmp, h5py.File(tmp, "w") as f:
+        _write_group(f, attrs, dest)

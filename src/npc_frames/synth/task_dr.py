@@ -22,6 +22,7 @@ plus spontaneous Poisson lick bouts (some contacts shorter than a frame, some > 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,8 @@ from npc_frames.synth.task_base import (
 )
 
 __all__ = ["simulate_dynamic_routing"]
+
+logger = logging.getLogger(__name__)
 
 QUIESCENT_FRAMES = 90
 RESPONSE_WINDOW = (6, 60)
@@ -449,7 +452,6 @@ def simulate_dynamic_routing(
         block_rewarded=block_rewarded,
         frames_per_block=frames_per_block,
         new_block_go=new_block_go,
-        task_version=task_version,
         sound_type=sound_type,
         grating_tf=grating_tf,
         timeout_frames=timeout_frames,
@@ -513,7 +515,6 @@ def _task_attrs(
     block_rewarded: list[str],
     frames_per_block: int,
     new_block_go: int,
-    task_version: str,
     sound_type: str,
     grating_tf: float,
     timeout_frames: int,
