@@ -315,15 +315,28 @@ def _inputs(name: str) -> list[str]:
 def _fingerprint(root: str, components: Sequence[str]) -> str:
     """Return a digest of (path, size, version) of every file of `components` in the cache."""
     from npc_frames import storage
+    from npc_frames.cache.catalog import DATA_FILE
     from npc_frames.schemas import SCHEMA_VERSION
 
     h = hashlib.sha256(f"{SCHEMA_VERSION}".encode())
     for comp in components:
         folder = storage.join(root, comp)
-        if not storage.exists(folder):
+        if storage.is_remote(root):
+            if storage.exists(folder):
+                for rel, size, version in storage.list_files(folder):
+                    h.update(f"{comp}/{rel}\0{size}\0{version}\n".encode())
             continue
-        for rel, size, version in storage.list_files(folder):
-            h.update(f"{comp}/{rel}\0{size}\0{version}\n".encode())
+        # local: one directory scan per component and one stat per session's data file
+        try:
+            entries = sorted(e.name for e in os.scandir(folder) if e.is_dir())
+        except FileNotFoundError:
+            continue
+        for name in entries:
+            try:
+                st = os.stat(os.path.join(folder, name, DATA_FILE))
+            except FileNotFoundError:
+                continue
+            h.update(f"{comp}/{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 

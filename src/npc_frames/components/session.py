@@ -202,7 +202,7 @@ def session_facts(raw: RawSession) -> Facts:
         is_sync=bool(raw.is_sync),
         is_video=bool(raw.is_video),
         is_sorted=bool(raw.is_sorted),
-        is_surface_channels=str(raw.root).rstrip("/").endswith("_surface_channels"),
+        is_surface_channels=bool(raw.is_surface_channel),
         is_annotated=bool(_annotation_paths(raw)),
         tracked=bool(raw.annotations.get("tracked")),
         project=None if raw.annotations.get("project") is None else str(raw.annotations["project"]),
