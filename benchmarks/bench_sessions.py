@@ -91,7 +91,7 @@ def main() -> None:
         cases: list[tuple[str, Callable[[], Any]]] = [
             ("nf.sessions() (all rows)", lambda: nf.sessions(cache)),
             (
-                "nf.sessions(session_type=..., is_good_behavior=..., areas_hit=[...])",
+                "nf.sessions(is_task=True, n_passing_blocks=[0..6]) (filtered)",
                 lambda: nf.sessions(cache, is_task=True, n_passing_blocks=[0, 1, 2, 3, 4, 5, 6]),
             ),
             ("nf.scan_session_days().collect()", lambda: nf.scan_session_days(cache).collect()),
