@@ -372,3 +372,11 @@ def test_blocks_without_dprime_never_pass() -> None:
     assert session_flags(perf) == {"is_engaged": True, "is_good_behavior": False}
     perf = perf.with_columns(pl.Series("cross_modality_dprime", [1.1, 2.0, 1.2, 1.5]))
     assert session_flags(perf)["is_good_behavior"] is True
+
+
+def test_corrupt_subject_json_leaves_genotype_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    row = _row(tmp_path, monkeypatch, annotations=TRACKED, top_files={"subject.json": "{not json"})
+    assert row["is_wild_type"] is None and row["is_opto"] is None  # opto trials, genotype unknown
+    assert row["is_task"] is True

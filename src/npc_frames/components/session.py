@@ -107,8 +107,14 @@ def _genotype(raw: RawSession, training: pl.DataFrame | None) -> str | None:
     if path:
         from npc_frames.readers.metadata import read_subject
 
-        with raw.open(path) as f:
-            genotype = read_subject(f).genotype
+        try:
+            with raw.open(path) as f:
+                genotype = read_subject(f).genotype
+        except NpcFramesError as exc:
+            # a broken subject.json fails the subjects component, not the session's other flags:
+            # the genotype is then unknown (or taken from the training records)
+            logger.warning("genotype unknown: %s", exc)
+            genotype = None
         if genotype:
             return genotype
     if training is not None:
