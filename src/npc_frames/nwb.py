@@ -58,6 +58,8 @@ from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
 
 from npc_frames.errors import CacheError, ParameterError, SchemaError
+from npc_frames.nwb_behavior import NWB_LOCATIONS as VIDEO_BEHAVIOR_LOCATIONS
+from npc_frames.nwb_behavior import video_behavior_containers
 from npc_frames.nwb_ephys import (
     add_devices,
     add_electrode_groups,
@@ -145,6 +147,7 @@ NWB_LOCATIONS: dict[str, str] = {
     "electrode_groups": "/general/extracellular_ephys",
     "electrodes": "/general/extracellular_ephys/electrodes",
     "units": "/units",
+    **VIDEO_BEHAVIOR_LOCATIONS,
 }
 NWBFILE_FIELDS = (
     "session_description",
@@ -223,9 +226,13 @@ def _failed_components(session_id: str, cache: str | os.PathLike[str] | None) ->
         return {}
     if not {"session_id", "component", "status"} <= set(catalog.columns):
         return {}
+    if "part" in catalog.columns:  # per-probe/per-part rows: the component row says it all
+        catalog = catalog.filter(pl.col("part").is_null())
+    # absent = the session has no such modality (not a failure): the component is left out
+    ok = ["ok", "success", "empty", "absent"]
     rows = catalog.filter(
         (pl.col("session_id").cast(pl.String) == _canonical(session_id))
-        & ~pl.col("status").cast(pl.String).str.to_lowercase().is_in(["ok", "success", "empty"])
+        & ~pl.col("status").cast(pl.String).str.to_lowercase().is_in(ok)
     )
     err = "error" if "error" in rows.columns else "status"
     return {str(c): str(e) for c, e in rows.select("component", err).iter_rows()}
@@ -536,6 +543,7 @@ def to_nwb(
             behavior.append(_events(name, df))
     if (df := frames.get("running_speed")) is not None and df.height:
         behavior.append(_running_speed(df))
+    behavior += video_behavior_containers(frames)  # eye tracking, pose, facemap
     if behavior:
         module = nwb.create_processing_module(
             name="behavior", description="processed behavioral data"

@@ -21,7 +21,8 @@ from fsspec.core import url_to_fs
 
 from npc_frames import parts, storage
 from npc_frames._log import timed
-from npc_frames.errors import InvalidIdError, MissingFileError
+from npc_frames.assets import ASSET_KINDS, choose_assets
+from npc_frames.errors import InvalidIdError, MissingFileError, ParameterError
 from npc_frames.ids import (
     SessionId,
     index_sessions,
@@ -77,6 +78,9 @@ class RawSession:
     video_json_paths: tuple[str, ...] = ()
     metadata_paths: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, Any] = field(default_factory=dict)
+    #: derived asset kind (:data:`npc_frames.assets.ASSET_KINDS`) -> asset folder, given or found
+    #: beside the raw folder; ``sorted`` is listed when the sorting output comes from an asset
+    assets: Mapping[str, str] = field(default_factory=dict)
     #: path -> (size in bytes, modification stamp or etag) of every discovered file; the cache's
     #: input fingerprint is computed from it
     file_stats: Mapping[str, tuple[int, str]] = field(default_factory=dict, compare=False)
@@ -90,6 +94,7 @@ class RawSession:
         *,
         session_id: str | SessionId | None = None,
         annotations: Mapping[str, Any] | None = None,
+        assets: Mapping[str, str | os.PathLike[str]] | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ) -> RawSession:
         """Return the RawSession discovered in folder `path` (local path or fsspec URL).
@@ -100,6 +105,15 @@ class RawSession:
         subject + date + time, or such a name + ``_surface_channels``) the same-day index comes
         from the raw assets beside it in the parent folder (one listing), by
         :func:`npc_frames.ids.index_sessions`: the day's second recording is ``…_1``.
+
+        Derived assets (kinds: :data:`npc_frames.assets.ASSET_KINDS` — ``sorted``, ``dlc_eye``,
+        ``dlc_side``, ``dlc_face``, ``facemap``, ``lp_face_parts``, ``gamma_encoding``,
+        ``lfp_subsampled``) are the sibling folders of `path` chosen by
+        :func:`npc_frames.assets.choose_assets`; `assets` gives some or all of them explicitly
+        (kind -> folder on the same filesystem), replacing the sibling of that kind. Sorting
+        output is, in order: an explicit ``sorted`` asset, ``sorting/``, ``sorted/`` or
+        ``spike_sorting/`` inside `path`, a sibling ``sorted`` asset; it is searched to depth 3
+        (:func:`npc_frames.readers.sorting.find_sortings`).
         """
         url = os.fspath(path)
         fs, root = url_to_fs(url, **dict(storage_options or {}))
@@ -175,10 +189,31 @@ class RawSession:
         for node in record_nodes:  # settings.xml etc. enter the fingerprint
             ls(node)
 
-        sorting_path = next((top_dirs[name] for name in _SORTING_DIRS if name in top_dirs), None)
-        if sorting_path is not None:  # one level of per-probe folders enters the fingerprint
-            for child in dirs(ls(sorting_path)):
-                ls(child)
+        chosen = _sibling_assets(fs, root, full)
+        for kind, given in (assets or {}).items():
+            if kind not in ASSET_KINDS:
+                raise ParameterError(
+                    f"unknown asset kind {kind!r}", field="assets", expected=f"{list(ASSET_KINDS)}"
+                )
+            given = os.fspath(given).rstrip("/")
+            chosen[kind] = given if "://" in given or not local else os.path.abspath(given)
+        in_folder = next((top_dirs[name] for name in _SORTING_DIRS if name in top_dirs), None)
+        if in_folder is not None and not (assets and "sorted" in assets):
+            chosen.pop("sorted", None)
+        sorting_path = chosen.get("sorted", in_folder)
+        for kind, folder in chosen.items():  # asset files enter the fingerprint (depth <= 3)
+            level = [folder if local else folder.split("://", 1)[-1]]
+            for _ in range(4):
+                level = [
+                    d
+                    for f in level
+                    for d in dirs(ls(f))
+                    if not (kind == "sorted" and d.endswith(".zarr"))
+                ]
+        if in_folder is not None and sorting_path == in_folder:  # per-probe folders, to depth 3
+            level = [in_folder]
+            for _ in range(4):
+                level = [d for f in level for d in dirs(ls(f)) if not d.endswith(".zarr")]
 
         metadata: dict[str, str] = {}
         for e in files(top):
@@ -200,6 +235,7 @@ class RawSession:
             video_json_paths=tuple(full(p) for p in sorted(video_jsons)),
             metadata_paths=MappingProxyType(metadata),
             annotations=MappingProxyType(dict(annotations or {})),
+            assets=MappingProxyType({k: full(v) for k, v in sorted(chosen.items())}),
             file_stats=MappingProxyType(stats),
         )
 
@@ -351,6 +387,22 @@ def script_name(path: str) -> str:
 def _protocol_prefix(fs: fsspec.AbstractFileSystem) -> str:
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
     return f"{protocol}://"
+
+
+def _sibling_assets(fs: fsspec.AbstractFileSystem, root: str, full: Any) -> dict[str, str]:
+    """Return kind -> sibling asset folder of `root` (one listing of its parent; I/O)."""
+    parent = posixpath.dirname(root.rstrip("/"))
+    if not parent or parent == root:
+        return {}
+    try:
+        names = [
+            e["name"].rstrip("/")
+            for e in fs.ls(parent, detail=True)
+            if e.get("type") == "directory"
+        ]
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return {}
+    return {k: full(v) for k, v in choose_assets(root, names).items()}
 
 
 def _is_camera_file(name: str) -> bool:

@@ -9,6 +9,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -315,7 +316,10 @@ def _convert_task(
     result = _Result(raw_path=task.raw_path, session_id=task.session_id)
     try:
         raw = RawSession.from_path(
-            task.raw_path, session_id=task.session_id, annotations=dict(task.annotations)
+            task.raw_path,
+            session_id=task.session_id,
+            annotations=dict(task.annotations),
+            assets=task.annotations.get("assets"),  # manifest `assets: {kind: path}`
         )
         sid = _safe_id(str(raw.session_id))
         inputs = _Inputs.of(raw)
@@ -480,24 +484,54 @@ def _subfolders(path: str) -> list[str]:
     return sorted(out)
 
 
+#: an AIND asset name with something after its acquisition time: a derived asset (``…_sorted_
+#: <date>_<time>``, ``….truth``) unless it is a raw asset name (``…_surface_channels``)
+_ASSET_PREFIX_RE = re.compile(r"^(?:ecephys|behavior)_\d{6,7}_20\d\d-\d\d-\d\d_\d\d-\d\d-\d\d.")
+
+
+def _is_session_name(name: str) -> bool:
+    """Return True for a folder name that names a raw session (not a derived asset)."""
+    from npc_frames.ids import index_sessions
+
+    if _has_suffix(name):
+        return False
+    if _ASSET_PREFIX_RE.match(name):
+        return name in index_sessions([name])
+    return _id_of(name) is not None
+
+
 def _expand(path: str) -> tuple[list[str], list[str]]:
     """Return (session folders, ignored non-session folders) for one path given to convert.
 
-    A folder whose name parses as a session id is a session; one with a type suffix (synth's
-    ``*.truth``) is not; any other folder that holds session folders is a parent and is searched
-    one level deep (its other subfolders are ignored); else it is taken as a session whose id
-    comes from its files.
+    A folder whose name parses as a session id is a session, unless it is a derived asset (a
+    type suffix such as synth's ``*.truth``, or an AIND name with a process suffix such as
+    ``…_sorted_<date>_<time>``); any other folder that holds session folders is a parent and is
+    searched one level deep (its other subfolders are ignored); else it is taken as a session
+    whose id comes from its files.
     """
     name = _basename(path)
+    if _id_of(name) is not None:
+        return ([path], []) if _is_session_name(name) else ([], [path])
     if _has_suffix(name):
         return [], [path]
-    if _id_of(name) is not None:
-        return [path], []
     children = _subfolders(path)
-    sessions = [c for c in children if not _has_suffix(_basename(c)) and _id_of(_basename(c))]
+    sessions = [c for c in children if _is_session_name(_basename(c))]
     if not sessions:
         return [path], []
     return sessions, [c for c in children if c not in sessions]
+
+
+def _key_of(path: str, sid: str | None) -> str | None:
+    """Return the session id `path` will be converted as (discovery's rule, which indexes a
+    subject's same-day recordings from the folder's siblings), or None when unknown."""
+    if sid is not None:
+        return sid
+    from npc_frames.paths import RawSession
+
+    try:
+        return str(RawSession.from_path(path).session_id)
+    except NpcFramesError:
+        return _id_of(_basename(path))
 
 
 def _resolve_inputs(
@@ -645,7 +679,7 @@ def convert(
     for n in names:
         _check_component(n)
     inputs, ignored = _resolve_inputs(raw_paths, manifest)
-    keys = [(sid or _id_of(_basename(p)), p) for p, sid, _ in inputs]
+    keys = [(_key_of(p, sid), p) for p, sid, _ in inputs]
     _check_unique(keys)
     catalog = read_catalog(root)
     previous: dict[str, dict[str, list[dict[str, Any]]]] = {}

@@ -23,11 +23,12 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     The file is YAML or JSON; either a mapping ``session id -> entry`` or ``{"sessions": [entry,
     …]}`` whose entries carry ``session_id``. An entry is a raw path string or a mapping with
     ``raw_path`` (or ``path``), ``notes``, ``issues``, ``invalid_times`` (``[{start_time,
-    stop_time, reason}]``), ``day``, ``project`` and ``session_kwargs`` (flag overrides such as
-    ``is_production: false``). The lab's tracked-sessions layout (sections ``ephys``,
-    ``behavior_with_sync``, ``behavior``; see :mod:`npc_frames.cache.tracked_sessions`) is read
-    too. A top-level ``training_records: <file>`` (relative to the manifest) is attached to every
-    entry. Raises BadFormatError naming the file and the offending entry or line.
+    stop_time, reason}]``), ``assets`` (``{kind: folder}``, see ``RawSession.from_path``),
+    ``day``, ``project`` and ``session_kwargs`` (flag overrides such as ``is_production:
+    false``). The lab's tracked-sessions layout (sections ``ephys``, ``behavior_with_sync``,
+    ``behavior``; see :mod:`npc_frames.cache.tracked_sessions`) is read too. A top-level
+    ``training_records: <file>`` (relative to the manifest) is attached to every entry. Raises
+    BadFormatError naming the file and the offending entry or line.
     """
     from npc_frames.errors import BadFormatError
 

@@ -17,9 +17,9 @@ import numpy.typing as npt
 import polars as pl
 
 from npc_frames.errors import (
+    AbsentModalityError,
     AlignmentError,
     BadFormatError,
-    MissingFileError,
     UnsupportedVersionError,
 )
 
@@ -272,12 +272,12 @@ def files_for(raw: RawSession, script: str) -> list[tuple[str, FrameTimes]]:
 def task_file(raw: RawSession) -> tuple[str, FrameTimes]:
     """Return the DynamicRouting1 file to use and its frame times (largest if several).
 
-    Raises MissingFileError if the session has no task file, AlignmentError (with the timing
+    Raises AbsentModalityError if the session has no task file, AlignmentError (with the timing
     failure reason) if none of its task files has valid timing.
     """
     candidates = [p for p in raw.stim_paths if script_of(p) == TASK_SCRIPT]
     if not candidates:
-        raise MissingFileError(
+        raise AbsentModalityError(
             "session has no DynamicRouting1 stim file",
             path=raw.root,
             field="stim_paths",

@@ -589,37 +589,63 @@ def _is_aind_root(path: str) -> bool:
     return any(os.path.isdir(os.path.join(path, d)) for d in (*_AIND_SPIKE_DIRS, "postprocessed"))
 
 
-@timed
-def find_sortings(path: str) -> dict[str, str]:
-    """Return entry name -> location of every per-probe sorting under a sorting folder.
+#: how deep below a sorting folder or asset sorting output is looked for
+MAX_SORTING_DEPTH = 3
 
-    AIND results list entries of ``sorting_precurated/`` (or ``curated/``) — entries whose name
-    contains "sorting" are ignored — and analyzer zarrs of ``postprocessed/``; otherwise every
-    sub-folder holding ``spike_times.npy`` is a phy folder.
+
+def _is_phy(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "spike_times.npy")) and os.path.isfile(
+        os.path.join(path, "params.py")
+    )
+
+
+def _aind_entries(path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    post = os.path.join(path, "postprocessed")
+    if os.path.isdir(post):
+        for e in sorted(os.listdir(post)):
+            if e.endswith(".zarr"):
+                out[e.removesuffix(".zarr")] = os.path.join(post, e)
+    for d in _AIND_SPIKE_DIRS:
+        folder = os.path.join(path, d)
+        if os.path.isdir(folder):
+            for e in sorted(os.listdir(folder)):
+                if "sorting" not in e and e not in out:
+                    out[e] = path
+            break
+    return out
+
+
+@timed
+def find_sortings(path: str, *, max_depth: int = MAX_SORTING_DEPTH) -> dict[str, str]:
+    """Return entry name -> location of every per-probe sorting at depth ≤ `max_depth` below a
+    sorting folder or sorting asset.
+
+    A folder holding ``spike_times.npy`` and ``params.py`` is a phy folder (entry = its name). A
+    folder with ``postprocessed/``, ``curated/`` or ``sorting_precurated/`` is an AIND result root:
+    its entries are those of ``sorting_precurated/`` (or ``curated/``) — entries whose name
+    contains "sorting" are ignored — and analyzer zarrs of ``postprocessed/``. Neither is searched
+    further down; other folders are, breadth-first, and the shallowest entry of a name wins.
     """
     if not os.path.isdir(path):
         raise MissingFileError("sorting folder not found", path=path, expected="a folder")
     out: dict[str, str] = {}
-    if _is_aind_root(path):
-        post = os.path.join(path, "postprocessed")
-        if os.path.isdir(post):
-            for e in sorted(os.listdir(post)):
-                if e.endswith(".zarr"):
-                    out[e.removesuffix(".zarr")] = os.path.join(post, e)
-        for d in _AIND_SPIKE_DIRS:
-            folder = os.path.join(path, d)
-            if os.path.isdir(folder):
-                for e in sorted(os.listdir(folder)):
-                    if "sorting" not in e and e not in out:
-                        out[e] = path
-                break
-        return out
-    if os.path.isfile(os.path.join(path, "spike_times.npy")):
-        return {os.path.basename(path.rstrip("/")): path}
-    for e in sorted(os.listdir(path)):
-        sub = os.path.join(path, e)
-        if os.path.isfile(os.path.join(sub, "spike_times.npy")):
-            out[e] = sub
+    level = [path.rstrip("/") or "/"]
+    for depth in range(max_depth + 1):
+        below: list[str] = []
+        for folder in level:
+            if _is_aind_root(folder):
+                for entry, location in _aind_entries(folder).items():
+                    out.setdefault(entry, location)
+            elif _is_phy(folder):
+                out.setdefault(os.path.basename(folder), folder)
+            elif depth < max_depth:
+                below.extend(
+                    sub
+                    for e in sorted(os.listdir(folder))
+                    if not e.endswith(".zarr") and os.path.isdir(sub := os.path.join(folder, e))
+                )
+        level = below
     return out
 
 

@@ -150,3 +150,4 @@ def get_schema(name: str) -> Schema:
 from npc_frames.schemas import behavior as _behavior  # noqa: E402,F401
 from npc_frames.schemas import ephys as _ephys  # noqa: E402,F401
 from npc_frames.schemas import video as _video  # noqa: E402,F401
+from npc_frames.schemas import video_behavior as _video_behavior  # noqa: E402,F401

@@ -27,6 +27,7 @@ import datetime
 import importlib
 import inspect
 import math
+import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -289,6 +290,24 @@ def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
     }
 
 
+def _move_sorting_to_asset(root: Path, ephys_truth: Any, *, date: datetime.date) -> dict[str, Any]:
+    """Return the truth of a sorted asset after moving ``<root>/sorting/*`` into
+    ``<root name>_sorted_<date + 3 days>_<06-52-11>/phy/`` (probe truth paths updated)."""
+    from npc_frames.synth.population import move_sorting_to_sibling_asset
+
+    asset = move_sorting_to_sibling_asset(root, date)
+    ephys_truth.probes = type(ephys_truth.probes)(
+        dataclasses.replace(
+            probe,
+            sorting_path=os.path.relpath(
+                asset / "phy" / Path(probe.sorting_path).relative_to("sorting"), root
+            ),
+        )
+        for probe in ephys_truth.probes
+    )
+    return {"path": str(asset)}
+
+
 def make_session(
     out_dir: str | Path,
     *,
@@ -308,6 +327,9 @@ def make_session(
     task_version: str = DEFAULT_TASK_VERSION,
     clip_seconds: float | None = None,
     compress: bool = False,
+    sorted_as_asset: bool = False,
+    video_behavior: bool = False,
+    video_behavior_length_delta: Mapping[str, int] | None = None,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -348,6 +370,16 @@ def make_session(
     compress:
         gzip the sync file's ``data`` (transparent to h5py readers) and store truth arrays as
         compressed ``.npz`` — for fixtures committed to git.
+    sorted_as_asset:
+        Write the phy folders into a sibling sorted asset
+        ``<raw name>_sorted_<date + 3 days>_06-52-11/phy/<stream folder>/`` (as the sorting
+        pipeline names its output), not into ``<raw>/sorting/``; ``Truth.assets["sorted"]``
+        records it.
+    video_behavior, video_behavior_length_delta:
+        Also write the video-derived assets (DeepLabCut eye tracking, Lightning Pose, facemap;
+        :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
+        ``{kind: n}`` gives an asset ``n`` rows more (or fewer) than its video. Needs `video`.
+        ``Truth.assets[kind]`` records what was written.
     """
     date, start_time = _check_params(
         seed=seed,
@@ -374,7 +406,9 @@ def make_session(
     out_dir = Path(out_dir).absolute()
     root = out_dir / asset_name
     truth_dir = out_dir / f"{asset_name}.truth"
-    for folder in (root, truth_dir):
+    derived = ("sorted", "dlc_eye", "LPFaceParts", "facemap")
+    old_assets = [p for d in derived for p in out_dir.glob(f"{asset_name}_{d}_*")]
+    for folder in (root, truth_dir, *old_assets):
         if folder.exists():
             shutil.rmtree(folder)
     behavior_dir = root / "behavior"
@@ -474,6 +508,10 @@ def make_session(
             **({} if clip_seconds is None else {"clip_seconds": float(clip_seconds)}),
         )
 
+    assets: dict[str, Any] = {}
+    if sorted_as_asset and ephys_truth is not None:
+        assets["sorted"] = _move_sorting_to_asset(root, ephys_truth, date=date)
+
     # --- sync file --------------------------------------------------------------------------------
     lines = _merge_lines(
         {0: (barcode_rising, barcode_falling)},
@@ -490,6 +528,22 @@ def make_session(
         line_labels=LINE_LABELS,
         compression="gzip" if compress else None,
     )
+
+    if video_behavior and video_result is not None:
+        from npc_frames.synth.video_behavior import make_video_behavior
+
+        dr = [_attr(r, "truth") for r in runs if _attr(r, "script_name") == "DynamicRouting1"]
+        assets.update(
+            make_video_behavior(
+                root,
+                rng=np.random.default_rng(ss.spawn(1)[0]),
+                video={k: dataclasses.asdict(c) for k, c in video_result.cameras.items()},
+                task=dr[0] if dr else None,
+                subject=int(subject),
+                date=date,
+                length_delta=video_behavior_length_delta,
+            )
+        )
 
     # --- truth ------------------------------------------------------------------------------------
     script_truths = []
@@ -570,7 +624,11 @@ def make_session(
             "task_version": task_version,
             "clip_seconds": clip_seconds,
             "compress": bool(compress),
+            "sorted_as_asset": bool(sorted_as_asset),
+            "video_behavior": bool(video_behavior),
+            "video_behavior_length_delta": dict(video_behavior_length_delta or {}),
         },
+        assets=assets,
     )
     truth.save(truth_dir, compress=compress)
     return truth

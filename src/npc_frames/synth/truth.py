@@ -336,6 +336,9 @@ class Truth:
         Expected counts (vsyncs per script, frames per camera, barcodes, units, spikes …).
     params:
         The arguments of ``make_session`` that produced this session.
+    assets:
+        Derived assets written beside the raw folder, per kind (``sorted``, ``dlc_eye`` …):
+        ``path`` (the asset folder) and what the generator put into it.
     """
 
     raw_path: str
@@ -355,6 +358,7 @@ class Truth:
     metadata: Any
     counts: Mapping[str, Any]
     params: Mapping[str, Any]
+    assets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def sync_duration_s(self) -> float:
@@ -415,6 +419,8 @@ class Truth:
         kwargs: dict[str, Any] = {"raw_path": raw_root}
         for f in dataclasses.fields(cls):
             if f.name in ("truth_dir", "raw_path"):
+                continue
+            if f.name not in doc and f.default_factory is not dataclasses.MISSING:
                 continue
             if f.name not in doc:
                 raise BadFormatError(
