@@ -59,6 +59,9 @@ _LAZY: dict[str, str] = {
     "to_pynapple": "npc_frames.analysis",
     "to_pynapple_intervals": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
+    "sessions": "npc_frames.views",
+    "scan_session_days": "npc_frames.views",
+    "scan_session_records": "npc_frames.views",
     "clear_caches": "npc_frames.memo",
 }
 _SUBMODULES = (
@@ -73,6 +76,7 @@ _SUBMODULES = (
     "nwb",
     "ids",
     "paths",
+    "views",
 )
 
 
@@ -102,7 +106,10 @@ __all__ = [
     "read_catalog",
     "read_session",
     "scan",
+    "scan_session_days",
+    "scan_session_records",
     "schemas",
+    "sessions",
     "spike_counts",
     "sample_at",
     "spike_histograms",
