@@ -301,7 +301,9 @@ CASES: list[Case] = [
         "video_sidecar_truncated",
         "ephys",
         lambda d: _truncate(_one(d, "behavior_videos/Eye_*.json")),
-        {"video_frame_times": Expect("failed", "BadFormatError")},
+        # the other cameras' rows are written; the eye camera is the failed part
+        {"video_frame_times": Expect("partial", "BadFormatError")},
+        {("video_frame_times", "eye_camera"): ("failed", "BadFormatError")},
     ),
     Case(
         "subject_json_corrupt",
@@ -397,12 +399,17 @@ def test_clean_baselines_match_truth(bases, baselines):
     assert ephys["units"]["rows"] == units_truth == 8
     assert ephys["devices"]["rows"] == ephys["electrode_groups"]["rows"] == 2
     assert ephys["electrodes"]["rows"] == 2 * 384
-    assert {r["status"] for r in ephys.values()} <= {"ok", "empty"}
+    # a clean session: nothing damaged; what it lacks (no RF mapping file, no derived video
+    # asset ...) is absent with the reason, never empty
+    assert {r["status"] for r in ephys.values()} <= {"ok", "empty", "absent"}
+    for row in (*ephys.values(), *behavior.values()):
+        if row["status"] == "absent":
+            assert row["rows"] == 0 and row["error_type"] == "AbsentModalityError", row
     for name in EPHYS:  # a behavior-only session has no ephys: absent, with the reason
         assert behavior[name]["status"] == "absent"
         assert behavior[name]["error_type"] == "AbsentModalityError"
         assert "no Open Ephys record nodes" in behavior[name]["error"] or name == "units"
-    assert {r["status"] for n, r in behavior.items() if n not in EPHYS} <= {"ok", "empty"}
+    assert {r["status"] for n, r in behavior.items() if n not in EPHYS} <= {"ok", "empty", "absent"}
     assert set(ephys) == set(behavior) == set(COMPONENTS)
 
 

@@ -1,10 +1,7 @@
 """Converting the synthetic population: nothing partial or failed, statuses as the truth says.
 
 The population's truth (``npc_frames.synth.population``) names each component ``ok``, ``empty``
-or ``absent``. Known difference, kept explicit here: tables whose stim script a session lacks
-(RF mapping, opto-tagging, luminance test, invalid times, and everything of a surface-channel
-recording without behavior) are written as zero-row ``empty`` frames, which the truth calls
-``absent``.
+or ``absent``; the catalog must say exactly that, and an ``absent`` row has no rows and says why.
 """
 
 from __future__ import annotations
@@ -36,7 +33,10 @@ def test_population_converts_with_nothing_partial_or_failed(converted):
         .rows()
     )
     ignored = run.filter(pl.col("status") == "ignored")["raw_path"].to_list()
-    assert ignored and all(p.endswith(".truth") or "_sorted_" in p for p in ignored)
+    # truth folders and sibling assets (sorting output, CCF annotations) are not sessions
+    assert ignored and all(
+        p.endswith(".truth") or "_sorted_" in p or "_annotations_" in p for p in ignored
+    )
     comp = run.filter(pl.col("part").is_null() & (pl.col("component") != "*"))
     assert comp["raw_path"].n_unique() == len(pop.members)
 
@@ -55,8 +55,9 @@ def test_population_statuses_follow_the_truth(converted):
         for r in rows.iter_rows(named=True):
             want = m.status(r["component"])
             got = r["status"]
+            assert got == want, (m.session_id, r["component"], got, r["error"])
             if want == "absent":
-                assert got in ("absent", "empty"), (m.session_id, r["component"], got)
                 assert r["rows"] == 0
-            else:
-                assert got == want, (m.session_id, r["component"], got, r["error"])
+                assert r["error"] and r["error"].startswith("AbsentModalityError: ")
+            elif want == "ok":
+                assert r["rows"] > 0 and r["error"] is None

@@ -10,7 +10,11 @@ turns what is reported into catalog statuses (docs/cache.md, "Catalog statuses")
 * a component that skips a damaged part (one probe's sorting, one stim file without timing) and
   still returns the rest calls :func:`report_failure` for that part before returning (status
   ``partial``, or ``failed`` when nothing is left); a part the session simply lacks (a recorded
-  probe that was never sorted) is reported with :func:`report_absent`.
+  probe that was never sorted) is reported with :func:`report_absent`;
+* a component whose input the session does not have (no RFMapping stim file, no video) but
+  which still returns its zero-row frame (so direct callers get a frame, not an error) calls
+  :func:`report_absent_component` with the reason before returning (status ``absent``; a
+  component that returns rows after all stays ``ok``).
 
 Reports go to the innermost :func:`collect` block of the current context (``convert`` opens one
 per component). Outside such a block they are logged at debug level only, so calling a component
@@ -44,6 +48,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "COMPONENT",
     "Part",
     "collect",
     "error_location",
@@ -51,6 +56,7 @@ __all__ = [
     "record_reads",
     "replay_reads",
     "report_absent",
+    "report_absent_component",
     "report_failure",
 ]
 
@@ -149,6 +155,19 @@ def report_absent(part: str, reason: str, *, probe: str | None = None) -> None:
             probe=probe,
         )
     )
+
+
+#: the ``part`` of a :func:`report_absent_component` report: the whole component, not a part
+COMPONENT = "*"
+
+
+def report_absent_component(reason: str) -> None:
+    """Return None after recording that the session lacks the current component's input.
+
+    For a component that returns a zero-row frame when its input is missing: ``convert`` then
+    records it ``absent`` with `reason` as its error instead of ``empty``.
+    """
+    _add(Part(part=COMPONENT, status="absent", error_type="AbsentModalityError", message=reason))
 
 
 # ------------------------------------------------------------------------------------- reads

@@ -203,6 +203,8 @@ def _status_rows(
     ``ok``/``empty`` only when nothing was reported damaged; a reported failed part makes the
     component ``partial`` (rows written) or ``failed`` (no rows); AbsentModalityError: ``absent``.
     """
+    whole = [p for p in found if p.part == parts.COMPONENT]  # report_absent_component
+    found = [p for p in found if p.part != parts.COMPONENT]
     failures = [p for p in found if p.status == "failed"]
     part_rows: list[dict[str, Any]] = []
     by_part: dict[str, dict[str, Any]] = {}
@@ -245,6 +247,12 @@ def _status_rows(
             error_type=first.error_type,
             error_location=first.location,
         )
+    elif whole and not rows:
+        comp.update(
+            status="absent",
+            error="; ".join(dict.fromkeys(p.error for p in whole)),
+            error_type=whole[0].error_type,
+        )
     else:
         comp["status"] = "ok" if rows else "empty"
     return comp, part_rows
@@ -275,7 +283,7 @@ def _convert_component(
             logger.debug("component %s of %s failed", name, raw.session_id, exc_info=exc)
     comp, part_rows = _status_rows(name, df, error, found)
     try:
-        if df is not None and comp["status"] != "failed":
+        if df is not None and comp["status"] not in ("failed", "absent"):
             # no fingerprint or timestamp here: a file's bytes depend only on the frame and the
             # versions, so the same session converted anywhere (local, S3, Dask) is identical
             meta = {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from npc_frames import parts
 from npc_frames.components._task import (
     invalid_intervals,
     open_stim,
@@ -61,6 +62,8 @@ def _has_opto_trials(path: str) -> bool:
 def epochs(raw: RawSession) -> pl.DataFrame:
     """Return one row per stim file with valid timing, sorted by start."""
     sid = str(raw.session_id)
+    if not raw.stim_paths:
+        parts.report_absent_component("no stim files")
     ft = valid_frame_times(raw)
     no_sync = sync_data(raw) is None
     invalid = invalid_intervals(raw)

@@ -259,10 +259,13 @@ def script_of(path: str) -> str:
 def files_for(raw: RawSession, script: str) -> list[tuple[str, FrameTimes]]:
     """Return (path, FrameTimes) of the valid-timing stim files of `script`, in time order.
 
-    The files of `script` without timing are reported as failed parts.
+    The files of `script` without timing are reported as failed parts; a session without any
+    file of `script` is reported as lacking the component's input (catalog status ``absent``).
     """
-    from npc_frames import timing
+    from npc_frames import parts, timing
 
+    if not raw.stim_paths_for(script):
+        parts.report_absent_component(f"no {script} stim file")
     report_timing_failures(raw, (script,))
     ft = timing.frame_times(raw)
     out = [(p, t) for p, t in ft.items() if script_of(p) == script]

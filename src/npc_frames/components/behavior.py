@@ -17,8 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames import parts
 from npc_frames._log import timed
 from npc_frames.components._task import (
+    TASK_SCRIPT,
     frames_at,
     open_stim,
     script_of,
@@ -139,6 +141,8 @@ def rewards(raw: RawSession) -> pl.DataFrame:
     Without the solenoid line, `rewardFrames` and `manualRewardFrames` of every stim file with
     valid timing except mapping/tagging scripts are used.
     """
+    if not raw.stim_paths_for(TASK_SCRIPT):
+        parts.report_absent_component("no DynamicRouting1 task file")
     sid = str(raw.session_id)
     sync = sync_data(raw)
     if sync is not None and raw.session_id.date >= FIRST_REWARD_ON_SYNC_DATE:
@@ -239,6 +243,8 @@ def _encoder_counts(stim: StimFile) -> FloatArray | None:
 @timed
 def running_speed(raw: RawSession) -> pl.DataFrame:
     """Return filtered running speed from every stim file with a digital encoder, in time order."""
+    if not raw.stim_paths_for(TASK_SCRIPT):
+        parts.report_absent_component("no DynamicRouting1 task file")
     sid = str(raw.session_id)
     pieces: list[tuple[float, FloatArray, FloatArray]] = []
     for path, ft in valid_frame_times(raw).items():

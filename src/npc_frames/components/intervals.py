@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames import parts
 from npc_frames.components import _nidaq
 from npc_frames.components import _sound_opto as so
 from npc_frames.components._task import (
@@ -538,7 +539,12 @@ def invalid_times(raw: RawSession) -> pl.DataFrame:
     """Return the session's invalid-time intervals (manifest annotations, else invalid_times file).
 
     stop_time -1 in the source means the end of the sync recording (or of the last stim file).
+    Zero rows (catalog status ``absent``) when the session has neither.
     """
+    if "invalid_times" not in raw.annotations and not any(
+        raw.metadata_paths.get(f"invalid_times.{ext}") for ext in ("yaml", "yml", "json")
+    ):
+        parts.report_absent_component("no invalid_times file")
     df = invalid_intervals(raw)
     df = df.with_columns(pl.lit(str(raw.session_id)).alias("session_id"))
     return INVALID_TIMES.validate(df.select(INVALID_TIMES.names), source=raw.root)

@@ -34,8 +34,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames import parts
 from npc_frames._log import timed
-from npc_frames.errors import AlignmentError, InvalidIdError
+from npc_frames.errors import AlignmentError, InvalidIdError, NpcFramesError
 from npc_frames.ids import parse_camera_name
 from npc_frames.readers.mvr import MvrInfo, read_mvr_json
 from npc_frames.readers.sync import SyncData
@@ -180,16 +181,30 @@ def video_frame_times(raw: RawSession) -> pl.DataFrame:
     """Return the ``video_frame_times`` frame: session_id, camera, frame_index, timestamp.
 
     One row per frame of every MVR video of `raw` (camera = NWB name, e.g. ``side_camera``),
-    timestamps on the sync clock per FORMATS §12.3 (see module docstring).
+    timestamps on the sync clock per FORMATS §12.3 (see module docstring). A camera whose json
+    sidecar cannot be read is left out and reported as a failed part named by the camera
+    (:func:`npc_frames.parts.report_failure`); when no camera's sidecar is readable, the first
+    camera's error is raised.
     """
     from npc_frames.timing import sync_data
 
     schema = get_schema("video_frame_times")
     json_paths = list(raw.video_json_paths)
     if not json_paths:
+        parts.report_absent_component("no video files")
         return schema.empty()
+    infos: list[MvrInfo] = []
+    broken: list[tuple[str, NpcFramesError]] = []
+    for p in json_paths:
+        try:
+            infos.append(read_mvr_json(raw.local(p)))
+        except NpcFramesError as exc:
+            broken.append((_camera_of_path(p), exc))
+    if broken and not infos:
+        raise broken[0][1]
+    for camera, error in broken:
+        parts.report_failure(camera, error)
     sync = sync_data(raw)
-    infos = [read_mvr_json(raw.local(p)) for p in json_paths]
     if sync is None:
         per_camera = _box_times(raw, infos)
     else:
@@ -214,6 +229,16 @@ def video_frame_times(raw: RawSession) -> pl.DataFrame:
         )
     df = pl.concat(frames).sort(["camera", "frame_index"])
     return schema.validate(df, source=raw.root)
+
+
+def _camera_of_path(path: str) -> str:
+    """Return the NWB camera name of an MVR file path (``eye_camera``), else its file name."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        camera = parse_camera_name(name)
+    except InvalidIdError:
+        return name
+    return CAMERA_NWB_NAMES.get(camera, f"{camera}_camera")
 
 
 def _box_times(raw: RawSession, infos: list[MvrInfo]) -> dict[str, F64]:

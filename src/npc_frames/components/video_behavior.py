@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 from fsspec.core import url_to_fs
 
+from npc_frames import parts
 from npc_frames.errors import InconsistentDataError, MissingFileError
 from npc_frames.memo import Memo
 from npc_frames.readers.dlc import read_dlc
@@ -148,6 +149,7 @@ def eye_tracking(raw: RawSession, *, mm_per_px: float | None = None) -> pl.DataF
     """
     asset = _asset(raw, "dlc_eye")
     if asset is None:
+        parts.report_absent_component("no dlc_eye asset")
         return EYE_TRACKING.empty()
     path = next(
         (
@@ -188,6 +190,7 @@ def dlc_eye_camera(raw: RawSession) -> pl.DataFrame:
     """
     asset = _asset(raw, "dlc_eye")
     if asset is None:
+        parts.report_absent_component("no dlc_eye asset")
         return DLC_EYE_CAMERA.empty()
     path = next(
         (
@@ -262,10 +265,11 @@ def _lp(raw: RawSession, camera: str) -> pl.DataFrame:
     schema = LP_SCHEMAS[camera]
     asset = _asset(raw, "lp_face_parts")
     if asset is None:
+        parts.report_absent_component("no lp_face_parts asset")
         return schema.empty()
     files = _lp_files(raw, asset, camera)
     times = _frame_times(raw, camera)
-    parts = []
+    pieces = []
     for kind, path in files.items():
         frame = (
             read_lp_predictions(_local(raw, path))
@@ -280,8 +284,10 @@ def _lp(raw: RawSession, camera: str) -> pl.DataFrame:
                 expected="one row per video frame (frame 0 = metadata frame included)",
             )
         suffix = {"predictions": "", "error": "_pca_error", "temporal_norm": "_temporal_norm"}
-        parts.append(frame.rename({c: c + suffix[kind] for c in frame.columns}))
-    return _with_times(raw, schema, pl.concat(parts, how="horizontal"), times, files["predictions"])
+        pieces.append(frame.rename({c: c + suffix[kind] for c in frame.columns}))
+    return _with_times(
+        raw, schema, pl.concat(pieces, how="horizontal"), times, files["predictions"]
+    )
 
 
 def lp_side_camera(raw: RawSession) -> pl.DataFrame:
@@ -301,6 +307,7 @@ def _facemap(
     schema = FACEMAP_SCHEMAS[camera]
     asset = _asset(raw, "facemap")
     if asset is None:
+        parts.report_absent_component("no facemap asset")
         return schema.empty()
     label = _MVR_NAME[camera]
     entries = [
