@@ -115,20 +115,35 @@ def make_population(work: Path, n: int) -> list[str]:
     ]
 
 
-def _convert_run(raws: list[str], root: str, workers: int) -> tuple[float, float, float, int]:
-    """Return (wall s, parent peak RSS MB, largest worker peak RSS MB, bad rows) of one convert
-    in this (fresh) process."""
+def _convert_run(
+    raws: list[str], root: str, workers: int
+) -> tuple[float, float, float, int, float]:
+    """Return (wall s, parent peak RSS MB, largest worker peak RSS MB, bad rows, CPU s of this
+    process and all its workers) of one convert in this (fresh) process."""
+    import multiprocessing.forkserver
+
     t0 = time.perf_counter()
     out = nf.convert(raws, root, workers=workers, progress=False)
     wall = time.perf_counter() - t0
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # workers forked by a fork server are its children: stop and reap it so that its and its
+    # workers' resource use count among this process's children
+    server = multiprocessing.forkserver._forkserver
+    if getattr(server, "_forkserver_pid", None) is not None:
+        server._stop()
+    self_ = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = self_.ru_maxrss / 1024
+    child = children.ru_maxrss / 1024
+    cpu = self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
     bad = out.filter(pl.col("status").is_in(["failed", "partial"])).height
-    return wall, own, child, bad
+    return wall, own, child, bad, cpu
 
 
-def bench_population(work: Path, raws: list[str]) -> dict[int, tuple[float, float, float, int]]:
-    """Return workers -> (wall s, parent MB, worker MB, bad rows), each in a fresh process."""
+def bench_population(
+    work: Path, raws: list[str]
+) -> dict[int, tuple[float, float, float, int, float]]:
+    """Return workers -> (wall s, parent MB, worker MB, bad rows, CPU s), each in a fresh
+    process."""
     ctx = multiprocessing.get_context("spawn")
     out = {}
     for workers in (1, 2):
@@ -236,9 +251,10 @@ def main() -> None:
         print(f"made a {len(pop)}-session population in {time.perf_counter() - t0:.1f} s")
         res = bench_population(work, pop)
         print(f"\n== convert {len(pop)} sessions: workers=1 (in-process) vs workers=2 (pool) ==")
-        for workers, (wall, own, child, bad) in res.items():
+        for workers, (wall, own, child, bad, cpu) in res.items():
             print(
                 f"workers={workers}: {wall:6.1f} s  {60 * len(pop) / wall:6.1f} sessions/min  "
+                f"CPU {cpu:6.1f} s  "
                 f"peak RSS parent {own:5.0f} MB, largest worker {child:5.0f} MB"
                 f"{f'  ({bad} partial/failed rows!)' if bad else ''}"
             )

@@ -116,15 +116,52 @@ def main_is_importable() -> bool:
 
 
 # ---------------------------------------------------------------------------------- workers
-def _watchdog(parent: int) -> None:
+#: modules the fork server imports once, so that each worker forked from it starts warm
+PRELOAD = (
+    "numpy",
+    "polars",
+    "npc_frames.cache.convert",
+    "npc_frames.components.behavior",
+    "npc_frames.components.intervals",
+    "npc_frames.components.video",
+    "npc_frames.components.units",
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a reused pid of another user's process
+        return True
+    return True
+
+
+def _watchdog(parent: int, ppid: int) -> None:
     while True:
         time.sleep(WATCHDOG_INTERVAL_S)
-        if os.getppid() != parent:
+        if os.getppid() != ppid or not _alive(parent):
             os._exit(1)
 
 
+def _context() -> Any:
+    """Return the multiprocessing context of the pools: a preloaded fork server where there is
+    one (workers fork from a process that has imported the library once), else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(list(PRELOAD))
+        return ctx
+    return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
+
+
 def _init_worker(queue: Any, parent: int) -> None:
-    """Set up a worker: progress queue, death with the parent (prctl + watchdog thread)."""
+    """Set up a worker: progress queue, death with the parent (prctl + watchdog thread).
+
+    `parent` is the converting process; a worker's direct parent may be the fork server, which
+    exits when the converting process dies (the kernel then kills the worker), and the watchdog
+    also checks `parent` itself.
+    """
     global _QUEUE
     _QUEUE = queue
     if sys.platform.startswith("linux"):
@@ -133,9 +170,12 @@ def _init_worker(queue: Any, parent: int) -> None:
             libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         except (OSError, AttributeError):  # pragma: no cover - no prctl: the watchdog remains
             pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    ppid = os.getppid()
+    if ppid == 1 or not _alive(parent):  # the parent died before prctl took effect
         os._exit(1)
-    threading.Thread(target=_watchdog, args=(parent,), daemon=True, name="npc-watchdog").start()
+    threading.Thread(
+        target=_watchdog, args=(parent, ppid), daemon=True, name="npc-watchdog"
+    ).start()
 
 
 def progress(message: tuple[Any, ...]) -> None:
@@ -171,7 +211,7 @@ def _run_batch(
     on_message: Callable[[tuple[Any, ...]], None],
 ) -> tuple[set[int], set[int], bool]:
     """Run `indices` of `tasks` in a fresh pool; return (finished, started, broken)."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _context()
     q = ctx.Queue()
     finished: set[int] = set()
     started: set[int] = set()
