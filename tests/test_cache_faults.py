@@ -177,8 +177,19 @@ CASES: list[Case] = [
         "probeB_sorting_removed_is_absent_part",
         "ephys",
         lambda d: shutil.rmtree(d / SORT_B),
-        {"units": Expect("ok", None, rows=4)},
-        {("units", "probeB"): ("absent", "AbsentModalityError")},
+        {  # a recorded probe missing from the sorting output is skipped everywhere
+            "devices": Expect("ok", None, rows=1),
+            "electrode_groups": Expect("ok", None, rows=1),
+            "electrodes": Expect("ok", None, rows=384),
+            "units": Expect("ok", None, rows=4),
+            "manipulator_positions": Expect("ok", None, rows=1),
+        },
+        {
+            ("units", "probeB"): ("absent", "AbsentModalityError"),
+            ("devices", "probeB"): ("absent", "AbsentModalityError"),
+            ("electrode_groups", "probeB"): ("absent", "AbsentModalityError"),
+            ("electrodes", "probeB"): ("absent", "AbsentModalityError"),
+        },
     ),
     Case(
         "probeA_ttl_events_truncated",
@@ -205,6 +216,8 @@ CASES: list[Case] = [
             "electrode_groups": Expect("failed", "BadFormatError"),
             "electrodes": Expect("failed", "BadFormatError"),
             "units": Expect("failed", "MissingFileError"),
+            # probe serials come from the same record node
+            "manipulator_positions": Expect("partial", "BadFormatError", rows=2),
         },
         {
             ("devices", "Record Node 102"): ("failed", "BadFormatError"),
@@ -223,6 +236,7 @@ CASES: list[Case] = [
             "electrode_groups": Expect("failed", "BadFormatError"),
             "electrodes": Expect("failed", "BadFormatError"),
             "units": Expect("partial", "BadFormatError", rows=8),
+            "manipulator_positions": Expect("failed", "BadFormatError"),
         },
         {("units", "electrodes"): ("failed", "BadFormatError")},
     ),
@@ -235,6 +249,7 @@ CASES: list[Case] = [
             "electrode_groups": Expect("partial", "BadFormatError", rows=2),
             "electrodes": Expect("partial", "BadFormatError", rows=768),
             "units": Expect("partial", "BadFormatError", rows=8),
+            "manipulator_positions": Expect("partial", "BadFormatError", rows=2),
         },
         {("devices", "Record Node 102/settings.xml"): ("failed", "BadFormatError")},
     ),
@@ -409,7 +424,11 @@ def test_clean_baselines_match_truth(bases, baselines):
         assert behavior[name]["status"] == "absent"
         assert behavior[name]["error_type"] == "AbsentModalityError"
         assert "no Open Ephys record nodes" in behavior[name]["error"] or name == "units"
-    assert {r["status"] for n, r in behavior.items() if n not in EPHYS} <= {"ok", "empty", "absent"}
+    # no record nodes: no stage log to assign to probes either
+    assert behavior["manipulator_positions"]["status"] == "absent"
+    assert {
+        r["status"] for n, r in behavior.items() if n not in (*EPHYS, "manipulator_positions")
+    } <= {"ok", "empty", "absent"}
     assert set(ephys) == set(behavior) == set(COMPONENTS)
 
 
@@ -455,8 +474,13 @@ def test_fault_statuses(case: Case, bases, baselines, tmp_path):
             assert r["error_type"] and r["error"] and r["error_location"], key
         if key[0] in case.expect and r["status"] == "failed":
             assert comp[key[0]]["status"] in ("partial", "failed"), key
-    # complete fingerprints: a component whose outcome changed had read a damaged file
+    # complete fingerprints: a component whose outcome changed had read a damaged file (a removed
+    # file changes every fingerprint through the session's file listing, which probe selection
+    # reads without opening the files)
+    removed = {p for p in damaged if not (raw / p).exists()}
     for name, row in comp.items():
+        if removed:
+            break
         want = base[name]
         if (row["status"], row["rows"], row["error_type"]) != (
             want["status"],
@@ -549,8 +573,13 @@ def test_repairing_a_file_recomputes_and_clears_the_error(bases, tmp_path):
     oebin.write_bytes(good)  # the repair: structure.oebin is part of the fingerprint
     second = _convert(raw, tmp_path / "c").filter(pl.col("part").is_null())
     # exactly the components that read structure.oebin are recomputed
-    assert set(second.filter(~pl.col("skipped"))["component"]) == set(EPHYS)
-    assert set(second["status"]) <= {"ok", "empty"}
+    # manipulator_positions reads settings.xml too (probe serials)
+    assert set(second.filter(~pl.col("skipped"))["component"]) == {*EPHYS, "manipulator_positions"}
+    # what the session lacks (derived video assets, RF mapping ...) stays absent; the repaired
+    # components are ok again
+    assert set(second["status"]) <= {"ok", "empty", "absent"}
+    repaired = second.filter(pl.col("component").is_in([*EPHYS, "manipulator_positions"]))
+    assert set(repaired["status"]) == {"ok"}
     cat = cache.read_catalog(tmp_path / "c")
     assert cat.filter(pl.col("status").is_in(["failed", "partial"])).is_empty()
     assert os.path.exists(tmp_path / "c" / "devices")

@@ -178,7 +178,8 @@ def test_duckdb_views_carry_real_schema_comments(session_cache):
     )
     tables = set(cache.sql("SHOW TABLES", session_cache)["name"])
     present = {p.name for p in session_cache.iterdir() if p.is_dir()}
-    assert tables == present | {"spike_times", "catalog"}
+    # plus the derived query-time views over sessions (npc_frames.views)
+    assert tables == present | {"spike_times", "catalog", "session_days", "session_records"}
 
 
 def _only_session(root: Path) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "probe_insertions",
     "probe_selection",
     "read_probe_insertions",
+    "report_skipped",
     "skip_reasons",
 ]
 
@@ -227,6 +228,15 @@ def _selection(raw: RawSession) -> ProbeSelection:
 def probe_selection(raw: RawSession) -> ProbeSelection:
     """Return which recorded probes are used and why the others are skipped (rules above)."""
     return _selection(raw)
+
+
+def report_skipped(raw: RawSession) -> None:
+    """Return None after reporting every skipped probe as an ``absent`` part (``skipped: <why>``),
+    so the catalog names each probe a component leaves out and why."""
+    from npc_frames import parts
+
+    for letter, why in sorted(probe_selection(raw).skipped.items()):
+        parts.report_absent(f"probe{letter}", f"skipped: {why}", probe=letter)
 
 
 def skip_reasons(raw: RawSession) -> dict[str, str]:

@@ -19,6 +19,7 @@ single registry that ``npc_frames.cache.sql`` (SQL access), the ``scan_<view>`` 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,11 +36,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DERIVED_VIEWS",
     "DerivedView",
+    "available_views",
     "derived",
     "scan_session_days",
     "scan_session_records",
     "sessions",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: a block "passes" when its cross-modality d' reaches this value
 PASSING_BLOCK_DPRIME = 1.0
@@ -273,12 +277,34 @@ def with_dependencies(names: Iterable[str]) -> set[str]:
     return out
 
 
-def create_derived_views(con: duckdb.DuckDBPyConnection, wanted: Iterable[str]) -> None:
-    """Create the derived views named in `wanted` on a connection that has their components."""
+def available_views(present: Iterable[str]) -> set[str]:
+    """Return the derived views whose every component input is among `present` (the components
+    that have files), i.e. those a listing of the cache shows."""
+    have = set(present)
+    return {
+        name for name in DERIVED_VIEWS if with_dependencies({name}) - set(DERIVED_VIEWS) <= have
+    }
+
+
+def create_derived_views(
+    con: duckdb.DuckDBPyConnection, wanted: Iterable[str], *, strict: bool = True
+) -> None:
+    """Create the derived views named in `wanted` on a connection that has their components.
+
+    With ``strict=False`` a view whose inputs lack a column it reads (a cache written by an older
+    schema) is left out, logged at debug level, instead of failing the whole connection."""
+    import duckdb
+
     wanted = set(wanted)
     for name, view in DERIVED_VIEWS.items():  # registry order respects dependencies
-        if name in wanted:
+        if name not in wanted:
+            continue
+        try:
             con.execute(f'CREATE VIEW "{name}" AS {view.sql}')
+        except duckdb.BinderException:
+            if strict:
+                raise
+            logger.debug("derived view %s left out: its inputs lack columns", name, exc_info=True)
 
 
 #: the component columns the derived views read (the others are never loaded)

@@ -116,8 +116,7 @@ def connect(
     present = _present_components(root)
     if views is None:
         wanted = present | {"catalog"} | ({"spike_times"} if "units" in present else set())
-        if "sessions" in present:
-            wanted |= set(_derived.DERIVED_VIEWS)
+        wanted |= _derived.available_views(present)
     else:
         wanted = set(views)
     wanted = _derived.with_dependencies(wanted)
@@ -136,7 +135,9 @@ def connect(
                 "COMMENT ON TABLE catalog IS 'one row per (session_id, component[, part]) ever "
                 "converted into this cache: status, rows, error, fingerprint, versions'"
             )
-        _derived.create_derived_views(con, wanted)  # session_days, session_records (npc_frames.views)
+        # session_days, session_records (npc_frames.views); a cache whose sessions lack the columns
+        # they read simply has no such view (the query then names an unknown table)
+        _derived.create_derived_views(con, wanted, strict=False)
     except duckdb.Error as exc:
         con.close()
         _raise_for_corrupt_files(root, wanted, cause=exc)
@@ -269,8 +270,7 @@ def _referenced_views(query: str, root: str | None = None) -> set[str]:
     if root is not None and _DISCOVERY.search(query):
         present = _present_components(root)
         named |= present | {"catalog"} | ({"spike_times"} if "units" in present else set())
-        if "sessions" in present:
-            named |= set(_derived.DERIVED_VIEWS)
+        named |= _derived.available_views(present)
     return named
 
 

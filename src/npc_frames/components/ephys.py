@@ -112,10 +112,11 @@ def probe_setup(raw: RawSession) -> ProbeSetup:
 
 def used_probes(raw: RawSession, setup: ProbeSetup | None = None) -> tuple[oe.ProbeInfo, ...]:
     """Return the recorded probes that are not skipped (:mod:`npc_frames.probes`), in
-    settings.xml order."""
-    from npc_frames.probes import probe_selection
+    settings.xml order; each skipped probe is reported as an absent part of the calling component."""
+    from npc_frames.probes import probe_selection, report_skipped
 
     setup = setup if setup is not None else probe_setup(raw)
+    report_skipped(raw)
     used = set(probe_selection(raw).used)
     return tuple(p for p in setup.probes if p.letter in used)
 

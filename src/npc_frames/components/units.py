@@ -47,7 +47,7 @@ from npc_frames.errors import (
     NpcFramesError,
 )
 from npc_frames.lists import flat_list_chunks
-from npc_frames.probes import probe_selection
+from npc_frames.probes import probe_selection, report_skipped
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
 from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
 
@@ -370,13 +370,14 @@ def units_with_report(
             failures[key] = exc
     recorded = set(setup.recorded_letters)
     sorted_letters = {k[0] for k in entries}
-    unsorted = tuple(sorted(recorded - sorted_letters))
+    unsorted = tuple(sorted(recorded - sorted_letters - set(skipped)))
     report = UnitsReport(
         converted=tuple(converted), failures=failures, unsorted=unsorted, skipped=skipped
     )
     for key, err in failures.items():
         warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
         parts.report_failure(f"probe{key}", err, probe=key[0])
+    report_skipped(raw)
     for letter in unsorted:
         warnings.warn(
             f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
