@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers.nwb_frames import SESSION_ID, TABLE_PATHS, compare, make_frames, pynwb_frame
 from npc_frames.errors import CacheError, InconsistentDataError, ParameterError, SchemaError
 from npc_frames.nwb import (
     CAMERA_NAMES,
@@ -26,7 +27,6 @@ from npc_frames.nwb import (
     validate_nwb,
     write_nwb,
 )
-from nwb_frames import SESSION_ID, TABLE_PATHS, compare, make_frames, pynwb_frame
 
 pynwb = pytest.importorskip("pynwb")
 
