@@ -1,6 +1,7 @@
-"""Spike counts for all units x all trials of many full-scale sessions, side by side (issue 7).
+"""Spike counts for all units x all trials of many full-scale sessions, side by side.
 
-Three ways to get the same counts, each in a fresh process (wall time and peak RSS of that process):
+Three ways to get the same counts, each in a fresh process (wall time, peak RSS and peak heap of
+that process, all on a warm page cache):
 
 - ``npc_frames``: ``nf.spike_counts(nf.scan_units(cache), nf.scan_trials(cache), windows=...)`` over
   the Parquet cache (units written with the cache's own layout, ``npc_frames.cache_layout``);
@@ -11,8 +12,14 @@ Three ways to get the same counts, each in a fresh process (wall time and peak R
 
 Every method's counts are checked against the others on a sample of units. Not run by CI.
 
+Generating a full-scale session takes ~15 s, so only ``--distinct`` sessions (default 4) are
+generated; the others are copies of them under new session and unit ids. Every cache partition
+is its own file (20 distinct files in the page cache, as a real project has); the NWB files of the
+copies are symlinks to the distinct ones (which favours the NWB readers: fewer distinct pages).
+
     python benchmarks/bench_analysis.py                          # 20 sessions x 2,400 units x 60 M spikes
-    python benchmarks/bench_analysis.py --sessions 4 --spikes 10e6
+    python benchmarks/bench_analysis.py --units 600 --spikes 15e6  # quarter scale
+    python benchmarks/bench_analysis.py --kernels                # numpy vs numba search, one session
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import pyarrow as pa
 
 WINDOWS = {"baseline": ("stim_start_time", -0.5, 0.0), "response": ("stim_start_time", 0.0, 0.5)}
 DURATION = 5400.0  # 90-minute session
-WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 
 
 def session_id(i: int) -> str:
@@ -82,6 +89,17 @@ def make_session(
         }
     )
     return units, trials
+
+
+def renamed(units: pl.DataFrame, trials: pl.DataFrame, i: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return a copy of a session's frames under the ids of session `i` (spikes shared)."""
+    old, new = units["session_id"][0], session_id(i)
+    return (
+        units.with_columns(
+            session_id=pl.lit(new), unit_id=pl.col("unit_id").str.replace(old, new, literal=True)
+        ),
+        trials.with_columns(session_id=pl.lit(new)),
+    )
 
 
 def write_cache(cache: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
@@ -144,19 +162,20 @@ def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
 def run_npc_frames(root: Path, limit: int | None) -> dict[str, Any]:
     import npc_frames as nf
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     units = nf.scan_units(cache=str(root / "cache"))
     trials = nf.scan_trials(cache=str(root / "cache"))
     if limit:
         keep = sorted(units.select("session_id").unique().collect()["session_id"].to_list())[:limit]
         units = units.filter(pl.col("session_id").is_in(keep))
     counts = nf.spike_counts(units, trials, windows=WINDOWS, workers=WORKERS)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
     peak = _peak_mb()  # before the sampling below, which is not part of the measured work
     anon = _SAMPLER.stop() if _SAMPLER is not None else float("nan")
     n = counts["session_id"].n_unique()
     return {
         "seconds": elapsed,
+        "cpu_seconds": cpu,
         "rows": counts.height,
         "sessions": n,
         "peak_rss_mb": peak,
@@ -169,7 +188,7 @@ def run_lazynwb(root: Path, limit: int | None) -> dict[str, Any]:
     import lazynwb
 
     paths = sorted(str(p) for p in (root / "nwb").glob("*.nwb"))[:limit]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     units = (
         lazynwb.scan_nwb(paths, "/units", disable_progress=True)
         .select("unit_id", "_nwb_path", "_table_index", "obs_intervals")
@@ -188,20 +207,20 @@ def run_lazynwb(root: Path, limit: int | None) -> dict[str, Any]:
         as_polars=True,
         use_process_pool=False,
     )
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
     long = counts.unpivot(
         index=[c for c in counts.columns if c not in WINDOWS],
         on=list(WINDOWS),
         variable_name="window",
         value_name="count",
     )
-    return {"seconds": elapsed, "rows": long.height, "sessions": len(paths)}
+    return {"seconds": elapsed, "cpu_seconds": cpu, "rows": long.height, "sessions": len(paths)}
 
 
 def run_h5py(root: Path, limit: int | None) -> dict[str, Any]:
     import h5py
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     rows = 0
     sample: dict[str, int] = {}
     paths = sorted((root / "nwb").glob("*.nwb"))[:limit]
@@ -221,13 +240,27 @@ def run_h5py(root: Path, limit: int | None) -> dict[str, Any]:
                     sample[f"{unit_ids[u]}|{name}"] = int(c[:50].sum())
     return {
         "seconds": time.perf_counter() - t0,
+        "cpu_seconds": _cpu() - c0,
         "rows": rows,
         "sessions": len(paths),
         "sample": sample,
     }
 
 
+def _cpu() -> float:
+    """Return this process's user + system CPU seconds (all threads): a figure that a loaded,
+    shared machine distorts less than wall time."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _peak_mb() -> float:
+    """Return this process's peak RSS (VmHWM). ``ru_maxrss`` would be wrong here: Linux keeps it
+    across exec, so a child would report the parent's peak from generating the sessions."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -268,6 +301,65 @@ def _sample(counts: pl.DataFrame) -> dict[str, int]:
     return {f"{u}|{w}": int(c) for u, w, c in agg.iter_rows()}
 
 
+def compare_kernels(root: Path) -> None:
+    """Print the edge-search time of numpy and of a numba kernel on one session's mmapped spikes,
+    numba's import and cached-compile time included (a fresh process pays them once)."""
+    from npc_frames.analysis import _search
+    from npc_frames.analysis._spikes import load_cache_spikes
+
+    cache = str(root / "cache")
+    sid = session_id(0)
+    units = pl.read_parquet(
+        f"{cache}/units/session_id={sid}/data.parquet", columns=["unit_id", "obs_intervals"]
+    )
+    spikes = load_cache_spikes(cache, sid, units, with_obs=False)
+    assert spikes is not None
+    stim = pl.read_parquet(f"{cache}/trials/session_id={sid}/data.parquet")["stim_start_time"]
+    ev = stim.to_numpy()
+    bounds = np.unique(np.concatenate([ev - 0.5, ev, ev + 0.5]))
+    out = np.zeros((spikes.n_units, bounds.size), dtype=np.int64)
+    t0 = time.perf_counter()
+    for s in spikes.segments:
+        _search.below_into(s.values, s.starts, s.lengths, bounds, s.rows, out)
+    t_numpy_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for s in spikes.segments:
+        _search.below_into(s.values, s.starts, s.lengths, bounds, s.rows, out)
+    t_numpy = time.perf_counter() - t0
+    expected = out.copy()
+
+    t0 = time.perf_counter()
+    import numba
+
+    @numba.njit(nogil=True, cache=True)  # type: ignore[misc]
+    def below_sorted(values, starts, lengths, bounds, rows, out):  # type: ignore[no-untyped-def]
+        for i in range(starts.size):
+            a, n, lo = starts[i], lengths[i], 0
+            for j in range(bounds.size):  # sorted bounds: each search starts where the last ended
+                hi = n
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if values[a + mid] < bounds[j]:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                out[rows[i], j] = lo
+
+    out[:] = 0
+    for s in spikes.segments:
+        below_sorted(s.values, s.starts, s.lengths, bounds, s.rows, out)
+    t_numba_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for s in spikes.segments:
+        below_sorted(s.values, s.starts, s.lengths, bounds, s.rows, out)
+    t_numba = time.perf_counter() - t0
+    print(
+        f"edge search, {spikes.n_units} units x {bounds.size} edges: numpy {t_numpy:.3f} s "
+        f"(first call {t_numpy_first:.3f} s); numba {t_numba:.3f} s (import + load/compile + "
+        f"first call {t_numba_first:.3f} s); identical: {np.array_equal(out, expected)}"
+    )
+
+
 METHODS = {"npc_frames": run_npc_frames, "lazynwb": run_lazynwb, "h5py+numpy": run_h5py}
 
 
@@ -300,33 +392,58 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=2400)
     ap.add_argument("--spikes", type=float, default=60e6, help="spikes per session")
     ap.add_argument("--trials", type=int, default=500)
+    ap.add_argument(
+        "--distinct", type=int, default=4, help="sessions generated; the rest are renamed copies"
+    )
+    ap.add_argument(
+        "--kernels", action="store_true", help="time numpy vs numba edge search on one session"
+    )
     ap.add_argument("--dir", type=Path, default=None, help="reuse/keep data here")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument(
         "--slow-sessions",
         type=int,
         default=None,
-        help="run lazynwb and h5py+numpy on only the first N sessions (they take "
-        "~10-30 s per full-scale session); ratios are then per session",
+        help="run lazynwb on only the first N sessions (it takes ~30 s per full-scale "
+        "session); ratios are then per session",
     )
     ap.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child == "kernels":
+        compare_kernels(args.dir)
+        return
     if args.child:
         child(args.child, args.dir, args.limit)
         return
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_analysis_"))
-    stamp = root / f"done_{args.sessions}_{args.units}_{int(args.spikes)}_{args.trials}"
+    stamp = root / (
+        f"done_{args.sessions}_{args.units}_{int(args.spikes)}_{args.trials}_{args.distinct}"
+    )
     if not stamp.exists():
         t0 = time.perf_counter()
         (root / "nwb").mkdir(parents=True, exist_ok=True)
-        for i in range(args.sessions):
+        distinct = max(1, min(args.distinct, args.sessions))
+        for i in range(distinct):
             units, trials = make_session(i, args.units, int(args.spikes), args.trials)
-            write_cache(root / "cache", units, trials)
             write_nwb(root / "nwb" / f"{session_id(i)}.nwb", units, trials)
+            for j in range(i, args.sessions, distinct):
+                write_cache(root / "cache", *renamed(units, trials, j))
+                link = root / "nwb" / f"{session_id(j)}.nwb"
+                if j != i and not link.exists():
+                    link.symlink_to(root / "nwb" / f"{session_id(i)}.nwb")
             del units, trials
         stamp.touch()
         print(f"prepared {args.sessions} sessions in {time.perf_counter() - t0:.0f} s under {root}")
+    if args.kernels:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", "kernels", "--dir", str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(proc.stdout.strip() or proc.stderr.strip().splitlines()[-1:])
+        return
     print(
         f"{args.sessions} sessions x {args.units} units x {args.trials} trials, "
         f"{args.spikes:.3g} spikes/session, windows {list(WINDOWS)}; {os.cpu_count()} cores"
@@ -335,7 +452,7 @@ def main() -> None:
     for method in args.methods.split(","):
         limit = (
             []
-            if method == "npc_frames" or not args.slow_sessions
+            if method != "lazynwb" or not args.slow_sessions
             else ["--limit", str(args.slow_sessions)]
         )
         proc = subprocess.run(
@@ -352,17 +469,24 @@ def main() -> None:
         print(f"{method}: {line[7:200]}", flush=True)
     base = results.get("npc_frames")
     print(
-        f"{'method':12s} {'sessions':>8s} {'seconds':>8s} {'s/session':>9s} {'peak MB':>8s} "
-        f"{'heap MB':>8s} {'rows':>11s}  per-session time vs npc_frames"
+        f"{'method':12s} {'sessions':>8s} {'seconds':>8s} {'s/session':>9s} {'cpu s/ses':>9s} "
+        f"{'peak MB':>8s} {'heap MB':>8s} {'rows':>11s}  per-session time (cpu) vs npc_frames"
     )
     for method, r in results.items():
         per = r["seconds"] / max(r["sessions"], 1)
+        cpu = r.get("cpu_seconds", float("nan")) / max(r["sessions"], 1)
         ratio = per / (base["seconds"] / max(base["sessions"], 1)) if base else float("nan")
-        print(
-            f"{method:12s} {r['sessions']:8d} {r['seconds']:8.2f} {per:9.2f} "
-            f"{r['peak_rss_mb']:8.0f} {r.get('peak_anon_mb', float('nan')):8.0f} "
-            f"{r['rows']:11d}  {ratio:.1f}x"
+        cpu_ratio = (
+            cpu / (base.get("cpu_seconds", float("nan")) / max(base["sessions"], 1))
+            if base
+            else float("nan")
         )
+        print(
+            f"{method:12s} {r['sessions']:8d} {r['seconds']:8.2f} {per:9.2f} {cpu:9.2f} "
+            f"{r['peak_rss_mb']:8.0f} {r.get('peak_anon_mb', float('nan')):8.0f} "
+            f"{r['rows']:11d}  {ratio:.1f}x ({cpu_ratio:.1f}x)"
+        )
+    print(f"load average during the run: {os.getloadavg()}")
     if base and "h5py+numpy" in results:
         a, b = base["sample"], results["h5py+numpy"]["sample"]
         common = set(a) & set(b)

@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "aligned_spikes": "npc_frames.analysis",
     "psth": "npc_frames.analysis",
     "spike_histograms": "npc_frames.analysis",
+    "to_pynapple": "npc_frames.analysis",
+    "to_pynapple_intervals": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
     "clear_caches": "npc_frames.memo",
 }
@@ -93,6 +95,8 @@ __all__ = [
     "sql",
     "read_manifest",
     "to_nwb",
+    "to_pynapple",
+    "to_pynapple_intervals",
     "validate_nwb",
     "write_nwb",
     # one scan_<component>() per component, e.g. scan_trials, scan_units
