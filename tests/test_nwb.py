@@ -1,6 +1,6 @@
 """NWB export: validity, best practice, round trip of every component, bad input (FORMATS §13).
 
-The frames come from ``tests/nwb_frames.py`` (FORMATS column names, conformed to the declared
+The frames come from ``tests/helpers/nwb_frames.py`` (FORMATS column names, conformed to the declared
 schemas, every dtype the cache holds); ``test_nwb_synth.py`` repeats the round trip on a real
 synthetic session once the components and cache are available.
 """
