@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 #: fixtures shared by several test modules live in tests/helpers/ (no test module imports another)
-pytest_plugins = ["helpers.ephys_session"]
+pytest_plugins = ["helpers.ephys_session", "helpers.docs_workspace"]
 
 
 def _make(tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> Any:
