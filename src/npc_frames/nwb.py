@@ -496,6 +496,12 @@ def to_nwb(
         A frame lacks a column NWB needs (the message names component and columns).
     InconsistentDataError
         Frames disagree (a unit on an unknown probe, a peak channel without electrode).
+
+    Examples
+    --------
+    >>> nwb = nf.to_nwb("603074_2023-08-31", cache="cache/")
+    >>> nwb.session_id, len(nwb.trials), len(nwb.units)
+    ('603074_2023-08-31', 18, 8)
     """
     frames = _frames(session, cache, components)
     kwargs = _session_kwargs(frames["sessions"])
@@ -668,6 +674,15 @@ def write_nwb(
     The file is written to a temporary file in the destination folder and renamed into place, so
     a failure never leaves a half-written file at `path`. `compression` ("gzip" or "lzf") applies
     to every numeric dataset of at least :data:`COMPRESS_MIN_ELEMENTS` elements.
+
+    Examples
+    --------
+    >>> nwb = nf.to_nwb("603074_2023-08-31", cache="cache/")
+    >>> path = nf.write_nwb(nwb, "nwb/603074_2023-08-31.nwb")
+    >>> import pynwb
+    >>> with pynwb.NWBHDF5IO(path, "r") as io:
+    ...     len(io.read().trials)
+    18
     """
     if compression not in (None, "gzip", "lzf"):
         raise ParameterError(

@@ -303,6 +303,15 @@ def spike_counts(
     intervals, where a window edge is null/NaN, where stop < start, or (with
     `exclude_invalid_times`) where the window overlaps an invalid time. Sessions present in only
     one input are skipped. ``window`` is an Enum of the window names.
+
+    Examples
+    --------
+    >>> units, trials = nf.scan_units(cache="cache/"), nf.scan_trials(cache="cache/")
+    >>> counts = nf.spike_counts(units, trials, windows={"response": ("stim_start_time", 0.0, 0.5)})
+    >>> counts.columns, counts.height  # 8 units x 18 trials x 1 window
+    (['session_id', 'unit_id', 'trial_index', 'window', 'count'], 144)
+    >>> int(counts["count"].sum())
+    425
     """
     if workers < 1:
         raise ParameterError(f"workers={workers}", field="workers", expected="an integer >= 1")
@@ -476,6 +485,15 @@ def aligned_spikes(
 
     `index` is as in :func:`spike_counts`. Intervals whose event time is null/NaN get an empty
     list.
+
+    Examples
+    --------
+    >>> units, trials = nf.scan_units(cache="cache/"), nf.scan_trials(cache="cache/")
+    >>> aligned = nf.aligned_spikes(units, trials, event="stim_start_time", start=-0.5, stop=1.0)
+    >>> aligned.columns, aligned.height  # one row per unit and trial
+    (['session_id', 'unit_id', 'trial_index', 'spike_times'], 144)
+    >>> aligned["spike_times"].explode().drop_nulls().is_between(-0.5, 1.0, closed="left").all()
+    True
     """
     if not stop > start:
         raise ParameterError(f"stop {stop} <= start {start}", field="stop", expected="start < stop")
@@ -530,6 +548,15 @@ def psth(
     for a single interval). Bins are ``[start + k·bin_size, start + (k+1)·bin_size)``. `index` is
     as in :func:`spike_counts` (it only decides which interval tables are accepted: rows are
     per group, not per interval).
+
+    Examples
+    --------
+    >>> units, trials = nf.scan_units(cache="cache/"), nf.scan_trials(cache="cache/")
+    >>> rates = nf.psth(units, trials, event="stim_start_time", start=0.0, stop=0.5, bin_size=0.1)
+    >>> rates.height, rates["bin_start"].unique().sort().round(3).to_list()  # 8 units x 5 bins
+    (40, [0.0, 0.1, 0.2, 0.3, 0.4])
+    >>> rates["n_trials"].unique().to_list()
+    [18]
     """
     if not (bin_size > 0 and stop > start):
         raise ParameterError(
