@@ -529,5 +529,5 @@ def test_cli_convert_reports_failures_with_exit_status_1(fake, tmp_path, capsys)
 def test_cli_sql_parquet_without_output_is_an_error(fake, tmp_path, capsys):
     from npc_frames.cli import main
 
-    assert main(["sql", "SELECT 1", "--cache", str(tmp_path), "--format", "parquet"]) == 1
+    assert main(["sql", "SELECT 1", "--cache", str(tmp_path), "--format", "parquet"]) == 2  # usage
     assert "--output" in capsys.readouterr().err

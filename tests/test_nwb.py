@@ -19,7 +19,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from helpers.nwb_frames import SESSION_ID, TABLE_PATHS, compare, make_frames, pynwb_frame
+from helpers.nwb_frames import (
+    SESSION_ID,
+    TABLE_PATHS,
+    _fake_cache,
+    compare,
+    inspector_messages,
+    make_frames,
+    pynwb_frame,
+)
 from npc_frames.errors import CacheError, InconsistentDataError, ParameterError, SchemaError
 from npc_frames.nwb import (
     CAMERA_NAMES,
@@ -56,8 +64,8 @@ def test_pynwb_validation_passes(nwb_path: Path) -> None:
 
 
 def test_nwbinspector_reports_no_critical_or_best_practice_violation(nwb_path: Path) -> None:
-    nwbinspector = pytest.importorskip("nwbinspector")
-    messages = list(nwbinspector.inspect_nwbfile(nwbfile_path=str(nwb_path)))
+    pytest.importorskip("nwbinspector")
+    messages = inspector_messages(nwb_path)
     bad = [
         m
         for m in messages
@@ -145,8 +153,10 @@ def test_round_trip_lazynwb_keeps_dtypes(frames: dict[str, pl.DataFrame], nwb_pa
     )
     assert trials["is_opto"].dtype == pl.Float64
     assert trials["is_hit"].dtype == pl.Boolean
-    # an all-null column is not written (restored as nulls from the schema by readers)
-    assert "opto_wavelength" not in trials.columns
+    # an all-null column is written too (every file has every schema column): NaN for numbers
+    assert frames["trials"]["opto_wavelength"].null_count() == frames["trials"].height
+    assert trials["opto_wavelength"].dtype == pl.Float64
+    assert trials["opto_wavelength"].is_nan().all()
 
 
 def test_units_spike_times_are_written_exactly(
@@ -340,33 +350,6 @@ def test_session_absent_from_cache_is_a_cache_error(tmp_path: Path) -> None:
     with pytest.raises(CacheError):
         write_nwb("668755_2023-08-31", tmp_path / "x.nwb", cache=tmp_path)
     assert not (tmp_path / "x.nwb").exists()
-
-
-def _fake_cache(root: Path, frames: dict[str, pl.DataFrame], failed: dict[str, str]) -> None:
-    """Write frames + catalog in the cache layout (docs/CONTRACTS.md) without running convert."""
-    cache = pytest.importorskip("npc_frames.cache")
-    rows = []
-    for name, df in frames.items():
-        status = "failed" if name in failed else ("ok" if df.height else "empty")
-        if name not in failed:
-            path = Path(cache.data_path(str(root), name, SESSION_ID))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            df.write_parquet(path)
-        rows.append(
-            {
-                "session_id": SESSION_ID,
-                "component": name,
-                "status": status,
-                "rows": df.height,
-                "error": failed.get(name),
-            }
-        )
-    catalog = pl.DataFrame(rows).with_columns(
-        pl.lit(None, dtype=t).alias(c)
-        for c, t in cache.CATALOG_SCHEMA.items()
-        if c not in ("session_id", "component", "status", "rows", "error")
-    )
-    catalog.select(list(cache.CATALOG_SCHEMA)).write_parquet(root / cache.CATALOG_FILE)
 
 
 def test_cache_with_failed_component_is_a_cache_error_naming_it(

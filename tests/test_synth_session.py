@@ -551,10 +551,10 @@ def test_cli_synth_help_describes_every_option(capsys):
         assert action.help, action.dest
 
 
-def test_cli_synth_bad_parameters_exit_1_with_the_field(tmp_path, capsys):
+def test_cli_synth_bad_parameters_exit_2_with_the_field(tmp_path, capsys):
     from npc_frames.cli import main
 
-    assert main(["synth", str(tmp_path), "--minutes", "-2"]) == 1
+    assert main(["synth", str(tmp_path), "--minutes", "-2"]) == 2  # a usage error
     err = capsys.readouterr().err
     assert "minutes" in err and "expected" in err
 

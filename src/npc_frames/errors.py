@@ -14,6 +14,7 @@ Hierarchy::
     ├── InvalidIdError          a session/subject/probe id string cannot be parsed
     ├── SchemaError             a frame does not match its component schema
     ├── CacheError              the cache is missing a session/component or is unusable
+    ├── OutputError             an output file or folder cannot be written
     └── ParameterError          a caller passed impossible parameters
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidIdError",
     "MissingFileError",
     "NpcFramesError",
+    "OutputError",
     "ParameterError",
     "SchemaError",
     "UnsupportedVersionError",
@@ -117,3 +119,7 @@ class CacheError(NpcFramesError, LookupError):
 
 class ParameterError(NpcFramesError, ValueError):
     """A caller passed impossible parameters (negative durations, zero probes with units, …)."""
+
+
+class OutputError(NpcFramesError, OSError):
+    """An output file or folder cannot be written (permissions, a file where a folder should be)."""

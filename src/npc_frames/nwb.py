@@ -1,7 +1,7 @@
 """NWB export: ``to_nwb()`` assembles a pynwb NWBFile from the frames of one session, ``write_nwb()``
 writes it to HDF5 atomically.
 
-Layout (FORMATS §13, reference npc_sessions):
+Layout (as the reference npc_sessions writes it; docs/nwb.md):
 
 =======================  ====================================================================
 component                where in the NWB file
@@ -32,8 +32,8 @@ Decisions:
   0.4 type; the same API as ``ndx_events.EventsTable``). Their time column is named ``timestamp``
   (singular, the NWB name); the frames' ``timestamps`` column is renamed on the way in.
 * A zero-row component (e.g. ``optotagging`` in a session without opto-tagging) writes no table.
-* ``session_start_time`` keeps its sub-second part (FORMATS §0 **[quirk]**: the reference drops
-  it); a naive datetime is taken as America/Los_Angeles wall clock, as the reference does.
+* ``session_start_time`` keeps its sub-second part (the reference drops
+  it; docs/quirks.md); a naive datetime is taken as America/Los_Angeles wall clock, as the reference does.
 * Null encoding follows :mod:`npc_frames.nwb_tables` (HDF5 has no null).
 """
 
@@ -42,10 +42,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import tempfile
 import uuid
+import warnings
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,10 +57,12 @@ from pynwb import NWBFile, TimeSeries
 from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
 
-from npc_frames.errors import CacheError, ParameterError, SchemaError
+from npc_frames import storage
+from npc_frames.errors import CacheError, NpcFramesError, OutputError, ParameterError, SchemaError
 from npc_frames.nwb_behavior import NWB_LOCATIONS as VIDEO_BEHAVIOR_LOCATIONS
 from npc_frames.nwb_behavior import video_behavior_containers
 from npc_frames.nwb_ephys import (
+    UnitChannelBlocks,
     add_devices,
     add_electrode_groups,
     add_electrodes,
@@ -81,18 +83,23 @@ try:  # pynwb >= 4: EventsTable is core NWB
 except ImportError:  # pragma: no cover - older pynwb: the ndx-events 0.4 extension, same API
     from ndx_events import DurationVectorData, EventsTable, TimestampVectorData
 
-__all__ = ["NWB_LOCATIONS", "to_nwb", "validate_nwb", "write_nwb"]
+__all__ = ["NWB_LOCATIONS", "PartialSessionWarning", "to_nwb", "validate_nwb", "write_nwb"]
 
-#: the reference's institution string (FORMATS §13)
+
+class PartialSessionWarning(UserWarning):
+    """The exported session is incomplete in the cache (some component is ``partial``)."""
+
+
+#: the reference's institution string
 INSTITUTION = "Neural Circuits & Behavior | MindScope program | Allen Institute for Neural Dynamics"
 EXPERIMENT_DESCRIPTION = (
     "Dynamic Routing: mice switch between visual and auditory rewarded modalities in blocks "
     "while Neuropixels probes record across the brain"
 )
-#: session wall-clock time zone of the rigs (FORMATS §0)
+#: session wall-clock time zone of the rigs
 SESSION_TZ = zoneinfo.ZoneInfo("America/Los_Angeles")
 
-#: interval components -> NWB name in /intervals (FORMATS §6: TitleCase class -> snake + _trials)
+#: interval components -> NWB name in /intervals (TitleCase stim class -> snake + _trials)
 INTERVAL_TABLES: dict[str, str] = {
     "trials": "trials",
     "performance": "performance",
@@ -113,7 +120,7 @@ INTERVAL_DEFAULT_DESCRIPTIONS: dict[str, str] = {
     "epochs": "one epoch per stimulus file with valid timing",
     "invalid_times": "time intervals to be removed from analysis",
 }
-#: event components -> NWB name in processing/behavior (FORMATS §8)
+#: event components -> NWB name in processing/behavior
 EVENT_TABLES: dict[str, str] = {
     "licks": "licks",
     "rewards": "rewards",
@@ -127,7 +134,7 @@ EVENT_DEFAULT_DESCRIPTIONS: dict[str, str] = {
         " triggering a restart of the trial"
     ),
 }
-#: MVR camera label -> NWB camera name (FORMATS §12.1); NWB names map to themselves
+#: MVR camera label -> NWB camera name ; NWB names map to themselves
 CAMERA_NAMES: dict[str, str] = {
     "behavior": "side_camera",
     "eye": "eye_camera",
@@ -216,22 +223,57 @@ def _frames_from_cache(
     return dict(frames)
 
 
-def _failed_components(session_id: str, cache: str | os.PathLike[str] | None) -> dict[str, str]:
-    """Return component -> error of catalog rows of `session_id` whose status is not ok."""
+#: catalog statuses of a component that is complete (or legitimately has no rows)
+COMPLETE_STATUSES = ("ok", "success", "empty", "absent")
+#: catalog statuses of a component that could not be computed at all
+FAILED_STATUSES = ("failed", "error")
+
+
+def _catalog_rows(session_id: str, cache: str | os.PathLike[str] | None) -> pl.DataFrame:
+    """Return the catalog rows of `session_id` (component, status, error; empty if none)."""
     from npc_frames import cache as cache_mod
 
+    empty = pl.DataFrame(schema={"component": pl.String, "status": pl.String, "error": pl.String})
     try:
         catalog = cache_mod.read_catalog(cache)
     except (CacheError, FileNotFoundError):
-        return {}
+        return empty
     if not {"session_id", "component", "status"} <= set(catalog.columns):
-        return {}
-    rows = catalog.filter(
-        (pl.col("session_id").cast(pl.String) == _canonical(session_id))
-        & ~pl.col("status").cast(pl.String).str.to_lowercase().is_in(["ok", "success", "empty"])
+        return empty
+    return catalog.filter(pl.col("session_id").cast(pl.String) == _canonical(session_id)).select(
+        pl.col("component").cast(pl.String),
+        pl.col("status").cast(pl.String).str.to_lowercase(),
+        (pl.col("error") if "error" in catalog.columns else pl.lit(None))
+        .cast(pl.String)
+        .alias("error"),
     )
-    err = "error" if "error" in rows.columns else "status"
-    return {str(c): str(e) for c, e in rows.select("component", err).iter_rows()}
+
+
+def _failed_components(session_id: str, cache: str | os.PathLike[str] | None) -> dict[str, str]:
+    """Return component -> error of catalog rows of `session_id` that failed outright."""
+    rows = _catalog_rows(session_id, cache).filter(pl.col("status").is_in(FAILED_STATUSES))
+    return {
+        str(c): str(e if e is not None else st)
+        for c, st, e in rows.select("component", "status", "error").iter_rows()
+    }
+
+
+def _incomplete_note(session_id: str, cache: str | os.PathLike[str] | None) -> str | None:
+    """Return a sentence naming the components of `session_id` the cache holds incompletely.
+
+    Every status that is neither complete (ok, empty, absent) nor a failure (which stops the
+    export earlier) counts: ``partial``, and any status a newer cache may introduce.
+    """
+    rows = _catalog_rows(session_id, cache).filter(
+        ~pl.col("status").is_in([*COMPLETE_STATUSES, *FAILED_STATUSES])
+    )
+    if rows.is_empty():
+        return None
+    parts = [
+        f"{c} ({st}{': ' + e if e else ''})"
+        for c, st, e in rows.sort("component").select("component", "status", "error").iter_rows()
+    ]
+    return f"incomplete session: the cache holds these components only in part: {'; '.join(parts)}"
 
 
 def _canonical(session_id: str) -> str:
@@ -327,7 +369,7 @@ def _session_kwargs(df: pl.DataFrame) -> dict[str, Any]:
         kwargs["experimenter"] = [_dandi_name(n) for n in kwargs["experimenter"]]
     kwargs.setdefault("experiment_description", EXPERIMENT_DESCRIPTION)
     if row.get("rig") and "lab" not in kwargs:
-        kwargs["lab"] = str(row["rig"])  # the reference's lab = rig name (FORMATS §13)
+        kwargs["lab"] = str(row["rig"])  # the reference's lab = rig name
     if row.get("task_version") and "stimulus_notes" not in kwargs:
         kwargs["stimulus_notes"] = str(row["task_version"])
     return kwargs
@@ -505,6 +547,9 @@ def to_nwb(
     """
     frames = _frames(session, cache, components)
     kwargs = _session_kwargs(frames["sessions"])
+    if not isinstance(session, Mapping) and (note := _incomplete_note(str(session), cache)):
+        kwargs["notes"] = f"{kwargs['notes']}\n{note}" if kwargs.get("notes") else note
+        warnings.warn(f"session {session}: {note}", PartialSessionWarning, stacklevel=2)
     if "subjects" in frames and frames["subjects"].height:
         kwargs["subject"] = _subject(frames["subjects"], kwargs["session_start_time"])
     nwb = NWBFile(**kwargs)
@@ -637,7 +682,9 @@ def _apply_compression(nwb: NWBFile, compression: str) -> None:
     for obj in nwb.objects.values():
         if isinstance(obj, Data):
             data = obj.data
-            if _compressible(data):
+            if isinstance(data, UnitChannelBlocks):
+                data.set_compression(io_kwargs)
+            elif _compressible(data):
                 obj.set_data_io(H5DataIO, io_kwargs)
             elif isinstance(data, AbstractDataChunkIterator):
                 # keep the iterator's own chunking (e.g. one unit's template per chunk)
@@ -697,18 +744,76 @@ def write_nwb(
     if compression:
         _apply_compression(nwb, compression)
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part.nwb", dir=dest.parent)
-    os.close(fd)
+    if storage.is_remote(os.fspath(path)):
+        raise ParameterError(
+            f"write_nwb writes local files, not {os.fspath(path)!r}",
+            field="path",
+            expected="a local file path (upload the written file afterwards)",
+        )
     try:
-        with _io_class()(tmp, mode="w") as io:
-            io.write(nwb)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        # the storage layer's atomic writer: a hidden temporary file in the destination folder,
+        # created with the process umask like any new file, renamed into place on success. No
+        # fsync: an export is re-run after a power loss, and fsync of a GB file costs seconds.
+        with (
+            warnings.catch_warnings(),
+            storage.atomic_local_path(dest, fsync=False) as tmp,
+        ):
+            # the temporary name ends in .tmp (the storage layer's mark), not .nwb
+            warnings.filterwarnings("ignore", message=r"The file path provided.*\.nwb")
+            with _io_class()(tmp, mode="w") as io, _one_reference_per_target():
+                io.write(nwb)
+    except OSError as exc:
+        if isinstance(exc, NpcFramesError):
+            raise
+        raise OutputError(
+            f"cannot write the NWB file: {exc.strerror or exc}",
+            path=dest,
+            field="path",
+            expected="a writable folder (it is created if missing)",
+        ) from exc
     return dest
+
+
+@contextlib.contextmanager
+def _one_reference_per_target() -> Iterator[None]:
+    """Build one hdmf ReferenceBuilder per distinct target of a column of references.
+
+    hdmf's object mapper builds a column of object references (``electrodes.group``,
+    ``units.electrode_group``: ~4,700 rows pointing at 6 groups in a 6-probe session) with two
+    validated calls per row. During the write, the mapper's private per-column method is
+    replaced by one that resolves each distinct target once and repeats its ReferenceBuilder;
+    the file written is the same. If hdmf renames the method, nothing is replaced.
+    """
+    from hdmf.build import ObjectMapper, ReferenceBuilder
+    from hdmf.container import Data
+
+    original = getattr(ObjectMapper, "_ObjectMapper__get_ref_builder", None)
+    target_of = getattr(ObjectMapper, "_ObjectMapper__get_target_builder", None)
+    if original is None or target_of is None:  # pragma: no cover - other hdmf versions
+        yield
+        return
+
+    def get_ref_builder(
+        self: Any, builder: Any, dtype: Any, shape: Any, container: Any, build_manager: Any
+    ) -> Any:
+        if not isinstance(container, Data) or isinstance(container.data, DataIO):
+            return original(self, builder, dtype, shape, container, build_manager)
+        refs: dict[int, Any] = {}
+        out = []
+        for target in container.data:
+            ref = refs.get(id(target))
+            if ref is None:
+                ref = refs[id(target)] = ReferenceBuilder(
+                    target_of(self, target, build_manager, builder)
+                )
+            out.append(ref)
+        return out
+
+    ObjectMapper._ObjectMapper__get_ref_builder = get_ref_builder
+    try:
+        yield
+    finally:
+        ObjectMapper._ObjectMapper__get_ref_builder = original
 
 
 def _io_class() -> type:

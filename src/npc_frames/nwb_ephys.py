@@ -1,6 +1,6 @@
 """Ephys part of NWB assembly: devices, electrode groups, electrodes, units, raw AP/LFP.
 
-Helpers of :mod:`npc_frames.nwb` (FORMATS §9.3, §9.4, §11.4, §11.5). Everything is built from whole
+Helpers of :mod:`npc_frames.nwb`. Everything is built from whole
 arrays: the units table gets one flat ``spike_times`` array plus its index, never ``add_unit``.
 """
 
@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from hdmf.backends.hdf5 import H5DataIO
 from hdmf.common import DynamicTableRegion, VectorData, VectorIndex
-from hdmf.data_utils import AbstractDataChunkIterator, DataChunk, GenericDataChunkIterator
+from hdmf.data_utils import GenericDataChunkIterator
 from pynwb import NWBFile
 from pynwb.device import Device
 from pynwb.ecephys import ElectricalSeries, ElectrodeGroup, ElectrodesTable
@@ -26,6 +27,7 @@ from npc_frames.nwb_tables import (
     require_columns,
     series_to_numpy,
     table_description,
+    with_schema_columns,
 )
 
 __all__ = [
@@ -44,23 +46,19 @@ GROUP_NAME = ("name", "electrode_group_name", "group_name")
 GROUP_DEVICE = ("device_name", "device", "serial_number")
 ELECTRODE_GROUP = ("group_name", "electrode_group_name")
 UNIT_GROUP = ("electrode_group_name", "group_name")
-#: NWB units metadata (FORMATS §11.4)
+#: NWB units metadata, as the reference writes it
 UNITS_DESCRIPTION = "spike-sorted units from Kilosort 2.5"
 WAVEFORM_RATE = 30000.0
 WAVEFORM_UNIT = "microvolts"
-#: spike times are sample indices of the 30 kHz AP stream put on the sync clock (FORMATS §11.3)
+#: spike times are sample indices of the 30 kHz AP stream put on the sync clock
 SPIKE_TIME_RESOLUTION = 1 / 30000.0
-#: electrode locations that are placeholders, not Allen CCF terms (FORMATS §11.5: "unannotated"
+#: electrode locations that are placeholders, not Allen CCF terms (the reference: "unannotated"
 #: unless annotated; IBL "out of brain")
 LOCATION_PLACEHOLDERS = ("", "unannotated", "unknown", "out of brain", "none", "nan")
 #: the Allen CCF ontology's root term ("brain, region unspecified")
 CCF_ROOT = "root"
-#: Neuropixels 1.0 AP and LFP: 0.195 µV per bit (FORMATS §9.3); NWB stores volts
+#: Neuropixels 1.0 AP and LFP: 0.195 µV per bit; NWB stores volts
 NP1_VOLTS_PER_BIT = 0.195e-6
-
-
-def _strings(s: pl.Series) -> list[str]:
-    return [str(v) for v in s.cast(pl.String).fill_null("").to_list()]
 
 
 def add_devices(nwb: NWBFile, df: pl.DataFrame) -> dict[str, Device]:
@@ -137,8 +135,8 @@ def add_electrodes(
 ) -> ElectrodesTable:
     """Return the electrodes table added to `nwb`: every frame column plus `group` references.
 
-    ``location`` is required by NWB; when the frame has none it is ``"unannotated"`` (FORMATS
-    §11.5). CCF coordinates and any other columns are written as they are.
+    ``location`` is required by NWB; when the frame has none it is ``"unannotated"``, as in
+    the reference. CCF coordinates and any other columns are written as they are.
     """
     require_columns(df, "electrodes", [ELECTRODE_GROUP])
     gcol = first_present(df, ELECTRODE_GROUP)
@@ -172,14 +170,13 @@ def _ccf_locations(df: pl.DataFrame) -> pl.DataFrame:
     terms in ``electrodes.location``; the reference writes "unannotated" for channels without
     CCF annotation. Decision: such placeholder rows get the CCF root term ``root`` ("brain,
     region unspecified") in ``location`` and the component's own value is kept verbatim in an
-    extra column ``location_label`` (only added when some row differs), so nothing is lost.
+    extra column ``location_label`` (always written, so every file has the same columns), so
+    nothing is lost.
     """
     loc = pl.col("location").cast(pl.String)
     placeholder = loc.is_null() | loc.str.strip_chars().str.to_lowercase().is_in(
         LOCATION_PLACEHOLDERS
     )
-    if not df.select(placeholder.any()).item():
-        return df
     return df.with_columns(
         pl.when(placeholder).then(pl.lit(CCF_ROOT)).otherwise(loc).alias("location"),
         loc.fill_null("").alias("location_label"),
@@ -236,12 +233,20 @@ def _waveform_column(
     The frame holds each unit's average template on its own ``channels`` (channels × samples).
     With a ``channels`` column and the probe's channel count, the template is placed into a
     dense, zero-filled (units × samples × probe channels) array indexed by probe channel, as the
-    reference writes it (FORMATS §11.4); ``channels`` says which of them are real. Without
+    reference writes it; ``channels`` says which of them are real. Without
     ``channels``, equal shapes are stacked as they are. Otherwise None.
+
+    When no unit has a template the column is still written, with zero samples (units × 0 ×
+    probe channels), so that every file has the same units columns.
     """
     s = df[name]
-    if len(s) == 0 or s.null_count() == len(s):
-        return None, "absent"
+    if len(s) == 0 or int(s.list.len().fill_null(0).sum()) == 0:
+        width = n_channels or 0
+        return VectorData(
+            name=name,
+            description=f"{column_description('units', name)} (no templates: zero samples)",
+            data=np.zeros((len(s), 0, width), dtype=np.float32),
+        ), "absent"
     n_ch = s.list.len().fill_null(0).to_numpy()
     samples, _ = _list_parts_lengths(s)
     if samples is None:
@@ -302,6 +307,7 @@ def add_units(
     kept as doubly-ragged custom columns ``<name>_ragged``.
     """
     require_columns(df, "units", ["spike_times"])
+    df = with_schema_columns(df, "units")
     extra: list[VectorData] = []
     skip: list[str] = []
     gcol = first_present(df, UNIT_GROUP)
@@ -361,59 +367,79 @@ def add_units(
     return units  # type: ignore[return-value]
 
 
-class UnitChannelBlocks(AbstractDataChunkIterator):  # type: ignore[misc]
-    """Write a dense (units × samples × probe channels) template array one unit at a time.
+class UnitChannelBlocks(H5DataIO):  # type: ignore[misc]
+    """Write a dense (units × samples × probe channels) template array one chunk at a time.
 
-    Each unit's average template covers a few of the probe's channels (FORMATS §11.3 "channels
-    with data"); the dataset is chunked (1 × samples × 32 channels) and only the chunks that a
-    unit's channels touch are written, so the zero-filled layout of the reference costs what the
-    real templates cost (a full-scale session: ~10 MB instead of 225 MB of zeros, ~0.3 s instead
-    of seconds). Readers see the ordinary dense array (unwritten chunks read as 0).
+    Each unit's average template covers a few of the probe's channels ("channels with data");
+    the dataset is chunked (1 × samples × 32 channels) and only the chunks that a unit's channels
+    touch are written, so the zero-filled layout of the reference costs what the real templates
+    cost (a full-scale session: ~10 MB instead of 225 MB of zeros). Readers see the ordinary
+    dense array (unwritten chunks read as the fill value 0).
+
+    hdmf creates the empty dataset (``data=None`` with shape, dtype and chunks) and hands it back
+    through the :attr:`dataset` setter while the file is open; the chunks are written there, so
+    any HDF5 writer of the NWBFile (ours or a plain ``NWBHDF5IO``) fills them. All chunk blocks
+    are assembled with one vectorized scatter; without compression each is stored with one
+    ``write_direct_chunk`` call (no per-chunk selection or hdmf iterator bookkeeping: this was
+    most of the units-table write time), with compression through h5py's filters.
     """
 
     def __init__(
         self, values: np.ndarray, channels: np.ndarray, rows_per_unit: np.ndarray, width: int
     ) -> None:
         self._values = values  # (sum of rows_per_unit, samples): channel rows of every unit
-        self._channels = channels
-        self._ends = np.cumsum(rows_per_unit)
-        self._shape = (len(rows_per_unit), values.shape[1], width)
-        self._unit = 0
+        self._channels = np.asarray(channels, dtype=np.int64)
+        self._rows_per_unit = np.asarray(rows_per_unit, dtype=np.int64)
+        n_units, samples = len(rows_per_unit), values.shape[1]
+        self._chunk = (1, samples, max(1, min(32, width)))
+        super().__init__(
+            data=None,
+            shape=(n_units, samples, width),
+            dtype=values.dtype,
+            chunks=self._chunk,
+            fillvalue=0,
+        )
 
-    def __iter__(self) -> UnitChannelBlocks:
-        return self
+    def set_compression(self, settings: Mapping[str, Any]) -> None:
+        """Apply H5DataIO compression settings (before the file is written)."""
+        self.io_settings.update({k: v for k, v in settings.items() if k != "chunks"})
 
-    def __next__(self) -> DataChunk:
-        # one iteration per unit (thousands), never per spike or sample
-        while self._unit < self._shape[0]:
-            u = self._unit
-            self._unit += 1
-            start = int(self._ends[u - 1]) if u else 0
-            stop = int(self._ends[u])
-            if stop == start:
-                continue  # no template: the unit's chunks stay unwritten (zeros)
-            ch = self._channels[start:stop]
-            lo, hi = int(ch.min()), int(ch.max()) + 1
-            block = np.zeros((1, self._shape[1], hi - lo), dtype=self._values.dtype)
-            block[0][:, ch - lo] = self._values[start:stop].T
-            return DataChunk(data=block, selection=np.s_[u : u + 1, :, lo:hi])
-        raise StopIteration
+    def blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (unit, first channel, block) of every chunk that holds template data.
 
-    next = __next__
-
-    def recommended_chunk_shape(self) -> tuple[int, ...]:
-        return (1, self._shape[1], min(32, self._shape[2]))
-
-    def recommended_data_shape(self) -> tuple[int, ...]:
-        return self._shape
+        Blocks are (n chunks, samples, chunk width) arrays, zero outside the unit's channels.
+        """
+        width = self._chunk[2]
+        unit_of_row = np.repeat(np.arange(len(self._rows_per_unit)), self._rows_per_unit)
+        col = self._channels // width
+        n_cols = int(col.max()) + 1 if col.size else 1
+        pair, row_pair = np.unique(unit_of_row * n_cols + col, return_inverse=True)
+        out = np.zeros((len(pair), self._values.shape[1], width), dtype=self._values.dtype)
+        out[row_pair, :, self._channels % width] = self._values
+        return pair // n_cols, (pair % n_cols) * width, out
 
     @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(self._values.dtype)
+    def dataset(self) -> Any:
+        """Return the h5py dataset written (None before the file is written)."""
+        return super().dataset
 
-    @property
-    def maxshape(self) -> tuple[int, ...]:
-        return self._shape
+    @dataset.setter
+    def dataset(self, dset: Any) -> None:
+        H5DataIO.dataset.fset(self, dset)  # type: ignore[attr-defined]
+        if dset is None or not len(self._values):
+            return
+        units, first, blocks = self.blocks()
+        width = self._chunk[2]
+        if dset.compression is None and not dset.shuffle and not dset.fletcher32:
+            # the chunk bytes are the block's bytes: C order of (1, samples, width)
+            write = dset.id.write_direct_chunk
+            for u, c, block in zip(units.tolist(), first.tolist(), blocks, strict=True):
+                write((u, 0, c), block.tobytes())
+            return
+        n_ch = dset.shape[2]
+        for u, c, block in zip(units.tolist(), first.tolist(), blocks, strict=True):
+            stop = min(c + width, n_ch)
+            dset[u, :, c:stop] = block[:, : stop - c]
 
 
 # ------------------------------------------------------------------------------------------ raw
@@ -435,26 +461,6 @@ class MemmapChunkIterator(GenericDataChunkIterator):  # type: ignore[misc]
         return np.dtype(self._data.dtype)
 
 
-def _rate_and_start(times: np.ndarray, name: str) -> tuple[float, float]:
-    """Return (starting_time, rate on sync) of a linear timestamp vector."""
-    n = len(times)
-    if n < 2:
-        raise InconsistentDataError(
-            f"{name}: fewer than 2 samples", field=name, expected="a continuous recording"
-        )
-    start, stop = float(times[0]), float(times[-1])
-    rate = (n - 1) / (stop - start)
-    mid = n // 2
-    predicted = start + mid / rate
-    if abs(predicted - float(times[mid])) > 1.0 / rate:
-        raise InconsistentDataError(
-            f"{name}: timestamps are not a linear function of the sample index",
-            field=name,
-            expected="a single clock fit per stream (FORMATS §10)",
-        )
-    return start, rate
-
-
 def _stream(raw: Any, probe: str, band: str) -> tuple[np.ndarray, float, float, float]:
     """Return (int16 memmap (samples, channels), start time on sync, rate on sync, volts/bit)."""
     from npc_frames import alignment
@@ -462,10 +468,6 @@ def _stream(raw: Any, probe: str, band: str) -> tuple[np.ndarray, float, float, 
 
     letter = probe.removeprefix("probe")
     kind: Literal["ap", "lfp"] = "lfp" if band == "lfp" else "ap"
-    if not hasattr(alignment, "session_clocks"):  # only the contract's continuous() exists
-        data, times = alignment.continuous(raw, letter, kind)
-        start, rate = _rate_and_start(np.asarray(times), f"{probe} {band}")
-        return data, start, rate, NP1_VOLTS_PER_BIT
     clocks = alignment.session_clocks(raw)
     stream = clocks.probe_stream(letter, kind)
     clock = clocks.clock(stream)
@@ -485,7 +487,7 @@ def add_raw(
 
     Samples come from the Open Ephys memory map through a chunk iterator; each probe's series
     references that probe's rows of the electrodes table. The sync-clock timestamps of a stream
-    are a linear fit (FORMATS §10: sample k at ``start_time + k / rate_on_sync``), so they are
+    are a linear fit (sample k at ``start_time + k / rate_on_sync``), so they are
     stored exactly as ``starting_time`` + ``rate`` instead of one float64 per sample (1.3 GB per
     90-minute AP stream). ``conversion`` = the stream's ``bit_volts`` in volts (0.195 µV).
     """

@@ -17,9 +17,11 @@ How Polars values land in HDF5 (HDF5 has no null; these rules are what a round t
   (e.g. ``obs_intervals``); otherwise doubly ragged (two ``VectorIndex`` levels);
 * ``array[x, k]`` -> a 2-D column;
 * the ``session_id`` column is not written per row: it is the file's ``session_id``;
-* a column that is entirely null, or a list column without a single element, is not written
-  (there is nothing to store; NWB tools also choke on zero-length ragged columns). Reading back,
-  such a column is restored from the schema as nulls.
+* every column the component's schema declares is written, so the files of all sessions have the
+  same columns: a declared column absent from the frame is added as nulls of its declared dtype,
+  and a column that is entirely null follows the rules above (floats, integers and booleans: all
+  NaN as float64; strings: all ``""``; lists: every row an empty list, i.e. a zero-length data
+  column with an all-zero index). docs/nwb.md states the same rules for users.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "require_columns",
     "series_to_numpy",
     "table_description",
+    "with_schema_columns",
 ]
 
 
@@ -203,6 +206,24 @@ def ragged_columns(
     return [vd, VectorIndex(name=f"{name}_index", data=ends, target=vd)]
 
 
+def with_schema_columns(df: pl.DataFrame, component: str) -> pl.DataFrame:
+    """Return `df` with every column its schema declares (absent ones as typed nulls).
+
+    A column typed ``Null`` (all-null, dtype unknown) is cast to its declared dtype, so that it is
+    encoded like the same column of any other session. Undeclared columns are kept as they are.
+    """
+    schema = SCHEMAS.get(component)
+    if schema is None:
+        return df
+    exprs = []
+    for c in schema.columns:
+        if c.name not in df.columns:
+            exprs.append(pl.lit(None, dtype=c.dtype).alias(c.name))
+        elif df.schema[c.name] == pl.Null:
+            exprs.append(pl.col(c.name).cast(c.dtype))
+    return df.with_columns(exprs) if exprs else df
+
+
 def frame_columns(
     df: pl.DataFrame,
     component: str,
@@ -224,8 +245,6 @@ def frame_columns(
         if name in skipped:
             continue
         s = df[name]
-        if is_void(s):
-            continue
         nwb_name = rename.get(name, name)
         cls = classes.get(nwb_name, VectorData)
         desc = column_description(component, name)
@@ -265,7 +284,8 @@ def build_table(
     classes: Mapping[str, type[VectorData]] | None = None,
     **kwargs: Any,
 ) -> DynamicTable:
-    """Return a DynamicTable (or subclass `cls`) holding every column of `df`."""
+    """Return a DynamicTable (or subclass `cls`) holding every column of `df` and its schema."""
+    df = with_schema_columns(df, component)
     columns = [
         *frame_columns(df, component, skip=skip, rename=rename, classes=classes),
         *extra_columns,

@@ -194,7 +194,7 @@ def _temp_name(dest_name: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_local_path(path: str | os.PathLike[str]) -> Iterator[str]:
+def atomic_local_path(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[str]:
     """Yield a temporary path beside local `path`; on a clean exit it replaces `path` atomically.
 
     The one atomic-publish rule for local files and folders: write (or download, or let a library
@@ -204,6 +204,10 @@ def atomic_local_path(path: str | os.PathLike[str]) -> Iterator[str]:
     the rename; the rename itself is made durable where the filesystem allows. On an error the
     temporary file or folder is deleted and `path` is untouched. A folder cannot replace an
     existing non-empty folder: then the other writer's copy (same content) is kept.
+
+    ``fsync=False`` skips the fsyncs, for large files that are cheap to re-create (an NWB export
+    of a GB): a crash of the writing process still never exposes a partial file; only a power
+    loss right after the rename might.
     """
     dest = strip_protocol(path)
     folder, name = os.path.split(dest)
@@ -211,7 +215,7 @@ def atomic_local_path(path: str | os.PathLike[str]) -> Iterator[str]:
     tmp = os.path.join(folder, _temp_name(name))
     try:
         yield tmp
-        if os.path.isfile(tmp):
+        if fsync and os.path.isfile(tmp):
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         try:
@@ -222,6 +226,8 @@ def atomic_local_path(path: str | os.PathLike[str]) -> Iterator[str]:
             # another process published the same folder first; keep theirs
     finally:
         _remove_path(tmp)
+    if not fsync:
+        return
     # make the rename durable too (best effort: not every filesystem supports fsync on folders)
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

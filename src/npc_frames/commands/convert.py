@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from npc_frames.commands._common import CACHE_HELP
+
 
 def register(subparsers: Any) -> None:
     """Add the ``convert`` subcommand to `subparsers`."""
@@ -18,11 +20,15 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("raw", nargs="*", help="raw session folders or s3:// URLs")
-    p.add_argument("--cache", help="cache root (default: $NPC_FRAMES_CACHE or ./npc_frames_cache)")
+    p.add_argument("--cache", help=CACHE_HELP)
     p.add_argument("--workers", type=int, help="local worker processes (default: cores/memory)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address, e.g. tcp://host:8786")
     p.add_argument("--overwrite", action="store_true", help="recompute even if unchanged")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar or summary (failures are still printed to stderr)",
+    )
     p.add_argument("--manifest", help="tracked-sessions YAML/JSON (session id -> raw path, notes…)")
     p.add_argument(
         "--components", help="comma-separated subset of components (default: all)", default=None
@@ -83,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
             f"{written} written, {skipped} unchanged, {failed.height} failed",
             file=sys.stderr,
         )
-        for r in failed.iter_rows(named=True):
-            print(
-                f"  {r['session_id'] or r['raw_path']} {r['component']}: {r['error']}",
-                file=sys.stderr,
-            )
+    # failures are printed even with --quiet: quiet hides progress, never what went wrong
+    for r in failed.iter_rows(named=True):
+        print(
+            f"npc-frames: failed: {r['session_id'] or r['raw_path']} {r['component']}: "
+            f"{' '.join(str(r['error']).split())}",
+            file=sys.stderr,
+        )
     return 1 if failed.height else 0

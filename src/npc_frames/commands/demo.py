@@ -23,6 +23,10 @@ DEMO_SESSIONS: tuple[tuple[int, float, int, int, bool], ...] = (
     (23, 3.0, 1, 8, False),
 )
 DEMO_DATE = datetime.date(2023, 9, 4)
+#: the folders the demo writes (and replaces on a re-run) inside --out
+DEMO_SUBFOLDERS = ("raw", "cache", "nwb", "figures")
+#: file the demo writes into --out: only a folder holding it may be cleaned by a re-run
+MARKER = ".npc_frames_demo"
 
 #: hit rate (go trials) and false-alarm rate (nogo trials) by rewarded modality per session
 HIT_RATE_SQL = """
@@ -48,10 +52,49 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument(
-        "--out", default="npc_frames_demo", help="output folder (default: ./npc_frames_demo)"
+        "--out",
+        default="npc_frames_demo",
+        help="output folder (default: ./npc_frames_demo); must be new, empty, or an earlier demo's",
     )
-    p.add_argument("--keep", action="store_true", help="keep an existing output folder's contents")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the output of an earlier demo in --out (default: replace it)",
+    )
     p.set_defaults(func=run)
+
+
+def prepare_out(out: Path, *, keep: bool = False) -> Path:
+    """Return the resolved demo folder, created (with its marker file) or emptied of old output.
+
+    A folder the demo did not create is never touched: an existing, non-empty folder without the
+    :data:`MARKER` file raises ParameterError. In a folder the demo created, the previous
+    output folders are deleted unless `keep`.
+    """
+    from npc_frames.errors import ParameterError
+
+    out = out.resolve()
+    marker = out / MARKER
+    if out.exists() and not out.is_dir():
+        raise ParameterError(
+            "the demo output path is a file", field="--out", expected=f"a folder, not {out}"
+        )
+    if out.exists() and any(out.iterdir()) and not marker.is_file():
+        raise ParameterError(
+            f"{out} is not empty and was not created by `npc-frames demo` (no {MARKER} file); "
+            "nothing was deleted",
+            field="--out",
+            expected="a new or empty folder, or one an earlier demo created",
+        )
+    if marker.is_file() and not keep:
+        for name in DEMO_SUBFOLDERS:
+            shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(
+        "This folder was created by `npc-frames demo`; running the demo again with the same "
+        f"--out replaces its {', '.join(DEMO_SUBFOLDERS)} folders.\n"
+    )
+    return out
 
 
 def _step(message: str) -> float:
@@ -75,12 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
     warnings.filterwarnings("ignore", message=".*ndx-events.*")
     start = time.perf_counter()
-    out = Path(args.out).resolve()
-    raw_dir, cache_dir, nwb_dir, fig_dir = (out / n for n in ("raw", "cache", "nwb", "figures"))
-    if out.exists() and not args.keep:
-        for d in (raw_dir, cache_dir, nwb_dir, fig_dir):
-            shutil.rmtree(d, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(Path(args.out), keep=args.keep)
+    raw_dir, cache_dir, nwb_dir, fig_dir = (out / n for n in DEMO_SUBFOLDERS)
 
     t0 = _step(f"generating {len(DEMO_SESSIONS)} synthetic sessions in {raw_dir}")
     truths = []

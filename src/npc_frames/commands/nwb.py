@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from npc_frames.commands._common import CACHE_HELP, existing_cache
+
 
 def register(subparsers: Any) -> None:
     """Add the ``nwb`` subcommand to `subparsers`."""
@@ -19,7 +21,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("session_id", metavar="SESSION_ID", help="e.g. 668755_2023-08-31")
-    p.add_argument("--cache", help="cache root (default: $NPC_FRAMES_CACHE or ./npc_frames_cache)")
+    p.add_argument("--cache", help=CACHE_HELP)
     p.add_argument(
         "-o", "--output", metavar="FILE.nwb", help="output file (default: ./<SESSION_ID>.nwb)"
     )
@@ -45,17 +47,26 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``nwb``; return 0 on success, 1 if validation found errors."""
-    from npc_frames.nwb import to_nwb, validate_nwb, write_nwb
+    import warnings
+
+    from npc_frames.nwb import PartialSessionWarning, to_nwb, validate_nwb, write_nwb
 
     out = args.output or f"{args.session_id}.nwb"
     t0 = time.perf_counter()
-    nwb = to_nwb(
-        args.session_id,
-        cache=args.cache,
-        include_raw=args.include_raw,
-        components=args.components,
-        raw=args.raw,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PartialSessionWarning)
+        nwb = to_nwb(
+            args.session_id,
+            cache=existing_cache(args.cache),
+            include_raw=args.include_raw,
+            components=args.components,
+            raw=args.raw,
+        )
+    for w in caught:
+        if issubclass(w.category, PartialSessionWarning):  # one line, like errors
+            print(f"npc-frames: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     path = write_nwb(nwb, out, compression=args.compression)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
     if args.validate:

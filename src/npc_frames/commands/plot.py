@@ -6,6 +6,8 @@ import argparse
 
 import polars as pl
 
+from npc_frames.commands._common import existing_cache
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``plot`` subcommand and its figure kinds to `sub`."""
@@ -42,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     r.add_argument("--bin-size", type=float, default=0.025, help="PSTH bin, s (default 0.025)")
     r.add_argument(
-        "--by", default="stim_name", help="trials column that groups the PSTH (default stim_name)"
+        "--by",
+        default="stim_name",
+        help="trials column(s), comma-separated, that group the raster and PSTH "
+        "(default stim_name; '' for no grouping)",
     )
     r.add_argument("-o", "--output", required=True, help="PNG file to write")
     r.set_defaults(func=run)
@@ -52,12 +57,13 @@ def run(args: argparse.Namespace) -> int:
     """Return 0 after writing the requested figure."""
     from npc_frames import cache, plot
 
+    root = existing_cache(args.cache)
     if args.figure == "session-summary":
-        fig = plot.session_summary(args.session_id, cache=args.cache)
+        fig = plot.session_summary(args.session_id, cache=root)
     else:
         session = args.unit_id.rsplit("_", 1)[0]
-        units = cache.scan("units", cache=args.cache).filter(pl.col("session_id") == session)
-        trials = cache.scan("trials", cache=args.cache).filter(pl.col("session_id") == session)
+        units = cache.scan("units", cache=root).filter(pl.col("session_id") == session)
+        trials = cache.scan("trials", cache=root).filter(pl.col("session_id") == session)
         fig = plot.raster_psth(
             units,
             trials,
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             start=args.start,
             stop=args.stop,
             bin_size=args.bin_size,
-            by=args.by or None,
+            by=[c.strip() for c in args.by.split(",") if c.strip()] if args.by else None,
         )
     print(plot.save(fig, args.output))
     return 0
