@@ -334,7 +334,7 @@ def _start_time(value: Any) -> datetime.datetime:
         )
     if value.tzinfo is None:
         value = value.replace(tzinfo=SESSION_TZ)
-    return value
+    return value  # type: ignore[no-any-return]
 
 
 def _session_kwargs(df: pl.DataFrame) -> dict[str, Any]:
@@ -422,7 +422,7 @@ def _subject(df: pl.DataFrame, start: datetime.datetime) -> Subject:
 def _intervals(name: str, df: pl.DataFrame) -> TimeIntervals:
     require_columns(df, name, ["start_time", "stop_time"])
     # TimeIntervals' own first: start_time, stop_time (NWB required order is by name, any order ok)
-    return build_table(  # type: ignore[return-value]
+    return build_table(
         TimeIntervals,
         df,
         name,
@@ -657,7 +657,7 @@ def _raw_session(raw: Any, sessions: pl.DataFrame) -> Any:
             expected="RawSession, a raw session folder, or a raw_path column in sessions",
         )
     if isinstance(raw, str | os.PathLike):
-        from npc_frames.paths import RawSession  # type: ignore[attr-defined]
+        from npc_frames.paths import RawSession
 
         raw = RawSession.from_path(str(raw))
     return raw
@@ -831,7 +831,7 @@ def _io_class() -> type:
 
     found = getattr(HDF5IO, "_HDF5IO__get_ref", None)
     if found is None:  # pragma: no cover - other hdmf versions
-        return NWBHDF5IO
+        return NWBHDF5IO  # type: ignore[no-any-return]
     original: Any = found
 
     class _NWBHDF5IO(NWBHDF5IO):  # type: ignore[misc]

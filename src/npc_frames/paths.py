@@ -154,7 +154,7 @@ class RawSession:
             for e in entries:
                 if e.get("type") == "file":
                     stats[full(e["name"])] = (int(e.get("size") or 0), storage.version_of(e))
-            return entries
+            return list(entries)
 
         def files(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             return [e for e in entries if e.get("type") == "file"]

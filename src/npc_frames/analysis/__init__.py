@@ -134,14 +134,14 @@ def _normalize_windows(
             )
         if len(spec) == 3:
             event, start, stop = spec
-            if not isinstance(event, str) or not float(stop) > float(start):  # type: ignore[arg-type]
+            if not isinstance(event, str) or not float(stop) > float(start):
                 raise ParameterError(
                     f"window {name!r} on {event!r} has stop {stop} <= start {start}",
                     field="windows",
                     expected="an event column name and start < stop (seconds from the event)",
                 )
             col = pl.col(event).cast(pl.Float64)
-            out[name] = (col + float(start), col + float(stop), [event])  # type: ignore[arg-type]
+            out[name] = (col + float(start), col + float(stop), [event])
         else:
             exprs = [pl.col(x) if isinstance(x, str) else x for x in spec]
             if not all(isinstance(e, pl.Expr) for e in exprs):
