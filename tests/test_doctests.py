@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from helpers.docs_workspace import Workspace
+from npc_frames.components import COMPONENTS
 
 #: "module:qualified name" of every entry point that must carry a tested ``Examples`` section
 ENTRY_POINTS = [
@@ -24,6 +25,13 @@ ENTRY_POINTS = [
     "npc_frames.nwb:to_nwb",
     "npc_frames.nwb:write_nwb",
     "npc_frames.memo:clear_caches",
+    "npc_frames.cache:convert",
+    "npc_frames.cache:scan",
+    "npc_frames.cache:sql",
+    "npc_frames.cache:connect",
+    "npc_frames.cache:read_catalog",
+    "npc_frames.cache:read_session",
+    *[f"npc_frames.cache:scan_{name}" for name in COMPONENTS],
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

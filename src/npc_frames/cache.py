@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
@@ -142,7 +142,14 @@ def _empty_catalog() -> pl.DataFrame:
 
 
 def read_catalog(cache: str | os.PathLike[str] | None = None) -> pl.DataFrame:
-    """Return the catalog: one row per (session_id, component) ever converted into `cache`."""
+    """Return the catalog: one row per (session_id, component) ever converted into `cache`.
+
+    Examples
+    --------
+    >>> catalog = nf.read_catalog("cache/")
+    >>> catalog.filter(component="units").select("session_id", "status", "rows").row(0)
+    ('603074_2023-08-31', 'ok', 8)
+    """
     root = cache_root(cache)
     path = storage.join(root, CATALOG_FILE)
     try:
@@ -566,6 +573,14 @@ def convert(
     columns plus ``skipped`` (True for rows taken unchanged from the catalog). Sessions whose
     folder cannot even be opened (missing folder, unparseable or unsafe session id) are returned
     with ``component = "*"`` and are not entered into the catalog.
+
+    Examples
+    --------
+    >>> status = nf.convert(["raw/ecephys_603074_2023-08-31_12-33-31"], cache="cache/")
+    >>> status.filter(component="trials").select("session_id", "status", "rows").row(0)
+    ('603074_2023-08-31', 'ok', 18)
+    >>> sorted(set(status["status"]))  # converting again is incremental: nothing changed
+    ['empty', 'ok']
     """
     from npc_frames.components import COMPONENTS
     from npc_frames.schemas import SCHEMAS
@@ -685,6 +700,15 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     ``session_id`` prune whole files (hive partitioning); other filters and projections are pushed
     into the Parquet reader (row-group statistics, column selection). A component with no files yet
     gives an empty frame of its schema.
+
+    Examples
+    --------
+    >>> trials = nf.scan("trials", cache="cache/")  # the same as nf.scan_trials(cache="cache/")
+    >>> trials.collect_schema().names()[:3]
+    ['session_id', 'start_time', 'stop_time']
+    >>> n_trials = truth.script("DynamicRouting1")["truth"]["n_trials"]
+    >>> trials.select(pl.len()).collect().item() == n_trials
+    True
     """
     _check_component(component)
     root = cache_root(cache)
@@ -730,18 +754,31 @@ def _packed(component: str, schema: pl.Schema | None, sample_file: str) -> dict[
     return dict(json.loads(raw)) if raw else {}
 
 
-def _make_scan(component: str) -> Callable[..., pl.LazyFrame]:
+class ScanFunction(Protocol):
+    """The type of every ``scan_<component>`` function."""
+
+    __name__: str
+
+    def __call__(self, cache: str | os.PathLike[str] | None = None) -> pl.LazyFrame: ...
+
+
+def _make_scan(component: str) -> ScanFunction:
     def scan_component(cache: str | os.PathLike[str] | None = None) -> pl.LazyFrame:
         return scan(component, cache)
 
     scan_component.__name__ = scan_component.__qualname__ = f"scan_{component}"
     scan_component.__doc__ = (
         f"Return a LazyFrame over the ``{component}`` component of every cached session "
-        f"(see :func:`scan`)."
+        f"(see :func:`scan`).\n\n"
+        f"Examples\n--------\n"
+        f'>>> lf = nf.scan_{component}(cache="cache/")\n'
+        f">>> lf.collect_schema() == nf.SCHEMAS[{component!r}].polars_schema\n"
+        f"True\n"
     )
     return scan_component
 
 
+# one explicit name per component so that type checkers see them (tests/test_public_api.py)
 scan_sessions = _make_scan("sessions")
 scan_subjects = _make_scan("subjects")
 scan_epochs = _make_scan("epochs")
@@ -757,6 +794,12 @@ scan_rewards = _make_scan("rewards")
 scan_running_speed = _make_scan("running_speed")
 scan_quiescent_violations = _make_scan("quiescent_violations")
 scan_video_frame_times = _make_scan("video_frame_times")
+scan_eye_tracking = _make_scan("eye_tracking")
+scan_dlc_eye_camera = _make_scan("dlc_eye_camera")
+scan_lp_side_camera = _make_scan("lp_side_camera")
+scan_lp_front_camera = _make_scan("lp_front_camera")
+scan_facemap_side_camera = _make_scan("facemap_side_camera")
+scan_facemap_front_camera = _make_scan("facemap_front_camera")
 scan_devices = _make_scan("devices")
 scan_electrode_groups = _make_scan("electrode_groups")
 scan_electrodes = _make_scan("electrodes")
@@ -777,6 +820,12 @@ def read_session(
 
     Components that failed or were never converted are absent; the catalog says why. Raises
     InvalidIdError for an unsafe id, CacheError when the cache holds nothing for the session.
+
+    Examples
+    --------
+    >>> frames = nf.read_session("603074_2023-08-31", cache="cache/")
+    >>> frames["trials"].height, frames["units"].height
+    (18, 8)
     """
     root = cache_root(cache)
     sid = _safe_id(session_id)
@@ -828,6 +877,12 @@ def connect(
     For ``s3://`` caches the fsspec filesystem (AWS environment) is registered with DuckDB.
     `views` restricts the views created (binding a view reads the footers of its files, so
     :func:`sql` creates only those its query names).
+
+    Examples
+    --------
+    >>> con = nf.connect("cache/")
+    >>> con.execute("SELECT count(*) FROM units").fetchone()
+    (8,)
     """
     import duckdb
 
@@ -948,6 +1003,13 @@ def sql(
     """Return the result of a DuckDB `query` over the cache's views as a Polars DataFrame.
 
     `params` are bound by DuckDB (``?`` / ``$name`` placeholders), never formatted into the text.
+
+    Examples
+    --------
+    >>> nf.sql("SELECT stim_name, count(*) AS n FROM trials GROUP BY 1 ORDER BY 1", cache="cache/").rows()
+    [('catch', 1), ('sound1', 5), ('sound2', 3), ('vis1', 7), ('vis2', 2)]
+    >>> nf.sql("SELECT count(*) AS n FROM trials WHERE stim_name = ?", cache="cache/", params=["vis1"]).item()
+    7
     """
     import duckdb
 
