@@ -412,7 +412,7 @@ def inspector_messages(path: Any) -> list[Any]:
 
 
 def _fake_cache(root: Path, frames: dict[str, pl.DataFrame], failed: dict[str, str]) -> None:
-    """Write frames + catalog in the cache layout (docs/CONTRACTS.md) without running convert."""
+    """Write frames + catalog in the cache layout (docs/cache.md) without running convert."""
     cache = pytest.importorskip("npc_frames.cache")
     rows = []
     for name, df in frames.items():
