@@ -79,14 +79,19 @@ def test_block_extraction_reads_fences_markers_and_params(tmp_path: Path) -> Non
     md.write_text(
         "text\n```python\nx = 1\n```\n<!-- no-test: placeholder bucket -->\n```python\nraise\n```\n"
         '<!-- params: {"a": 1} -->\n```sql\nSELECT $a\n```\n```bash\nls\n```\n'
+        "<!-- setup -->\n```python\nimport os\n```\n"
     )
-    got = [(b.lang, b.line, b.text, b.skip, b.params) for b in blocks(md)]
+    got = [(b.lang, b.line, b.text, b.skip, b.params, b.setup) for b in blocks(md)]
     assert got == [
-        ("python", 2, "x = 1\n", None, None),
-        ("python", 6, "raise\n", "placeholder bucket", None),
-        ("sql", 10, "SELECT $a\n", None, {"a": 1}),
-        ("bash", 13, "ls\n", None, None),
+        ("python", 2, "x = 1\n", None, None, False),
+        ("python", 6, "raise\n", "placeholder bucket", None, False),
+        ("sql", 10, "SELECT $a\n", None, {"a": 1}, False),
+        ("bash", 13, "ls\n", None, None, False),
+        ("python", 17, "import os\n", None, None, True),
     ]
+    (tmp_path / "y.md").write_text("<!-- no-test: -->\n```python\nx\n```\n")
+    with pytest.raises(AssertionError, match="needs a reason"):
+        blocks(tmp_path / "y.md")
 
 
 def _has_assert(text: str) -> bool:
