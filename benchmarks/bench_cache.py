@@ -1,6 +1,9 @@
 """Cache benchmarks, printed side by side (issue 5 "Performance"); CI does not run them.
 
 1. convert throughput: N small synthetic sessions (npc_frames.synth) with 1 vs 2 worker processes;
+   and ``--population 20``: a fresh process converts a 20-session population (2 probes, video)
+   with ``workers=1`` (in-process) and ``workers=2`` (convert's own pool), reporting sessions per
+   minute and peak RSS of the parent and of the largest worker;
 2. write of one full-scale session's units (2,400 units, 60 M spikes by default): the chosen units
    layout vs plain zstd list-column Parquet vs pynwb bulk NWB;
 3. cross-session queries with the library's own overhead (``nf.scan_*`` / ``nf.sql``) vs lazynwb
@@ -9,6 +12,7 @@
 
     python benchmarks/bench_cache.py                 # 10 small sessions, full-scale units write
     python benchmarks/bench_cache.py --spikes 15e6   # lighter units write
+    python benchmarks/bench_cache.py --population 20 --only-population
 """
 
 from __future__ import annotations
@@ -88,6 +92,50 @@ def bench_convert(work: Path, raws: list[str]) -> dict[str, float]:
         bad = res.filter(pl.col("status") == "failed")
         if bad.height:
             print(f"  note: {bad.height} failed components, e.g. {bad['error'][0][:120]}")
+    return out
+
+
+def make_population(work: Path, n: int) -> list[str]:
+    """Return raw paths of `n` synthetic sessions (2 min, 2 probes x 8 units, video)."""
+    from npc_frames.synth import make_session
+
+    return [
+        str(
+            make_session(
+                work / "population",
+                seed=500 + i,
+                minutes=2.0,
+                n_probes=2,
+                units_per_probe=8,
+                clip_seconds=0.2,
+                date=dt.date(2023, 10, 1) + dt.timedelta(days=i),
+            ).raw_path
+        )
+        for i in range(n)
+    ]
+
+
+def _convert_run(raws: list[str], root: str, workers: int) -> tuple[float, float, float, int]:
+    """Return (wall s, parent peak RSS MB, largest worker peak RSS MB, bad rows) of one convert
+    in this (fresh) process."""
+    t0 = time.perf_counter()
+    out = nf.convert(raws, root, workers=workers, progress=False)
+    wall = time.perf_counter() - t0
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    bad = out.filter(pl.col("status").is_in(["failed", "partial"])).height
+    return wall, own, child, bad
+
+
+def bench_population(work: Path, raws: list[str]) -> dict[int, tuple[float, float, float, int]]:
+    """Return workers -> (wall s, parent MB, worker MB, bad rows), each in a fresh process."""
+    ctx = multiprocessing.get_context("spawn")
+    out = {}
+    for workers in (1, 2):
+        root = work / f"population_cache_{workers}w"
+        shutil.rmtree(root, ignore_errors=True)
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+            out[workers] = ex.submit(_convert_run, raws, str(root), workers).result()
     return out
 
 
@@ -176,9 +224,29 @@ def main() -> None:
     ap.add_argument("--spikes", type=float, default=60e6, help="spikes in the full-scale units")
     ap.add_argument("--out", default=None, help="work folder (default: temp dir, removed)")
     ap.add_argument("--skip-units-write", action="store_true")
+    ap.add_argument("--population", type=int, default=20, help="sessions of the 1 vs 2 run")
+    ap.add_argument("--only-population", action="store_true")
     args = ap.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_cache_"))
     work.mkdir(parents=True, exist_ok=True)
+
+    if args.population:
+        t0 = time.perf_counter()
+        pop = make_population(work, args.population)
+        print(f"made a {len(pop)}-session population in {time.perf_counter() - t0:.1f} s")
+        res = bench_population(work, pop)
+        print(f"\n== convert {len(pop)} sessions: workers=1 (in-process) vs workers=2 (pool) ==")
+        for workers, (wall, own, child, bad) in res.items():
+            print(
+                f"workers={workers}: {wall:6.1f} s  {60 * len(pop) / wall:6.1f} sessions/min  "
+                f"peak RSS parent {own:5.0f} MB, largest worker {child:5.0f} MB"
+                f"{f'  ({bad} partial/failed rows!)' if bad else ''}"
+            )
+        print(f"speed-up with 2 workers: {res[1][0] / res[2][0]:.2f}x")
+        if args.only_population:
+            if args.out is None:
+                shutil.rmtree(work, ignore_errors=True)
+            return
 
     t0 = time.perf_counter()
     raws = make_sessions(work, args.sessions)

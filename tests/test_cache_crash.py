@@ -49,7 +49,9 @@ CHILD = textwrap.dedent(
 def _child(tmp_path: Path, cache_dir: Path, raws: list[Path], **env: str) -> subprocess.Popen:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    full_env = {**os.environ, "PYTHONPATH": str(HERE), **env}  # tests/: helpers.fakes
+    # tests/ (helpers.fakes), then the caller's PYTHONPATH (a source tree under test)
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, **env}
     return subprocess.Popen(
         [sys.executable, str(script), str(cache_dir), *map(str, raws)],
         env=full_env,

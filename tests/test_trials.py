@@ -426,7 +426,7 @@ def test_synth_trial_times_match_truth(synth_session: Any, synth_trials: pl.Data
     assert df.height == len(truth["start_time"])
     checked = 0
     for col in TRIALS.names:
-        if col not in truth or TRIALS.column(col).unit != "seconds":
+        if col not in truth or TRIALS.column(col).unit != "s":
             continue
         atol = 1e-3 if col in DISPLAY_COLUMNS else 1e-4
         np.testing.assert_allclose(

@@ -38,11 +38,9 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (_
     )
     from npc_frames.cache import (
         connect,
-        convert,
         read_catalog,
         read_manifest,
         read_session,
-        scan,
         scan_aud_rf_mapping,
         scan_devices,
         scan_dlc_eye_camera,
@@ -68,6 +66,14 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (_
         scan_units,
         scan_video_frame_times,
         scan_vis_rf_mapping,
+    )
+    from npc_frames.cache.convert import (
+        convert,
+    )
+    from npc_frames.cache.scan import (
+        scan,
+    )
+    from npc_frames.cache.sql import (
         sql,
     )
     from npc_frames.ids import (
@@ -82,14 +88,29 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (_
         validate_nwb,
         write_nwb,
     )
+    from npc_frames.optotag import (
+        opto_tagging,
+        scan_opto_tagging,
+    )
     from npc_frames.paths import (
         RawSession,
+    )
+    from npc_frames.responses import (
+        scan_unit_responses,
+        unit_responses,
+    )
+    from npc_frames.rf_maps import (
+        aud_rf_maps,
+        scan_aud_rf_maps,
+        scan_vis_rf_maps,
+        vis_rf_maps,
     )
     from npc_frames.sampling import (
         sample_at,
     )
     from npc_frames.schemas import (
         SCHEMAS,
+        describe,
     )
     from npc_frames.synth import (
         make_session,
@@ -101,6 +122,7 @@ _LAZY: dict[str, str] = {
     "SessionId": "npc_frames.ids",
     "parse_session_id": "npc_frames.ids",
     "SCHEMAS": "npc_frames.schemas",
+    "describe": "npc_frames.schemas",
     "convert": "npc_frames.cache",
     "scan": "npc_frames.cache",
     "connect": "npc_frames.cache",
@@ -117,6 +139,14 @@ _LAZY: dict[str, str] = {
     "aligned_spikes": "npc_frames.analysis",
     "psth": "npc_frames.analysis",
     "spike_histograms": "npc_frames.analysis",
+    "unit_responses": "npc_frames.responses",
+    "scan_unit_responses": "npc_frames.responses",
+    "vis_rf_maps": "npc_frames.rf_maps",
+    "aud_rf_maps": "npc_frames.rf_maps",
+    "scan_vis_rf_maps": "npc_frames.rf_maps",
+    "scan_aud_rf_maps": "npc_frames.rf_maps",
+    "opto_tagging": "npc_frames.optotag",
+    "scan_opto_tagging": "npc_frames.optotag",
     "to_pynapple": "npc_frames.analysis",
     "to_pynapple_intervals": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
@@ -129,6 +159,7 @@ _SUBMODULES = (
     "synth",
     "plot",
     "analysis",
+    "responses",
     "cache",
     "nwb",
     "ids",
@@ -149,13 +180,16 @@ __all__ = [
     "SessionId",
     "__version__",
     "aligned_spikes",
+    "aud_rf_maps",
     "clear_caches",
     "components",
     "connect",
     "continuous",
     "convert",
+    "describe",
     "errors",
     "make_session",
+    "opto_tagging",
     "parse_session_id",
     "psth",
     "read_catalog",
@@ -164,6 +198,7 @@ __all__ = [
     "sample_at",
     "scan",
     "scan_aud_rf_mapping",
+    "scan_aud_rf_maps",
     "scan_devices",
     "scan_dlc_eye_camera",
     "scan_electrode_groups",
@@ -177,6 +212,7 @@ __all__ = [
     "scan_lp_front_camera",
     "scan_lp_side_camera",
     "scan_luminance_test",
+    "scan_opto_tagging",
     "scan_optotagging",
     "scan_performance",
     "scan_quiescent_violations",
@@ -185,9 +221,11 @@ __all__ = [
     "scan_sessions",
     "scan_subjects",
     "scan_trials",
+    "scan_unit_responses",
     "scan_units",
     "scan_video_frame_times",
     "scan_vis_rf_mapping",
+    "scan_vis_rf_maps",
     "schemas",
     "spike_counts",
     "spike_histograms",
@@ -195,7 +233,9 @@ __all__ = [
     "to_nwb",
     "to_pynapple",
     "to_pynapple_intervals",
+    "unit_responses",
     "validate_nwb",
+    "vis_rf_maps",
     "write_nwb",
 ]
 

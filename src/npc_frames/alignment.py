@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from npc_frames import storage
 from npc_frames._log import timed
-from npc_frames.errors import AlignmentError, MissingFileError, NpcFramesError
+from npc_frames.errors import AbsentModalityError, AlignmentError, MissingFileError, NpcFramesError
 from npc_frames.memo import Memo
 from npc_frames.readers import openephys as oe
 from npc_frames.readers.sync import SyncData, read_sync
@@ -310,15 +310,24 @@ _MEMO: Memo[SessionClocks] = Memo("session clocks", maxsize=32)
 def local_record_nodes(raw: RawSession) -> tuple[str, ...]:
     """Return local folders of the session's Open Ephys record nodes (copies for remote ones).
 
-    Raises MissingFileError when the session has none.
+    Raises AbsentModalityError (a MissingFileError) when the session has none.
     """
     if not raw.record_node_paths:
-        raise MissingFileError(
+        raise AbsentModalityError(
             "session has no Open Ephys record nodes",
             path=raw.root,
             expected="ecephys/ecephys_clipped/Record Node NNN/",
         )
     return tuple(raw.local(p) for p in raw.record_node_paths)
+
+
+def _clock_inputs(node: str) -> list[str]:
+    """Return the local files of a record node that stream clocks are read from (sorted)."""
+    import glob
+
+    base = glob.escape(node)
+    patterns = ("*/*/structure.oebin", "*/*/sync_messages.txt", "*/*/events/*/TTL/*.npy")
+    return sorted(p for pat in patterns for p in glob.glob(os.path.join(base, pat)))
 
 
 @timed
@@ -343,6 +352,8 @@ def session_clocks(raw: RawSession, *, sync: SyncData | None = None) -> SessionC
         )
     key = (
         tuple((n, storage.stat_key(os.path.join(n, "settings.xml"))) for n in nodes),
+        # every other file the clocks are read from: a repaired file must not hit a stale entry
+        tuple((p, storage.stat_key(p)) for n in nodes for p in _clock_inputs(n)),
         (sync_path, raw.stat_key(sync_path)),
     )
     return _MEMO.get(key, lambda: _session_clocks(nodes, read_sync(raw.local(sync_path))))

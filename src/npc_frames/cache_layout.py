@@ -19,6 +19,11 @@ run most: "units passing QC in one structure, with their spike times":
   and ``read_session`` unpack, so the public column stays ``spike_times: list[f64]``, bit-exact.
   File metadata ``npc_frames.packed`` records which columns are packed and their element dtype.
 
+Every field carries its schema description (and unit, when it has one) in its Arrow field metadata
+(keys :data:`DESCRIPTION_KEY`, :data:`UNIT_KEY`), and the file metadata carries the component's
+description (:data:`COMPONENT_DESCRIPTION_KEY`), so a file read by any Parquet tool documents its
+columns.
+
 The public column stays ``spike_times: list[f64]``; only the physical layout differs.
 """
 
@@ -30,11 +35,15 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from npc_frames.schemas import Schema
 
 __all__ = [
     "LAYOUTS",
@@ -51,6 +60,11 @@ logger = logging.getLogger(__name__)
 
 #: file metadata key: JSON {column: element dtype name} of the packed list columns
 PACKED_KEY = "npc_frames.packed"
+#: Arrow field metadata keys: the column's schema description and unit
+DESCRIPTION_KEY = "description"
+UNIT_KEY = "unit"
+#: file metadata key: the component's schema description
+COMPONENT_DESCRIPTION_KEY = "npc_frames.description"
 #: element dtypes a list column may be packed from (little-endian fixed-width numbers)
 PACKABLE: dict[str, tuple[pl.DataType, pa.DataType]] = {
     "float64": (pl.Float64(), pa.float64()),
@@ -253,10 +267,40 @@ def _write_options(
     }
 
 
+def _field_metadata(table: pa.Table, schema: Schema) -> pa.Table:
+    """Return `table` with each declared column's description and unit in its field metadata."""
+    declared = {c.name: c for c in schema.columns}
+    fields = []
+    for f in table.schema:
+        col = declared.get(f.name)
+        if col is not None:
+            meta = dict(f.metadata or {})
+            meta[DESCRIPTION_KEY.encode()] = col.description.encode()
+            if col.unit:
+                meta[UNIT_KEY.encode()] = col.unit.encode()
+            f = f.with_metadata(meta)
+        fields.append(f)
+    return pa.Table.from_arrays(
+        table.columns, schema=pa.schema(fields, metadata=table.schema.metadata)
+    )
+
+
 def to_parquet_bytes(
-    df: pl.DataFrame, *, component: str, metadata: Mapping[str, str] | None = None
+    df: pl.DataFrame,
+    *,
+    component: str,
+    metadata: Mapping[str, str] | None = None,
+    schema: Schema | None = None,
 ) -> bytes:
-    """Return the Parquet bytes of frame `df` laid out for `component` (see :data:`LAYOUTS`)."""
+    """Return the Parquet bytes of frame `df` laid out for `component` (see :data:`LAYOUTS`).
+
+    `schema` (default: the registered schema of `component`, if any) supplies the descriptions
+    and units written into the field metadata.
+    """
+    if schema is None:
+        from npc_frames import schemas
+
+        schema = schemas.SCHEMAS.get(component)
     layout = LAYOUTS.get(component, Layout())
     cluster = [c for c in layout.cluster_by if c in df.columns]
     if cluster and df.height:
@@ -267,6 +311,9 @@ def to_parquet_bytes(
         i = table.column_names.index(name)
         table = table.set_column(i, name, pack(df[name], element))
     meta = dict(metadata or {})
+    if schema is not None:
+        table = _field_metadata(table, schema)
+        meta[COMPONENT_DESCRIPTION_KEY] = schema.description
     if packed:
         meta[PACKED_KEY] = json.dumps(packed, sort_keys=True)
     if meta:

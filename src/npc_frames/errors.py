@@ -7,6 +7,7 @@ Hierarchy::
 
     NpcFramesError
     ├── MissingFileError        a required file or folder does not exist
+    │   └── AbsentModalityError   the session has no such modality at all (not a failure)
     ├── BadFormatError          a file exists but cannot be parsed / lacks a required field
     │   └── UnsupportedVersionError   a known file type in a version we do not read
     ├── InconsistentDataError   files parse but disagree (counts, clocks, barcodes)
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AbsentModalityError",
     "AlignmentError",
     "BadFormatError",
     "CacheError",
@@ -89,6 +91,11 @@ def _rebuild(cls, message, path, field, expected):  # type: ignore[no-untyped-de
 
 class MissingFileError(NpcFramesError, FileNotFoundError):
     """A required file or folder does not exist."""
+
+
+class AbsentModalityError(MissingFileError):
+    """The session has no such modality (no Open Ephys recording, no spike sorting): the cache
+    records the component as ``absent``, not ``failed``."""
 
 
 class BadFormatError(NpcFramesError, ValueError):

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from npc_frames import storage
+from npc_frames import parts, storage
 
 __all__ = ["Memo", "clear_caches", "memos"]
 
@@ -69,6 +69,7 @@ class Memo(Generic[V]):
         self.misses = 0
         self._valid = valid
         self._data: OrderedDict[Hashable, V] = OrderedDict()
+        self._reads: dict[Hashable, frozenset[str]] = {}
         self._lock = threading.Lock()
         self._pending: dict[Hashable, threading.Lock] = {}
         with _REGISTRY_LOCK:
@@ -90,25 +91,32 @@ class Memo(Generic[V]):
         with self._lock:
             found, value = self._lookup(key)
             if found:
+                parts.replay_reads(self._reads.get(key, ()))
                 return value  # type: ignore[return-value]
             pending = self._pending.setdefault(key, threading.Lock())
         with pending:  # one computation per key; other callers of this key wait here
             with self._lock:
                 found, value = self._lookup(key)
                 if found:
+                    parts.replay_reads(self._reads.get(key, ()))
                     return value  # type: ignore[return-value]
                 self.misses += 1
             try:
-                computed = compute()
+                # the files read to compute the value are replayed on every hit, so the cache
+                # fingerprints a component by its inputs even when a memo serves them
+                with parts.record_reads() as reads:
+                    computed = compute()
             except BaseException:
                 with self._lock:
                     self._pending.pop(key, None)
                 raise
             with self._lock:
+                self._reads[key] = frozenset(reads)
                 self._data[key] = computed
                 self._data.move_to_end(key)
                 while len(self._data) > self.maxsize:
-                    self._data.popitem(last=False)
+                    dropped, _ = self._data.popitem(last=False)
+                    self._reads.pop(dropped, None)
                 self._pending.pop(key, None)
             return computed
 
@@ -120,8 +128,10 @@ class Memo(Generic[V]):
         unmemoized, so that the reader raises its own missing-file error.
         """
         if storage.is_remote(path):
+            parts.record_read(path)
             return reader(path)
         local = path.removeprefix("file://")
+        parts.record_read(local)  # readers such as h5py open files outside Python's open()
         stat = storage.stat_key(local)
         if stat[0] < 0:
             return reader(local)
@@ -131,6 +141,7 @@ class Memo(Generic[V]):
         """Drop every entry (values still held by callers stay usable)."""
         with self._lock:
             self._data.clear()
+            self._reads.clear()
 
     def __len__(self) -> int:
         return len(self._data)

@@ -240,6 +240,8 @@ def _catalog_rows(session_id: str, cache: str | os.PathLike[str] | None) -> pl.D
         return empty
     if not {"session_id", "component", "status"} <= set(catalog.columns):
         return empty
+    if "part" in catalog.columns:  # part rows (probes, damaged inputs) detail a component row
+        catalog = catalog.filter(pl.col("part").is_null())
     return catalog.filter(pl.col("session_id").cast(pl.String) == _canonical(session_id)).select(
         pl.col("component").cast(pl.String),
         pl.col("status").cast(pl.String).str.to_lowercase(),

@@ -19,7 +19,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from npc_frames import storage
+from npc_frames import parts, storage
 from npc_frames._log import timed
 from npc_frames.assets import ASSET_KINDS, choose_assets
 from npc_frames.errors import InvalidIdError, MissingFileError, ParameterError
@@ -326,6 +326,7 @@ class RawSession:
 
     def open(self, path: str, mode: str = "rb") -> IO[Any]:
         """Return an open file object for `path` (local or remote) — the caller closes it."""
+        parts.record_read(path)
         return fsspec.open(path, mode).open()  # type: ignore[no-any-return]
 
     @property
@@ -358,6 +359,7 @@ class RawSession:
         """
         if not storage.is_remote(path):
             return path.removeprefix("file://")
+        parts.record_read(path)  # the local copy's opens are outside the session root
         url = path.rstrip("/")
         if url in self.file_stats:
             content: str = repr(self.stat_key(url))

@@ -19,7 +19,9 @@ from npc_frames.errors import CacheError, ParameterError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["group_colors", "raster_psth", "save", "session_summary"]
+from npc_frames.plot_rf import rf_grid, rf_map
+
+__all__ = ["group_colors", "raster_psth", "rf_grid", "rf_map", "save", "session_summary"]
 
 _MODALITY_COLORS = {"vis": "tab:green", "aud": "tab:blue"}
 # the same colour for a stimulus in every figure: visual greens, auditory blues, catch grey

@@ -84,12 +84,14 @@ def make_fake_session(
     n_units: int = 12,
     fail: tuple[str, ...] = (),
     sleep: float = 0.0,
+    crash: tuple[str, ...] = (),
 ) -> Path:
     """Write a fake raw session folder and return its path."""
     root = out / f"ecephys_{subject}_{date.isoformat()}_12-00-00"
     root.mkdir(parents=True, exist_ok=True)
     spec = {"seed": seed, "n_trials": n_trials, "n_units": n_units, "fail": list(fail)}
     spec["sleep"] = sleep
+    spec["crash"] = list(crash)  # components whose process dies (os._exit), like an OOM kill
     (root / "fake.json").write_text(json.dumps(spec))
     return root
 
@@ -139,6 +141,8 @@ def truth(spec: dict[str, Any], session_id: str) -> dict[str, pl.DataFrame]:
 
 
 def _maybe_fail(spec: dict[str, Any], name: str, raw: Any) -> None:
+    if name in spec.get("crash", ()):
+        os._exit(137)
     if name in spec["fail"]:
         raise BadFormatError(
             f"fake {name} input is broken", path=f"{raw.root}/fake.json", field=name

@@ -310,8 +310,11 @@ def spike_counts(
     >>> counts = nf.spike_counts(units, trials, windows={"response": ("stim_start_time", 0.0, 0.5)})
     >>> counts.columns, counts.height  # 8 units x 18 trials x 1 window
     (['session_id', 'unit_id', 'trial_index', 'window', 'count'], 144)
-    >>> int(counts["count"].sum())
-    425
+    >>> import numpy as np  # the same total, counted by brute force
+    >>> spikes = np.concatenate(units.collect()["spike_times"].to_list())
+    >>> onsets = trials.collect()["stim_start_time"].to_numpy()
+    >>> int(counts["count"].sum()) == sum(int(((spikes >= t) & (spikes < t + 0.5)).sum()) for t in onsets)
+    True
     """
     if workers < 1:
         raise ParameterError(f"workers={workers}", field="workers", expected="an integer >= 1")

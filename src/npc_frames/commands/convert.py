@@ -37,9 +37,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``convert``; return 0 when every component succeeded, 1 when any failed."""
+    """Run ``convert``; return 0 when nothing is partial or failed, else 1."""
     import concurrent.futures as cf
-    import multiprocessing
 
     from npc_frames.cache import cache_root, convert
     from npc_frames.errors import ParameterError
@@ -57,12 +56,6 @@ def run(args: argparse.Namespace) -> int:
 
         client = Client(args.scheduler)
         executor = client.get_executor()
-    elif args.workers == 1:
-        executor = None if len(args.raw) <= 1 else cf.ThreadPoolExecutor(1)
-    elif args.workers:
-        executor = cf.ProcessPoolExecutor(
-            args.workers, mp_context=multiprocessing.get_context("spawn")
-        )
     components = args.components.split(",") if args.components else None
     progress = False if args.quiet else None
     try:
@@ -70,17 +63,17 @@ def run(args: argparse.Namespace) -> int:
             args.raw,
             args.cache,
             executor=executor,
+            workers=args.workers,
             components=components,
             overwrite=args.overwrite,
             manifest=args.manifest,
             progress=progress,
         )
     finally:
-        if isinstance(executor, cf.ThreadPoolExecutor | cf.ProcessPoolExecutor):
-            executor.shutdown()
         if client is not None:
             client.close()
-    failed = result.filter(result["status"] == "failed")
+    # partial components lost data too: they count as failures for the exit status
+    failed = result.filter(result["status"].is_in(["failed", "partial"]))
     if not args.quiet:
         written = result.filter(~result["skipped"] & (result["status"] != "failed")).height
         skipped = result.filter(result["skipped"]).height

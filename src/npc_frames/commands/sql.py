@@ -20,7 +20,9 @@ def register(subparsers: Any) -> None:
         help="query the cache with DuckDB SQL",
         description=(
             "Run a DuckDB query; every component is a view (trials, units, …), plus a long "
-            "spike_times view (session_id, unit_id, spike_time) and the catalog."
+            "spike_times view (session_id, unit_id, spike_time) and the catalog. SHOW TABLES lists "
+            "them; DESCRIBE <view> and information_schema.columns show each column's description "
+            "(also `npc-frames describe`). " + READ_ONLY_RULES
         ),
     )
     p.add_argument(
@@ -42,8 +44,24 @@ def register(subparsers: Any) -> None:
         metavar="VALUE",
         help="value bound to the next ? placeholder (repeatable; bound, never formatted in)",
     )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="allow any statements (read_only=False): run on a private connection",
+    )
     p.set_defaults(func=run)
 
+
+#: what ``npc-frames sql`` allows (the rules of ``npc_frames.sql``; kept here so that building
+#: the parser imports no heavy module — a test checks the two texts agree)
+READ_ONLY_RULES = (
+    "Read-only queries (the default) are exactly one statement of DuckDB type SELECT — which "
+    "includes WITH, FROM-first, VALUES, SHOW, DESCRIBE and SUMMARIZE — or EXPLAIN [ANALYZE] of "
+    "one, or a read-only PRAGMA (table_info, show_tables, show, database_size, version, …). "
+    "Writes (CREATE, INSERT, COPY … TO, ATTACH, SET, …) and several statements in one query are "
+    "refused unless --write, which runs the query on a private connection that is closed "
+    "afterwards."
+)
 
 #: widest cell text shown in table output (longer strings end in "…")
 CELL_CHARS = 40
@@ -61,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(
             "--format parquet needs --output FILE", field="--output", expected="a file path"
         )
-    df = sql(args.query, existing_cache(args.cache), params=args.param or None)
+    df = sql(
+        args.query,
+        existing_cache(args.cache),
+        params=args.param or None,
+        read_only=not args.write,
+    )
     if fmt == "parquet":
         df.write_parquet(args.output)
         return 0

@@ -17,9 +17,9 @@ import numpy.typing as npt
 import polars as pl
 
 from npc_frames.errors import (
+    AbsentModalityError,
     AlignmentError,
     BadFormatError,
-    MissingFileError,
     UnsupportedVersionError,
 )
 
@@ -214,10 +214,32 @@ def opto_power_coefficients(stim: StimFile) -> FloatArray | None:
 
 # ------------------------------------------------------------------------------ timing access
 def valid_frame_times(raw: RawSession) -> dict[str, FrameTimes]:
-    """Return the FrameTimes of every stim file with valid timing (timing.frame_times)."""
+    """Return the FrameTimes of every stim file with valid timing (timing.frame_times).
+
+    Every stim file without timing is reported as a failed part (:mod:`npc_frames.parts`): a
+    component built from all stim files is incomplete without it.
+    """
     from npc_frames import timing
 
+    report_timing_failures(raw)
     return dict(timing.frame_times(raw))
+
+
+def report_timing_failures(raw: RawSession, scripts: tuple[str, ...] | None = None) -> None:
+    """Return None after reporting each stim file of `scripts` (default all) that has no timing."""
+    from npc_frames import parts, timing
+
+    for path, reason in sorted(timing.timing_failures(raw).items()):
+        if scripts is None or script_of(path) in scripts:
+            parts.report_failure(
+                posixpath.basename(path),
+                AlignmentError(
+                    f"stim file has no frame times: {reason}",
+                    path=path,
+                    field="frame times",
+                    expected="a stim file matched to a sync vsync block",
+                ),
+            )
 
 
 def sync_data(raw: RawSession) -> SyncData | None:
@@ -235,8 +257,14 @@ def script_of(path: str) -> str:
 
 
 def files_for(raw: RawSession, script: str) -> list[tuple[str, FrameTimes]]:
-    """Return (path, FrameTimes) of the valid-timing stim files of `script`, in time order."""
-    ft = valid_frame_times(raw)
+    """Return (path, FrameTimes) of the valid-timing stim files of `script`, in time order.
+
+    The files of `script` without timing are reported as failed parts.
+    """
+    from npc_frames import timing
+
+    report_timing_failures(raw, (script,))
+    ft = timing.frame_times(raw)
     out = [(p, t) for p, t in ft.items() if script_of(p) == script]
     return sorted(out, key=lambda pt: float(np.nanmin(pt[1].flip)) if pt[1].flip.size else 0.0)
 
@@ -244,22 +272,23 @@ def files_for(raw: RawSession, script: str) -> list[tuple[str, FrameTimes]]:
 def task_file(raw: RawSession) -> tuple[str, FrameTimes]:
     """Return the DynamicRouting1 file to use and its frame times (largest if several).
 
-    Raises MissingFileError if the session has no task file, AlignmentError (with the timing
+    Raises AbsentModalityError if the session has no task file, AlignmentError (with the timing
     failure reason) if none of its task files has valid timing.
     """
     candidates = [p for p in raw.stim_paths if script_of(p) == TASK_SCRIPT]
     if not candidates:
-        raise MissingFileError(
+        raise AbsentModalityError(
             "session has no DynamicRouting1 stim file",
             path=raw.root,
             field="stim_paths",
             expected="DynamicRouting1_<subject>_<date>_<time>.hdf5",
         )
-    ft = valid_frame_times(raw)
+    from npc_frames import timing
+
+    report_timing_failures(raw, (TASK_SCRIPT,))
+    ft = timing.frame_times(raw)
     valid = [p for p in candidates if p in ft]
     if not valid:
-        from npc_frames import timing
-
         failures = timing.timing_failures(raw)
         reasons = "; ".join(f"{posixpath.basename(p)}: {failures.get(p, '?')}" for p in candidates)
         raise AlignmentError(

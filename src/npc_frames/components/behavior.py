@@ -1,4 +1,7 @@
-"""Behavior time series components: licks, rewards, running speed, quiescent violations (§7–§8).
+"""Behavior time series components: licks, rewards, running speed, quiescent violations.
+
+The format facts they rely on are in docs/formats.md ("Clocks, frame times and behavior time
+series").
 
 Each component is a separate function of the raw session; they share only pure helpers. Pure
 builders (`*_from_*`) take arrays so tests can call them on hand-made inputs.
@@ -48,13 +51,13 @@ logger = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
 
 LICK_LINE = "lick_sensor"
-#: contacts longer than this are likely grooming, not licks (FORMATS §8.1)
+#: contacts longer than this are likely grooming, not licks (docs/formats.md, licks)
 MAX_LICK_DURATION = 0.5
-#: DynRoutData's de-bounce of frame-polled licks (FORMATS §4)
+#: DynRoutData's de-bounce of frame-polled licks (docs/formats.md, licks)
 MIN_LICK_INTERVAL = 0.05
 REWARD_LINE = 15
 FIRST_REWARD_ON_SYNC_DATE = datetime.date(2024, 4, 1)
-#: running speed: the encoder is read once per frame at exactly 60 Hz (FORMATS §0, §7)
+#: running speed: the encoder is read once per frame at exactly 60 Hz (docs/formats.md)
 RUNNING_SAMPLE_RATE = 60.0
 RUNNING_FILTER_ORDER = 3
 RUNNING_CUTOFF_HZ = 4.0
@@ -62,7 +65,7 @@ RUNNING_CUTOFF_HZ = 4.0
 
 # -------------------------------------------------------------------------------------- licks
 def licks_from_edges(rising: FloatArray, falling: FloatArray) -> pl.DataFrame:
-    """Return timestamps/duration/is_likely_lick from lick-sensor edges (FORMATS §8.1).
+    """Return timestamps/duration/is_likely_lick from lick-sensor edges.
 
     A leading falling edge and a trailing rising edge are dropped; then every rising edge must pair
     with the following falling edge (InconsistentDataError otherwise).
@@ -122,7 +125,7 @@ def licks(raw: RawSession) -> pl.DataFrame:
             return LICKS.validate(df.with_columns(pl.lit(sid).alias("session_id")), source=raw.root)
     path, ft = task_file(raw)
     stim = open_stim(path)
-    # DynRoutData's frame times [0, cumsum(frameIntervals)] are the input-data times of §3.4
+    # DynRoutData's frame times [0, cumsum(frameIntervals)] are the input-data times (docs/formats.md)
     # (on sync: the previous vsync; frame 0 has none and its licks are dropped)
     df = licks_from_frames(stim.array("lickFrames"), np.asarray(ft.input, dtype=np.float64))
     return LICKS.validate(df.with_columns(pl.lit(sid).alias("session_id")), source=path)
@@ -134,7 +137,7 @@ def rewards(raw: RawSession) -> pl.DataFrame:
     """Return the water rewards: solenoid line (sync, from 2024-04-01), else reward-frame flips.
 
     Without the solenoid line, `rewardFrames` and `manualRewardFrames` of every stim file with
-    valid timing except mapping/tagging scripts are used (FORMATS §8.2).
+    valid timing except mapping/tagging scripts are used.
     """
     sid = str(raw.session_id)
     sync = sync_data(raw)
@@ -196,7 +199,7 @@ def running_speed_from_counts(
     counts_per_rev: float,
     wheel_radius_cm: float,
 ) -> tuple[FloatArray, FloatArray]:
-    """Return (timestamps, filtered speed in cm/s) of one stim file (FORMATS §7).
+    """Return (timestamps, filtered speed in cm/s) of one stim file.
 
     speed[i] = Δrevolutions · 2π · radius · 60, speed[0] = NaN; the longer of values/times loses
     its first value or last time; both then drop their first element, and timestamps move by half

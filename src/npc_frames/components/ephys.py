@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from npc_frames import parts
 from npc_frames._log import timed
 from npc_frames.alignment import local_record_nodes
 from npc_frames.errors import MissingFileError, NpcFramesError
@@ -76,7 +77,11 @@ def _surface_offset(raw: RawSession) -> int:
 
 @timed
 def probe_setup(raw: RawSession) -> ProbeSetup:
-    """Return the session's recorded probes and their settings.xml entries (errors collected)."""
+    """Return the session's recorded probes and their settings.xml entries (errors collected).
+
+    Raises AbsentModalityError when the session has no Open Ephys record nodes (behavior-only);
+    an unreadable record node is reported as a failed part (:mod:`npc_frames.parts`).
+    """
     nodes = local_record_nodes(raw)
     errors: dict[str, NpcFramesError] = {}
     letters: set[str] = set()
@@ -85,6 +90,7 @@ def probe_setup(raw: RawSession) -> ProbeSetup:
             rec = oe.read_recording(node)
         except NpcFramesError as exc:
             errors[node] = exc
+            parts.report_failure(os.path.basename(node.rstrip("/")), exc)
             continue
         letters.update(s.probe_letter for s in rec.streams if s.kind == "ap" and s.probe_letter)
     settings = None
@@ -94,6 +100,7 @@ def probe_setup(raw: RawSession) -> ProbeSetup:
             break
         except NpcFramesError as exc:
             errors[os.path.join(node, "settings.xml")] = exc
+            parts.report_failure(f"{os.path.basename(node.rstrip('/'))}/settings.xml", exc)
     probes: tuple[oe.ProbeInfo, ...] = ()
     if settings is not None:
         probes = tuple(p for p in settings.probes if p.letter in letters)
@@ -175,6 +182,7 @@ def _annotation_paths(raw: RawSession) -> dict[str, str]:
 def _read_annotation(path: str, group: str) -> pl.DataFrame:
     from npc_frames.errors import BadFormatError
 
+    parts.record_read(path)  # Polars opens the file itself
     df = pl.read_csv(path, infer_schema_length=None)
     need = {"channel", "AP", "DV", "ML"}
     if not need <= set(df.columns):

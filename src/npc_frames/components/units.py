@@ -37,10 +37,15 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
+from npc_frames import parts
 from npc_frames._log import timed
 from npc_frames.alignment import SessionClocks, StreamClock, session_clocks
 from npc_frames.components.ephys import electrode_lookup, electrodes, probe_setup
-from npc_frames.errors import InconsistentDataError, MissingFileError, NpcFramesError
+from npc_frames.errors import (
+    AbsentModalityError,
+    InconsistentDataError,
+    NpcFramesError,
+)
 from npc_frames.lists import flat_list_chunks
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
 from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
@@ -298,7 +303,7 @@ def units_with_report(
     sid = str(raw.session_id)
     sorting_path = raw.sorting_path
     if sorting_path is None:
-        raise MissingFileError(
+        raise AbsentModalityError(
             "session has no spike-sorting output",
             path=raw.root,
             expected="<root>/sorting/<stream folder>/ (phy) or an AIND sorting result",
@@ -310,6 +315,7 @@ def units_with_report(
         lookups = electrode_lookup(el)
     except NpcFramesError as exc:
         logger.warning("electrodes unavailable for %s: %s", sid, exc)
+        parts.report_failure("electrodes", exc)
         el, lookups = None, {}
     serials = {p.letter: p.serial for p in setup.settings.probes} if setup.settings else {}
     ccf = _ccf_table(el)
@@ -361,10 +367,12 @@ def units_with_report(
     report = UnitsReport(converted=tuple(converted), failures=failures, unsorted=unsorted)
     for key, err in failures.items():
         warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
+        parts.report_failure(f"probe{key}", err, probe=key[0])
     for letter in unsorted:
         warnings.warn(
             f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
         )
+        parts.report_absent(f"probe{letter}", "recorded but has no sorting output", probe=letter)
     if not frames:
         if failures:
             raise next(iter(failures.values()))
@@ -428,6 +436,7 @@ def _trials_or_none(raw: RawSession) -> pl.DataFrame | None:
         return get("trials")(raw)
     except NpcFramesError as exc:
         logger.warning("activity_drift skipped for %s: trials unavailable: %s", raw.session_id, exc)
+        parts.report_failure("activity_drift", exc)
         return None
 
 

@@ -10,7 +10,7 @@ from typing import IO
 
 import h5py
 
-from npc_frames import storage
+from npc_frames import parts, storage
 from npc_frames.errors import BadFormatError, MissingFileError, NpcFramesError
 
 __all__ = ["h5_errors", "open_h5"]
@@ -44,6 +44,7 @@ def open_h5(
 
     The caller closes both. Errors as in :func:`h5_errors`.
     """
+    parts.record_read(path.removeprefix("file://"))
     with h5_errors(path, what=what, missing=missing, expected=expected):
         if not storage.is_remote(path):
             return h5py.File(path.removeprefix("file://"), "r"), None

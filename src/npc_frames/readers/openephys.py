@@ -660,8 +660,16 @@ def read_ttl_folder(base: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.in
                 files[k] = os.path.join(base, alt)
             else:
                 raise MissingFileError(f"TTL {k}.npy not found", path=f, expected=f"{k}.npy")
-    samples = np.asarray(np.load(files["sample_numbers"]), dtype=np.int64)
-    states = np.asarray(np.load(files["states"]), dtype=np.int16)
+    try:
+        samples = np.asarray(np.load(files["sample_numbers"]), dtype=np.int64)
+        states = np.asarray(np.load(files["states"]), dtype=np.int16)
+    except (ValueError, OSError, EOFError) as exc:  # truncated or not a .npy file
+        raise BadFormatError(
+            f"TTL event file cannot be read: {exc}",
+            path=base,
+            field="sample_numbers/states",
+            expected="complete .npy arrays",
+        ) from exc
     if samples.shape != states.shape:
         raise BadFormatError(
             "TTL sample_numbers and states differ in length",

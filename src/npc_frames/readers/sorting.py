@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames import parts
 from npc_frames._log import timed
 from npc_frames.errors import (
     BadFormatError,
@@ -152,6 +153,7 @@ def _ids_as_int(ids: Sequence[Any], path: str) -> npt.NDArray[np.int64]:
 
 def _read_metrics_csv(path: str) -> pl.DataFrame:
     try:
+        parts.record_read(path)  # Polars opens the file itself
         df = pl.read_csv(path, infer_schema_length=None)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
         raise BadFormatError(
@@ -273,7 +275,7 @@ def _load_npy(path: str, *, required: bool = True) -> np.ndarray | None:
         return None
     try:
         return np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
         raise BadFormatError(
             f"cannot read .npy: {exc}", path=path, expected="a NumPy .npy array"
         ) from exc

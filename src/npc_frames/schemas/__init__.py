@@ -1,8 +1,10 @@
-"""Declared schemas of every component frame: one dtype and one-line description per column.
+"""Declared schemas of every component frame: dtype, unit and one-line description per column.
 
 The schema is the single source of truth for a component's columns: components validate their
-output against it, the cache writes it, scans use it to give one stable schema across sessions, and
-``to_nwb()`` copies the descriptions into the NWB file.
+output against it, the cache writes it (with each column's description and unit in the Parquet
+field metadata), scans use it to give one stable schema across sessions, the DuckDB views carry
+its descriptions as column comments, and ``to_nwb()`` copies the descriptions into the NWB file.
+:func:`describe` lists every column as a frame (``npc-frames describe [COMPONENT]`` prints it).
 
 Schemas are declared in :mod:`npc_frames.schemas.behavior` and :mod:`npc_frames.schemas.ephys` and
 collected here in :data:`SCHEMAS`.
@@ -18,7 +20,7 @@ import polars as pl
 
 from npc_frames.errors import SchemaError
 
-__all__ = ["SCHEMAS", "SCHEMA_VERSION", "Column", "Schema", "get_schema", "register"]
+__all__ = ["SCHEMAS", "SCHEMA_VERSION", "Column", "Schema", "describe", "get_schema", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +38,29 @@ class Column:
     #: required columns must be present in every frame a component returns; optional columns are
     #: filled with nulls when absent (e.g. CCF coordinates in sessions without annotation).
     required: bool = True
-    #: unit of measure, copied to NWB where a container has one (e.g. "seconds", "cm/s", "uV").
+    #: unit of measure as a short symbol ("s", "Hz", "µm", "µV", "cm/s"); None for counts, flags,
+    #: names and ratios. Copied to NWB where a container has one.
     unit: str | None = None
+    #: the column may hold nulls (always True for optional columns); NaN in a float column is a
+    #: value, not a null
+    nullable: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.required and not self.nullable:
+            object.__setattr__(self, "nullable", True)
+
+    @property
+    def dtype_name(self) -> str:
+        """Return the Polars dtype as text, e.g. ``Float64`` or ``List(Float64)``."""
+        return str(self.dtype() if isinstance(self.dtype, type) else self.dtype)
+
+    @property
+    def comment(self) -> str:
+        """Return the description with the unit appended in brackets (DuckDB column comment)."""
+        return f"{self.description} [{self.unit}]" if self.unit else self.description
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Schema:
     """Ordered columns of one component, plus the table-level description used in NWB."""
 
@@ -50,12 +70,19 @@ class Schema:
     #: columns that identify a row within a session (for sorting and de-duplication)
     key: tuple[str, ...] = field(default_factory=tuple)
 
+    #: at most this many columns are listed by ``repr``
+    REPR_COLUMNS = 12
+
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
         if not names or names[0] != "session_id":
             raise ValueError(f"schema {self.name!r}: first column must be 'session_id'")
         if len(set(names)) != len(names):
             raise ValueError(f"schema {self.name!r}: duplicate column names")
+
+    def __repr__(self) -> str:
+        """Return a multi-line summary: name, description, then one line per column (truncated)."""
+        return _schema_repr(self, self.REPR_COLUMNS)
 
     @property
     def names(self) -> list[str]:
@@ -144,6 +171,68 @@ def get_schema(name: str) -> Schema:
         raise SchemaError(
             f"unknown component {name!r}", field=name, expected=f"one of {sorted(SCHEMAS)}"
         ) from None
+
+
+def describe(component: str | None = None) -> pl.DataFrame:
+    """Return one row per column of `component` (all components when None) from the schemas.
+
+    Columns: ``component``, ``column``, ``dtype`` (Polars dtype as text), ``unit`` (null when the
+    column has none), ``description``, ``nullable`` (the column may hold nulls; NaN in a float
+    column is a value). Rows follow the registry's component order, then each schema's column
+    order. Raises SchemaError listing the known components for an unknown `component`.
+
+    Examples
+    --------
+    >>> import npc_frames as nf
+    >>> d = nf.describe("running_speed")
+    >>> d.select("column", "dtype", "unit").rows()
+    [('session_id', 'String', None), ('timestamps', 'Float64', 's'), ('speed', 'Float64', 'cm/s')]
+    """
+    chosen = list(SCHEMAS.values()) if component is None else [get_schema(component)]
+    rows = [
+        (s.name, c.name, c.dtype_name, c.unit, c.description, c.nullable)
+        for s in chosen
+        for c in s.columns
+    ]
+    return pl.DataFrame(rows, schema=DESCRIBE_SCHEMA, orient="row")
+
+
+#: columns of the frame returned by :func:`describe`
+DESCRIBE_SCHEMA = pl.Schema(
+    {
+        "component": pl.String(),
+        "column": pl.String(),
+        "dtype": pl.String(),
+        "unit": pl.String(),
+        "description": pl.String(),
+        "nullable": pl.Boolean(),
+    }
+)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _schema_repr(schema: Schema, max_columns: int) -> str:
+    """Return the multi-line repr of `schema`, listing at most `max_columns` columns."""
+    n = len(schema.columns)
+    head = f"Schema({schema.name!r}, {n} columns, key={schema.key!r})"
+    lines = [head, f"  {_shorten(schema.description, 96)}"]
+    shown = schema.columns[:max_columns]
+    name_w = max(len(c.name) for c in shown)
+    type_w = max(len(c.dtype_name) for c in shown)
+    unit_w = max((len(c.unit) + 2 for c in shown if c.unit), default=0)
+    for c in shown:
+        unit = f"[{c.unit}]" if c.unit else ""
+        null = "?" if c.nullable else " "
+        lines.append(
+            f"  {c.name:<{name_w}} {c.dtype_name:<{type_w}}{null} {unit:<{unit_w}} "
+            f"{_shorten(c.description, 60)}".rstrip()
+        )
+    if n > len(shown):
+        lines.append(f"  … {n - len(shown)} more columns (npc_frames.describe({schema.name!r}))")
+    return "\n".join(lines)
 
 
 # populate the registry; these modules only call `register(...)`.

@@ -1,11 +1,12 @@
-"""Schemas of the behavior components (FORMATS §5–§8, §13).
+"""Schemas of the behavior components: sessions, subjects, epochs, trials, performance, the other
+interval tables, licks, rewards, running speed.
 
 One :class:`~npc_frames.schemas.Column` per column: dtype, one-line description (copied to NWB) and
 unit. Times are seconds on the session clock: the sync clock when a sync file exists, else the task
-clock (seconds since the first frame of the task's stim file), FORMATS §0.
+clock (seconds since the first frame of the task's stim file); see docs/formats.md.
 
-Decision on the reference's "all-NaN float columns are omitted" **[quirk]** (FORMATS §5.1): we keep a
-stable schema. Every declared column is present in every frame; a column with nothing to report (e.g.
+Decision on the reference's "all-NaN float columns are omitted" **[quirk]** (docs/quirks.md): we keep
+a stable schema. Every declared column is present in every frame; a column with nothing to report (e.g.
 the opto columns of a session without opto) holds nulls (strings, lists, ints) or NaN (floats).
 """
 
@@ -36,7 +37,7 @@ F64 = pl.Float64
 I64 = pl.Int64
 STR = pl.String
 BOOL = pl.Boolean
-S = "seconds"
+S = "s"
 
 SESSION_ID = Column("session_id", STR, "canonical session id, `<subject>_<YYYY-MM-DD>[_<idx>]`")
 
@@ -82,7 +83,11 @@ SESSIONS = Schema(
         Column("task_version", STR, "`taskVersion` of the DynamicRouting1 file", required=False),
         Column("source_script", STR, "task script URL (`githubTaskScript`)", required=False),
         Column("session_description", STR, "one-sentence description built from the flags"),
-        Column("keywords", pl.List(STR), "keywords / session tags (FORMATS §13)"),
+        Column(
+            "keywords",
+            pl.List(STR),
+            "session tags from the flags and scripts, e.g. task, sync, ephys, units, mapping",
+        ),
         _b("is_ephys", "Open Ephys record nodes were found"),
         _b("is_sync", "a sync file was found; times are on the sync clock"),
         _b("is_video", "behavior videos were found"),
@@ -124,7 +129,7 @@ SESSIONS = Schema(
 
 SUBJECTS = Schema(
     name="subjects",
-    description="the subject of the session (FORMATS §13)",
+    description="the subject of the session: id, species, sex, age, genotype",
     key=("session_id",),
     columns=(
         SESSION_ID,
@@ -141,7 +146,7 @@ SUBJECTS = Schema(
 
 EPOCHS = Schema(
     name="epochs",
-    description="one row per stim file with valid timing, sorted by start time (FORMATS §13)",
+    description="one row per stim file with valid timing, sorted by start time",
     key=("start_time",),
     columns=(
         SESSION_ID,
@@ -163,7 +168,7 @@ EPOCHS = Schema(
 # ------------------------------------------------------------------------------------------------
 TRIALS = Schema(
     name="trials",
-    description="visual-auditory task-switching behavior trials (DynamicRouting1, FORMATS §5.2)",
+    description="visual-auditory task-switching behavior trials (DynamicRouting1 task)",
     key=("trial_index",),
     columns=(
         SESSION_ID,
@@ -225,6 +230,7 @@ TRIALS = Schema(
             "grating_phase",
             F64,
             "phase of the grating (cycles); NaN for non-visual trials or files without it",
+            unit="cycles",
         ),
         Column("block_index", I64, "0-based block of the trial"),
         Column("rewarded_modality", STR, "modality rewarded in the trial's block: vis or aud"),
@@ -235,23 +241,30 @@ TRIALS = Schema(
             I64,
             "wavelength (nm) of the trial's opto light source (first device if several); null "
             "without opto",
+            unit="nm",
+            nullable=True,
         ),
         Column(
             "opto_location_bregma_x",
             pl.List(F64),
             "galvo sessions: bregma x (mm) of each targeted location (one element per location; "
             "the reference explodes these into rows, we keep one row per trial)",
+            unit="mm",
+            nullable=True,
         ),
         Column(
             "opto_location_bregma_y",
             pl.List(F64),
             "galvo sessions: bregma y (mm) of each targeted location",
+            unit="mm",
+            nullable=True,
         ),
         Column("opto_duration", F64, "nominal opto duration `trialOptoDur` (s)", unit=S),
         Column(
             "opto_label",
             STR,
             "label of the opto target (`trialOptoLabel`; A-F -> probeA-F); null without opto",
+            nullable=True,
         ),
         Column(
             "opto_power", F64, "opto power (mW) from the voltage and power calibration", unit="mW"
@@ -302,6 +315,7 @@ TRIALS = Schema(
             BOOL,
             "galvo opto trial targeting exactly one location (the reference's flag is True for "
             ">1 location [quirk]; we implement the evident intent); null for non-galvo trials",
+            nullable=True,
         ),
         _b(
             "is_task_control_correct",
@@ -314,7 +328,7 @@ TRIALS = Schema(
 
 PERFORMANCE = Schema(
     name="performance",
-    description="behavioral performance per block of the trials table (FORMATS §5.3)",
+    description="behavioral performance per block of the trials table",
     key=("block_index",),
     columns=(
         SESSION_ID,
@@ -381,9 +395,9 @@ VIS_RF_MAPPING = Schema(
         SESSION_ID,
         *_RF_COMMON,
         _b("is_small_field_grating", "a small drifting grating was shown"),
-        Column("grating_orientation", F64, "grating orientation (deg)", unit="degrees"),
-        Column("grating_x", F64, "grating centre x (pixels from screen centre)", unit="pixels"),
-        Column("grating_y", F64, "grating centre y (pixels from screen centre)", unit="pixels"),
+        Column("grating_orientation", F64, "grating orientation (deg)", unit="deg"),
+        Column("grating_x", F64, "grating centre x (pixels from screen centre)", unit="px"),
+        Column("grating_y", F64, "grating centre y (pixels from screen centre)", unit="px"),
         _b("is_full_field_flash", "a full-field flash was shown"),
         Column("flash_contrast", F64, "flash contrast (-1, 0, 1)"),
     ),
@@ -421,10 +435,10 @@ OPTOTAGGING = Schema(
         Column("stim_name", STR, "waveform: square or sine"),
         Column("nominal_duration", F64, "nominal pulse duration `trialOptoDur`", unit=S),
         Column("location", STR, "target label (A-F -> probeA-F)", required=False),
-        Column("bregma_x", F64, "bregma x (mm) of the target", required=False),
-        Column("bregma_y", F64, "bregma y (mm) of the target", required=False),
+        Column("bregma_x", F64, "bregma x (mm) of the target", required=False, unit="mm"),
+        Column("bregma_y", F64, "bregma y (mm) of the target", required=False, unit="mm"),
         Column("power", F64, "laser power (mW)", unit="mW", required=False),
-        Column("wavelength", I64, "wavelength (nm) parsed from the device name"),
+        Column("wavelength", I64, "wavelength (nm) parsed from the device name", unit="nm"),
     ),
 )
 
@@ -465,6 +479,7 @@ LICKS = Schema(
             "is_likely_lick",
             BOOL,
             "contact <= 0.5 s (longer events are likely grooming); null without sync",
+            nullable=True,
         ),
     ),
 )

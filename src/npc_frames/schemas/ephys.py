@@ -1,6 +1,6 @@
-"""Schemas of the ephys components: devices, electrode_groups, electrodes, units (FORMATS §9–§11).
+"""Schemas of the ephys components: devices, electrode_groups, electrodes, units.
 
-Times are seconds on the sync clock (FORMATS §0). Optional columns (CCF coordinates, shank, metric
+Times are seconds on the sync clock. Optional columns (CCF coordinates, shank, metric
 columns a sorting did not compute) are null when absent, so every session has the same schema.
 """
 
@@ -41,11 +41,15 @@ DEVICES = Schema(
 
 ELECTRODE_GROUPS = Schema(
     name="electrode_groups",
-    description="one electrode group per recorded probe, named `probe<letter>` (FORMATS §11.5)",
+    description="one electrode group per recorded probe, named `probe<letter>`",
     key=("session_id", "name"),
     columns=(
         SESSION_ID,
-        Column("name", STR, "`probe<letter>`, letter by the slot/port rule of FORMATS §9.3"),
+        Column(
+            "name",
+            STR,
+            "`probe<letter>`, the letter derived from the probe's slot and port in settings.xml",
+        ),
         Column("device_name", STR, "serial number of the probe (devices.name)"),
         Column("description", STR, "probe model, e.g. `Neuropixels 1.0`"),
         Column(
@@ -72,21 +76,22 @@ ELECTRODES = Schema(
         ),
         Column("group_name", STR, "electrode group, `probe<letter>`"),
         Column("channel", I64, "probe channel, 0 = nearest the tip (+384 for surface recordings)"),
-        Column("rel_x", F64, "x position on the probe (ELECTRODE_XPOS)", unit="um"),
-        Column("rel_y", F64, "y position on the probe, distance from the tip row", unit="um"),
+        Column("rel_x", F64, "x position on the probe (ELECTRODE_XPOS)", unit="µm"),
+        Column("rel_y", F64, "y position on the probe, distance from the tip row", unit="µm"),
         Column("reference", STR, "reference of the channel (`tip`)"),
-        Column("imp", F64, "nominal impedance (150 kΩ; not measured)", unit="ohms"),
+        Column("imp", F64, "nominal impedance (150 kΩ; not measured)", unit="Ω"),
         Column("location", STR, "brain region from the annotation, else `unannotated`"),
         Column("structure", STR, "region with layer stripped (annotation)", required=False),
-        Column("x", F64, "CCF AP, +posterior (annotation)", required=False, unit="um"),
-        Column("y", F64, "CCF DV, +inferior (annotation)", required=False, unit="um"),
-        Column("z", F64, "CCF ML, +right (annotation)", required=False, unit="um"),
+        Column("x", F64, "CCF AP, +posterior (annotation)", required=False, unit="µm"),
+        Column("y", F64, "CCF DV, +inferior (annotation)", required=False, unit="µm"),
+        Column("z", F64, "CCF ML, +right (annotation)", required=False, unit="µm"),
         Column("raw_structure", STR, "region as written by the annotation", required=False),
     ),
 )
 
-#: quality- and template-metric columns copied from the sorting output (FORMATS §11.2, plus the
-#: names newer SpikeInterface versions write); a metric the sorting lacks is null.
+#: quality- and template-metric columns copied from the sorting output (the names the AIND
+#: SpikeInterface pipeline writes, plus those of newer SpikeInterface versions); a metric the
+#: sorting lacks is null.
 METRIC_COLUMNS: tuple[str, ...] = (
     # quality metrics
     "amplitude_cutoff",
@@ -143,6 +148,24 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "waveform_baseline_flatness",
 )
 
+#: units of the metrics that have one, as SpikeInterface computes them (the others are counts,
+#: ratios or scores)
+METRIC_UNITS: dict[str, str] = {
+    "amplitude_median": "µV",
+    "drift_ptp": "µm",
+    "drift_std": "µm",
+    "drift_mad": "µm",
+    "firing_range": "Hz",
+    "firing_rate": "Hz",
+    "half_width": "s",
+    "peak_to_valley": "s",
+    "recovery_slope": "µV/s",
+    "repolarization_slope": "µV/s",
+    "spread": "µm",
+    "velocity_above": "µm/ms",
+    "velocity_below": "µm/ms",
+}
+
 UNITS = Schema(
     name="units",
     description="spike-sorted units from Kilosort 2.5, one row per unit of each sorted probe",
@@ -163,30 +186,31 @@ UNITS = Schema(
             "peak_electrode", I64, "electrodes.electrode_index of the peak channel in this group"
         ),
         Column(
-            "amplitude", F64, "peak-to-peak of the average template on the peak channel", unit="uV"
+            "amplitude", F64, "peak-to-peak of the average template on the peak channel", unit="µV"
         ),
         Column(
             "spike_times",
             pl.List(F64),
             "spike times on the sync clock, sorted: sample / rate_on_sync + start_time",
-            unit="seconds",
+            unit="s",
         ),
         Column(
             "spike_amplitudes",
             pl.List(F64),
             "per-spike amplitude in spike_times order (µV for SpikeInterface output; Kilosort "
             "template scaling factor for phy folders); null when the sorting has none",
+            nullable=True,
         ),
         Column(
             "obs_intervals",
             pl.List(pl.List(F64)),
             "[[start, stop]] on sync: the probe's first sample to min(last sample, sync end)",
-            unit="seconds",
+            unit="s",
         ),
         Column(
             "default_qc",
             BOOL,
-            "npc QC (FORMATS §11.3 item 9): isi_violations_ratio ≤ 0.5 AND amplitude_cutoff ≤ 0.1 "
+            "npc QC: isi_violations_ratio ≤ 0.5 AND amplitude_cutoff ≤ 0.1 "
             "AND presence_ratio ≥ 0.7 AND decoder_label != 'noise' AND activity_drift < 0.1; the "
             "drift term is applied only when activity_drift is known (a trials frame was given) "
             "and a missing decoder label counts as not noise; a missing metric fails the unit",
@@ -212,16 +236,22 @@ UNITS = Schema(
             "waveform_mean",
             pl.List(pl.List(F32)),
             "average template on `channels` (channels × samples)",
-            unit="uV",
+            unit="µV",
         ),
-        Column("ccf_ap", F64, "CCF AP of the peak channel (annotation)", required=False, unit="um"),
-        Column("ccf_dv", F64, "CCF DV of the peak channel (annotation)", required=False, unit="um"),
-        Column("ccf_ml", F64, "CCF ML of the peak channel (annotation)", required=False, unit="um"),
+        Column("ccf_ap", F64, "CCF AP of the peak channel (annotation)", required=False, unit="µm"),
+        Column("ccf_dv", F64, "CCF DV of the peak channel (annotation)", required=False, unit="µm"),
+        Column("ccf_ml", F64, "CCF ML of the peak channel (annotation)", required=False, unit="µm"),
         Column("structure", STR, "brain structure of the peak channel", required=False),
         Column("location", STR, "brain region of the peak channel", required=False),
         Column("num_spikes", I64, "number of spikes (equals len(spike_times))"),
         *(
-            Column(name, F64, f"sorting metric `{name}` (SpikeInterface)", required=False)
+            Column(
+                name,
+                F64,
+                f"sorting metric `{name}` (SpikeInterface)",
+                required=False,
+                unit=METRIC_UNITS.get(name),
+            )
             for name in METRIC_COLUMNS
         ),
     ),

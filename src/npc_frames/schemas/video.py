@@ -1,4 +1,4 @@
-"""Schema of the video_frame_times component (FORMATS §12)."""
+"""Schema of the video_frame_times component: one exposure time per frame of each MVR video."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from npc_frames.schemas import Column, Schema, register
 
 __all__ = ["CAMERA_NWB_NAMES", "VIDEO_FRAME_TIMES"]
 
-#: MVR camera label -> NWB camera name (FORMATS §12.1)
+#: MVR camera label -> NWB camera name
 CAMERA_NWB_NAMES: dict[str, str] = {
     "behavior": "side_camera",
     "eye": "eye_camera",
@@ -41,7 +41,7 @@ VIDEO_FRAME_TIMES = Schema(
             pl.Float64,
             "rising edge of the camera's exposure pulse on sync for this frame; NaN for the "
             "metadata frame (index 0) and for trailing frames without an exposure pulse",
-            unit="seconds",
+            unit="s",
         ),
     ),
 )

@@ -30,7 +30,7 @@ _TIME = Column(
     pl.Float64,
     "start of the frame's exposure on the sync clock (video_frame_times); NaN for the metadata "
     "frame and frames without an exposure pulse",
-    unit="seconds",
+    unit="s",
 )
 
 _FEATURE_NAMES = {
@@ -44,13 +44,13 @@ def _ellipse_columns() -> list[Column]:
     out = []
     for f, name in _FEATURE_NAMES.items():
         out += [
-            Column(f"{f}_center_x", pl.Float64, f"{name} ellipse centre x, px from the frame's left edge", unit="pixels"),
-            Column(f"{f}_center_y", pl.Float64, f"{name} ellipse centre y, px from the frame's top edge", unit="pixels"),
-            Column(f"{f}_width", pl.Float64, f"{name} ellipse semi-axis along phi, px", unit="pixels"),
-            Column(f"{f}_height", pl.Float64, f"{name} ellipse other semi-axis, px", unit="pixels"),
-            Column(f"{f}_phi", pl.Float64, f"{name} ellipse rotation, counter-clockwise from the image x axis", unit="radians"),
+            Column(f"{f}_center_x", pl.Float64, f"{name} ellipse centre x, px from the frame's left edge", unit="px"),
+            Column(f"{f}_center_y", pl.Float64, f"{name} ellipse centre y, px from the frame's top edge", unit="px"),
+            Column(f"{f}_width", pl.Float64, f"{name} ellipse semi-axis along phi, px", unit="px"),
+            Column(f"{f}_height", pl.Float64, f"{name} ellipse other semi-axis, px", unit="px"),
+            Column(f"{f}_phi", pl.Float64, f"{name} ellipse rotation, counter-clockwise from the image x axis", unit="rad"),
             Column(f"{f}_average_confidence", pl.Float64, f"mean DeepLabCut likelihood (0-1) of the 12 {name} points"),
-            Column(f"{f}_area", pl.Float64, f"pi * max(width, height)^2 of the {name} ellipse (circular formula, as the fitting pipeline computes it)", unit="pixels^2"),
+            Column(f"{f}_area", pl.Float64, f"pi * max(width, height)^2 of the {name} ellipse (circular formula, as the fitting pipeline computes it)", unit="px²"),
             Column(f"{f}_is_bad_frame", pl.Boolean, f"True when no {name} ellipse was accepted in this frame (its values are NaN)"),
         ]  # fmt: skip
     return out
@@ -80,7 +80,7 @@ EYE_TRACKING = Schema(
             "pupil_area converted with the session's eye-camera pixel scale (mm per px); null "
             "when no scale is known",
             required=False,
-            unit="mm^2",
+            unit="mm²",
         ),
     ),
 )
@@ -88,8 +88,8 @@ EYE_TRACKING = Schema(
 #: DeepLabCut eye model body parts: 12 perimeter points each of cr, eye and pupil
 DLC_EYE_BODYPARTS = tuple(f"{f}{k}" for f in ("cr", "eye", "pupil") for k in range(1, 13))
 _COORD_TEXT = {
-    "x": ("px from the frame's left edge", "pixels"),
-    "y": ("px from the frame's top edge", "pixels"),
+    "x": ("px from the frame's left edge", "px"),
+    "y": ("px from the frame's top edge", "px"),
     "likelihood": ("network likelihood (softmax, 0-1)", None),
 }
 
@@ -106,7 +106,7 @@ def _keypoint_columns(bodyparts: tuple[str, ...], *, lp: bool) -> list[Column]:
                     pl.Float64,
                     f"{bp}: distance between the prediction and its reconstruction through the "
                     "model's pose PCA, px",
-                    unit="pixels",
+                    unit="px",
                 )
             )
             out.append(
@@ -114,7 +114,7 @@ def _keypoint_columns(bodyparts: tuple[str, ...], *, lp: bool) -> list[Column]:
                     f"{bp}_temporal_norm",
                     pl.Float64,
                     f"{bp}: distance from the previous frame's prediction, px (NaN in frame 0)",
-                    unit="pixels",
+                    unit="px",
                 )
             )
     return out
@@ -182,7 +182,7 @@ FACEMAP_SCHEMAS: dict[str, Schema] = {
                     f"motion SVD component {k} (0 = largest variance); null when the file has "
                     "fewer components",
                     required=k == 0,
-                    unit="pixels",
+                    unit="px",
                 )
                 for k in range(FACEMAP_MAX_COMPONENTS)
             ),

@@ -507,7 +507,7 @@ def make_ephys(
         )
     if clip_seconds <= 0:
         raise ParameterError(f"clip_seconds = {clip_seconds}", field="clip_seconds", expected="> 0")
-    stim_times, stim_label, stim_context, stim_names = _stimulus_columns(stimuli)
+    stim_times, stim_label, stim_context, stim_names, stim_features = _stimulus_columns(stimuli)
     spikes_dir = None if truth_arrays_dir is None else Path(truth_arrays_dir)
     if spikes_dir is not None and spikes_dir.exists() and not spikes_dir.is_dir():
         raise ParameterError(
@@ -603,7 +603,7 @@ def make_ephys(
             stimuli=None
             if stimuli is None
             else _onsets_on_clock(
-                ap_stream.clock, stim_times, stim_label, stim_context, stim_names
+                ap_stream.clock, stim_times, stim_label, stim_context, stim_names, stim_features
             ),
         )
 
@@ -699,17 +699,20 @@ def make_ephys(
     )
 
 
-StimulusColumns = tuple[FloatArray, IntArray, npt.NDArray[np.int8], tuple[str, ...]]
+StimulusColumns = tuple[FloatArray, IntArray, npt.NDArray[np.int8], tuple[str, ...], FloatArray]
+#: optional ``make_ephys`` stimulus columns the tuned responses depend on (NaN/null: none)
+FEATURE_COLUMNS: tuple[str, ...] = ("position_x", "position_y", "frequency_hz")
 
 
 def _stimulus_columns(stimuli: Mapping[str, Any] | pl.DataFrame | None) -> StimulusColumns:
-    """Return (start times, label indices, context codes, label names) of ``make_ephys`` stimuli.
+    """Return (start times, label indices, context codes, label names, features (n, 3)) of
+    ``make_ephys`` stimuli; features are the optional :data:`FEATURE_COLUMNS` (NaN where absent).
 
     Raises :class:`ParameterError` naming the column when one is missing, of unequal length,
     non-finite or not a known modality.
     """
     if stimuli is None:
-        return np.empty(0), np.empty(0, np.int64), np.empty(0, np.int8), ()
+        return np.empty(0), np.empty(0, np.int64), np.empty(0, np.int8), (), np.empty((0, 3))
     columns = stimuli.to_dict(as_series=False) if isinstance(stimuli, pl.DataFrame) else stimuli
     if not isinstance(columns, Mapping):
         raise ParameterError(
@@ -758,11 +761,31 @@ def _stimulus_columns(stimuli: Mapping[str, Any] | pl.DataFrame | None) -> Stimu
             field="stimuli.rewarded_modality",
             expected="'vis', 'aud' or null",
         )
+    features = np.full((n, len(FEATURE_COLUMNS)), np.nan)
+    for j, name in enumerate(FEATURE_COLUMNS):
+        raw = columns.get(name)
+        if raw is None:
+            continue
+        try:
+            col = np.asarray([np.nan if v is None else v for v in raw], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError(
+                f"stimulus column {name!r} is not numeric",
+                field=f"stimuli.{name}",
+                expected="numbers or nulls",
+            ) from None
+        if col.shape != (n,):
+            raise ParameterError(
+                f"stimulus column {name!r} of length {col.shape}",
+                field=f"stimuli.{name}",
+                expected=f"{n} values",
+            )
+        features[:, j] = col
     labels, label_index = np.unique(names, return_inverse=True)
     context = np.select(
         [context_arr == name for name in MODALITY_NAMES[1:]], range(1, len(MODALITY_NAMES)), 0
     ).astype(np.int8)
-    return times, label_index.astype(np.int64), context, tuple(labels.tolist())
+    return times, label_index.astype(np.int64), context, tuple(labels.tolist()), features
 
 
 def _onsets_on_clock(
@@ -771,12 +794,19 @@ def _onsets_on_clock(
     label: IntArray,
     context: npt.NDArray[np.int8],
     names: tuple[str, ...],
+    features: FloatArray | None = None,
 ) -> StimulusOnsets:
     """Return the stimulus onsets inside a stream's recording as its sample indices."""
     samples = np.round((times - clock.start_time_on_sync) * clock.rate_on_sync).astype(np.int64)
     inside = (samples >= 0) & (samples < clock.num_samples)
+    feats = features[inside] if features is not None else None
     return StimulusOnsets(
-        samples=samples[inside], label=label[inside], context=context[inside], names=names
+        samples=samples[inside],
+        label=label[inside],
+        context=context[inside],
+        names=names,
+        position=feats[:, :2] if feats is not None else None,
+        frequency_hz=feats[:, 2] if feats is not None else None,
     )
 
 

@@ -242,12 +242,15 @@ def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
     ``start_time`` is the truth ``stim_start_time`` (sync clock: display time of a visual
     stimulus, sound onset of an auditory one); ``stim_name`` is the DynamicRouting1 trial's
     ``stim_name`` (``catch`` trials included: nothing responds to them) or, for RFMapping trials,
-    ``rf_grating`` / ``rf_flash`` / ``rf_tone`` / ``rf_am_noise``; ``rewarded_modality`` is the
-    DynamicRouting1 block's (``None`` for RFMapping). Trials without a finite onset are left out.
+    ``rf_grating`` / ``rf_flash`` / ``rf_tone`` / ``rf_am_noise``, or ``opto`` for OptoTagging
+    laser pulse onsets; ``rewarded_modality`` is the DynamicRouting1 block's (``None`` otherwise);
+    ``position_x``/``position_y`` are an RF grating's centre (task pixels) and ``frequency_hz`` an
+    RF tone's frequency (NaN otherwise). Trials without a finite onset are left out.
     """
     times: list[npt.NDArray[np.float64]] = []
     names: list[npt.NDArray[np.str_]] = []
     contexts: list[list[str | None]] = []
+    feats: list[npt.NDArray[np.float64]] = []  # (n, 3): grating x, y (px), tone frequency (Hz)
     for run in runs:
         truth = _attr(run, "truth") or {}
         script = _attr(run, "script_name")
@@ -256,6 +259,13 @@ def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
             times.append(np.asarray(trials["stim_start_time"], dtype=np.float64))
             names.append(np.asarray(trials["stim_name"], dtype=np.str_))
             contexts.append(list(trials["rewarded_modality"]))
+            feats.append(np.full((times[-1].size, 3), np.nan))
+        elif script == "OptoTagging" and truth.get("optotagging"):
+            t = np.asarray(truth["optotagging"]["stim_start_time"], dtype=np.float64)
+            times.append(t)
+            names.append(np.full(t.size, "opto"))
+            contexts.append([None] * t.size)
+            feats.append(np.full((t.size, 3), np.nan))
         elif script == "RFMapping":
             for key, kinds in (
                 (
@@ -273,20 +283,40 @@ def stimulus_onsets(runs: Sequence[Any]) -> dict[str, list[Any]]:
                     [name for _, name in kinds],
                     "",
                 )
+                f = np.full((t.size, 3), np.nan)
+                if key == "vis_rf_mapping":
+                    f[:, 0] = np.asarray(table["grating_x"], dtype=np.float64)
+                    f[:, 1] = np.asarray(table["grating_y"], dtype=np.float64)
+                else:
+                    f[:, 2] = np.where(
+                        label == "rf_tone", np.asarray(table["freq"], np.float64), np.nan
+                    )
                 times.append(t)
                 names.append(label)
                 contexts.append([None] * t.size)
+                feats.append(f)
     if not times:
-        return {"start_time": [], "stim_name": [], "rewarded_modality": []}
+        return {
+            "start_time": [],
+            "stim_name": [],
+            "rewarded_modality": [],
+            "position_x": [],
+            "position_y": [],
+            "frequency_hz": [],
+        }
     t_all = np.concatenate(times)
     n_all = np.concatenate(names)
     c_all = [c for part in contexts for c in part]
+    f_all = np.concatenate(feats)
     keep = np.isfinite(t_all) & (n_all != "")
     idx = np.flatnonzero(keep)
     return {
         "start_time": t_all[idx].tolist(),
         "stim_name": n_all[idx].tolist(),
         "rewarded_modality": [c_all[i] for i in idx.tolist()],
+        "position_x": f_all[idx, 0].tolist(),
+        "position_y": f_all[idx, 1].tolist(),
+        "frequency_hz": f_all[idx, 2].tolist(),
     }
 
 

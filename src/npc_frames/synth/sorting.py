@@ -48,6 +48,17 @@ Decisions (documented here because readers of these files depend on them):
   suppression draw from a child generator, so a unit's profile does not depend on its spikes and
   the first group of units (all units of a small probe) keeps the same baseline spike samples
   with or without stimuli.
+* Tuning (when the onsets carry positions / tone frequencies): a visual unit's response to an
+  RF-mapping grating is its peak rate times a 2-D Gaussian of the grating centre's distance from
+  the unit's receptive-field centre (drawn uniformly over the RFMapping grid's extent,
+  ±800 × ±440 px from screen centre, in the task's own grating coordinates; σ 150–300 px, about
+  one grid step of ~320 px); an auditory unit's response to an RF-mapping tone is its peak rate
+  times a Gaussian in octaves from its best frequency (log-uniform 4–16 kHz, the RFMapping tone
+  range; σ 0.25–0.6 octave). Task stimuli, flashes and AM noise are untuned.
+* Opto-tagged units (~10 %, drawn from the otherwise unresponsive ones) respond to ``opto``
+  onsets (laser pulse starts): added spikes fall uniformly in a short window 2–8 ms after the
+  pulse onset (the truth latency) and 1–4 ms wide (jitter = width / √12), with 0.3–0.9 expected
+  spikes per pulse (the reliability), as for ChR2-expressing cells driven directly by light.
 """
 
 from __future__ import annotations
@@ -68,6 +79,7 @@ from npc_frames.errors import ParameterError
 
 __all__ = [
     "AUDITORY_STIMULI",
+    "OPTO_STIMULI",
     "QUALITY_METRIC_COLUMNS",
     "RESPONSE_TABLE_SCHEMA",
     "TEMPLATE_METRIC_COLUMNS",
@@ -108,7 +120,8 @@ CHUNK_SPIKES = 1 << 21
 # RFMapping stimulus kinds (make_session labels RF trials with these names)
 VISUAL_STIMULI: tuple[str, ...] = ("vis1", "vis2", "rf_grating", "rf_flash")
 AUDITORY_STIMULI: tuple[str, ...] = ("sound1", "sound2", "rf_tone", "rf_am_noise")
-MODALITY_NAMES: tuple[str, ...] = ("", "vis", "aud")  # codes 0 (none), 1, 2
+OPTO_STIMULI: tuple[str, ...] = ("opto",)  # OptoTagging laser pulse onsets
+MODALITY_NAMES: tuple[str, ...] = ("", "vis", "aud", "opto")  # codes 0 (none), 1, 2, 3
 # response profile draws (see the module docstring); latencies after stimulus onset
 VISUAL_FRACTION = 0.25
 AUDITORY_FRACTION = 0.15
@@ -119,6 +132,18 @@ LATENCY_S: dict[int, tuple[float, float]] = {1: (0.040, 0.080), 2: (0.010, 0.030
 RESPONSE_DURATION_S = (0.050, 0.150)
 SUPPRESSION_DURATION_S = (0.100, 0.300)
 ADDED_RATE_HZ = (10.0, 40.0)
+# tuning (module docstring): RF centres over the RFMapping grid's extent (grating centres of a 20°
+# grating on a 1920 × 1200 px screen lie within ±800 × ±440 px), σ about one grid step; best
+# frequencies over the RFMapping tone range
+RF_EXTENT_PX = (800.0, 440.0)
+RF_SIGMA_PX = (150.0, 300.0)
+BEST_FREQ_HZ = (4000.0, 16000.0)
+FREQ_SIGMA_OCT = (0.25, 0.6)
+# opto-tagged units: fraction, first-spike window after the pulse onset, spikes per pulse
+OPTO_FRACTION = 0.10
+OPTO_LATENCY_S = (0.002, 0.008)
+OPTO_WINDOW_S = (0.001, 0.004)
+OPTO_RELIABILITY = (0.3, 0.9)
 
 QUALITY_METRIC_COLUMNS: tuple[str, ...] = (
     "amplitude_cutoff",
@@ -222,6 +247,14 @@ RESPONSE_TABLE_SCHEMA: dict[str, type[pl.DataType]] = {
     "suppression": pl.Float64,  # fraction of baseline spikes removed in the window (suppressed)
     "baseline_rate_hz": pl.Float64,  # the unit's drawn firing rate without stimuli
     "n_spikes_changed": pl.Int64,  # spikes added (removed, negative) over all its trials
+    # tuning (NaN where it does not apply): rf_grating rate = peak · exp(-d² / 2σ²), d the
+    # distance (task grating px) of the grating centre from (rf_x, rf_y); rf_tone rate = peak ·
+    # exp(-Δ² / 2σ²), Δ the octaves from best_freq_hz
+    "rf_x": pl.Float64,
+    "rf_y": pl.Float64,
+    "rf_sigma": pl.Float64,
+    "best_freq_hz": pl.Float64,
+    "freq_sigma_oct": pl.Float64,
 }
 
 
@@ -238,6 +271,10 @@ class StimulusOnsets:
     label: IntArray
     context: npt.NDArray[np.int8]
     names: tuple[str, ...]
+    #: per onset: grating centre (x, y) in task pixels (NaN: none) — RF-mapping gratings
+    position: FloatArray | None = None
+    #: per onset: tone frequency in Hz (NaN: none) — RF-mapping tones
+    frequency_hz: FloatArray | None = None
 
     def __post_init__(self) -> None:
         n = np.shape(self.samples)[0] if np.ndim(self.samples) == 1 else -1
@@ -247,6 +284,25 @@ class StimulusOnsets:
                 field="stimuli",
                 expected="three 1-D arrays of equal length",
             )
+        if self.position is not None and np.shape(self.position) != (n, 2):
+            raise ParameterError(
+                "stimulus positions do not match the onsets",
+                field="stimuli.position",
+                expected=f"shape ({n}, 2)",
+            )
+        if self.frequency_hz is not None and np.shape(self.frequency_hz) != (n,):
+            raise ParameterError(
+                "stimulus frequencies do not match the onsets",
+                field="stimuli.frequency_hz",
+                expected=f"shape ({n},)",
+            )
+
+    def features(self) -> FloatArray:
+        """Return per onset (x, y, frequency_hz), NaN where not given (shape (n, 3))."""
+        n = self.samples.size
+        pos = self.position if self.position is not None else np.full((n, 2), np.nan)
+        freq = self.frequency_hz if self.frequency_hz is not None else np.full(n, np.nan)
+        return np.column_stack([pos, freq]).astype(np.float64)
         if n and not (int(np.min(self.label)) >= 0 and int(np.max(self.label)) < len(self.names)):
             raise ParameterError(
                 "stimulus label index out of range", field="stimuli.label", expected="< len(names)"
@@ -275,6 +331,38 @@ class ResponseProfiles:
     suppression: FloatArray
     baseline_rate_hz: FloatArray
     n_changed: IntArray
+    rf_x: FloatArray | None = None  # tuning (see RESPONSE_TABLE_SCHEMA); NaN: untuned unit
+    rf_y: FloatArray | None = None
+    rf_sigma: FloatArray | None = None
+    best_freq_hz: FloatArray | None = None
+    freq_sigma_oct: FloatArray | None = None
+
+    def _tuning_column(self, name: str) -> FloatArray:
+        values = getattr(self, name)
+        return values if values is not None else np.full(self.modality.size, np.nan)
+
+    def tuning(self, label: str, features: FloatArray) -> FloatArray:
+        """Return the (units, onsets) factor scaling ``rate_hz`` for `label` at `features`.
+
+        `features` is (n, 3): grating x, y (px) and tone frequency (Hz), as
+        :meth:`StimulusOnsets.features`. Only ``rf_grating`` and ``rf_tone`` are tuned.
+        """
+        n_u, n = self.modality.size, features.shape[0]
+        out = np.ones((n_u, n))
+        if label == "rf_grating":
+            cx, cy = self._tuning_column("rf_x"), self._tuning_column("rf_y")
+            sig = self._tuning_column("rf_sigma")
+            d2 = (features[None, :, 0] - cx[:, None]) ** 2 + (
+                features[None, :, 1] - cy[:, None]
+            ) ** 2
+            g = np.exp(-d2 / (2 * sig[:, None] ** 2))
+            out = np.where(np.isfinite(g), g, 1.0)
+        elif label == "rf_tone":
+            bf, sig = self._tuning_column("best_freq_hz"), self._tuning_column("freq_sigma_oct")
+            octs = np.log2(features[None, :, 2]) - np.log2(bf[:, None])
+            g = np.exp(-(octs**2) / (2 * sig[:, None] ** 2))
+            out = np.where(np.isfinite(g), g, 1.0)
+        return out
 
     def responds(self) -> npt.NDArray[np.bool_]:
         """Return (units, names) booleans: True where unit u responds to stimulus k."""
@@ -303,9 +391,13 @@ class ResponseProfiles:
                 "suppression": self.suppression[unit],
                 "baseline_rate_hz": self.baseline_rate_hz[unit],
                 "n_spikes_changed": self.n_changed[unit, k],
+                **{c: self._tuning_column(c)[unit] for c in _TUNING_COLUMNS},
             },
             schema=RESPONSE_TABLE_SCHEMA,
         )
+
+
+_TUNING_COLUMNS = ("rf_x", "rf_y", "rf_sigma", "best_freq_hz", "freq_sigma_oct")
 
 
 def empty_response_table() -> pl.DataFrame:
@@ -315,7 +407,11 @@ def empty_response_table() -> pl.DataFrame:
 
 def _modality_of(name: str) -> int:
     """Return the modality code of a stimulus label (0 for labels no unit responds to)."""
-    return 1 if name in VISUAL_STIMULI else 2 if name in AUDITORY_STIMULI else 0
+    if name in VISUAL_STIMULI:
+        return 1
+    if name in AUDITORY_STIMULI:
+        return 2
+    return 3 if name in OPTO_STIMULI else 0
 
 
 def draw_response_profiles(
@@ -342,14 +438,19 @@ def draw_response_profiles(
         & (rates_hz >= SUPPRESSED_MIN_RATE_HZ)
     )
     sup_modality = np.where(rng.uniform(size=n) < 0.5, 1, 2)
-    modality = np.select([is_vis, is_aud, is_sup], [1, 2, sup_modality], 0).astype(np.int8)
+    # opto-tagged units come from the otherwise unresponsive range of `kind`
+    lo_opto = VISUAL_FRACTION + AUDITORY_FRACTION + SUPPRESSED_FRACTION
+    is_opto = (kind >= lo_opto) & (kind < lo_opto + OPTO_FRACTION)
+    modality = np.select([is_vis, is_aud, is_sup, is_opto], [1, 2, sup_modality, 3], 0).astype(
+        np.int8
+    )
     modality[~eligible] = 0
     is_sup &= eligible
     excited = (modality > 0) & ~is_sup
 
     u_lat = rng.uniform(size=n)
-    lo = np.array([np.nan, LATENCY_S[1][0], LATENCY_S[2][0]])[modality]
-    hi = np.array([np.nan, LATENCY_S[1][1], LATENCY_S[2][1]])[modality]
+    lo = np.array([np.nan, LATENCY_S[1][0], LATENCY_S[2][0], np.nan])[modality]
+    hi = np.array([np.nan, LATENCY_S[1][1], LATENCY_S[2][1], np.nan])[modality]
     latency = lo + u_lat * (hi - lo)
     duration = np.where(
         is_sup,
@@ -370,10 +471,26 @@ def draw_response_profiles(
     rate = np.zeros((n, len(names)))
     for k, name in enumerate(names):  # a handful of labels
         code = _modality_of(name)
-        if code == 0:
-            continue
-        pos = (VISUAL_STIMULI if code == 1 else AUDITORY_STIMULI).index(name)
-        rate[:, k] = np.where(excited & (modality == code), per_stim[:, pos], 0.0)
+        if code in (1, 2):
+            pos = (VISUAL_STIMULI if code == 1 else AUDITORY_STIMULI).index(name)
+            rate[:, k] = np.where(excited & (modality == code), per_stim[:, pos], 0.0)
+    # tuning and opto draws come last, so the draws above keep their values
+    rf_x = rng.uniform(-RF_EXTENT_PX[0], RF_EXTENT_PX[0], n)
+    rf_y = rng.uniform(-RF_EXTENT_PX[1], RF_EXTENT_PX[1], n)
+    rf_sigma = rng.uniform(*RF_SIGMA_PX, n)
+    best = np.exp2(rng.uniform(np.log2(BEST_FREQ_HZ[0]), np.log2(BEST_FREQ_HZ[1]), n))
+    freq_sigma = rng.uniform(*FREQ_SIGMA_OCT, n)
+    opto_latency = rng.uniform(*OPTO_LATENCY_S, n)
+    opto_window = rng.uniform(*OPTO_WINDOW_S, n)
+    reliability = rng.uniform(*OPTO_RELIABILITY, n)
+    opto = modality == 3
+    latency = np.where(opto, opto_latency, latency)
+    duration = np.where(opto, opto_window, duration)
+    for k, name in enumerate(names):
+        if _modality_of(name) == 3:
+            rate[:, k] = np.where(opto, reliability / opto_window, 0.0)
+    vis_tuned = excited & (modality == 1)
+    aud_tuned = excited & (modality == 2)
     return ResponseProfiles(
         names=tuple(names),
         modality=modality,
@@ -381,10 +498,15 @@ def draw_response_profiles(
         latency_s=np.where(modality > 0, latency, np.nan),
         duration_s=duration,
         rate_hz=rate,
-        context_gain=np.where(excited, gain, 1.0),
+        context_gain=np.where(excited & ~opto, gain, 1.0),
         suppression=suppression,
         baseline_rate_hz=np.asarray(rates_hz, dtype=np.float64).copy(),
         n_changed=np.zeros((n, len(names)), dtype=np.int64),
+        rf_x=np.where(vis_tuned, rf_x, np.nan),
+        rf_y=np.where(vis_tuned, rf_y, np.nan),
+        rf_sigma=np.where(vis_tuned, rf_sigma, np.nan),
+        best_freq_hz=np.where(aud_tuned, best, np.nan),
+        freq_sigma_oct=np.where(aud_tuned, freq_sigma, np.nan),
     )
 
 
@@ -413,13 +535,27 @@ def _plan_responses(
     """Return the response plan: profiles and the number of spikes each unit gains per class."""
     profiles = draw_response_profiles(rng, stimuli.names, rates_hz, eligible)
     n_ctx = len(MODALITY_NAMES)
-    class_key = stimuli.label.astype(np.int64) * n_ctx + stimuli.context.astype(np.int64)
+    # a class is (label, context, feature): onsets of one class share every unit's rate
+    feats = stimuli.features()
+    uniq_feats, feat_of = np.unique(np.nan_to_num(feats, nan=-1e300), axis=0, return_inverse=True)
+    n_feat = max(uniq_feats.shape[0], 1)
+    class_key = (
+        stimuli.label.astype(np.int64) * n_ctx + stimuli.context.astype(np.int64)
+    ) * n_feat + feat_of.reshape(-1).astype(np.int64)
     keys, class_of, class_size = np.unique(class_key, return_inverse=True, return_counts=True)
-    class_label, class_context = keys // n_ctx, keys % n_ctx
+    class_feat = keys % n_feat
+    class_label, class_context = (keys // n_feat) // n_ctx, (keys // n_feat) % n_ctx
     gain = np.where(
         class_context[None, :] == profiles.modality[:, None], profiles.context_gain[:, None], 1.0
     )
     rate = profiles.rate_hz[:, class_label] * gain  # (units, classes)
+    class_features = (
+        np.where(uniq_feats == -1e300, np.nan, uniq_feats)[class_feat] if keys.size else feats[:0]
+    )
+    for k, name in enumerate(stimuli.names):  # a handful of labels; only two are tuned
+        cols = np.flatnonzero(class_label == k)
+        if cols.size and name in ("rf_grating", "rf_tone"):
+            rate[:, cols] *= profiles.tuning(name, class_features[cols])
     dur = np.nan_to_num(profiles.duration_s)[:, None]
     counts = rng.poisson(rate * dur * class_size[None, :]).astype(np.int64)
     label_modality = np.array([_modality_of(x) for x in stimuli.names], dtype=np.int64)
