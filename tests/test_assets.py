@@ -77,9 +77,13 @@ def test_sibling_sorted_asset_gives_the_units_of_the_in_folder_layout(
     raw_in = RawSession.from_path(inside.raw_path)
     raw_as = RawSession.from_path(asset.raw_path)
     assert not (Path(asset.raw_path) / "sorting").exists()
-    assert raw_as.assets == {"sorted": asset.assets["sorted"]["path"]}
+    assert raw_as.assets == {
+        "sorted": asset.assets["sorted"]["path"],
+        "annotations": asset.assets["annotations"]["path"],  # the generator's CCF annotations
+    }
     assert raw_as.sorting_path == asset.assets["sorted"]["path"]
-    assert raw_in.assets == {} and raw_in.sorting_path == str(Path(inside.raw_path) / "sorting")
+    assert set(raw_in.assets) == {"annotations"}
+    assert raw_in.sorting_path == str(Path(inside.raw_path) / "sorting")
     # the asset's files enter the fingerprint inputs
     assert any(p.endswith("spike_times.npy") for p in raw_as.input_paths())
     a, b = _units(raw_in), _units(raw_as)

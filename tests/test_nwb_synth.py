@@ -111,7 +111,11 @@ def test_every_cached_component_round_trips(
         np.testing.assert_allclose(
             times, frames["running_speed"]["timestamps"].to_numpy(), atol=1e-9
         )
-        assert len(nwb.devices) == frames["devices"].height
+        probes = [d for d in nwb.devices.values() if d.manufacturer == "imec"]
+        assert len(probes) == frames["devices"].height
+        # plus one NewScale stage per manipulator_positions row
+        stages = [d for d in nwb.devices.values() if d.manufacturer == "NewScale"]
+        assert len(stages) == frames["manipulator_positions"].height
         assert set(nwb.electrode_groups) == set(frames["electrode_groups"]["name"])
     assert {"trials", "units", "electrodes", "licks"} <= set(checked)
 

@@ -29,6 +29,8 @@ def remote_raw(
     bucket = s3_endpoint.bucket("raw")
     local = Path(synth_session.raw_path)
     url = s3_endpoint.upload_folder(local, bucket, local.name)
+    for asset in synth_session.assets.values():  # derived assets beside it (CCF annotations)
+        s3_endpoint.upload_folder(Path(asset["path"]), bucket, Path(asset["path"]).name)
     import os
 
     os.environ["NPC_FRAMES_DOWNLOADS"] = str(tmp_path_factory.mktemp("downloads"))

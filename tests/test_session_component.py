@@ -70,12 +70,17 @@ def test_sessions_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert st.replace(tzinfo=None) == datetime.datetime(2023, 9, 1, 12, 0, 0, 500000)
     assert row["rig"] == "NP3" and row["experimenter"] == "Jane Doe"
     assert row["task_version"] == "stage 5 ori AMN moving timeouts repeats"
-    assert row["is_sync"] and row["is_task"] and not row["is_ephys"] and row["is_training"]
-    assert row["is_opto"] is True and row["is_first_block_aud"] is False
+    assert row["is_sync"] and row["is_task"] and not row["is_ephys"]
+    # NP rig without ephys: not training; opto trials in a mouse of unknown genotype: opto and
+    # habituation unknown (no subject.json, no training records)
+    assert row["is_training"] is False and row["is_hab"] is None
+    assert row["is_opto"] is None and row["is_opto_control"] is None
+    assert row["is_first_block_aud"] is False
     assert row["is_late_autorewards"] is True
     assert row["is_engaged"] is False and row["is_good_behavior"] is False  # 7 trials only
     assert row["notes"] == "good session" and row["issues"] == ["https://x/1"]
-    assert {"task", "sync", "training", "first_block_vis", "issues"} <= set(row["keywords"])
+    assert {"task", "sync", "first_block_vis", "issues"} <= set(row["keywords"])
+    assert "training" not in row["keywords"] and row["session_type"] is None
 
 
 def test_sessions_survives_broken_task_file(

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from helpers.ephys_session import clone_session, get
+from helpers.ephys_session import clone_session, get, replace_file
 from npc_frames.errors import AlignmentError, InconsistentDataError, MissingFileError
 
 AP_SAMPLE = 1 / 30_000.0
@@ -24,12 +24,6 @@ def units_df(raw: Any) -> pl.DataFrame:
     from npc_frames.components.units import units
 
     return units(raw, trials=None)
-
-
-def replace_file(path: Path, write: Any) -> None:
-    """Replace a linked file by a new one written by `write(path)`."""
-    path.unlink()
-    write(path)
 
 
 def truth_units(truth: Any) -> dict[str, Any]:

@@ -41,6 +41,12 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (_
         read_catalog,
         read_manifest,
         read_session,
+    )
+    from npc_frames.cache.convert import (
+        convert,
+    )
+    from npc_frames.cache.scan import (
+        scan,
         scan_aud_rf_mapping,
         scan_devices,
         scan_dlc_eye_camera,
@@ -55,6 +61,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (_
         scan_lp_front_camera,
         scan_lp_side_camera,
         scan_luminance_test,
+        scan_manipulator_positions,
         scan_optotagging,
         scan_performance,
         scan_quiescent_violations,
@@ -66,12 +73,6 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (_
         scan_units,
         scan_video_frame_times,
         scan_vis_rf_mapping,
-    )
-    from npc_frames.cache.convert import (
-        convert,
-    )
-    from npc_frames.cache.scan import (
-        scan,
     )
     from npc_frames.cache.sql import (
         sql,
@@ -112,8 +113,17 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (_
         SCHEMAS,
         describe,
     )
+    from npc_frames.subsampled_lfp import (
+        aligned_lfp,
+        lfp,
+    )
     from npc_frames.synth import (
         make_session,
+    )
+    from npc_frames.views import (
+        scan_session_days,
+        scan_session_records,
+        sessions,
     )
 
 # public name -> module that defines it
@@ -138,6 +148,8 @@ _LAZY: dict[str, str] = {
     "sample_at": "npc_frames.sampling",
     "aligned_spikes": "npc_frames.analysis",
     "psth": "npc_frames.analysis",
+    "lfp": "npc_frames.subsampled_lfp",
+    "aligned_lfp": "npc_frames.subsampled_lfp",
     "spike_histograms": "npc_frames.analysis",
     "unit_responses": "npc_frames.responses",
     "scan_unit_responses": "npc_frames.responses",
@@ -150,6 +162,9 @@ _LAZY: dict[str, str] = {
     "to_pynapple": "npc_frames.analysis",
     "to_pynapple_intervals": "npc_frames.analysis",
     "make_session": "npc_frames.synth",
+    "sessions": "npc_frames.views",
+    "scan_session_days": "npc_frames.views",
+    "scan_session_records": "npc_frames.views",
     "clear_caches": "npc_frames.memo",
 }
 _SUBMODULES = (
@@ -164,6 +179,7 @@ _SUBMODULES = (
     "nwb",
     "ids",
     "paths",
+    "views",
 )
 
 
@@ -179,6 +195,7 @@ __all__ = [
     "RawSession",
     "SessionId",
     "__version__",
+    "aligned_lfp",
     "aligned_spikes",
     "aud_rf_maps",
     "clear_caches",
@@ -188,6 +205,7 @@ __all__ = [
     "convert",
     "describe",
     "errors",
+    "lfp",
     "make_session",
     "opto_tagging",
     "parse_session_id",
@@ -212,12 +230,15 @@ __all__ = [
     "scan_lp_front_camera",
     "scan_lp_side_camera",
     "scan_luminance_test",
+    "scan_manipulator_positions",
     "scan_opto_tagging",
     "scan_optotagging",
     "scan_performance",
     "scan_quiescent_violations",
     "scan_rewards",
     "scan_running_speed",
+    "scan_session_days",
+    "scan_session_records",
     "scan_sessions",
     "scan_subjects",
     "scan_trials",
@@ -227,6 +248,7 @@ __all__ = [
     "scan_vis_rf_mapping",
     "scan_vis_rf_maps",
     "schemas",
+    "sessions",
     "spike_counts",
     "spike_histograms",
     "sql",

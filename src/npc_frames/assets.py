@@ -27,6 +27,7 @@ ASSET_KINDS: Mapping[str, str] = {
     "lp_face_parts": "LPFaceParts",  # Lightning Pose face parts (side and front cameras)
     "gamma_encoding": "GammaEncoding",  # gamma-encoded videos (input of Lightning Pose)
     "lfp_subsampled": "LFP_Subsampled",  # subsampled LFP
+    "annotations": "annotations",  # CCF annotations of the probes (IBL alignments, TissueCyte)
 }
 
 _DATE_SUFFIX = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})[_T ]?(\d{2})-?(\d{2})-?(\d{2})$")

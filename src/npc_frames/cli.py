@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 #: subcommands in help order; a module that is absent (optional extra missing) is skipped.
-SUBCOMMANDS = ("demo", "synth", "convert", "sql", "describe", "info", "nwb", "plot")
+SUBCOMMANDS = ("demo", "synth", "convert", "sql", "describe", "info", "nwb", "plot", "qc")
 
 #: exit status of a failure (bad data, failed component) and of a usage error
 EXIT_FAILURE = 1

@@ -24,6 +24,8 @@ from typing import Any
 
 import polars as pl
 
+from npc_frames import parts
+
 __all__ = ["INPUTS", "compute_derived", "scan_derived"]
 
 logger = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ def _session_task(
     """Compute and write one session's derived component (runs in a worker); return its catalog
     row, or None when the stored result's fingerprint is `previous` (nothing to do)."""
     from npc_frames import storage
-    from npc_frames.cache import _library_version, _schema_version
+    from npc_frames.cache.convert import _library_version, _schema_version
     from npc_frames.cache_layout import to_parquet_bytes
 
     fp = _fingerprint(root, session_id, target, params)
@@ -120,7 +122,13 @@ def _session_task(
         row.update(status="ok" if df.height else "empty", rows=df.height)
     except Exception as exc:
         storage.remove(path)
-        row.update(status="failed", rows=0, error=f"{type(exc).__name__}: {exc}")
+        row.update(
+            status="failed",
+            rows=0,
+            error=f"{type(exc).__name__}: {exc}",
+            error_type=type(exc).__name__,
+            error_location=parts.error_location(exc),
+        )
         logger.debug("%s failed for %s", component, session_id, exc_info=True)
     row["written_at"] = dt.datetime.now(dt.UTC)
     row["seconds"] = time.perf_counter() - t0
@@ -129,10 +137,10 @@ def _session_task(
 
 def _write_catalog(root: str, rows: list[dict[str, Any]]) -> None:
     """Merge catalog rows through the cache's own catalog writer (the one place to adapt)."""
-    from npc_frames import cache
+    from npc_frames.cache.catalog import CATALOG_SCHEMA, _write_catalog_rows
 
     if rows:
-        cache._write_catalog_rows(root, pl.DataFrame(rows, schema=cache.CATALOG_SCHEMA))
+        _write_catalog_rows(root, pl.DataFrame(rows, schema=CATALOG_SCHEMA))
 
 
 def scan_derived(

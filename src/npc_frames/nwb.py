@@ -59,6 +59,7 @@ from pynwb.file import Subject
 
 from npc_frames import storage
 from npc_frames.errors import CacheError, NpcFramesError, OutputError, ParameterError, SchemaError
+from npc_frames.nwb_anatomy import add_anatomy, add_lfp
 from npc_frames.nwb_behavior import NWB_LOCATIONS as VIDEO_BEHAVIOR_LOCATIONS
 from npc_frames.nwb_behavior import video_behavior_containers
 from npc_frames.nwb_ephys import (
@@ -526,7 +527,8 @@ def to_nwb(
         The cache root (default ``$NPC_FRAMES_CACHE``, else ``./npc_frames_cache``).
     include_raw:
         Also add the raw AP and LFP bands of every probe as ``ElectricalSeries`` streamed from
-        the memory maps (needs `raw`, or a ``raw_path``/``root`` column in the sessions frame).
+        the memory maps, and each probe's subsampled LFP in ``processing/ecephys/LFP`` (needs
+        `raw`, or a ``raw_path``/``root`` column in the sessions frame).
     components:
         Only these components (default: all present). ``sessions`` is always used.
     raw:
@@ -616,6 +618,7 @@ def to_nwb(
         electrodes_df = None
     if (df := frames.get("units")) is not None and df.height:
         add_units(nwb, df, groups, electrodes_df)
+    add_anatomy(nwb, frames)  # manipulator positions (npc_frames.nwb_anatomy)
 
     if include_raw:
         if electrodes_df is None:
@@ -626,7 +629,9 @@ def to_nwb(
             )
         if raw is None and isinstance(session, str):
             raw = _raw_path_from_catalog(session, cache)
-        add_raw(nwb, _raw_session(raw, frames["sessions"]), electrodes_df)
+        raw = _raw_session(raw, frames["sessions"])
+        add_raw(nwb, raw, electrodes_df)
+        add_lfp(nwb, raw, electrodes_df)  # processing/ecephys/LFP (npc_frames.nwb_anatomy)
     return nwb
 
 

@@ -108,7 +108,7 @@ class RawSession:
 
         Derived assets (kinds: :data:`npc_frames.assets.ASSET_KINDS` — ``sorted``, ``dlc_eye``,
         ``dlc_side``, ``dlc_face``, ``facemap``, ``lp_face_parts``, ``gamma_encoding``,
-        ``lfp_subsampled``) are the sibling folders of `path` chosen by
+        ``lfp_subsampled``, ``annotations``) are the sibling folders of `path` chosen by
         :func:`npc_frames.assets.choose_assets`; `assets` gives some or all of them explicitly
         (kind -> folder on the same filesystem), replacing the sibling of that kind. Sorting
         output is, in order: an explicit ``sorted`` asset, ``sorting/``, ``sorted/`` or

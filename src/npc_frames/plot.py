@@ -353,3 +353,14 @@ def _dprime_panel(ax: Any, perf: pl.DataFrame) -> None:
     ax.set_xlabel("block")
     ax.set_ylabel("d′")
     ax.legend(fontsize=7, frameon=False)
+
+
+def qc_report(
+    session_id: object,
+    cache: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] = "qc",
+) -> Any:
+    """Return the path of the session's QC report index.html (see :func:`npc_frames.qc.qc_report`)."""
+    from npc_frames.qc import qc_report as _qc_report
+
+    return _qc_report(session_id, cache, out_dir)

@@ -53,3 +53,9 @@ def clone_session(src: str | Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst, copy_function=link)
     return dst
+
+
+def replace_file(path: Path, write: Any) -> None:
+    """Replace a linked file by a new one written by `write(path)`."""
+    path.unlink()
+    write(path)

@@ -9,6 +9,11 @@ from typing import Any
 
 from npc_frames import storage
 from npc_frames.cache.catalog import _safe_id
+from npc_frames.cache.tracked_sessions import (
+    is_tracked_layout,
+    parse_tracked_sessions,
+    yaml_error,
+)
 from npc_frames.errors import InvalidIdError
 
 
@@ -18,21 +23,44 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     The file is YAML or JSON; either a mapping ``session id -> entry`` or ``{"sessions": [entry,
     …]}`` whose entries carry ``session_id``. An entry is a raw path string or a mapping with
     ``raw_path`` (or ``path``), ``notes``, ``issues``, ``invalid_times`` (``[{start_time,
-    stop_time, reason}]``) and ``assets`` (``{kind: folder}``, see ``RawSession.from_path``).
-    Raises BadFormatError naming the file and the offending entry.
+    stop_time, reason}]``), ``assets`` (``{kind: folder}``, see ``RawSession.from_path``),
+    ``day``, ``project`` and ``session_kwargs`` (flag overrides such as ``is_production:
+    false``). The lab's tracked-sessions layout (sections ``ephys``, ``behavior_with_sync``,
+    ``behavior``; see :mod:`npc_frames.cache.tracked_sessions`) is read too. A top-level
+    ``training_records: <file>`` (relative to the manifest) is attached to every entry. Raises
+    BadFormatError naming the file and the offending entry or line.
     """
     from npc_frames.errors import BadFormatError
 
     text = storage.read_bytes(storage.strip_protocol(os.fspath(path))).decode()
+    node = None
     try:
         if os.fspath(path).endswith(".json"):
             doc = json.loads(text)
         else:
-            import yaml
-
-            doc = yaml.safe_load(text)
+            node, doc = _load_yaml(text, path)
+    except BadFormatError:
+        raise
     except Exception as exc:
         raise BadFormatError(f"manifest cannot be parsed: {exc}", path=path) from exc
+    if is_tracked_layout(doc):
+        if node is None:
+            raise BadFormatError(
+                "the tracked-sessions section layout is read from YAML only",
+                path=path,
+                expected="a .yaml/.yml file",
+            )
+        return _with_training_records(parse_tracked_sessions(node, path), doc, path)
+    if isinstance(doc, Mapping) and "training_records" in doc:
+        records = doc
+        doc = {k: v for k, v in doc.items() if k != "training_records"}
+        return _with_training_records(_read_own_layout(doc, path), records, path)
+    return _read_own_layout(doc, path)
+
+
+def _read_own_layout(doc: Any, path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    from npc_frames.errors import BadFormatError
+
     if isinstance(doc, Mapping) and "sessions" in doc:
         doc = doc["sessions"]
     if isinstance(doc, list):
@@ -84,4 +112,36 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
 
 
 def _annotations(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in ("raw_path", "session_id")}
+    # "tracked": the session has a manifest entry, so manifest-only flags take their defaults
+    out = {k: v for k, v in entry.items() if k not in ("raw_path", "session_id")}
+    out.setdefault("tracked", True)
+    return out
+
+
+# ------------------------------------------------------------------ tracked sessions, training
+def _load_yaml(text: str, path: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """Return (composed node, Python document) of YAML `text`; errors name the line."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise yaml_error(exc, path) from None
+    return node, doc
+
+
+def _with_training_records(
+    entries: dict[str, dict[str, Any]], doc: Any, path: str | os.PathLike[str]
+) -> dict[str, dict[str, Any]]:
+    """Attach the manifest's top-level ``training_records`` file to every entry lacking one."""
+    records = doc.get("training_records") if isinstance(doc, Mapping) else None
+    if not records:
+        return entries
+    records = str(records)
+    base = os.path.dirname(storage.strip_protocol(os.fspath(path)))
+    if not os.path.isabs(records) and "://" not in records:
+        records = os.path.join(base, records)
+    for entry in entries.values():
+        entry.setdefault("training_records", records)
+    return entries

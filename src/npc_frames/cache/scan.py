@@ -204,6 +204,7 @@ scan_devices = _make_scan("devices")
 scan_electrode_groups = _make_scan("electrode_groups")
 scan_electrodes = _make_scan("electrodes")
 scan_units = _make_scan("units")
+scan_manipulator_positions = _make_scan("manipulator_positions")
 
 
 def read_session(

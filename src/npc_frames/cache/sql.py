@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from npc_frames import storage
+from npc_frames import views as _derived
 from npc_frames.cache.catalog import (
     DATA_FILE,
     _component_names,
@@ -121,8 +122,11 @@ def connect(
     present = _present_components(root)
     if views is None:
         wanted = present | {"catalog"} | ({"spike_times"} if "units" in present else set())
+        if "sessions" in present:
+            wanted |= set(_derived.DERIVED_VIEWS)
     else:
         wanted = set(views)
+    wanted = _derived.with_dependencies(wanted)
     if "spike_times" in wanted:
         wanted.add("units")
     registered: set[str] = set()
@@ -138,6 +142,9 @@ def connect(
                 "COMMENT ON TABLE catalog IS 'one row per (session_id, component[, part]) ever "
                 "converted into this cache: status, rows, error, fingerprint, versions'"
             )
+        _derived.create_derived_views(
+            con, wanted
+        )  # session_days, session_records (npc_frames.views)
     except duckdb.Error as exc:
         con.close()
         _raise_for_corrupt_files(root, wanted, cause=exc)
@@ -266,10 +273,12 @@ def _referenced_views(query: str, root: str | None = None) -> set[str]:
     """Return the views a query needs: those named in it, or every present one for a query
     that lists tables (SHOW, DESCRIBE, information_schema, duckdb_*()) when `root` is given."""
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query.lower()))
-    named = words & ({*_component_names(), "spike_times", "catalog"})
+    named = words & ({*_component_names(), "spike_times", "catalog", *_derived.DERIVED_VIEWS})
     if root is not None and _DISCOVERY.search(query):
         present = _present_components(root)
         named |= present | {"catalog"} | ({"spike_times"} if "units" in present else set())
+        if "sessions" in present:
+            named |= set(_derived.DERIVED_VIEWS)
     return named
 
 

@@ -56,6 +56,7 @@ COMPONENTS: dict[str, str] = {
     "electrode_groups": "npc_frames.components.ephys:electrode_groups",
     "electrodes": "npc_frames.components.ephys:electrodes",
     "units": "npc_frames.components.units:units",
+    "manipulator_positions": "npc_frames.components.manipulators:manipulator_positions",
 }
 
 

@@ -189,7 +189,9 @@ def session_flags(perf: pl.DataFrame, *, templeton: bool = False) -> dict[str, b
     rewarded = perf["n_contingent_rewards"] >= MIN_CONTINGENT_REWARDS
     engaged = int(rewarded.sum()) >= ENGAGED_MIN_BLOCKS
     good_block = perf.filter(
-        (pl.col("cross_modality_dprime") >= GOOD_MIN_DPRIME)
+        # Polars orders NaN above every number: a block without a d' must not count as passing
+        pl.col("cross_modality_dprime").is_not_nan()
+        & (pl.col("cross_modality_dprime") >= GOOD_MIN_DPRIME)
         & (pl.col("n_trials") >= GOOD_MIN_TRIALS)
         & (pl.col("n_contingent_rewards") >= MIN_CONTINGENT_REWARDS)
     )

@@ -22,9 +22,11 @@ Decisions on the reference's quirks (also in the column descriptions of `schemas
 * sound offsets use the task's sound-array length computed from `trialSoundDur`
   (:func:`~npc_frames.components._sound_opto.sound_waveform_duration`) rather than reading every
   saved `trialSoundArray`;
-* opto power needs `optoPowerCalibrationData` in the file; without it `opto_power` is NaN (the
-  reference's rig calibration files are not part of a raw upload). Legacy galvo files (no
-  `optoParams` group) give null bregma locations for the same reason.
+* opto power comes from `optoPowerCalibrationData` in the file, else from the rig's OptoGui
+  power file of each trial's device when the manifest names the calibration folder
+  (:mod:`npc_frames.opto_calibration`), else NaN. Legacy galvo files (no `optoParams` group) give
+  null bregma locations: the galvo -> bregma conversion exists
+  (:func:`npc_frames.opto_calibration.galvo_to_bregma`) but is not applied to them yet.
 
 Differences from DynamicRoutingTask's DynRoutData on the same file: `is_go` includes
 auto-reward-scheduled trials (DynRoutData.goTrials excludes them), so `is_hit`/`is_miss` do too;
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +111,7 @@ def trials(raw: RawSession) -> pl.DataFrame:
         session_id=str(raw.session_id),
         session_date=raw.session_id.date,
         nidaq=lambda: _nidaq.nidaq_stream(raw),  # read only if a trial needs method 2
+        rig_power=_rig_power(raw, stim),  # OptoGui files, only without a file calibration
     )
     df = drop_invalid(df, invalid_intervals(raw))
     return TRIALS.validate(df, source=path)
@@ -121,13 +125,15 @@ def build_trials(
     session_id: str,
     session_date: datetime.date,
     nidaq: _nidaq.NidaqSource = None,
+    rig_power: Callable[[str], FloatArray | None] | None = None,
 ) -> pl.DataFrame:
     """Return the trials frame (all rows, not yet filtered by invalid times) of one task file.
 
     Pure function of its inputs: `ft` carries flip/input/display times per frame on the session
     clock, `sync` (None without sync) the lick, sound, opto and solenoid lines, `nidaq` (or a
     function returning it, called only when some trial needs it) the NI-DAQ recording for
-    method 2 of the sound and opto onsets (docs/formats.md).
+    method 2 of the sound and opto onsets (docs/formats.md), `rig_power` a device's rig V -> mW
+    polynomial for files without their own calibration.
     """
     daq = _nidaq.NidaqOnDemand(nidaq)
     path = stim.path
@@ -212,7 +218,7 @@ def build_trials(
         stim_stop[aud_only] = offset[aud_only]
 
     # ---------------------------------------------------------------------------------- opto
-    opto = _opto_columns(stim, n, stim_frame, flip, sync, at, daq)
+    opto = _opto_columns(stim, n, stim_frame, flip, sync, at, daq, rig_power=rig_power)
 
     # ----------------------------------------------------------------- responses and rewards
     response = stim_float(stim, "trialResponse", n).astype(bool)
@@ -439,8 +445,11 @@ def _opto_columns(
     sync: SyncData | None,
     at: Callable[[FloatArray, npt.ArrayLike, str], FloatArray],
     daq: _nidaq.NidaqOnDemand,
+    *,
+    rig_power: Callable[[str], FloatArray | None] | None = None,
 ) -> dict[str, Any]:
-    """Return the opto columns of the trials table (NaN/null for non-opto trials)."""
+    """Return the opto columns of the trials table (NaN/null for non-opto trials); `rig_power`
+    gives a device's rig calibration (V -> mW polynomial) when the file has none."""
     none_f = np.full(n, np.nan)
     out: dict[str, Any] = {
         "start": none_f,
@@ -539,7 +548,7 @@ def _opto_columns(
             lbl = labels[pos]
             names[pos] = f"opto{k}_{lbl}" if lbl else f"opto{k}"
     out["stim_name"] = names
-    out["power"] = _opto_power(stim, voltage, has_opto)
+    out["power"] = _opto_power(stim, voltage, has_opto, rig_power=rig_power)
 
     bx, by = _bregma_locations(stim, n, has_opto)
     out["bregma_x"], out["bregma_y"] = bx, by
@@ -556,12 +565,52 @@ def _wavelength(device: str) -> int | None:
     return DEFAULT_WAVELENGTH if device.strip("[]' ") == "" else None
 
 
-def _opto_power(stim: StimFile, voltage: FloatArray, has_opto: BoolArray) -> FloatArray:
+def _opto_power(
+    stim: StimFile,
+    voltage: FloatArray,
+    has_opto: BoolArray,
+    *,
+    rig_power: Callable[[str], FloatArray | None] | None = None,
+) -> FloatArray:
+    """Return mW per trial: the file's calibration, else the rig's for each trial's device
+    (``trialOptoDevice``; files without it used ``laser_488``), else NaN."""
     out = np.full(voltage.shape, np.nan)
     coeffs = opto_power_coefficients(stim)
     if coeffs is not None:
         out[has_opto] = np.polyval(coeffs, voltage[has_opto])
+        return out
+    if rig_power is None or not has_opto.any():
+        return out
+    n = voltage.shape[0]
+    if stim.has("trialOptoDevice"):
+        devices = [d.strip("[]' \"").split("'")[0] for d in stim_strs(stim, "trialOptoDevice", n)]
+    else:
+        devices = ["laser_488"] * n
+    dev = np.asarray(devices, dtype=object)
+    for device in sorted({d for d, h in zip(devices, has_opto, strict=True) if h and d}):
+        rig = rig_power(device)
+        if rig is not None:
+            pick = has_opto & (dev == device)
+            out[pick] = np.polyval(rig, voltage[pick])
     return out
+
+
+def _rig_power(raw: RawSession, stim: StimFile) -> Callable[[str], FloatArray | None]:
+    """Return device -> the rig calibration's V -> mW polynomial (read on first use)."""
+    from npc_frames.opto_calibration import rig_calibration
+
+    cal: list[Any] = []
+
+    def lookup(device: str) -> FloatArray | None:
+        if not cal:
+            rig = stim.strs("rigName")[0] if stim.has("rigName") else None
+            cal.append(rig_calibration(raw, rig))
+            for path, err in cal[0].errors.items():
+                warnings.warn(f"opto calibration {path} not used: {err}", stacklevel=2)
+        coeffs: FloatArray | None = cal[0].power.get(device)
+        return coeffs
+
+    return lookup
 
 
 def _bregma_locations(

@@ -6,13 +6,14 @@ node of a session is identical except its DATE, so the first readable one is use
 
 Decisions
 ---------
-* Electrode-group ``location`` is ``unknown``: probe-insertion records are not read yet; a manifest
-  may give it as ``raw.annotations["probe_locations"] = {"A": "2002 A2", …}``.
-* CCF annotation: TissueCyte CSVs ``Probe_<letter><day>_channels_<subject>_…csv`` found in the
-  session root or its ``annotations``/``ccf``/``tissuecyte`` folders (FORMATS §11.5). Voxel
-  coordinates (25 µm, −1 = outside the brain) become µm (NaN outside). The reference tries
-  TissueCyte before IBL records **[quirk]**; we read TissueCyte only (IBL records are not part of
-  the raw upload).
+* Electrode-group ``location`` is ``"<implant> <hole>"`` from the raw ``probe_insertions.json``
+  (:mod:`npc_frames.probes`), else ``unknown``; a manifest may override it as
+  ``raw.annotations["probe_locations"] = {"A": "2002 A2", …}``.
+* Only *used* probes appear: recorded and not skipped (:func:`npc_frames.probes.skip_reasons`).
+* CCF annotation: per probe, from an IBL alignment payload, a legacy IBL-GUI JSON or a TissueCyte
+  CSV, in that order of precedence (:mod:`npc_frames.anatomy`; docs/formats.md "CCF
+  annotations"). A file that cannot be used is reported by a warning naming it; the other probes
+  are still annotated.
 * Surface-channel recordings (``RawSession.is_surface_channel``: a folder ending
   ``_surface_channels``, or a later recording of the day without sync or stim files) add 384 to
   channels.
@@ -20,10 +21,9 @@ Decisions
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import re
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ import polars as pl
 from npc_frames import parts
 from npc_frames._log import timed
 from npc_frames.alignment import local_record_nodes
+from npc_frames.anatomy import ccf_annotations
 from npc_frames.errors import MissingFileError, NpcFramesError
 from npc_frames.readers import openephys as oe
 from npc_frames.schemas.ephys import DEVICES, ELECTRODE_GROUPS, ELECTRODES
@@ -50,10 +51,6 @@ MANUFACTURER = "imec"
 NOMINAL_IMPEDANCE = 150e3
 #: channel offset of surface-channel recordings (FORMATS §1.2)
 SURFACE_CHANNEL_OFFSET = 384
-#: CCF voxel size of the TissueCyte annotation, µm
-CCF_VOXEL_UM = 25.0
-
-_ANNOTATION_RE = re.compile(r"Probe_?(?P<letter>[A-F])\d*_channels_\d+.*\.csv$")
 
 
 @dataclass(frozen=True)
@@ -113,6 +110,16 @@ def probe_setup(raw: RawSession) -> ProbeSetup:
     )
 
 
+def used_probes(raw: RawSession, setup: ProbeSetup | None = None) -> tuple[oe.ProbeInfo, ...]:
+    """Return the recorded probes that are not skipped (:mod:`npc_frames.probes`), in
+    settings.xml order."""
+    from npc_frames.probes import probe_selection
+
+    setup = setup if setup is not None else probe_setup(raw)
+    used = set(probe_selection(raw).used)
+    return tuple(p for p in setup.probes if p.letter in used)
+
+
 def _require_settings(setup: ProbeSetup, raw: RawSession) -> oe.SettingsXml:
     if setup.settings is not None:
         return setup.settings
@@ -126,17 +133,18 @@ def _require_settings(setup: ProbeSetup, raw: RawSession) -> oe.SettingsXml:
 
 @timed
 def devices(raw: RawSession) -> pl.DataFrame:
-    """Return one row per recorded probe: serial number, model, manufacturer, group name."""
+    """Return one row per used probe: serial number, model, manufacturer, group name."""
     setup = probe_setup(raw)
     _require_settings(setup, raw)
     sid = str(raw.session_id)
+    probes = used_probes(raw, setup)
     df = pl.DataFrame(
         {
-            "session_id": [sid] * len(setup.probes),
-            "name": [p.serial for p in setup.probes],
-            "description": [p.name for p in setup.probes],
-            "manufacturer": [MANUFACTURER] * len(setup.probes),
-            "electrode_group_name": [f"probe{p.letter}" for p in setup.probes],
+            "session_id": [sid] * len(probes),
+            "name": [p.serial for p in probes],
+            "description": [p.name for p in probes],
+            "manufacturer": [MANUFACTURER] * len(probes),
+            "electrode_group_name": [f"probe{p.letter}" for p in probes],
         },
         schema=DEVICES.polars_schema,
     )
@@ -145,91 +153,42 @@ def devices(raw: RawSession) -> pl.DataFrame:
 
 @timed
 def electrode_groups(raw: RawSession) -> pl.DataFrame:
-    """Return one electrode group per recorded probe (``probe<letter>``)."""
+    """Return one electrode group per used probe (``probe<letter>``), located ``"<implant> <hole>"``
+    by the probe-insertion record when it has both (a manifest ``probe_locations`` mapping
+    overrides it), else ``unknown``."""
+    from npc_frames.probes import probe_selection
+
     setup = probe_setup(raw)
     _require_settings(setup, raw)
     sid = str(raw.session_id)
-    locations = dict(raw.annotations.get("probe_locations", {}) or {})
+    probes = used_probes(raw, setup)
+    insertions = probe_selection(raw).insertions
+    locations = {
+        p.letter: insertions.location(str(p.letter)) if insertions is not None else "unknown"
+        for p in probes
+    }
+    locations.update(dict(raw.annotations.get("probe_locations", {}) or {}))
     df = pl.DataFrame(
         {
-            "session_id": [sid] * len(setup.probes),
-            "name": [f"probe{p.letter}" for p in setup.probes],
-            "device_name": [p.serial for p in setup.probes],
-            "description": [p.name for p in setup.probes],
-            "location": [str(locations.get(p.letter, "unknown")) for p in setup.probes],
+            "session_id": [sid] * len(probes),
+            "name": [f"probe{p.letter}" for p in probes],
+            "device_name": [p.serial for p in probes],
+            "description": [p.name for p in probes],
+            "location": [str(locations.get(p.letter, "unknown")) for p in probes],
         },
         schema=ELECTRODE_GROUPS.polars_schema,
     )
     return ELECTRODE_GROUPS.validate(df, source=raw.root)
 
 
-def _annotation_paths(raw: RawSession) -> dict[str, str]:
-    root = raw.root
-    if raw.is_remote:
-        return {}
-    out: dict[str, str] = {}
-    patterns = [os.path.join(root, "*.csv")] + [
-        os.path.join(root, d, "*.csv") for d in ("annotations", "annotation", "ccf", "tissuecyte")
-    ]
-    for pattern in patterns:
-        for path in sorted(glob.glob(pattern)):
-            m = _ANNOTATION_RE.search(os.path.basename(path))
-            if m:
-                out.setdefault(m["letter"], path)
-    return out
-
-
-def _read_annotation(path: str, group: str) -> pl.DataFrame:
-    from npc_frames.errors import BadFormatError
-
-    parts.record_read(path)  # Polars opens the file itself
-    df = pl.read_csv(path, infer_schema_length=None)
-    need = {"channel", "AP", "DV", "ML"}
-    if not need <= set(df.columns):
-        raise BadFormatError(
-            "CCF annotation CSV lacks columns",
-            path=path,
-            field=", ".join(sorted(need - set(df.columns))),
-            expected="channel, AP, DV, ML (25 µm voxels), region, region_stripped",
-        )
-
-    def um(col: str) -> pl.Expr:
-        v = pl.col(col).cast(pl.Float64)
-        return pl.when(v < 0).then(float("nan")).otherwise(v * CCF_VOXEL_UM)
-
-    structure = (
-        pl.col("region_stripped").cast(pl.String)
-        if "region_stripped" in df.columns
-        else pl.lit(None, pl.String)
-    )
-    return df.select(
-        pl.lit(group).alias("group_name"),
-        pl.col("channel").cast(pl.Int64),
-        um("AP").alias("x"),
-        um("DV").alias("y"),
-        um("ML").alias("z"),
-        (pl.col("region").cast(pl.String) if "region" in df.columns else pl.lit(None, pl.String))
-        .fill_null("out of brain")
-        .alias("location_ccf"),
-        pl.when(structure.str.starts_with("ECT"))
-        .then(pl.lit("ECT"))
-        .otherwise(structure)
-        .alias("structure"),
-        (
-            pl.col("raw_structure").cast(pl.String)
-            if "raw_structure" in df.columns
-            else pl.lit(None, pl.String)
-        ).alias("raw_structure"),
-    )
-
-
 @timed
 def electrodes(raw: RawSession) -> pl.DataFrame:
-    """Return one row per channel of each recorded probe with its position on the probe (and CCF
-    coordinates when an annotation CSV exists)."""
+    """Return one row per channel of each used probe with its position on the probe (and CCF
+    coordinates when the probe is annotated)."""
     setup = probe_setup(raw)
     _require_settings(setup, raw)
     sid = str(raw.session_id)
+    probes = used_probes(raw, setup)
     parts = [
         pl.DataFrame(
             {
@@ -239,7 +198,7 @@ def electrodes(raw: RawSession) -> pl.DataFrame:
                 "rel_y": p.channel_y,
             }
         )
-        for p in setup.probes
+        for p in probes
     ]
     if parts:
         df = pl.concat(parts)
@@ -258,21 +217,23 @@ def electrodes(raw: RawSession) -> pl.DataFrame:
         pl.lit("tip").alias("reference"),
         pl.lit(NOMINAL_IMPEDANCE).alias("imp"),
     )
-    annotations = _annotation_paths(raw)
-    anns = [
-        _read_annotation(path, f"probe{letter}")
-        for letter, path in annotations.items()
-        if letter in {p.letter for p in setup.probes}
-    ]
-    if anns:
-        ann = pl.concat(anns, how="vertical_relaxed").with_columns(
-            pl.col("channel") + setup.channel_offset
+    # annotations of every recorded probe are read (a skipped probe's file is not an error)
+    ann = ccf_annotations(raw, setup.recorded_letters)
+    if ann.sources:
+        table = ann.table.with_columns(pl.col("channel") + setup.channel_offset)
+        df = df.join(
+            table.rename({"location": "location_ccf"}),
+            on=["group_name", "channel"],
+            how="left",
+            maintain_order="left",
         )
-        df = df.join(ann, on=["group_name", "channel"], how="left", maintain_order="left")
         df = df.with_columns(pl.col("location_ccf").fill_null("unannotated").alias("location"))
         df = df.drop("location_ccf")
     else:
         df = df.with_columns(pl.lit("unannotated").alias("location"))
+    for path, err in ann.errors.items():
+        warnings.warn(f"CCF annotation not used for {sid}: {err}", stacklevel=2)
+        logger.debug("annotation error %s", path)
     return ELECTRODES.validate(df, source=raw.root)
 
 

@@ -47,6 +47,7 @@ from npc_frames.errors import (
     NpcFramesError,
 )
 from npc_frames.lists import flat_list_chunks
+from npc_frames.probes import probe_selection
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
 from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
 
@@ -73,6 +74,8 @@ class UnitsReport:
     converted: tuple[str, ...] = ()
     failures: dict[str, NpcFramesError] = field(default_factory=dict)
     unsorted: tuple[str, ...] = ()
+    #: letter -> why the probe is left out (npc_frames.probes); its sorting is not read
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain data (probe -> message)."""
@@ -80,6 +83,7 @@ class UnitsReport:
             "converted": list(self.converted),
             "failed": {k: str(v) for k, v in self.failures.items()},
             "unsorted": list(self.unsorted),
+            "skipped": dict(self.skipped),
         }
 
 
@@ -327,8 +331,11 @@ def units_with_report(
     failures: dict[str, NpcFramesError] = {}
     frames: list[pl.DataFrame] = []
     converted: list[str] = []
+    skipped = dict(probe_selection(raw).skipped)
     for key, (entry, location) in sorted(entries.items()):  # one iteration per probe (≤ 6)
         letter = key[0]
+        if letter in skipped:
+            continue
         try:
             # read one probe at a time: its spikes are released before the next is read
             so = read_sorting(location, name=entry)
@@ -364,7 +371,9 @@ def units_with_report(
     recorded = set(setup.recorded_letters)
     sorted_letters = {k[0] for k in entries}
     unsorted = tuple(sorted(recorded - sorted_letters))
-    report = UnitsReport(converted=tuple(converted), failures=failures, unsorted=unsorted)
+    report = UnitsReport(
+        converted=tuple(converted), failures=failures, unsorted=unsorted, skipped=skipped
+    )
     for key, err in failures.items():
         warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
         parts.report_failure(f"probe{key}", err, probe=key[0])

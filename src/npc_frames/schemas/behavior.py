@@ -50,6 +50,11 @@ def _b(name: str, description: str) -> Column:
     return Column(name, BOOL, description)
 
 
+def _flag(name: str, description: str) -> Column:
+    """A nullable flag: null when its input is absent (see docs/formats.md)."""
+    return Column(name, BOOL, description + " (null when unknown)", required=False)
+
+
 # ------------------------------------------------------------------------------------------------
 SESSIONS = Schema(
     name="sessions",
@@ -82,42 +87,78 @@ SESSIONS = Schema(
         ),
         Column("task_version", STR, "`taskVersion` of the DynamicRouting1 file", required=False),
         Column("source_script", STR, "task script URL (`githubTaskScript`)", required=False),
-        Column("session_description", STR, "one-sentence description built from the flags"),
+        Column(
+            "session_type",
+            STR,
+            "first matching type: templeton, context naive, muscimol perturbation, muscimol "
+            "control, opto perturbation, opto control, habituation, training, else brainwide "
+            "survey for ephys; null when an earlier flag is unknown or a non-ephys session "
+            "matches none",
+            required=False,
+        ),
+        Column(
+            "session_description",
+            STR,
+            "one-sentence description built from the flags (without the experiment day, which "
+            "the session_days view gives)",
+        ),
         Column(
             "keywords",
             pl.List(STR),
-            "session tags from the flags and scripts, e.g. task, sync, ephys, units, mapping",
+            "keywords / session tags; day_<n> is added by the session_days view",
         ),
-        _b("is_ephys", "Open Ephys record nodes were found"),
+        _b("is_ephys", "Open Ephys record nodes were found (manifest session_kwargs override)"),
         _b("is_sync", "a sync file was found; times are on the sync clock"),
         _b("is_video", "behavior videos were found"),
         _b("is_task", "a DynamicRouting1 task file with valid timing was found"),
-        _b("is_sorted", "spike-sorting output was found"),
-        Column("is_opto", BOOL, "any task trial had optogenetic stimulation", required=False),
-        _b("is_training", "behavior-only session (task without ephys)"),
-        Column(
-            "is_engaged",
-            BOOL,
-            ">= 4 blocks with >= 10 contingent rewards (null when trials are unavailable)",
-            required=False,
+        _b("is_sorted", "spike-sorting output was found for an ephys session"),
+        _b("is_lfp", "LFP is available (= is_ephys unless overridden)"),
+        _b("is_surface_channels", "a surface-channel (deep-insertion) recording"),
+        _b("is_annotated", "CCF annotation files were found for the probes"),
+        _flag("is_wild_type", "the genotype contains wt/wt (subject.json, else training records)"),
+        _flag("is_opto", "task with opto trials in a mouse that is not wild type"),
+        _flag("is_opto_control", "task with opto trials in a wild-type mouse"),
+        _flag("is_production", "manifest flag; True for a tracked session unless set false"),
+        _flag("is_injection_perturbation", "manifest flag; False for a tracked session unless set"),
+        _flag("is_injection_control", "manifest flag; False for a tracked session unless set"),
+        _flag(
+            "is_templeton",
+            "Templeton project: manifest project, else subject absent from the training records, "
+            "else the task version contains 'templeton'",
         ),
-        Column(
+        _flag("is_context_naive", "manifest flag, else = is_templeton"),
+        _flag(
+            "is_naive",
+            "first training day (training-record row 1, or no row on this date); False for "
+            "Templeton",
+        ),
+        _flag("is_training", "task without ephys on a rig whose name contains neither NP nor OG"),
+        _flag("is_hab", "task without ephys on an NP rig, without opto trials (habituation)"),
+        _flag(
+            "is_photodiode",
+            "sync and task: the task's display times come from the photodiode (False: flip times)",
+        ),
+        _flag("is_first_block_aud", "the rewarded stimulus of the first block is auditory"),
+        _flag("is_first_block_vis", "the rewarded stimulus of the first block is visual"),
+        _flag("is_late_autorewards", "auto-rewards at `autoRewardOnsetFrame` == 60 (late)"),
+        _flag("is_engaged", ">= 4 blocks with >= 10 contingent rewards"),
+        _flag(
             "is_good_behavior",
-            BOOL,
-            ">= 2 vis and >= 2 aud blocks with cross-modal d' >= 1, >= 10 trials and >= 10 "
-            "contingent rewards (null when trials are unavailable)",
-            required=False,
+            ">= 2 vis and >= 2 aud blocks (Templeton: any 4) with cross-modal d' >= 1, >= 10 "
+            "trials and >= 10 contingent rewards",
         ),
-        Column(
-            "is_first_block_aud",
-            BOOL,
-            "the rewarded stimulus of the first block is auditory",
-            required=False,
+        _flag("is_bad_behavior", "engaged and not good behavior"),
+        _flag(
+            "is_stage_5_passed",
+            "the training records show two consecutive stage-5 sessions before this date each "
+            "with more than 3 blocks of d' >= 1.5 (same and other modality); False for Templeton",
         ),
+        Column("project", STR, "project of the manifest entry", required=False),
+        Column("manifest_day", I64, "experiment day given by the manifest entry", required=False),
         Column(
-            "is_late_autorewards",
-            BOOL,
-            "auto-rewards are delivered at `autoRewardOnsetFrame` == 60 (late)",
+            "behavior_day",
+            I64,
+            "training-record row number of this session's date (1 = first training day)",
             required=False,
         ),
         Column("notes", STR, "free-text notes from the session manifest", required=False),

@@ -14,6 +14,7 @@ __all__ = [
     "DEVICES",
     "ELECTRODES",
     "ELECTRODE_GROUPS",
+    "MANIPULATOR_POSITIONS",
     "METRIC_COLUMNS",
     "UNITS",
 ]
@@ -257,4 +258,28 @@ UNITS = Schema(
     ),
 )
 
-register([DEVICES, ELECTRODE_GROUPS, ELECTRODES, UNITS])
+MANIPULATOR_POSITIONS = Schema(
+    name="manipulator_positions",
+    description=(
+        "nominal NewScale stage position of each probe at the start of the recording (its last "
+        "movement before settings.xml DATE); empty when the session has no stage log"
+    ),
+    key=("session_id", "device_name"),
+    columns=(
+        SESSION_ID,
+        Column("electrode_group_name", STR, "`probe<letter>`, or the serial when it is not known"),
+        Column("device_name", STR, "NewScale stage serial, e.g. `SN40906`"),
+        Column("x", F64, "stage x (horizontal; direction differs between rigs)", unit="um"),
+        Column("y", F64, "stage y (horizontal; direction differs between rigs)", unit="um"),
+        Column("z", F64, "stage z (vertical, +inferior; 0 = fully retracted)", unit="um"),
+        Column(
+            "last_movement_time",
+            F64,
+            "time of the stage's last movement relative to the recording start (negative; the "
+            "probes settle for at least 15 minutes before recording)",
+            unit="s",
+        ),
+    ),
+)
+
+register([DEVICES, ELECTRODE_GROUPS, ELECTRODES, UNITS, MANIPULATOR_POSITIONS])

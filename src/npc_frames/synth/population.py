@@ -84,6 +84,7 @@ COMPONENT_NAMES: tuple[str, ...] = (
     "electrode_groups",
     "electrodes",
     "units",
+    "manipulator_positions",
 )
 #: components read from derived video assets (eye tracking, pose, facemap) -> the process string
 #: of the asset they need; a population writes no such assets, so they are all ``absent``
@@ -252,6 +253,9 @@ def expected_components(
         out["units"] = _s("ok")
     else:
         out["units"] = _s("absent", "not spike-sorted" if ephys else "no Open Ephys recording")
+    # the generator writes a NewScale stage log into every ephys session (an ephys session without
+    # one has an empty table: older rigs had none)
+    out["manipulator_positions"] = _s("ok") if ephys else _s("absent", "no Open Ephys recording")
     return {name: out[name] for name in COMPONENT_NAMES}
 
 
@@ -402,16 +406,20 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
                     seed=s,
                     main_session_id=main.session_id,
                     probes=main.probes,
-                    components=expected_components(
-                        scripts=(),
-                        task=None,
-                        sync=False,
-                        video=False,
-                        ephys=True,
-                        sorted_probes=(),
-                        metadata=True,
-                        invalid_times=False,
-                    ),
+                    components={
+                        **expected_components(
+                            scripts=(),
+                            task=None,
+                            sync=False,
+                            video=False,
+                            ephys=True,
+                            sorted_probes=(),
+                            metadata=True,
+                            invalid_times=False,
+                        ),
+                        # only the Open Ephys recording is kept: no NewScale log beside it
+                        "manipulator_positions": _s("empty", "no NewScale log"),
+                    },
                 )
             )
             continue

@@ -358,6 +358,7 @@ def make_session(
     clip_seconds: float | None = None,
     compress: bool = False,
     sorted_as_asset: bool = False,
+    annotations: bool = True,
     video_behavior: bool = False,
     video_behavior_length_delta: Mapping[str, int] | None = None,
 ) -> Truth:
@@ -405,6 +406,10 @@ def make_session(
         ``<raw name>_sorted_<date + 3 days>_06-52-11/phy/<stream folder>/`` (as the sorting
         pipeline names its output), not into ``<raw>/sorting/``; ``Truth.assets["sorted"]``
         records it.
+    annotations:
+        Write CCF annotations of the probes, in every file format (``synth.anatomy``), into a
+        sibling ``<raw name>_annotations_<date + 5 days>_10-00-00/`` asset;
+        ``Truth.assets["annotations"]`` holds the expected per-channel anatomy.
     video_behavior, video_behavior_length_delta:
         Also write the video-derived assets (DeepLabCut eye tracking, Lightning Pose, facemap;
         :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
@@ -444,7 +449,7 @@ def make_session(
     out_dir = Path(out_dir).absolute()
     root = out_dir / asset_name
     truth_dir = out_dir / f"{asset_name}.truth"
-    derived = ("sorted", "dlc_eye", "LPFaceParts", "facemap")
+    derived = ("sorted", "dlc_eye", "LPFaceParts", "facemap", "annotations")
     old_assets = [p for d in derived for p in out_dir.glob(f"{asset_name}_{d}_*")]
     for folder in (root, truth_dir, *old_assets):
         if folder.exists():
@@ -549,6 +554,26 @@ def make_session(
     assets: dict[str, Any] = {}
     if sorted_as_asset and ephys_truth is not None:
         assets["sorted"] = _move_sorting_to_asset(root, ephys_truth, date=date)
+    probe_record: dict[str, Any] = {}
+    if ephys_truth is not None:
+        from npc_frames.synth.anatomy import write_newscale_log, write_probe_insertions
+
+        letters = [p.letter for p in ephys_truth.probes]
+        probe_record = write_probe_insertions(root, letters, date)
+        # an own generator: the other streams (and so every other truth) stay as they were
+        probe_record["newscale_log"] = write_newscale_log(
+            root, letters, np.random.default_rng([int(seed), 13])
+        )
+    if annotations and ephys_truth is not None:
+        from npc_frames.synth.anatomy import write_annotations
+
+        assets["annotations"] = write_annotations(
+            out_dir,
+            asset_name,
+            subject=int(subject),
+            date=date,
+            channel_y={p.letter: p.channel_y for p in ephys_truth.probes},
+        )
 
     # --- sync file --------------------------------------------------------------------------------
     lines = _merge_lines(
@@ -663,10 +688,12 @@ def make_session(
             "clip_seconds": clip_seconds,
             "compress": bool(compress),
             "sorted_as_asset": bool(sorted_as_asset),
+            "annotations": bool(annotations),
             "video_behavior": bool(video_behavior),
             "video_behavior_length_delta": dict(video_behavior_length_delta or {}),
         },
         assets=assets,
+        probe_insertions=probe_record,
     )
     truth.save(truth_dir, compress=compress)
     return truth

@@ -202,6 +202,9 @@ class _Encoder:
         ):
             # paths inside the raw session are stored relative, so a moved session still loads
             return {"__raw__": obj[len(self.raw_root) :].lstrip("/")}
+        if isinstance(obj, str) and self.raw_root and obj.startswith(self.raw_root + "_"):
+            # derived assets beside the raw folder (``<raw name>_<process>_…``) move with it too
+            return {"__sibling__": obj[len(self.raw_root) :]}
         if obj is None or isinstance(obj, str | int | float | bool):
             return obj
         return str(obj)
@@ -284,6 +287,8 @@ def _decode(obj: Any, base: Path, raw_root: str = "") -> Any:
         values = _decode(obj["__ragged__"]["values"], base)
         offsets = np.asarray(_decode(obj["__ragged__"]["offsets"], base))
         return np.split(values, offsets[1:-1])
+    if "__sibling__" in obj:
+        return raw_root.rstrip("/") + obj["__sibling__"]
     if "__datetime__" in obj:
         return datetime.datetime.fromisoformat(obj["__datetime__"])
     if "__date__" in obj:
@@ -339,6 +344,9 @@ class Truth:
     assets:
         Derived assets written beside the raw folder, per kind (``sorted``, ``dlc_eye`` …):
         ``path`` (the asset folder) and what the generator put into it.
+    probe_insertions:
+        The raw upload's probe-insertion record: ``path``, ``implant``, ``holes`` and the expected
+        electrode-group ``locations`` per probe letter (empty without ephys).
     """
 
     raw_path: str
@@ -359,6 +367,7 @@ class Truth:
     counts: Mapping[str, Any]
     params: Mapping[str, Any]
     assets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    probe_insertions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def sync_duration_s(self) -> float:

@@ -1,0 +1,234 @@
+"""Which probes of a session are used, where they were inserted, and why others are skipped.
+
+A probe is *used* when it was recorded (an AP stream and a settings.xml entry) and not skipped.
+Skipped probes are absent from devices, electrode groups, electrodes and units; each has a reason,
+``skip_reasons(raw)`` (for the cache catalog: ``skipped: <why>``).
+
+Rules (docs/formats.md, "Probe insertions and selection"; docs/quirks.md)
+------------------------------------------------------------------------
+* ``probe_letters_to_use`` in the manifest entry (letters such as ``"ABC"`` or a list), when
+  given, names the used probes; recorded probes not in it are skipped ("not in
+  probe_letters_to_use").
+* ``probe_letters_to_skip`` in the manifest entry skips those probes ("probe_letters_to_skip in
+  the manifest").
+* When the session has sorting output, recorded probes absent from it are skipped ("not in the
+  sorting output").
+* When the raw upload's ``probe_insertions.json`` lists a probe without a hole and no CCF
+  annotation exists for it, it is skipped ("not inserted"); an annotation overrides the record
+  (with a warning), as annotations come from the histology of the probe track.
+* Unannotated probes are **not** skipped: their units are kept with null anatomy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from npc_frames.errors import BadFormatError, NpcFramesError, ParameterError
+
+if TYPE_CHECKING:
+    from npc_frames.paths import RawSession
+
+__all__ = [
+    "ProbeInsertions",
+    "ProbeSelection",
+    "parse_probe_letters",
+    "probe_insertions",
+    "probe_selection",
+    "read_probe_insertions",
+    "skip_reasons",
+]
+
+logger = logging.getLogger(__name__)
+
+PROBE_LETTERS = "ABCDEF"
+INSERTIONS_NAME = "probe_insertions.json"
+
+_PROBE_NAME_RE = re.compile(r"^(?:[Pp]robe[-_ ]?)?(?P<letter>[A-F])$")
+
+
+def parse_probe_letters(value: Any, *, field_name: str = "probe letters") -> tuple[str, ...]:
+    """Return the sorted probe letters of ``"DE"``, ``"probeD, probeE"`` or ``["D", "probeE"]``."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        parts = re.findall(r"(?:[Pp]robe[-_ ]?)?[A-Za-z]", value.replace(",", " ").replace(" ", ""))
+    elif isinstance(value, list | tuple | set | frozenset):
+        parts = [str(v).strip() for v in value]
+    else:
+        raise ParameterError(
+            f"{field_name} must be letters, got {value!r}", field=field_name, expected="e.g. 'DE'"
+        )
+    letters = set()
+    for p in parts:
+        m = _PROBE_NAME_RE.match(p)
+        if m is None:
+            raise ParameterError(
+                f"{field_name}: {p!r} is not a probe letter", field=field_name, expected="A–F"
+            )
+        letters.add(m["letter"])
+    return tuple(sorted(letters))
+
+
+@dataclass(frozen=True)
+class ProbeInsertions:
+    """A probe-insertion record: implant name, hole per probe letter (None = not inserted)."""
+
+    path: str
+    implant: str | None
+    holes: Mapping[str, str | None]
+    notes: Mapping[str, str | None] = field(default_factory=dict)
+
+    def location(self, letter: str) -> str:
+        """Return ``"<implant> <hole>"`` for a probe, or ``unknown`` when either is missing."""
+        hole = self.holes.get(letter)
+        return f"{self.implant} {hole}" if self.implant and hole else "unknown"
+
+
+def read_probe_insertions(path: str) -> ProbeInsertions:
+    """Return the probe-insertion record of a rig workflow's ``…probe_insertions.json``."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadFormatError(f"probe insertions cannot be parsed: {exc}", path=path) from None
+    body = doc.get("probe_insertions") if isinstance(doc, Mapping) else None
+    if not isinstance(body, Mapping):
+        raise BadFormatError(
+            "probe insertions lack the probe_insertions mapping",
+            path=path,
+            field="probe_insertions",
+            expected="{probe_insertions: {probeA: {letter, hole, notes}, …, implant}}",
+        )
+    holes: dict[str, str | None] = {}
+    notes: dict[str, str | None] = {}
+    for key, entry in body.items():
+        m = _PROBE_NAME_RE.match(str(key))
+        if m is None or not isinstance(entry, Mapping):
+            continue  # implant, day, saved time … are not probes
+        hole = entry.get("hole")
+        holes[m["letter"]] = (str(hole).strip() or None) if hole is not None else None
+        note = entry.get("notes")
+        notes[m["letter"]] = None if note in (None, "") else str(note)
+    implant = body.get("implant", doc.get("implant"))
+    return ProbeInsertions(
+        path=path,
+        implant=None if implant in (None, "") else str(implant),
+        holes=holes,
+        notes=notes,
+    )
+
+
+def _insertion_path(raw: RawSession) -> str | None:
+    given = raw.annotations.get("probe_insertions")
+    if given:
+        return raw.local(os.fspath(given))
+    found = sorted(
+        p for p in raw.file_stats if os.path.basename(p.rstrip("/")).endswith(INSERTIONS_NAME)
+    )
+    if not found and not raw.is_remote:
+        for d in ("", "behavior"):
+            folder = os.path.join(raw.root, d)
+            if os.path.isdir(folder):
+                found += sorted(
+                    os.path.join(folder, n)
+                    for n in os.listdir(folder)
+                    if n.endswith(INSERTIONS_NAME)
+                )
+    return raw.local(found[-1]) if found else None
+
+
+def probe_insertions(raw: RawSession) -> ProbeInsertions | None:
+    """Return the session's probe-insertion record (manifest ``probe_insertions`` path, else the
+    raw upload's ``…probe_insertions.json``), or None when there is none."""
+    path = _insertion_path(raw)
+    return None if path is None else read_probe_insertions(path)
+
+
+@dataclass(frozen=True)
+class ProbeSelection:
+    """Recorded probes, the ones used, and why each of the others is skipped."""
+
+    recorded: tuple[str, ...]
+    used: tuple[str, ...]
+    #: letter -> why the probe is left out (recorded probes only)
+    skipped: Mapping[str, str]
+    insertions: ProbeInsertions | None = None
+    errors: Mapping[str, NpcFramesError] = field(default_factory=dict)
+
+
+def _sorted_letters(raw: RawSession) -> set[str] | None:
+    if raw.sorting_path is None:
+        return None
+    from npc_frames.readers.sorting import find_sortings, sorting_key
+
+    try:
+        entries = find_sortings(raw.local(raw.sorting_path))
+    except NpcFramesError:
+        return None
+    return {k[0] for e in entries if (k := sorting_key(e)) is not None}
+
+
+def _selection(raw: RawSession) -> ProbeSelection:
+    from npc_frames.anatomy import ccf_annotations
+    from npc_frames.components.ephys import probe_setup
+
+    recorded = tuple(probe_setup(raw).recorded_letters)
+    skipped: dict[str, str] = {}
+    errors: dict[str, NpcFramesError] = {}
+    ann = raw.annotations
+    if ann.get("probe_letters_to_use") is not None:
+        use = set(
+            parse_probe_letters(ann["probe_letters_to_use"], field_name="probe_letters_to_use")
+        )
+        for letter in recorded:
+            if letter not in use:
+                skipped[letter] = "not in probe_letters_to_use (manifest)"
+    for letter in parse_probe_letters(
+        ann.get("probe_letters_to_skip"), field_name="probe_letters_to_skip"
+    ):
+        if letter in recorded:
+            skipped.setdefault(letter, "probe_letters_to_skip (manifest)")
+    sorted_letters = _sorted_letters(raw)
+    if sorted_letters is not None:
+        for letter in recorded:
+            if letter not in sorted_letters:
+                skipped.setdefault(letter, "not in the sorting output")
+    insertions = None
+    try:
+        insertions = probe_insertions(raw)
+    except NpcFramesError as exc:
+        errors[exc.path or "probe_insertions"] = exc
+        warnings.warn(f"probe insertions of {raw.session_id} not used: {exc}", stacklevel=3)
+    if insertions is not None:
+        annotated = set(ccf_annotations(raw, recorded).sources)
+        for letter in recorded:
+            if letter in insertions.holes and insertions.holes[letter] is None:
+                if letter in annotated:
+                    warnings.warn(
+                        f"probe {letter} of {raw.session_id} is annotated but "
+                        f"{insertions.path} records no hole: the annotation wins",
+                        stacklevel=3,
+                    )
+                else:
+                    skipped.setdefault(letter, f"not inserted (no hole in {insertions.path})")
+    used = tuple(letter for letter in recorded if letter not in skipped)
+    return ProbeSelection(
+        recorded=recorded, used=used, skipped=skipped, insertions=insertions, errors=errors
+    )
+
+
+def probe_selection(raw: RawSession) -> ProbeSelection:
+    """Return which recorded probes are used and why the others are skipped (rules above)."""
+    return _selection(raw)
+
+
+def skip_reasons(raw: RawSession) -> dict[str, str]:
+    """Return ``probe<X>`` -> why that recorded probe is skipped (empty when all are used)."""
+    return {f"probe{k}": v for k, v in sorted(probe_selection(raw).skipped.items())}
