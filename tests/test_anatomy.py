@@ -206,7 +206,7 @@ def test_other_components_unaffected_by_bad_annotation(six: Any, tmp_path: Path)
 
 # ------------------------------------------------------------------- probe insertions, selection
 def _clone(six: Any, dst: Path) -> Path:
-    from test_units import clone_session
+    from helpers.ephys_session import clone_session
 
     return clone_session(six.raw_path, dst / Path(six.raw_path).name)
 
@@ -253,7 +253,7 @@ def test_probes_missing_from_sorting_are_skipped(six: Any, tmp_path: Path) -> No
 
 
 def test_uninserted_probe_skipped_unless_annotated(six: Any, tmp_path: Path) -> None:
-    from test_units import replace_file
+    from helpers.ephys_session import replace_file
 
     root = _clone(six, tmp_path)
     path = root / Path(six.probe_insertions["path"]).name
@@ -269,8 +269,8 @@ def test_uninserted_probe_skipped_unless_annotated(six: Any, tmp_path: Path) -> 
 
 
 def test_bad_probe_letters_and_bad_insertion_record(six: Any, tmp_path: Path) -> None:
+    from helpers.ephys_session import replace_file
     from npc_frames.components.ephys import devices, electrode_groups
-    from test_units import replace_file
 
     assert parse_probe_letters("DE") == ("D", "E")
     assert parse_probe_letters(["probe_F", "ProbeA"]) == ("A", "F")
@@ -312,9 +312,9 @@ def test_manipulator_positions_drop_skipped_probes(six: Any) -> None:
 
 
 def test_unknown_serial_on_inverted_rig_is_a_typed_error(six: Any, tmp_path: Path) -> None:
+    from helpers.ephys_session import replace_file
     from npc_frames.components.manipulators import manipulator_positions
     from npc_frames.components.units import units
-    from test_units import replace_file
 
     root = _clone(six, tmp_path)
     log = root / "behavior" / "log.csv"

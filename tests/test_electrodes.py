@@ -13,14 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-import test_units as shared
+from helpers.ephys_session import clone_session, get
 from npc_frames.components.ephys import devices, electrode_groups, electrodes
-
-# the session-scoped synthetic session of test_units (one generation for both modules)
-ephys_truth = shared.ephys_truth
-raw = shared.raw
-clone_session = shared.clone_session
-get = shared.get
 
 
 def settings_geometry(node_settings: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
