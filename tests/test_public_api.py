@@ -68,3 +68,14 @@ def test_component_scans_have_a_signature_and_a_docstring() -> None:
         assert list(inspect.signature(fn).parameters) == ["cache"], component
         assert fn.__name__ == f"scan_{component}"
         assert fn.__doc__ and component in fn.__doc__.splitlines()[0]
+
+
+def test_every_component_attribute_is_its_function_even_after_its_module_is_imported() -> None:
+    import importlib
+
+    from npc_frames import components
+
+    for name, target in components.COMPONENTS.items():
+        importlib.import_module(target.split(":")[0])
+        assert callable(getattr(components, name)), name
+        assert getattr(components, name) is components.get(name), name

@@ -21,7 +21,7 @@ AP_SAMPLE = 1 / 30_000.0
 
 @pytest.fixture(scope="session")
 def units_df(raw: Any) -> pl.DataFrame:
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
 
     return units(raw, trials=None)
 
@@ -155,7 +155,7 @@ def test_default_units_compute_drift_from_the_sessions_trials(
     """`convert` calls units(raw): drift then comes from the session's own trials and enters the
     default_qc rule exactly as when the trials frame is passed in."""
     from npc_frames.components import get as component
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
 
     auto = units(raw)
     explicit = units(raw, trials=component("trials")(raw))
@@ -183,7 +183,7 @@ def test_units_frame_conforms_to_schema(units_df: pl.DataFrame) -> None:
 def test_activity_drift_with_trials_matches_scipy(units_df: pl.DataFrame, raw: Any) -> None:
     from scipy.stats import anderson_ksamp
 
-    from npc_frames.components.units import _qc, activity_drift
+    from npc_frames.components._units import _qc, activity_drift
 
     rng = np.random.default_rng(0)
     n_trials = 60
@@ -224,7 +224,7 @@ def test_activity_drift_with_trials_matches_scipy(units_df: pl.DataFrame, raw: A
 
 # ----------------------------------------------------------------- failures are reported
 def _units(raw_path: Path) -> tuple[pl.DataFrame, Any, list[str]]:
-    from npc_frames.components.units import units_with_report
+    from npc_frames.components._units import units_with_report
     from npc_frames.paths import RawSession
 
     with warnings.catch_warnings(record=True) as caught:
@@ -294,7 +294,7 @@ def test_all_probes_failing_raises(ephys_truth: Any, tmp_path: Path) -> None:
     for folder in (root / "sorting").iterdir():
         (folder / "spike_times.npy").unlink()
         np.save(folder / "spike_times.npy", np.zeros(3, np.uint64))
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
     from npc_frames.paths import RawSession
 
     with warnings.catch_warnings():
@@ -401,7 +401,7 @@ def test_aind_legacy_sorting_gives_the_same_units(
 
 def test_probe_units_from_flat_arrays_shank_ids_and_unsorted_samples() -> None:
     from npc_frames.alignment import StreamClock
-    from npc_frames.components.units import _probe_units, list_series
+    from npc_frames.components._units import _probe_units, list_series
     from npc_frames.readers.sorting import SortingOutput
 
     samples = np.array([90, 10, 50, 30, 70, 20], dtype=np.int64)  # not time-ordered

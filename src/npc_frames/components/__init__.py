@@ -55,7 +55,7 @@ COMPONENTS: dict[str, str] = {
     "devices": "npc_frames.components.ephys:devices",
     "electrode_groups": "npc_frames.components.ephys:electrode_groups",
     "electrodes": "npc_frames.components.ephys:electrodes",
-    "units": "npc_frames.components.units:units",
+    "units": "npc_frames.components._units:units",
     "manipulator_positions": "npc_frames.components.manipulators:manipulator_positions",
 }
 
