@@ -49,8 +49,8 @@ def bench_annotations(data: Path) -> dict[str, float]:
     import warnings
 
     from npc_frames import synth
+    from npc_frames.components._units import units
     from npc_frames.components.ephys import electrodes
-    from npc_frames.components.units import units
     from npc_frames.memo import clear_caches
     from npc_frames.paths import RawSession
 

@@ -167,7 +167,7 @@ def measure(root: Path) -> None:
     import polars as pl  # noqa: F401  (import cost is not the component's)
     import pyarrow  # noqa: F401
 
-    from npc_frames.components.units import units_with_report
+    from npc_frames.components._units import units_with_report
     from npc_frames.paths import RawSession
 
     t0 = time.perf_counter()

@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+#: fixtures shared by several test modules live in tests/helpers/ (no test module imports another)
+pytest_plugins = ["helpers.ephys_session", "helpers.docs_workspace"]
+
 
 def _make(tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> Any:
     synth = pytest.importorskip("npc_frames.synth", reason="npc_frames.synth not available")

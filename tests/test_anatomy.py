@@ -92,7 +92,7 @@ def test_precedence_and_sources(six_raw: Any) -> None:
 
 
 def test_units_carry_anatomy_and_unannotated_units_are_kept(six: Any, six_raw: Any) -> None:
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
 
     truth = six.assets["annotations"]["probes"]
     u = units(six_raw, trials=None)
@@ -206,7 +206,7 @@ def test_other_components_unaffected_by_bad_annotation(six: Any, tmp_path: Path)
 
 # ------------------------------------------------------------------- probe insertions, selection
 def _clone(six: Any, dst: Path) -> Path:
-    from test_units import clone_session
+    from helpers.ephys_session import clone_session
 
     return clone_session(six.raw_path, dst / Path(six.raw_path).name)
 
@@ -222,8 +222,8 @@ def test_electrode_groups_located_by_insertion_record(six: Any, six_raw: Any) ->
 
 
 def test_manifest_skip_excludes_probes_everywhere_with_reasons(six: Any) -> None:
+    from npc_frames.components._units import units_with_report
     from npc_frames.components.ephys import devices, electrode_groups, electrodes
-    from npc_frames.components.units import units_with_report
 
     raw = RawSession.from_path(six.raw_path, annotations={"probe_letters_to_skip": "probeD, E"})
     reasons = skip_reasons(raw)
@@ -253,7 +253,7 @@ def test_probes_missing_from_sorting_are_skipped(six: Any, tmp_path: Path) -> No
 
 
 def test_uninserted_probe_skipped_unless_annotated(six: Any, tmp_path: Path) -> None:
-    from test_units import replace_file
+    from helpers.ephys_session import replace_file
 
     root = _clone(six, tmp_path)
     path = root / Path(six.probe_insertions["path"]).name
@@ -269,8 +269,8 @@ def test_uninserted_probe_skipped_unless_annotated(six: Any, tmp_path: Path) -> 
 
 
 def test_bad_probe_letters_and_bad_insertion_record(six: Any, tmp_path: Path) -> None:
+    from helpers.ephys_session import replace_file
     from npc_frames.components.ephys import devices, electrode_groups
-    from test_units import replace_file
 
     assert parse_probe_letters("DE") == ("D", "E")
     assert parse_probe_letters(["probe_F", "ProbeA"]) == ("A", "F")
@@ -312,9 +312,9 @@ def test_manipulator_positions_drop_skipped_probes(six: Any) -> None:
 
 
 def test_unknown_serial_on_inverted_rig_is_a_typed_error(six: Any, tmp_path: Path) -> None:
+    from helpers.ephys_session import replace_file
+    from npc_frames.components._units import units
     from npc_frames.components.manipulators import manipulator_positions
-    from npc_frames.components.units import units
-    from test_units import replace_file
 
     root = _clone(six, tmp_path)
     log = root / "behavior" / "log.csv"
@@ -351,9 +351,9 @@ def test_manipulator_positions_in_nwb(six: Any, six_raw: Any) -> None:
 
 # --------------------------------------------------------------------------- spike histograms
 def test_all_spike_histograms_pool_good_units_per_probe(six: Any, six_raw: Any) -> None:
+    from npc_frames.components._units import units
     from npc_frames.components.ephys import devices, electrode_groups, electrodes
     from npc_frames.components.session import sessions
-    from npc_frames.components.units import units
     from npc_frames.nwb import to_nwb
     from npc_frames.nwb_anatomy import spike_histograms
 

@@ -65,7 +65,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 
 
 def _units(raw: RawSession) -> pl.DataFrame:
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
 
     return units(raw, trials=None)
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from helpers.task_files import N_FRAMES, RESPONSE, STIM_FRAME, FakeSync, flip_times, make_raw
 from npc_frames.components.behavior import (
     filter_running_speed,
     licks_from_edges,
@@ -16,7 +17,6 @@ from npc_frames.components.behavior import (
     running_speed_from_counts,
 )
 from npc_frames.errors import InconsistentDataError
-from test_trials import N_FRAMES, RESPONSE, STIM_FRAME, FakeSync, flip_times, make_raw
 
 
 # ------------------------------------------------------------------------------------ licks

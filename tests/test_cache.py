@@ -1,6 +1,6 @@
 """Cache rules: layout, catalog, incremental convert, failures, scans, SQL, ids, manifest, CLI.
 
-Components and schemas are fakes (tests/test_cache_fakes.py) so these tests do not depend on the
+Components and schemas are fakes (tests/helpers/fakes.py) so these tests do not depend on the
 real component functions; tests on real synthetic sessions live in test_cache_synth.py.
 """
 
@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-import test_cache_fakes as fakes
+import helpers.fakes as fakes
 from npc_frames import cache
 from npc_frames.cache_layout import pack, unpack
 from npc_frames.errors import BadFormatError, InvalidIdError, ParameterError, SchemaError

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import test_cache_fakes as fakes
+import helpers.fakes as fakes
 from npc_frames import cache
 
 DAY0 = dt.date(2023, 8, 31)
@@ -26,7 +26,7 @@ HERE = Path(__file__).parent
 CHILD = textwrap.dedent(
     """
     import concurrent.futures as cf, os, sys, time
-    import test_cache_fakes as fakes
+    import helpers.fakes as fakes
     import npc_frames.components as components, npc_frames.schemas as schemas
     components.COMPONENTS = dict(fakes.FAKE_COMPONENTS)
     schemas.SCHEMAS = dict(fakes.FAKE_SCHEMAS)
@@ -49,7 +49,7 @@ CHILD = textwrap.dedent(
 def _child(tmp_path: Path, cache_dir: Path, raws: list[Path], **env: str) -> subprocess.Popen:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    # keep the caller's PYTHONPATH (a source tree under test) after tests/
+    # tests/ (helpers.fakes), then the caller's PYTHONPATH (a source tree under test)
     path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
     full_env = {**os.environ, "PYTHONPATH": path, **env}
     return subprocess.Popen(

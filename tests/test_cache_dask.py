@@ -8,7 +8,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-import test_cache_fakes as fakes
+import helpers.fakes as fakes
 from npc_frames import cache
 
 DAY0 = dt.date(2023, 8, 31)

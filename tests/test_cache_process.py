@@ -25,7 +25,7 @@ import polars as pl
 import psutil
 import pytest
 
-import test_cache_fakes as fakes
+import helpers.fakes as fakes
 from npc_frames import cache
 from npc_frames.errors import CacheError, ParameterError
 
@@ -52,7 +52,7 @@ def _env() -> dict[str, str]:
 
 SETUP = """
 import sys, time
-import test_cache_fakes as fakes
+import helpers.fakes as fakes
 import npc_frames as nf
 import npc_frames.components as components, npc_frames.schemas as schemas
 components.COMPONENTS = dict(fakes.FAKE_COMPONENTS)

@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import test_cache_fakes as fakes
+import helpers.fakes as fakes
+from helpers.s3server import S3Server, s3_endpoint  # noqa: F401  (fixture)
 from npc_frames import cache
-from s3server import S3Server, s3_endpoint  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.s3
 DAY0 = dt.date(2023, 8, 31)

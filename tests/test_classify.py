@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from helpers.task_files import OPTO_TRIALS, STIMS, FakeFrameTimes, make_raw
 from npc_frames.components._classify import Facts, classify, description, keywords, session_type
-from test_trials import OPTO_TRIALS, STIMS, FakeFrameTimes, make_raw
 
 TASK = "DynamicRouting1_366122_20230901_120010.hdf5"
 NO_OPTO = np.full(len(STIMS), np.nan)

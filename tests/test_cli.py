@@ -13,10 +13,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from helpers.nwb_frames import SESSION_ID, make_frames
 from npc_frames.cli import EXIT_BROKEN_PIPE, main
 from npc_frames.commands.demo import MARKER, prepare_out
 from npc_frames.errors import ParameterError
-from nwb_frames import SESSION_ID, make_frames
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -28,9 +28,9 @@ def frames() -> dict[str, pl.DataFrame]:
 
 @pytest.fixture(scope="module")
 def cache(frames: dict[str, pl.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from helpers.nwb_frames import _fake_cache
     from npc_frames import cache as cache_mod
     from npc_frames.cache_layout import to_parquet_bytes
-    from test_nwb import _fake_cache
 
     root = tmp_path_factory.mktemp("cache")
     _fake_cache(root, frames, {})
@@ -137,8 +137,8 @@ def test_info_json_lists_sessions_and_statuses(
 def test_info_shows_a_partial_or_failed_session_status(
     frames: dict[str, pl.DataFrame], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from helpers.nwb_frames import _fake_cache
     from npc_frames import cache as cache_mod
-    from test_nwb import _fake_cache
 
     _fake_cache(tmp_path, frames, {"units": "AlignmentError: no barcodes"})
     path = tmp_path / cache_mod.CATALOG_FILE
@@ -243,8 +243,8 @@ def test_convert_quiet_still_prints_failures(tmp_path: Path) -> None:
 def test_nwb_of_a_partial_session_warns_in_one_line(
     frames: dict[str, pl.DataFrame], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from helpers.nwb_frames import _fake_cache
     from npc_frames import cache as cache_mod
-    from test_nwb import _fake_cache
 
     small = {k: frames[k] for k in ("sessions", "trials", "licks")}
     _fake_cache(tmp_path, small, {})

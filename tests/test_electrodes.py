@@ -13,14 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-import test_units as shared
+from helpers.ephys_session import clone_session, get
 from npc_frames.components.ephys import devices, electrode_groups, electrodes
-
-# the session-scoped synthetic session of test_units (one generation for both modules)
-ephys_truth = shared.ephys_truth
-raw = shared.raw
-clone_session = shared.clone_session
-get = shared.get
 
 
 def settings_geometry(node_settings: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -74,7 +68,7 @@ def test_devices_and_groups_name_each_recorded_probe(raw: Any, ephys_truth: Any)
 def test_ccf_annotation_csv_fills_optional_columns(
     ephys_truth: Any, tmp_path: Path, raw: Any
 ) -> None:
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
     from npc_frames.paths import RawSession
 
     root = clone_session(ephys_truth.raw_path, tmp_path / Path(ephys_truth.raw_path).name)
@@ -152,7 +146,7 @@ def test_probe_letters_follow_slot_port_rule_for_six_and_fewer(
 def test_surface_channel_recording_offsets_channels_by_384(
     ephys_truth: Any, tmp_path: Path, raw: Any
 ) -> None:
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
     from npc_frames.paths import RawSession
 
     name = Path(ephys_truth.raw_path).name + "_surface_channels"

@@ -20,17 +20,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from npc_frames.components import _nidaq
-from npc_frames.components import _sound_opto as so
-from npc_frames.errors import BadFormatError
-from npc_frames.synth import make_session
-from npc_frames.synth.task_base import active_duration, opto_waveform
-from test_sound_opto_method2 import (
+from helpers.nidaq_files import (
     _rec,
     _rewrite_sync_without_line,
     _tone_events,
     _write_nidaq,
 )
+from npc_frames.components import _nidaq
+from npc_frames.components import _sound_opto as so
+from npc_frames.errors import BadFormatError
+from npc_frames.synth import make_session
+from npc_frames.synth.task_base import active_duration, opto_waveform
 
 TOL = 1e-4  # 0.1 ms
 #: a tone at the NI-DAQ's Nyquist frequency keeps only its envelope in the samples
@@ -325,7 +325,7 @@ def _opto_daq(t0: float, attrs: dict[str, Any], lag: float, skip: int | None = N
 
 
 def _sync_for(t0: float) -> Any:
-    from test_trials import FakeSync
+    from helpers.task_files import FakeSync
 
     return FakeSync({}, total=t0 + 20)
 
@@ -359,8 +359,8 @@ def test_build_optotagging_uses_nidaq_when_line_empty_and_drops_untimed_trials()
 
 
 def test_build_optotagging_does_not_read_nidaq_when_line_times_every_trial() -> None:
+    from helpers.task_files import FakeSync
     from npc_frames.components.intervals import build_optotagging
-    from test_trials import FakeSync
 
     t0 = 70.0
     attrs = _ot_attrs()

@@ -1,6 +1,6 @@
 """NWB export: validity, best practice, round trip of every component, bad input (FORMATS §13).
 
-The frames come from ``tests/nwb_frames.py`` (FORMATS column names, conformed to the declared
+The frames come from ``tests/helpers/nwb_frames.py`` (FORMATS column names, conformed to the declared
 schemas, every dtype the cache holds); ``test_nwb_synth.py`` repeats the round trip on a real
 synthetic session once the components and cache are available.
 """
@@ -19,20 +19,21 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers.nwb_frames import (
+    SESSION_ID,
+    TABLE_PATHS,
+    _fake_cache,
+    compare,
+    inspector_messages,
+    make_frames,
+    pynwb_frame,
+)
 from npc_frames.errors import CacheError, InconsistentDataError, ParameterError, SchemaError
 from npc_frames.nwb import (
     CAMERA_NAMES,
     to_nwb,
     validate_nwb,
     write_nwb,
-)
-from nwb_frames import (
-    SESSION_ID,
-    TABLE_PATHS,
-    compare,
-    inspector_messages,
-    make_frames,
-    pynwb_frame,
 )
 
 pynwb = pytest.importorskip("pynwb")
@@ -349,33 +350,6 @@ def test_session_absent_from_cache_is_a_cache_error(tmp_path: Path) -> None:
     with pytest.raises(CacheError):
         write_nwb("668755_2023-08-31", tmp_path / "x.nwb", cache=tmp_path)
     assert not (tmp_path / "x.nwb").exists()
-
-
-def _fake_cache(root: Path, frames: dict[str, pl.DataFrame], failed: dict[str, str]) -> None:
-    """Write frames + catalog in the cache layout (docs/CONTRACTS.md) without running convert."""
-    cache = pytest.importorskip("npc_frames.cache")
-    rows = []
-    for name, df in frames.items():
-        status = "failed" if name in failed else ("ok" if df.height else "empty")
-        if name not in failed:
-            path = Path(cache.data_path(str(root), name, SESSION_ID))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            df.write_parquet(path)
-        rows.append(
-            {
-                "session_id": SESSION_ID,
-                "component": name,
-                "status": status,
-                "rows": df.height,
-                "error": failed.get(name),
-            }
-        )
-    catalog = pl.DataFrame(rows).with_columns(
-        pl.lit(None, dtype=t).alias(c)
-        for c, t in cache.CATALOG_SCHEMA.items()
-        if c not in ("session_id", "component", "status", "rows", "error")
-    )
-    catalog.select(list(cache.CATALOG_SCHEMA)).write_parquet(root / cache.CATALOG_FILE)
 
 
 def test_cache_with_failed_component_is_a_cache_error_naming_it(

@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers.nwb_frames import SESSION_ID, make_frames
 from npc_frames.errors import OutputError
 from npc_frames.nwb import PartialSessionWarning, to_nwb, validate_nwb, write_nwb
 from npc_frames.schemas import SCHEMAS
-from nwb_frames import SESSION_ID, make_frames
 
 pynwb = pytest.importorskip("pynwb")
 warnings.filterwarnings("ignore", message=".*ndx-events.*")
@@ -134,7 +134,7 @@ def test_unwritable_destination_is_a_typed_error(tmp_path: Path) -> None:
 
 
 def _cache_with_statuses(root: Path, statuses: dict[str, tuple[str, str | None]]) -> None:
-    from test_nwb import _fake_cache
+    from helpers.nwb_frames import _fake_cache
 
     frames = {k: v for k, v in make_frames().items() if k in ("sessions", "trials", "licks")}
     _fake_cache(root, frames, {})
@@ -176,7 +176,7 @@ def test_complete_session_has_no_incomplete_note(tmp_path: Path) -> None:
 def test_unit_templates_across_chunk_boundaries_round_trip(
     tmp_path: Path, compression: str | None
 ) -> None:
-    from nwb_frames import compare, pynwb_frame
+    from helpers.nwb_frames import compare, pynwb_frame
 
     # 70 channels: chunks of 32 channels, templates on channels that wrap (e.g. 0, 68, 69) and
     # that straddle the 31|32 and 63|64 boundaries

@@ -16,9 +16,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers.nwb_frames import TABLE_PATHS, compare, inspector_messages, pynwb_frame
 from npc_frames.cli import main
 from npc_frames.nwb import CAMERA_NAMES, to_nwb, validate_nwb, write_nwb
-from nwb_frames import TABLE_PATHS, compare, inspector_messages, pynwb_frame
 
 pytestmark = pytest.mark.slow
 pynwb = pytest.importorskip("pynwb")

@@ -11,8 +11,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import npc_frames.components as C
+from helpers.s3server import S3Server, s3_endpoint  # noqa: F401  (fixture)
 from npc_frames.paths import RawSession
-from s3server import S3Server, s3_endpoint  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.s3
 

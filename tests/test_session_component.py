@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from helpers.interval_files import OT_NAME, RF_NAME, _raw
+from helpers.task_files import make_raw
 from npc_frames.readers.metadata import parse_experimenter, read_subject
 from npc_frames.schemas.behavior import EPOCHS, SESSIONS, SUBJECTS
-from test_intervals import OT_NAME, RF_NAME, _raw
-from test_trials import make_raw
 
 SUBJECT = {
     "subject_id": "366122",

@@ -1,6 +1,6 @@
 """SQL over the cache: discoverable views, read-only queries, literal cache paths, corrupt files.
 
-Components and schemas are the fakes of tests/test_cache_fakes.py (each fake session: 20 trials,
+Components and schemas are the fakes of tests/helpers/fakes.py (each fake session: 20 trials,
 12 units), so the expected values come from their generator.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import test_cache_fakes as fakes
+import helpers.fakes as fakes
 from npc_frames import cache
 from npc_frames.errors import CacheError, ParameterError
 

@@ -18,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.s3server import s3_endpoint  # noqa: F401  (fixture)
+from helpers.sync_files import write_sync_edges
 from npc_frames.errors import AlignmentError
 from npc_frames.readers.stim import open_stim
 from npc_frames.readers.sync import read_sync
@@ -33,8 +35,6 @@ from npc_frames.timing import (
     timing_failures,
     vsync_blocks,
 )
-from s3server import s3_endpoint  # noqa: F401  (fixture)
-from test_readers_sync import write_sync_edges
 
 REFRESH = 1 / 59.95  # the monitor's real refresh period
 DIODE_LAG = 0.0205  # vsync fall -> diode edge

@@ -4,10 +4,8 @@ that fail or were not sorted being reported while the others convert."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,65 +13,17 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers.ephys_session import clone_session, get, replace_file
 from npc_frames.errors import AlignmentError, InconsistentDataError, MissingFileError
 
 AP_SAMPLE = 1 / 30_000.0
 
 
-# --------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
-def ephys_truth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The shared ``synth_session`` (2 probes) — or, if it cannot be built, an equivalent one."""
-    try:
-        return request.getfixturevalue("synth_session")
-    except Exception as exc:  # the shared generator is being developed in parallel
-        synth = pytest.importorskip("npc_frames.synth", reason=f"no synth: {exc}")
-        return synth.make_session(
-            tmp_path_factory.mktemp("ephys_truth"),
-            seed=2,
-            minutes=3.0,
-            n_probes=2,
-            units_per_probe=6,
-            video=False,
-        )
-
-
-@pytest.fixture(scope="session")
-def raw(ephys_truth: Any) -> Any:
-    from npc_frames.paths import RawSession
-
-    return RawSession.from_path(Path(ephys_truth.raw_path))
-
-
 @pytest.fixture(scope="session")
 def units_df(raw: Any) -> pl.DataFrame:
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
 
     return units(raw, trials=None)
-
-
-def get(obj: Any, key: str) -> Any:
-    """Field of a truth record: fresh truths are dataclasses, loaded ones mappings."""
-    return obj[key] if isinstance(obj, Mapping) else getattr(obj, key)
-
-
-def clone_session(src: str | Path, dst: Path) -> Path:
-    """Copy a session tree as hard links (cheap); edit a file only after unlinking it."""
-
-    def link(a: str, b: str) -> None:
-        try:
-            os.link(a, b)
-        except OSError:  # another filesystem
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=link)
-    return dst
-
-
-def replace_file(path: Path, write: Any) -> None:
-    """Replace a linked file by a new one written by `write(path)`."""
-    path.unlink()
-    write(path)
 
 
 def truth_units(truth: Any) -> dict[str, Any]:
@@ -205,7 +155,7 @@ def test_default_units_compute_drift_from_the_sessions_trials(
     """`convert` calls units(raw): drift then comes from the session's own trials and enters the
     default_qc rule exactly as when the trials frame is passed in."""
     from npc_frames.components import get as component
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
 
     auto = units(raw)
     explicit = units(raw, trials=component("trials")(raw))
@@ -233,7 +183,7 @@ def test_units_frame_conforms_to_schema(units_df: pl.DataFrame) -> None:
 def test_activity_drift_with_trials_matches_scipy(units_df: pl.DataFrame, raw: Any) -> None:
     from scipy.stats import anderson_ksamp
 
-    from npc_frames.components.units import _qc, activity_drift
+    from npc_frames.components._units import _qc, activity_drift
 
     rng = np.random.default_rng(0)
     n_trials = 60
@@ -274,7 +224,7 @@ def test_activity_drift_with_trials_matches_scipy(units_df: pl.DataFrame, raw: A
 
 # ----------------------------------------------------------------- failures are reported
 def _units(raw_path: Path) -> tuple[pl.DataFrame, Any, list[str]]:
-    from npc_frames.components.units import units_with_report
+    from npc_frames.components._units import units_with_report
     from npc_frames.paths import RawSession
 
     with warnings.catch_warnings(record=True) as caught:
@@ -344,7 +294,7 @@ def test_all_probes_failing_raises(ephys_truth: Any, tmp_path: Path) -> None:
     for folder in (root / "sorting").iterdir():
         (folder / "spike_times.npy").unlink()
         np.save(folder / "spike_times.npy", np.zeros(3, np.uint64))
-    from npc_frames.components.units import units
+    from npc_frames.components._units import units
     from npc_frames.paths import RawSession
 
     with warnings.catch_warnings():
@@ -451,7 +401,7 @@ def test_aind_legacy_sorting_gives_the_same_units(
 
 def test_probe_units_from_flat_arrays_shank_ids_and_unsorted_samples() -> None:
     from npc_frames.alignment import StreamClock
-    from npc_frames.components.units import _probe_units, list_series
+    from npc_frames.components._units import _probe_units, list_series
     from npc_frames.readers.sorting import SortingOutput
 
     samples = np.array([90, 10, 50, 30, 70, 20], dtype=np.int64)  # not time-ordered

@@ -11,12 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers.s3server import s3_endpoint  # noqa: F401  (fixture)
+from helpers.sync_files import write_sync_edges
 from npc_frames.components.video import split_recordings, video_frame_times
 from npc_frames.errors import AlignmentError, BadFormatError, MissingFileError
 from npc_frames.readers.mvr import parse_lost_frames, read_mvr_json
 from npc_frames.schemas import get_schema
-from s3server import s3_endpoint  # noqa: F401  (fixture)
-from test_readers_sync import write_sync_edges
 
 SYNC_START = datetime.datetime(2023, 8, 31, 12, 33, 31, 637254)
 LABELS = [""] * 32

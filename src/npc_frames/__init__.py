@@ -16,12 +16,115 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("npc-frames")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
+
+if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (__getattr__)
+    from npc_frames import components, errors, schemas
+    from npc_frames.alignment import (
+        continuous,
+    )
+    from npc_frames.analysis import (
+        aligned_spikes,
+        psth,
+        spike_counts,
+        spike_histograms,
+        to_pynapple,
+        to_pynapple_intervals,
+    )
+    from npc_frames.cache import (
+        connect,
+        read_catalog,
+        read_manifest,
+        read_session,
+    )
+    from npc_frames.cache.convert import (
+        convert,
+    )
+    from npc_frames.cache.scan import (
+        scan,
+        scan_aud_rf_mapping,
+        scan_devices,
+        scan_dlc_eye_camera,
+        scan_electrode_groups,
+        scan_electrodes,
+        scan_epochs,
+        scan_eye_tracking,
+        scan_facemap_front_camera,
+        scan_facemap_side_camera,
+        scan_invalid_times,
+        scan_licks,
+        scan_lp_front_camera,
+        scan_lp_side_camera,
+        scan_luminance_test,
+        scan_manipulator_positions,
+        scan_optotagging,
+        scan_performance,
+        scan_quiescent_violations,
+        scan_rewards,
+        scan_running_speed,
+        scan_sessions,
+        scan_subjects,
+        scan_trials,
+        scan_units,
+        scan_video_frame_times,
+        scan_vis_rf_mapping,
+    )
+    from npc_frames.cache.sql import (
+        sql,
+    )
+    from npc_frames.ids import (
+        SessionId,
+        parse_session_id,
+    )
+    from npc_frames.memo import (
+        clear_caches,
+    )
+    from npc_frames.nwb import (
+        to_nwb,
+        validate_nwb,
+        write_nwb,
+    )
+    from npc_frames.optotag import (
+        opto_tagging,
+        scan_opto_tagging,
+    )
+    from npc_frames.paths import (
+        RawSession,
+    )
+    from npc_frames.responses import (
+        scan_unit_responses,
+        unit_responses,
+    )
+    from npc_frames.rf_maps import (
+        aud_rf_maps,
+        scan_aud_rf_maps,
+        scan_vis_rf_maps,
+        vis_rf_maps,
+    )
+    from npc_frames.sampling import (
+        sample_at,
+    )
+    from npc_frames.schemas import (
+        SCHEMAS,
+        describe,
+    )
+    from npc_frames.subsampled_lfp import (
+        aligned_lfp,
+        lfp,
+    )
+    from npc_frames.synth import (
+        make_session,
+    )
+    from npc_frames.views import (
+        scan_session_days,
+        scan_session_records,
+        sessions,
+    )
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -86,6 +189,7 @@ def _component_names() -> list[str]:
     return list(COMPONENTS)
 
 
+# static so that mypy and IDEs read it; tests/test_public_api.py checks it against the registry
 __all__ = [
     "SCHEMAS",
     "RawSession",
@@ -93,6 +197,7 @@ __all__ = [
     "__version__",
     "aligned_lfp",
     "aligned_spikes",
+    "aud_rf_maps",
     "clear_caches",
     "components",
     "connect",
@@ -100,36 +205,60 @@ __all__ = [
     "convert",
     "describe",
     "errors",
+    "lfp",
     "make_session",
+    "opto_tagging",
     "parse_session_id",
     "psth",
     "read_catalog",
+    "read_manifest",
     "read_session",
+    "sample_at",
     "scan",
+    "scan_aud_rf_mapping",
+    "scan_aud_rf_maps",
+    "scan_devices",
+    "scan_dlc_eye_camera",
+    "scan_electrode_groups",
+    "scan_electrodes",
+    "scan_epochs",
+    "scan_eye_tracking",
+    "scan_facemap_front_camera",
+    "scan_facemap_side_camera",
+    "scan_invalid_times",
+    "scan_licks",
+    "scan_lp_front_camera",
+    "scan_lp_side_camera",
+    "scan_luminance_test",
+    "scan_manipulator_positions",
+    "scan_opto_tagging",
+    "scan_optotagging",
+    "scan_performance",
+    "scan_quiescent_violations",
+    "scan_rewards",
+    "scan_running_speed",
     "scan_session_days",
     "scan_session_records",
+    "scan_sessions",
+    "scan_subjects",
+    "scan_trials",
+    "scan_unit_responses",
+    "scan_units",
+    "scan_video_frame_times",
+    "scan_vis_rf_mapping",
+    "scan_vis_rf_maps",
     "schemas",
     "sessions",
     "spike_counts",
-    "sample_at",
     "spike_histograms",
     "sql",
-    "read_manifest",
     "to_nwb",
-    "unit_responses",
-    "scan_unit_responses",
-    "vis_rf_maps",
-    "aud_rf_maps",
-    "scan_vis_rf_maps",
-    "scan_aud_rf_maps",
-    "opto_tagging",
-    "scan_opto_tagging",
     "to_pynapple",
     "to_pynapple_intervals",
+    "unit_responses",
     "validate_nwb",
+    "vis_rf_maps",
     "write_nwb",
-    # one scan_<component>() per component, e.g. scan_trials, scan_units
-    *[f"scan_{name}" for name in _component_names()],
 ]
 
 

@@ -21,6 +21,8 @@ Hierarchy::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AbsentModalityError",
     "AlignmentError",
@@ -76,7 +78,7 @@ class NpcFramesError(Exception):
             parts.append(f"expected: {self.expected}")
         return " | ".join(parts)
 
-    def __reduce__(self):  # keep errors picklable across process pools
+    def __reduce__(self) -> tuple[Any, ...]:  # keep errors picklable across process pools
         return (
             _rebuild,
             (type(self), self.message, self.path, self.field, self.expected),

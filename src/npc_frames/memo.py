@@ -165,10 +165,16 @@ def clear_caches() -> None:
     Returns None. Call it to release memory or open stim files; results computed afterwards are
     read from the files again.
 
+
     Examples
     --------
-    >>> import npc_frames as nf
+    >>> from npc_frames.memo import memos
+    >>> _ = nf.components.trials(nf.RawSession.from_path("raw/ecephys_603074_2023-08-31_12-33-31"))
+    >>> sum(len(m) for m in memos()) > 0  # decoded sync and stim files are memoized
+    True
     >>> nf.clear_caches()
+    >>> sum(len(m) for m in memos())
+    0
     """
     for memo in memos():
         memo.clear()

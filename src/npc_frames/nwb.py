@@ -337,7 +337,7 @@ def _start_time(value: Any) -> datetime.datetime:
         )
     if value.tzinfo is None:
         value = value.replace(tzinfo=SESSION_TZ)
-    return value
+    return value  # type: ignore[no-any-return]
 
 
 def _session_kwargs(df: pl.DataFrame) -> dict[str, Any]:
@@ -425,7 +425,7 @@ def _subject(df: pl.DataFrame, start: datetime.datetime) -> Subject:
 def _intervals(name: str, df: pl.DataFrame) -> TimeIntervals:
     require_columns(df, name, ["start_time", "stop_time"])
     # TimeIntervals' own first: start_time, stop_time (NWB required order is by name, any order ok)
-    return build_table(  # type: ignore[return-value]
+    return build_table(
         TimeIntervals,
         df,
         name,
@@ -542,6 +542,12 @@ def to_nwb(
         A frame lacks a column NWB needs (the message names component and columns).
     InconsistentDataError
         Frames disagree (a unit on an unknown probe, a peak channel without electrode).
+
+    Examples
+    --------
+    >>> nwb = nf.to_nwb("603074_2023-08-31", cache="cache/")
+    >>> nwb.session_id, len(nwb.trials), len(nwb.units)
+    ('603074_2023-08-31', 18, 8)
     """
     frames = _frames(session, cache, components)
     kwargs = _session_kwargs(frames["sessions"])
@@ -658,7 +664,7 @@ def _raw_session(raw: Any, sessions: pl.DataFrame) -> Any:
             expected="RawSession, a raw session folder, or a raw_path column in sessions",
         )
     if isinstance(raw, str | os.PathLike):
-        from npc_frames.paths import RawSession  # type: ignore[attr-defined]
+        from npc_frames.paths import RawSession
 
         raw = RawSession.from_path(str(raw))
     return raw
@@ -722,6 +728,15 @@ def write_nwb(
     The file is written to a temporary file in the destination folder and renamed into place, so
     a failure never leaves a half-written file at `path`. `compression` ("gzip" or "lzf") applies
     to every numeric dataset of at least :data:`COMPRESS_MIN_ELEMENTS` elements.
+
+    Examples
+    --------
+    >>> nwb = nf.to_nwb("603074_2023-08-31", cache="cache/")
+    >>> path = nf.write_nwb(nwb, "nwb/603074_2023-08-31.nwb")
+    >>> import pynwb
+    >>> with pynwb.NWBHDF5IO(path, "r") as io:
+    ...     len(io.read().trials)
+    18
     """
     if compression not in (None, "gzip", "lzf"):
         raise ParameterError(
@@ -823,7 +838,7 @@ def _io_class() -> type:
 
     found = getattr(HDF5IO, "_HDF5IO__get_ref", None)
     if found is None:  # pragma: no cover - other hdmf versions
-        return NWBHDF5IO
+        return NWBHDF5IO  # type: ignore[no-any-return]
     original: Any = found
 
     class _NWBHDF5IO(NWBHDF5IO):  # type: ignore[misc]

@@ -114,6 +114,16 @@ class RawSession:
         output is, in order: an explicit ``sorted`` asset, ``sorting/``, ``sorted/`` or
         ``spike_sorting/`` inside `path`, a sibling ``sorted`` asset; it is searched to depth 3
         (:func:`npc_frames.readers.sorting.find_sortings`).
+
+        Examples
+        --------
+        >>> raw = nf.RawSession.from_path("raw/ecephys_603074_2023-08-31_12-33-31")  # or an s3:// URL
+        >>> raw.session_id
+        SessionId('603074_2023-08-31')
+        >>> raw.is_sync, raw.is_ephys, len(raw.stim_paths)
+        (True, True, 4)
+        >>> raw.sync_path.endswith("behavior/20230831T123331.h5")
+        True
         """
         url = os.fspath(path)
         fs, root = url_to_fs(url, **dict(storage_options or {}))
@@ -144,7 +154,7 @@ class RawSession:
             for e in entries:
                 if e.get("type") == "file":
                     stats[full(e["name"])] = (int(e.get("size") or 0), storage.version_of(e))
-            return entries
+            return list(entries)
 
         def files(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             return [e for e in entries if e.get("type") == "file"]

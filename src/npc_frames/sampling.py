@@ -128,6 +128,17 @@ def sample_at(
     >>> nf.sample_at(pupil, trials, windows={"w": ("stim_start_time", -1.0, 2.0)},
     ...              columns=["pupil_area"]).row(0)
     ('s', 0, 'w', 3, 2.0, 1)
+
+    Examples
+    --------
+    >>> pupil = nf.sample_at(
+    ...     nf.scan("eye_tracking", cache="cache/"), nf.scan_trials(cache="cache/"),
+    ...     windows={"response": ("stim_start_time", 0.0, 1.0)}, columns=["pupil_area"],
+    ... )
+    >>> pupil.columns
+    ['session_id', 'trial_index', 'window', 'n_frames', 'pupil_area', 'pupil_area_n_nan']
+    >>> pupil.height, bool((pupil["n_frames"] > 0).all())  # one row per trial; frames in every window
+    (18, True)
     """
     if agg not in AGGREGATES:
         raise ParameterError(f"unknown agg {agg!r}", field="agg", expected=f"one of {AGGREGATES}")

@@ -441,7 +441,7 @@ def _filter_expr(column: str, value: Any, dtype: pl.DataType) -> pl.Expr:
         return pl.all_horizontal([col.list.contains(v) for v in wanted])
     if isinstance(value, Sequence) and not isinstance(value, str):
         return col.is_in(list(value))
-    return col == value
+    return col.eq(value)
 
 
 def sessions(cache: str | os.PathLike[str] | None = None, **filters: Any) -> pl.DataFrame:

@@ -134,14 +134,14 @@ def _normalize_windows(
             )
         if len(spec) == 3:
             event, start, stop = spec
-            if not isinstance(event, str) or not float(stop) > float(start):  # type: ignore[arg-type]
+            if not isinstance(event, str) or not float(stop) > float(start):
                 raise ParameterError(
                     f"window {name!r} on {event!r} has stop {stop} <= start {start}",
                     field="windows",
                     expected="an event column name and start < stop (seconds from the event)",
                 )
             col = pl.col(event).cast(pl.Float64)
-            out[name] = (col + float(start), col + float(stop), [event])  # type: ignore[arg-type]
+            out[name] = (col + float(start), col + float(stop), [event])
         else:
             exprs = [pl.col(x) if isinstance(x, str) else x for x in spec]
             if not all(isinstance(e, pl.Expr) for e in exprs):
@@ -303,6 +303,18 @@ def spike_counts(
     intervals, where a window edge is null/NaN, where stop < start, or (with
     `exclude_invalid_times`) where the window overlaps an invalid time. Sessions present in only
     one input are skipped. ``window`` is an Enum of the window names.
+
+    Examples
+    --------
+    >>> units, trials = nf.scan_units(cache="cache/"), nf.scan_trials(cache="cache/")
+    >>> counts = nf.spike_counts(units, trials, windows={"response": ("stim_start_time", 0.0, 0.5)})
+    >>> counts.columns, counts.height  # 8 units x 18 trials x 1 window
+    (['session_id', 'unit_id', 'trial_index', 'window', 'count'], 144)
+    >>> import numpy as np  # the same total, counted by brute force
+    >>> spikes = np.concatenate(units.collect()["spike_times"].to_list())
+    >>> onsets = trials.collect()["stim_start_time"].to_numpy()
+    >>> int(counts["count"].sum()) == sum(int(((spikes >= t) & (spikes < t + 0.5)).sum()) for t in onsets)
+    True
     """
     if workers < 1:
         raise ParameterError(f"workers={workers}", field="workers", expected="an integer >= 1")
@@ -476,6 +488,15 @@ def aligned_spikes(
 
     `index` is as in :func:`spike_counts`. Intervals whose event time is null/NaN get an empty
     list.
+
+    Examples
+    --------
+    >>> units, trials = nf.scan_units(cache="cache/"), nf.scan_trials(cache="cache/")
+    >>> aligned = nf.aligned_spikes(units, trials, event="stim_start_time", start=-0.5, stop=1.0)
+    >>> aligned.columns, aligned.height  # one row per unit and trial
+    (['session_id', 'unit_id', 'trial_index', 'spike_times'], 144)
+    >>> aligned["spike_times"].explode().drop_nulls().is_between(-0.5, 1.0, closed="left").all()
+    True
     """
     if not stop > start:
         raise ParameterError(f"stop {stop} <= start {start}", field="stop", expected="start < stop")
@@ -530,6 +551,15 @@ def psth(
     for a single interval). Bins are ``[start + k·bin_size, start + (k+1)·bin_size)``. `index` is
     as in :func:`spike_counts` (it only decides which interval tables are accepted: rows are
     per group, not per interval).
+
+    Examples
+    --------
+    >>> units, trials = nf.scan_units(cache="cache/"), nf.scan_trials(cache="cache/")
+    >>> rates = nf.psth(units, trials, event="stim_start_time", start=0.0, stop=0.5, bin_size=0.1)
+    >>> rates.height, rates["bin_start"].unique().sort().round(3).to_list()  # 8 units x 5 bins
+    (40, [0.0, 0.1, 0.2, 0.3, 0.4])
+    >>> rates["n_trials"].unique().to_list()
+    [18]
     """
     if not (bin_size > 0 and stop > start):
         raise ParameterError(

@@ -118,7 +118,14 @@ def _empty_catalog() -> pl.DataFrame:
 
 def read_catalog(cache: str | os.PathLike[str] | None = None) -> pl.DataFrame:
     """Return the catalog: one row per (session_id, component) ever converted into `cache`, plus
-    one row per part (probe of an ephys component, damaged input) with ``part`` set."""
+    one row per part (probe of an ephys component, damaged input) with ``part`` set.
+
+    Examples
+    --------
+    >>> catalog = nf.read_catalog("cache/")
+    >>> catalog.filter(component="units").select("session_id", "status", "rows").row(0)
+    ('603074_2023-08-31', 'ok', 8)
+    """
     root = cache_root(cache)
     path = storage.join(root, CATALOG_FILE)
     try:

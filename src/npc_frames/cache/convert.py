@@ -676,6 +676,14 @@ def convert(
 
     Raises ParameterError when two inputs resolve to one session id (nothing is written), and
     CacheError when called while a worker process imports an unguarded ``__main__``.
+
+    Examples
+    --------
+    >>> status = nf.convert(["raw/ecephys_603074_2023-08-31_12-33-31"], cache="cache/")
+    >>> status.filter(component="trials").select("session_id", "status", "rows").row(0)
+    ('603074_2023-08-31', 'ok', 18)
+    >>> sorted(set(status["status"]))  # converting again is incremental: nothing changed
+    ['empty', 'ok']
     """
     from npc_frames.components import COMPONENTS
     from npc_frames.schemas import SCHEMAS

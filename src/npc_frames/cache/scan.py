@@ -6,8 +6,8 @@ import io
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -45,6 +45,15 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     ``session_id`` prune whole files (hive partitioning); other filters and projections are pushed
     into the Parquet reader (row-group statistics, column selection). A component with no files yet
     gives an empty frame of its schema.
+
+    Examples
+    --------
+    >>> trials = nf.scan("trials", cache="cache/")  # the same as nf.scan_trials(cache="cache/")
+    >>> trials.collect_schema().names()[:3]
+    ['session_id', 'start_time', 'stop_time']
+    >>> n_trials = truth.script("DynamicRouting1")["truth"]["n_trials"]
+    >>> trials.select(pl.len()).collect().item() == n_trials
+    True
     """
     _check_component(component)
     root = cache_root(cache)
@@ -145,18 +154,31 @@ def _packed(component: str, schema: pl.Schema | None, sample_file: str) -> dict[
     return dict(json.loads(raw)) if raw else {}
 
 
-def _make_scan(component: str) -> Callable[..., pl.LazyFrame]:
+class ScanFunction(Protocol):
+    """The type of every ``scan_<component>`` function."""
+
+    __name__: str
+
+    def __call__(self, cache: str | os.PathLike[str] | None = None) -> pl.LazyFrame: ...
+
+
+def _make_scan(component: str) -> ScanFunction:
     def scan_component(cache: str | os.PathLike[str] | None = None) -> pl.LazyFrame:
         return scan(component, cache)
 
     scan_component.__name__ = scan_component.__qualname__ = f"scan_{component}"
     scan_component.__doc__ = (
         f"Return a LazyFrame over the ``{component}`` component of every cached session "
-        f"(see :func:`scan`)."
+        f"(see :func:`scan`).\n\n"
+        f"Examples\n--------\n"
+        f'>>> lf = nf.scan_{component}(cache="cache/")\n'
+        f">>> lf.collect_schema() == nf.SCHEMAS[{component!r}].polars_schema\n"
+        f"True\n"
     )
     return scan_component
 
 
+# one explicit name per component so that type checkers see them (tests/test_public_api.py)
 scan_sessions = _make_scan("sessions")
 scan_subjects = _make_scan("subjects")
 scan_epochs = _make_scan("epochs")
@@ -172,10 +194,17 @@ scan_rewards = _make_scan("rewards")
 scan_running_speed = _make_scan("running_speed")
 scan_quiescent_violations = _make_scan("quiescent_violations")
 scan_video_frame_times = _make_scan("video_frame_times")
+scan_eye_tracking = _make_scan("eye_tracking")
+scan_dlc_eye_camera = _make_scan("dlc_eye_camera")
+scan_lp_side_camera = _make_scan("lp_side_camera")
+scan_lp_front_camera = _make_scan("lp_front_camera")
+scan_facemap_side_camera = _make_scan("facemap_side_camera")
+scan_facemap_front_camera = _make_scan("facemap_front_camera")
 scan_devices = _make_scan("devices")
 scan_electrode_groups = _make_scan("electrode_groups")
 scan_electrodes = _make_scan("electrodes")
 scan_units = _make_scan("units")
+scan_manipulator_positions = _make_scan("manipulator_positions")
 
 
 def read_session(
@@ -185,6 +214,12 @@ def read_session(
 
     Components that failed or were never converted are absent; the catalog says why. Raises
     InvalidIdError for an unsafe id, CacheError when the cache holds nothing for the session.
+
+    Examples
+    --------
+    >>> frames = nf.read_session("603074_2023-08-31", cache="cache/")
+    >>> frames["trials"].height, frames["units"].height
+    (18, 8)
     """
     root = cache_root(cache)
     sid = _safe_id(session_id)

@@ -106,6 +106,12 @@ def connect(
     instead (binding a view reads the footers of its files, so :func:`sql` creates only those its
     query names); a named component without files gets a zero-row view of its schema. The
     connection is the caller's: nothing stops it from creating or replacing objects.
+
+    Examples
+    --------
+    >>> con = nf.connect("cache/")
+    >>> con.execute("SELECT count(*) FROM units").fetchone()
+    (8,)
     """
     import duckdb
 
@@ -354,6 +360,13 @@ def sql(
     >>> import npc_frames as nf
     >>> nf.sql("SELECT session_id, count(*) AS n FROM trials GROUP BY 1", cache)  # doctest: +SKIP
     >>> nf.sql("SHOW TABLES", cache)                                                # doctest: +SKIP
+
+    Examples
+    --------
+    >>> nf.sql("SELECT stim_name, count(*) AS n FROM trials GROUP BY 1 ORDER BY 1", cache="cache/").rows()
+    [('catch', 1), ('sound1', 5), ('sound2', 3), ('vis1', 7), ('vis2', 2)]
+    >>> nf.sql("SELECT count(*) AS n FROM trials WHERE stim_name = ?", cache="cache/", params=["vis1"]).item()
+    7
     """
     import duckdb
 

@@ -5,6 +5,15 @@ schema in :mod:`npc_frames.schemas`, and raises a typed :mod:`npc_frames.errors`
 inputs are bad. ``npc_frames.components.trials(raw)`` etc. are resolved lazily so that importing the
 package stays cheap. A module that holds a component of the same name is private (``_trials.py``
 for ``trials``): a public submodule would shadow the function as a package attribute once imported.
+
+Examples
+--------
+>>> raw = nf.RawSession.from_path("raw/ecephys_603074_2023-08-31_12-33-31")
+>>> trials = nf.components.trials(raw)
+>>> trials.height, trials["stim_name"].value_counts().sort("stim_name").rows()
+(18, [('catch', 1), ('sound1', 5), ('sound2', 3), ('vis1', 7), ('vis2', 2)])
+>>> nf.components.get("units")(raw).height  # get(name) is the same function as the attribute
+8
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ COMPONENTS: dict[str, str] = {
     "devices": "npc_frames.components.ephys:devices",
     "electrode_groups": "npc_frames.components.ephys:electrode_groups",
     "electrodes": "npc_frames.components.ephys:electrodes",
-    "units": "npc_frames.components.units:units",
+    "units": "npc_frames.components._units:units",
     "manipulator_positions": "npc_frames.components.manipulators:manipulator_positions",
 }
 

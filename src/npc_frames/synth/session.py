@@ -415,6 +415,14 @@ def make_session(
         :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
         ``{kind: n}`` gives an asset ``n`` rows more (or fewer) than its video. Needs `video`.
         ``Truth.assets[kind]`` records what was written.
+
+    Examples
+    --------
+    >>> t = nf.make_session("tiny/", seed=2, minutes=0.5, ephys=False, video=False)
+    >>> t.session_id, t.raw_path.endswith("tiny/ecephys_649614_2023-08-31_12-33-31")
+    ('649614_2023-08-31', True)
+    >>> nf.RawSession.from_path(t.raw_path).is_ephys
+    False
     """
     date, start_time = _check_params(
         seed=seed,

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers.task_files import make_raw
 from npc_frames.components._performance import dprime, performance_from_trials, session_flags
 from npc_frames.schemas.behavior import PERFORMANCE, TRIALS
-from test_trials import make_raw
 
 
 def _trials(rows: list[dict[str, Any]]) -> pl.DataFrame:

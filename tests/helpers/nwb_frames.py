@@ -7,11 +7,13 @@ with NaN and null, int, bool, str with null, list[f64], list[str], list[list[f64
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
+import pytest
 from polars.testing import assert_series_equal
 
 from npc_frames.nwb import EVENT_TABLES, INTERVAL_TABLES
@@ -407,3 +409,30 @@ def inspector_messages(path: Any) -> list[Any]:
         return "IndexError" in text and crash in text
 
     return [m for m in messages if not (empty and crashed(m))]
+
+
+def _fake_cache(root: Path, frames: dict[str, pl.DataFrame], failed: dict[str, str]) -> None:
+    """Write frames + catalog in the cache layout (docs/cache.md) without running convert."""
+    cache = pytest.importorskip("npc_frames.cache")
+    rows = []
+    for name, df in frames.items():
+        status = "failed" if name in failed else ("ok" if df.height else "empty")
+        if name not in failed:
+            path = Path(cache.data_path(str(root), name, SESSION_ID))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            df.write_parquet(path)
+        rows.append(
+            {
+                "session_id": SESSION_ID,
+                "component": name,
+                "status": status,
+                "rows": df.height,
+                "error": failed.get(name),
+            }
+        )
+    catalog = pl.DataFrame(rows).with_columns(
+        pl.lit(None, dtype=t).alias(c)
+        for c, t in cache.CATALOG_SCHEMA.items()
+        if c not in ("session_id", "component", "status", "rows", "error")
+    )
+    catalog.select(list(cache.CATALOG_SCHEMA)).write_parquet(root / cache.CATALOG_FILE)

@@ -2,7 +2,7 @@
 
 Usage in a test module::
 
-    from s3server import s3_endpoint  # noqa: F401  (the fixture)
+    from helpers.s3server import s3_endpoint  # noqa: F401  (the fixture)
 
 ``s3_endpoint`` (module-scoped) starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1 at a free
 port, points the standard AWS environment variables at it (so s3fs, boto3, Polars and DuckDB all

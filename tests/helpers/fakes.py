@@ -71,7 +71,7 @@ FAKE_SCHEMAS = {
     ),
 }
 
-FAKE_COMPONENTS = {name: f"test_cache_fakes:{name}" for name in FAKE_SCHEMAS}
+FAKE_COMPONENTS = {name: f"helpers.fakes:{name}" for name in FAKE_SCHEMAS}
 
 
 def make_fake_session(
@@ -201,7 +201,7 @@ def install(monkeypatch: Any) -> None:
     monkeypatch.setattr(components, "COMPONENTS", dict(FAKE_COMPONENTS))
     monkeypatch.setattr(schemas, "SCHEMAS", dict(FAKE_SCHEMAS))
     # worker processes (spawned pools, dask workers) must import this module too
-    here = str(Path(__file__).parent)
+    here = str(Path(__file__).parents[1])  # tests/, so `helpers.fakes` imports
     current = os.environ.get("PYTHONPATH", "")
     if here not in current.split(os.pathsep):
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, current) if p))

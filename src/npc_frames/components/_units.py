@@ -370,7 +370,7 @@ def units_with_report(
             failures[key] = exc
     recorded = set(setup.recorded_letters)
     sorted_letters = {k[0] for k in entries}
-    unsorted = tuple(sorted(recorded - sorted_letters - set(skipped)))
+    unsorted = tuple(sorted(recorded - sorted_letters))
     report = UnitsReport(
         converted=tuple(converted), failures=failures, unsorted=unsorted, skipped=skipped
     )
@@ -382,7 +382,10 @@ def units_with_report(
         warnings.warn(
             f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
         )
-        parts.report_absent(f"probe{letter}", "recorded but has no sorting output", probe=letter)
+        if letter not in skipped:  # a skipped probe was reported by report_skipped
+            parts.report_absent(
+                f"probe{letter}", "recorded but has no sorting output", probe=letter
+            )
     if not frames:
         if failures:
             raise next(iter(failures.values()))
