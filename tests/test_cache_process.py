@@ -304,3 +304,14 @@ def test_session_status_summarises_partial_and_failed_parts(fake, tmp_path):
     assert len(status.problems) == 1 and status.problems[0].startswith("units: failed: ")
     with pytest.raises(CacheError):
         cache.session_status("668756_2023-09-01", root)
+
+
+def test_fork_server_preload_names_importable_modules():
+    # the fork server skips a preload module that fails to import, silently: workers would then
+    # pay that import themselves
+    import importlib
+
+    from npc_frames.cache import pool
+
+    for name in pool.PRELOAD:
+        assert importlib.import_module(name).__name__ == name

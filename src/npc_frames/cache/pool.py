@@ -124,7 +124,7 @@ PRELOAD = (
     "npc_frames.components.behavior",
     "npc_frames.components.intervals",
     "npc_frames.components.video",
-    "npc_frames.components.units",
+    "npc_frames.components._units",
 )
 
 
