@@ -683,7 +683,7 @@ def convert(
     >>> status.filter(component="trials").select("session_id", "status", "rows").row(0)
     ('603074_2023-08-31', 'ok', 18)
     >>> sorted(set(status["status"]))  # converting again is incremental: nothing changed
-    ['empty', 'ok']
+    ['absent', 'ok']
     """
     from npc_frames.components import COMPONENTS
     from npc_frames.schemas import SCHEMAS
