@@ -79,3 +79,31 @@ def test_every_component_attribute_is_its_function_even_after_its_module_is_impo
         importlib.import_module(target.split(":")[0])
         assert callable(getattr(components, name)), name
         assert getattr(components, name) is components.get(name), name
+
+
+def test_every_module_has_its_own_logger_and_every_component_is_timed() -> None:
+    import ast
+    from pathlib import Path
+
+    import npc_frames
+    from npc_frames import components
+
+    root = Path(npc_frames.__file__).parent
+    missing = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if path.name == "__init__.py" or rel.startswith(("schemas/", "synth/", "commands/")):
+            continue
+        if rel in ("errors.py", "_log.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        if not any(
+            isinstance(n, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "logger" for t in n.targets)
+            for n in tree.body
+        ):
+            missing.append(rel)
+    assert missing == []
+    # @timed wraps each component so its duration is logged at DEBUG on its module's logger
+    untimed = [n for n in components.COMPONENTS if not hasattr(components.get(n), "__wrapped__")]
+    assert untimed == []

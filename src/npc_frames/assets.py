@@ -10,9 +10,12 @@ no I/O. ``RawSession.from_path`` lists the parent and calls it.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ASSET_KINDS", "asset_date_suffix", "choose_assets"]
 

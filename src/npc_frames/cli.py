@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import NoReturn
+
+logger = logging.getLogger(__name__)
 
 #: subcommands in help order; a module that is absent (optional extra missing) is skipped.
 SUBCOMMANDS = ("demo", "synth", "convert", "sql", "describe", "info", "nwb", "plot", "qc")

@@ -14,11 +14,14 @@ the same canonical session id::
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from npc_frames.errors import InvalidIdError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SURFACE_CHANNELS_SUFFIX",

@@ -7,10 +7,14 @@ imports pandas (seconds of import time).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["flat_list", "flat_list_chunks", "list_from_flat"]
 

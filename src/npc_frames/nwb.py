@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import os
 import uuid
 import warnings
@@ -78,6 +79,8 @@ from npc_frames.nwb_tables import (
     require_columns,
     table_description,
 )
+
+logger = logging.getLogger(__name__)
 
 try:  # pynwb >= 4: EventsTable is core NWB
     from pynwb.event import DurationVectorData, EventsTable, TimestampVectorData

@@ -7,6 +7,7 @@ electrodes and units are in the file.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from pynwb.device import Device
 from pynwb.ecephys import ElectricalSeries
 
 from npc_frames.nwb_tables import build_table
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "add_anatomy",

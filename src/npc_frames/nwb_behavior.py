@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,8 @@ from pynwb import TimeSeries
 
 from npc_frames.nwb_tables import build_table, table_description
 from npc_frames.schemas.video_behavior import FACEMAP_SCHEMAS, LP_SCHEMAS
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["NWB_LOCATIONS", "TABLES", "TIMESERIES", "video_behavior_containers"]
 

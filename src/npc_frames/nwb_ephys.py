@@ -6,6 +6,7 @@ arrays: the units table gets one flat ``spike_times`` array plus its index, neve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -29,6 +30,8 @@ from npc_frames.nwb_tables import (
     table_description,
     with_schema_columns,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "MemmapChunkIterator",

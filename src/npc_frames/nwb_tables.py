@@ -26,6 +26,7 @@ How Polars values land in HDF5 (HDF5 has no null; these rules are what a round t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,8 @@ from hdmf.common import DynamicTable, ElementIdentifiers, VectorData, VectorInde
 
 from npc_frames.errors import SchemaError
 from npc_frames.schemas import SCHEMAS
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "column_description",

@@ -13,6 +13,7 @@ They are not part of the raw upload: a manifest entry names their folder (or fil
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from npc_frames.errors import BadFormatError, NpcFramesError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession

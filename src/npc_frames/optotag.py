@@ -16,12 +16,15 @@ and loosely.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 from scipy import stats
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_JITTER_S",

@@ -19,7 +19,11 @@ from npc_frames.errors import CacheError, ParameterError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+import logging
+
 from npc_frames.plot_rf import rf_grid, rf_map
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["group_colors", "raster_psth", "rf_grid", "rf_map", "save", "session_summary"]
 

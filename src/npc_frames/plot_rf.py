@@ -6,6 +6,7 @@ from — and are re-exported by :mod:`npc_frames.plot`.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ import numpy as np
 import polars as pl
 
 from npc_frames.errors import ParameterError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -11,6 +11,7 @@ once (``docs/analysis.md``, "Receptive-field maps").
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -20,6 +21,8 @@ import polars as pl
 from scipy import sparse
 
 from npc_frames.errors import ParameterError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "AUD_RF_MAPS_SCHEMA",

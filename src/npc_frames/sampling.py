@@ -3,6 +3,7 @@ over trial windows, across sessions — the behavioural companion of ``nf.spike_
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,8 @@ import numpy.typing as npt
 import polars as pl
 
 from npc_frames.errors import ParameterError, SchemaError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["sample_at"]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import re
 import sqlite3
@@ -30,6 +31,8 @@ import numpy as np
 import polars as pl
 
 from npc_frames.errors import BadFormatError, MissingFileError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "behavior_day",

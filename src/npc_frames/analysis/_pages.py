@@ -14,6 +14,7 @@ reader, so the reader never has to be right about layouts it was not written for
 
 from __future__ import annotations
 
+import logging
 import mmap
 import struct
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
 
 # Parquet's enums (parquet.thrift)
 _DATA_PAGE, _DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 2, 3

@@ -9,8 +9,12 @@ sessions (``benchmarks/bench_analysis.py --kernels``; figures in docs/analysis.m
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
 
 
 def below_into(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ import polars as pl
 
 from npc_frames import storage
 from npc_frames.errors import CacheError
+
+logger = logging.getLogger(__name__)
 
 DATA_FILE = "data.parquet"
 CATALOG_FILE = "catalog.parquet"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,8 @@ from npc_frames.cache.tracked_sessions import (
     yaml_error,
 )
 from npc_frames.errors import InvalidIdError
+
+logger = logging.getLogger(__name__)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from npc_frames.cache_layout import (
     unpack_expr,
 )
 from npc_frames.errors import CacheError
+
+logger = logging.getLogger(__name__)
 
 
 def _schema_of(component: str) -> pl.Schema | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import difflib
+import logging
 import os
 import re
 import threading
@@ -39,6 +40,8 @@ from npc_frames.cache_layout import (
     unpack,
 )
 from npc_frames.errors import CacheError, ParameterError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import duckdb

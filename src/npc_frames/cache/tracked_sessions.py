@@ -14,6 +14,7 @@ offending node (1-based).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import yaml
 
 from npc_frames.errors import BadFormatError, InvalidIdError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SECTIONS", "is_tracked_layout", "parse_tracked_sessions", "yaml_error"]
 

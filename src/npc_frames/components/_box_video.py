@@ -24,11 +24,15 @@ from 1/FPS (they do not correspond), raises AlignmentError rather than returning
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import numpy.typing as npt
 
 from npc_frames.errors import AlignmentError, BadFormatError
 from npc_frames.readers.mvr import MvrInfo
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["align_lick_trains", "box_frame_times", "camera_lick_frames"]
 

@@ -9,9 +9,12 @@ a manifest ``session_kwargs`` value always wins.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "FLAG_NAMES",

@@ -8,6 +8,7 @@ overlaps an invalid interval). Files with timing issues are omitted (with sync).
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from npc_frames import parts
+from npc_frames._log import timed
 from npc_frames.components._task import (
     invalid_intervals,
     open_stim,
@@ -24,6 +26,8 @@ from npc_frames.components._task import (
     valid_frame_times,
 )
 from npc_frames.schemas.behavior import EPOCHS
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
@@ -59,6 +63,7 @@ def _has_opto_trials(path: str) -> bool:
     return bool(np.isfinite(onset).any())
 
 
+@timed
 def epochs(raw: RawSession) -> pl.DataFrame:
     """Return one row per stim file with valid timing, sorted by start."""
     sid = str(raw.session_id)

@@ -53,6 +53,7 @@ Decisions
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,8 @@ import scipy.signal
 
 from npc_frames.components._sound_opto import opto_waveform, sound_waveform_duration
 from npc_frames.errors import NpcFramesError, ParameterError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession

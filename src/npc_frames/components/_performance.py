@@ -7,6 +7,7 @@ from cached trials: :func:`performance_from_trials`. :func:`session_flags` deriv
 
 from __future__ import annotations
 
+import logging
 import statistics
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.schemas.behavior import PERFORMANCE
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
@@ -65,6 +69,7 @@ def _adjust(rate: FloatArray, n: FloatArray) -> FloatArray:
         return np.where(rate == 1, 1 - 0.5 / n, r)
 
 
+@timed
 def performance(raw: RawSession) -> pl.DataFrame:
     """Return one row per block of the session's (invalid-times-filtered) trials."""
     from npc_frames.components._task import open_stim, task_file

@@ -24,12 +24,15 @@ that one dead TTL line does not cost the whole trials table; flip-time onsets ar
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from npc_frames.components._task import first_after
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

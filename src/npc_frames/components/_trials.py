@@ -41,6 +41,7 @@ the no-sync flip time of frame i as cumsum(frameIntervals)[i] and DynRoutData us
 from __future__ import annotations
 
 import datetime
+import logging
 import re
 import warnings
 from collections.abc import Callable
@@ -50,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.components import _nidaq
 from npc_frames.components import _sound_opto as so
 from npc_frames.components._task import (
@@ -74,6 +76,8 @@ from npc_frames.components._task import (
 from npc_frames.errors import BadFormatError, InconsistentDataError
 from npc_frames.schemas.behavior import TRIALS
 
+logger = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
     from npc_frames.readers.stim import StimFile
@@ -94,6 +98,7 @@ LED_WAVELENGTH = 470
 DEFAULT_WAVELENGTH = 488
 
 
+@timed
 def trials(raw: RawSession) -> pl.DataFrame:
     """Return the trials frame of a session's DynamicRouting1 task.
 

@@ -37,6 +37,7 @@ Decisions on quirks:
 from __future__ import annotations
 
 import datetime
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ import numpy.typing as npt
 import polars as pl
 
 from npc_frames import parts
+from npc_frames._log import timed
 from npc_frames.components import _nidaq
 from npc_frames.components import _sound_opto as so
 from npc_frames.components._task import (
@@ -70,6 +72,8 @@ from npc_frames.schemas.behavior import (
     OPTOTAGGING,
     VIS_RF_MAPPING,
 )
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
@@ -223,11 +227,13 @@ def _rf_mapping(raw: RawSession) -> tuple[pl.DataFrame, pl.DataFrame]:
     return drop_invalid(pl.concat(vis), invalid), drop_invalid(pl.concat(aud), invalid)
 
 
+@timed
 def vis_rf_mapping(raw: RawSession) -> pl.DataFrame:
     """Return the visual RF-mapping trials (gratings and flashes) of every RFMapping file."""
     return _rf_mapping(raw)[0]
 
 
+@timed
 def aud_rf_mapping(raw: RawSession) -> pl.DataFrame:
     """Return the auditory RF-mapping trials (tones, AM noise) of every RFMapping file."""
     return _rf_mapping(raw)[1]
@@ -402,6 +408,7 @@ def _tagging_power(stim: StimFile, voltage: FloatArray) -> FloatArray:
     return power
 
 
+@timed
 def optotagging(raw: RawSession) -> pl.DataFrame:
     """Return the optotagging trials of every OptoTagging file (zero rows if none/unrecorded)."""
     sid = str(raw.session_id)
@@ -508,6 +515,7 @@ def _rf_sound_nidaq(
 
 
 # ---------------------------------------------------------------------------- luminance test
+@timed
 def luminance_test(raw: RawSession) -> pl.DataFrame:
     """Return the luminance-test trials (one per level) of every LuminanceTest file."""
     sid = str(raw.session_id)
@@ -535,6 +543,7 @@ def luminance_test(raw: RawSession) -> pl.DataFrame:
 
 
 # ----------------------------------------------------------------------------- invalid times
+@timed
 def invalid_times(raw: RawSession) -> pl.DataFrame:
     """Return the session's invalid-time intervals (manifest annotations, else invalid_times file).
 

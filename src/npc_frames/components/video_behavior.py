@@ -26,6 +26,7 @@ import polars as pl
 from fsspec.core import url_to_fs
 
 from npc_frames import parts
+from npc_frames._log import timed
 from npc_frames.errors import InconsistentDataError, MissingFileError
 from npc_frames.memo import Memo
 from npc_frames.readers.dlc import read_dlc
@@ -140,6 +141,7 @@ def _listing(folder: str) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------ eye tracking
+@timed
 def eye_tracking(raw: RawSession, *, mm_per_px: float | None = None) -> pl.DataFrame:
     """Return the ``eye_tracking`` frame: cr/eye/pupil ellipses per eye-camera frame.
 
@@ -182,6 +184,7 @@ def eye_tracking(raw: RawSession, *, mm_per_px: float | None = None) -> pl.DataF
     return _with_times(raw, EYE_TRACKING, values, times, path)
 
 
+@timed
 def dlc_eye_camera(raw: RawSession) -> pl.DataFrame:
     """Return the ``dlc_eye_camera`` frame: x, y, likelihood of 36 eye keypoints per frame.
 
@@ -290,11 +293,13 @@ def _lp(raw: RawSession, camera: str) -> pl.DataFrame:
     )
 
 
+@timed
 def lp_side_camera(raw: RawSession) -> pl.DataFrame:
     """Return the ``lp_side_camera`` frame: Lightning Pose face parts per side-camera frame."""
     return _lp(raw, "side_camera")
 
 
+@timed
 def lp_front_camera(raw: RawSession) -> pl.DataFrame:
     """Return the ``lp_front_camera`` frame: Lightning Pose face parts per front-camera frame."""
     return _lp(raw, "front_camera")
@@ -339,6 +344,7 @@ def _facemap(
     return _with_times(raw, schema, frame, _frame_times(raw, camera), path)
 
 
+@timed
 def facemap_side_camera(
     raw: RawSession, *, n_components: int = FACEMAP_MAX_COMPONENTS, allow_pickle: bool = False
 ) -> pl.DataFrame:
@@ -350,6 +356,7 @@ def facemap_side_camera(
     return _facemap(raw, "side_camera", n_components=n_components, allow_pickle=allow_pickle)
 
 
+@timed
 def facemap_front_camera(
     raw: RawSession, *, n_components: int = FACEMAP_MAX_COMPONENTS, allow_pickle: bool = False
 ) -> pl.DataFrame:

@@ -8,11 +8,16 @@ are decoded from PyTables attributes without constructing any object.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.errors import BadFormatError
 from npc_frames.readers.pandas_hdf import read_hdf_frame
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DLC_KEY", "read_dlc"]
 
@@ -21,6 +26,7 @@ DLC_KEY = "df_with_missing"
 _COORDS = ("x", "y", "likelihood")
 
 
+@timed
 def read_dlc(path: str) -> tuple[pl.DataFrame, str]:
     """Return (one row per video frame with ``<bodypart>_<coord>`` Float64 columns, scorer).
 

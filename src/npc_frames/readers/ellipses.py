@@ -9,11 +9,16 @@ image x axis), ``<f>_average_confidence``, ``<f>_area`` (π·max(width, height)�
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.errors import BadFormatError
 from npc_frames.readers.pandas_hdf import read_hdf_frame
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ELLIPSE_FEATURES", "ellipse_columns", "read_ellipses"]
 
@@ -28,6 +33,7 @@ def ellipse_columns() -> list[str]:
     return [f"{f}_{c}" for f in ELLIPSE_FEATURES for c in (*_GEOMETRY, *_DERIVED)]
 
 
+@timed
 def read_ellipses(path: str) -> pl.DataFrame:
     """Return one row per video frame with the 24 ``<feature>_<field>`` ellipse columns.
 

@@ -9,9 +9,14 @@ pickle, so :func:`read_proc_npy` refuses unless the caller passes ``allow_pickle
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
+from npc_frames._log import timed
 from npc_frames.errors import BadFormatError, MissingFileError, ParameterError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["read_motion_svd_zarr", "read_proc_npy"]
 
@@ -26,6 +31,7 @@ def _check(values: np.ndarray, path: str) -> np.ndarray:
     return values
 
 
+@timed
 def read_motion_svd_zarr(path: str, *, n_components: int | None = None) -> np.ndarray:
     """Return the (frames, components) motion SVD array of a zarr export (first
     `n_components` only, when given)."""
@@ -48,6 +54,7 @@ def read_motion_svd_zarr(path: str, *, n_components: int | None = None) -> np.nd
         raise BadFormatError(f"zarr chunks unreadable: {exc}", path=path) from exc
 
 
+@timed
 def read_proc_npy(path: str, *, allow_pickle: bool = False, roi: int = 1) -> np.ndarray:
     """Return ``proc['motSVD'][roi]`` of a facemap ``_proc.npy`` (frames × components).
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 
 import numpy as np
 import polars as pl
 
+from npc_frames._log import timed
 from npc_frames.errors import BadFormatError, MissingFileError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["read_lp_metric", "read_lp_predictions"]
 
@@ -89,6 +93,7 @@ def _numeric(path: str, data: bytes, n_header: int, names: list[str]) -> pl.Data
     return df.drop("c0").rename({f"c{j + 1}": n for j, n in enumerate(names)})
 
 
+@timed
 def read_lp_predictions(path: str) -> pl.DataFrame:
     """Return one row per video frame with ``<bodypart>_<coord>`` Float64 columns (file order).
 
@@ -115,6 +120,7 @@ def read_lp_predictions(path: str) -> pl.DataFrame:
     return _numeric(path, data, 3, names)
 
 
+@timed
 def read_lp_metric(path: str) -> pl.DataFrame:
     """Return one row per video frame with one Float64 column per body part (error or temporal
     norm CSV: one header row, unnamed frame-index first column)."""

@@ -19,13 +19,17 @@ are rejected with BadFormatError.
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 from typing import Any
 
 import h5py
 import numpy as np
 
+from npc_frames._log import timed
 from npc_frames.errors import BadFormatError, MissingFileError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["HdfFrame", "hdf_keys", "read_hdf_frame"]
 
@@ -85,6 +89,7 @@ def _block_values(ds: h5py.Dataset, path: str, key: str) -> np.ndarray:
     return np.asarray(ds[()])
 
 
+@timed
 def read_hdf_frame(path: str, key: str | None = None) -> HdfFrame:
     """Return the DataFrame stored under `key` (None: the only key) of a pandas HDFStore file.
 
