@@ -315,3 +315,26 @@ def test_fork_server_preload_names_importable_modules():
 
     for name in pool.PRELOAD:
         assert importlib.import_module(name).__name__ == name
+
+
+def test_workers_see_the_environment_of_the_converting_process_now(monkeypatch) -> None:
+    """Workers fork from a long-lived fork server; variables set after it started (credentials,
+    an S3 endpoint) must still reach them, as they would reach a freshly spawned worker."""
+    import os
+
+    from npc_frames.cache import pool
+
+    def run(tasks: list[str]) -> dict[int, object]:
+        got: dict[int, object] = {}
+        pool.run_in_pool(
+            os.getenv,
+            tasks,
+            2,
+            on_result=got.__setitem__,
+            on_crash=lambda i, e: got.__setitem__(i, e),
+        )
+        return got
+
+    assert run(["NPC_FRAMES_TEST_LATE_VAR", "HOME"])[0] is None  # starts the fork server
+    monkeypatch.setenv("NPC_FRAMES_TEST_LATE_VAR", "set-after-the-server-started")
+    assert run(["NPC_FRAMES_TEST_LATE_VAR"]) == {0: "set-after-the-server-started"}

@@ -155,8 +155,13 @@ def _context() -> Any:
     return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
 
 
-def _init_worker(queue: Any, parent: int) -> None:
-    """Set up a worker: progress queue, death with the parent (prctl + watchdog thread).
+def _init_worker(queue: Any, parent: int, environ: dict[str, str] | None = None) -> None:
+    """Set up a worker: the converting process's environment, progress queue, death with the
+    parent (prctl + watchdog thread).
+
+    A worker forked from the fork server inherits the *server's* environment, taken when the
+    server started; `environ` is the converting process's environment now (credentials, S3
+    endpoints, PYTHONPATH set since), applied as a spawned worker would have seen it.
 
     `parent` is the converting process; a worker's direct parent may be the fork server, which
     exits when the converting process dies (the kernel then kills the worker), and the watchdog
@@ -164,6 +169,12 @@ def _init_worker(queue: Any, parent: int) -> None:
     """
     global _QUEUE
     _QUEUE = queue
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+        for entry in reversed(environ.get("PYTHONPATH", "").split(os.pathsep)):
+            if entry and entry not in sys.path:
+                sys.path.insert(0, entry)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -217,7 +228,10 @@ def _run_batch(
     started: set[int] = set()
     broken = False
     pool = cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(q, os.getpid())
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(q, os.getpid(), dict(os.environ)),
     )
     try:
         futures = {pool.submit(_run_one, fn, i, tasks[i]): i for i in indices}
