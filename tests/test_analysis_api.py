@@ -275,6 +275,114 @@ def test_exclude_invalid_times_nulls_overlapping_windows() -> None:
         an.spike_counts(units, trials, windows=w, exclude_invalid_times=True)
 
 
+_INVALID = pl.DataFrame(
+    {
+        "session_id": [SESSIONS[0], SESSIONS[0], SESSIONS[1]],
+        "start_time": [10.0, 40.0, 0.0],
+        "stop_time": [15.0, 41.0, 30.0],
+    }
+)
+
+
+def _overlaps_invalid(session_id: str, a: float, b: float) -> bool:
+    spans = _INVALID.filter(pl.col("session_id") == session_id).rows()
+    return any(a < hi and lo < b for _, lo, hi in spans)
+
+
+def test_aligned_spikes_exclude_invalid_times_gives_null_lists() -> None:
+    rng = np.random.default_rng(16)
+    units, trials = _units(rng), _trials(rng)
+    trials = trials.with_columns(  # one null event: an empty list, never excluded
+        pl.when(pl.col("trial_index") == 3)
+        .then(None)
+        .otherwise(pl.col("stim_start_time"))
+        .alias("stim_start_time")
+    )
+    start, stop = -0.4, 0.6
+    got = an.aligned_spikes(
+        units,
+        trials,
+        event="stim_start_time",
+        start=start,
+        stop=stop,
+        exclude_invalid_times=True,
+        invalid_times=_INVALID,
+    )
+    assert got.height == units.height * 15
+    spikes = {r["unit_id"]: np.asarray(r["spike_times"]) for r in units.iter_rows(named=True)}
+    events = {
+        (r["session_id"], r["trial_index"]): r["stim_start_time"] for r in trials.rows(named=True)
+    }
+    n_null = 0
+    for row in got.iter_rows(named=True):
+        ev = events[(row["session_id"], row["trial_index"])]
+        if ev is None:
+            assert row["spike_times"] == []
+            continue
+        if _overlaps_invalid(row["session_id"], ev + start, ev + stop):
+            assert row["spike_times"] is None
+            n_null += 1
+            continue
+        t = spikes[row["unit_id"]]
+        expected = t[(t >= ev + start) & (t < ev + stop)] - ev
+        np.testing.assert_allclose(row["spike_times"], expected, rtol=0, atol=1e-12)
+    assert n_null > 0
+    plain = an.aligned_spikes(units, trials, event="stim_start_time", start=start, stop=stop)
+    keep = got["spike_times"].is_not_null()
+    assert got.filter(keep).equals(plain.filter(keep))
+    with pytest.raises(ParameterError):
+        an.aligned_spikes(
+            units, trials, event="stim_start_time", start=0, stop=1, invalid_times=_INVALID
+        )
+
+
+def test_psth_exclude_invalid_times_leaves_intervals_out() -> None:
+    rng = np.random.default_rng(17)
+    units, trials = _units(rng), _trials(rng)
+    start, stop, bin_size = -0.2, 0.5, 0.1
+    got = an.psth(
+        units,
+        trials,
+        event="stim_start_time",
+        start=start,
+        stop=stop,
+        bin_size=bin_size,
+        by=["stim_name"],
+        exclude_invalid_times=True,
+        invalid_times=_INVALID,
+    )
+    edges = start + bin_size * np.arange(8)
+    n_excluded = 0
+    for row in got.iter_rows(named=True):
+        sid = row["session_id"]
+        tr = trials.filter(pl.col("session_id") == sid, pl.col("stim_name") == row["stim_name"])
+        ev = tr["stim_start_time"].to_numpy()
+        ok = np.array([not _overlaps_invalid(sid, e + edges[0], e + edges[-1]) for e in ev])
+        n_excluded += int((~ok).sum())
+        t = np.asarray(units.filter(pl.col("unit_id") == row["unit_id"])["spike_times"][0])
+        k = round((row["bin_start"] - start) / bin_size)
+        counts = [np.sum((t >= e + edges[k]) & (t < e + edges[k + 1])) for e in ev[ok]]
+        assert row["n_trials"] == ok.sum()
+        assert row["rate_mean"] == pytest.approx(np.mean(counts) / bin_size, abs=1e-9)
+        sem = np.std(counts, ddof=1) / np.sqrt(len(counts)) / bin_size
+        assert row["rate_sem"] == pytest.approx(sem, abs=1e-9, nan_ok=True)
+    assert n_excluded > 0
+    # session 1's invalid span covers half its trials: fewer trials than without exclusion
+    plain = an.psth(
+        units,
+        trials,
+        event="stim_start_time",
+        start=start,
+        stop=stop,
+        bin_size=bin_size,
+        by=["stim_name"],
+    )
+    s1 = pl.col("session_id") == SESSIONS[1]
+    assert got.filter(s1)["n_trials"].sum() < plain.filter(s1)["n_trials"].sum()
+    s2 = pl.col("session_id") == SESSIONS[2]
+    assert got.filter(s2).equals(plain.filter(s2))
+
+
 # ------------------------------------------------------------------------- memory bounds
 def test_huge_results_raise_before_allocating(monkeypatch) -> None:
     rng = np.random.default_rng(7)

@@ -247,6 +247,25 @@ def _invalid_by_session(
     return out
 
 
+def _invalid_mask(
+    invalid: Mapping[str, npt.NDArray[np.float64]] | None,
+    session_id: str,
+    a: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """Return True where [a, b) overlaps one of the session's invalid times (all False without
+    any)."""
+    spans = invalid.get(session_id) if invalid is not None else None
+    if spans is None or not spans.size:
+        return np.zeros(a.size, dtype=bool)
+    return _overlaps(a, b, spans)
+
+
+def _null_where(series: pl.Series, null: npt.NDArray[np.bool_]) -> pl.Series:
+    """Return `series` with the rows where `null` is True set to null."""
+    return pl.select(pl.when(pl.lit(pl.Series(~null))).then(series)).to_series().alias(series.name)
+
+
 # ---------------------------------------------------------------------------- spike_counts
 def spike_counts(
     units: FrameLike,
@@ -482,12 +501,16 @@ def aligned_spikes(
     start: float,
     stop: float,
     index: str | None = None,
+    exclude_invalid_times: bool = False,
+    invalid_times: FrameLike | None = None,
 ) -> pl.DataFrame:
     """Return per unit × interval the spike times relative to `event` within ``[start, stop)``:
     ``session_id, unit_id, <index>, spike_times`` (list[f64], seconds from the event).
 
-    `index` is as in :func:`spike_counts`. Intervals whose event time is null/NaN get an empty
-    list.
+    `index`, `exclude_invalid_times` and `invalid_times` are as in :func:`spike_counts`.
+    Intervals whose event time is null/NaN get an empty list; with `exclude_invalid_times`,
+    intervals whose ``[event + start, event + stop)`` overlaps one of the session's invalid times
+    get a null list.
 
     Examples
     --------
@@ -502,12 +525,18 @@ def aligned_spikes(
         raise ParameterError(f"stop {stop} <= start {start}", field="stop", expected="start < stop")
     u, iv = _lazy(units), _lazy(intervals)
     key, sessions, trials_of = _event_sessions(u, iv, event, index, ())
+    invalid = _invalid_by_session(invalid_times, u, exclude_invalid_times)
     parts = []
     for sid in sessions:
         spikes = load_frame_spikes(u, sid, with_obs=False)
         trials = trials_of[sid]
-        rel, _, offsets = _aligned(spikes, _float(trials, "__ev"), start, stop)
+        ev = _float(trials, "__ev")
+        bad = _invalid_mask(invalid, sid, ev + start, ev + stop)
+        rel, _, offsets = _aligned(spikes, np.where(bad, np.nan, ev), start, stop)
         n_t = trials.height
+        lists = list_from_flat(rel, offsets, "spike_times")
+        if bad.any():  # excluded intervals: a null list for every unit
+            lists = _null_where(lists, np.tile(bad, spikes.n_units))
         parts.append(
             pl.DataFrame(
                 [
@@ -516,7 +545,7 @@ def aligned_spikes(
                     .gather(np.repeat(np.arange(spikes.n_units), n_t))
                     .alias(UNIT_KEY),
                     trials[key].cast(pl.Int64).gather(np.tile(np.arange(n_t), spikes.n_units)),
-                    list_from_flat(rel, offsets, "spike_times"),
+                    lists,
                 ]
             )
         )
@@ -542,6 +571,8 @@ def psth(
     bin_size: float,
     by: Sequence[str] = (),
     index: str | None = None,
+    exclude_invalid_times: bool = False,
+    invalid_times: FrameLike | None = None,
 ) -> pl.DataFrame:
     """Return binned firing rates around `event` per unit (and per group of interval columns
     `by`): ``session_id, unit_id, *by, bin_start, bin_stop, n_trials, rate_mean, rate_sem`` (Hz).
@@ -550,7 +581,9 @@ def psth(
     a null/NaN event excluded; ``rate_sem`` is the standard error of the mean over intervals (NaN
     for a single interval). Bins are ``[start + k·bin_size, start + (k+1)·bin_size)``. `index` is
     as in :func:`spike_counts` (it only decides which interval tables are accepted: rows are
-    per group, not per interval).
+    per group, not per interval). With `exclude_invalid_times` (and `invalid_times`, as in
+    :func:`spike_counts`), intervals whose binned span overlaps one of the session's invalid
+    times are left out like intervals with a null event: they count in no group's ``n_trials``.
 
     Examples
     --------
@@ -572,12 +605,14 @@ def psth(
     n_bins = int(n_bins_f)
     u, iv = _lazy(units), _lazy(intervals)
     _, sessions, trials_of = _event_sessions(u, iv, event, index, by)
+    invalid = _invalid_by_session(invalid_times, u, exclude_invalid_times)
     iv_schema = iv.collect_schema()
     parts = []
     for sid in sessions:
         trials = trials_of[sid]
         ev = _float(trials, "__ev")
-        keep = np.isfinite(ev)
+        span = (ev + start, ev + start + n_bins * bin_size)
+        keep = np.isfinite(ev) & ~_invalid_mask(invalid, sid, *span)
         trials, ev = trials.filter(pl.Series(keep)), ev[keep]
         n_units = u.filter(pl.col("session_id") == sid).select(pl.len()).collect().item()
         groups = (
