@@ -422,14 +422,17 @@ def _session_counts(
     n_u, n_t, n_w = spikes.n_units, trials.height, len(names)
     a = [_float(trials, f"__a{k}") for k in range(n_w)]
     b = [_float(trials, f"__b{k}") for k in range(n_w)]
-    # every window edge of every interval in one bounds vector -> one binary search per unit
-    below, column = spikes.below_unique(np.concatenate([*a, *b]))
+    # every window edge of every interval in one bounds vector -> one binary search per unit;
+    # int32 cumulative counts (exact: a unit has far fewer than 2**31 spikes) halve the traffic
+    # of the gathers below
+    below, column = spikes.below_unique(np.concatenate([*a, *b]), dtype=np.int32)
     count = np.empty((n_w, n_u, n_t), dtype=np.uint32)
     valid = np.ones((n_w, n_u, n_t), dtype=bool)
     for k in range(n_w):  # a handful of windows
-        lo = below[:, column[k * n_t : (k + 1) * n_t]]
-        hi = below[:, column[(n_w + k) * n_t : (n_w + k + 1) * n_t]]
-        count[k] = np.maximum(hi - lo, 0)
+        hi = np.take(below, column[(n_w + k) * n_t : (n_w + k + 1) * n_t], axis=1)
+        hi -= np.take(below, column[k * n_t : (k + 1) * n_t], axis=1)
+        np.maximum(hi, 0, out=hi)
+        count[k] = hi.view(np.uint32)
         ok = np.isfinite(a[k]) & np.isfinite(b[k]) & (b[k] >= a[k])
         if invalid is not None and invalid.size:
             ok &= ~_overlaps(a[k], b[k], invalid)
@@ -439,15 +442,18 @@ def _session_counts(
     del below
     counts = _with_validity("count", count.ravel(), valid.ravel())
     n = n_w * n_u * n_t
-    unit_row = np.tile(np.repeat(np.arange(n_u, dtype=np.int32), n_t), n_w)
-    trial_row = np.tile(np.arange(n_t, dtype=np.int32), n_w * n_u)
+    # row order: window, then unit, then interval; gathers take UInt32 index Series (Polars'
+    # index type: no conversion of the index arrays)
+    unit_row = pl.Series(np.tile(np.repeat(np.arange(n_u, dtype=np.uint32), n_t), n_w))
+    trial_row = pl.Series(np.tile(np.arange(n_t, dtype=np.uint32), n_w * n_u))
+    window_row = pl.Series(np.repeat(np.arange(n_w, dtype=np.uint32), n_u * n_t))
     window = pl.Series("window", list(names), dtype=pl.Enum(list(names)))
     return pl.DataFrame(
         [
             _ids(session_id, n).alias("session_id"),
             _ids(spikes.unit_ids).gather(unit_row).alias(UNIT_KEY),
             trials[key].cast(pl.Int64).gather(trial_row).alias(key),
-            window.gather(np.repeat(np.arange(n_w, dtype=np.int32), n_u * n_t)),
+            window.gather(window_row),
             counts,
             *(trials[c].gather(trial_row) for c in trial_columns if c != key),
         ]

@@ -1,33 +1,34 @@
-"""Where one session's spikes come from: any units frame, or memory-mapped cache files.
+"""Where one session's spikes come from: any units frame, or a cache's units files.
 
-Both sources give the same :class:`Spikes`: flat float64 value arrays ("segments") with, per unit,
-the start and length of its sorted spike times, so the counting code does not know which it got.
+Both sources give the same :class:`Spikes`: "segments" of float64 values (a flat array, or
+byte ranges of an open file) with, per unit, the start and length of its sorted spike times, so
+the counting code does not know which it got.
 
 - Any frame (eager, or a LazyFrame that computes ``spike_times``): one session is collected at a
   time through Polars and its Arrow chunks are viewed without copying (``npc_frames.lists``).
 - A LazyFrame that is a plain scan of a local cache (``nf.scan_units(cache)``, possibly filtered
-  and projected): unit rows are selected through Polars without touching ``spike_times``, and the
-  spike times are read straight from the memory-mapped pages of the packed column
-  (``_pages.read_packed``): no decode and no copy, the page cache is the only copy.
+  and projected): unit rows are selected through Polars without touching ``spike_times``; the
+  byte range of each unit's values in the packed column is found from the Parquet page headers
+  (``_pages.read_packed``) and, when the unit is searched, read from the page cache into one
+  reused aligned buffer: no decode, no per-session allocation of the spikes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import mmap
 import os
 import re
-from collections.abc import Callable
+import sys
 from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from npc_frames.analysis._pages import _Unsupported, read_packed
-from npc_frames.analysis._search import below_into
+from npc_frames.analysis._search import below_into, read_values
 from npc_frames.lists import flat_list_chunks
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,16 @@ UNIT_KEY = "unit_id"
 @dataclass(frozen=True)
 class Segment:
     """Units whose spikes lie in one flat array: ``values[starts[i]:starts[i] + lengths[i]]`` are
-    the sorted spike times of unit ``rows[i]`` (its row in :attr:`Spikes.unit_ids`)."""
+    the sorted spike times of unit ``rows[i]`` (its row in :attr:`Spikes.unit_ids`).
 
-    values: npt.NDArray[np.float64]
+    Or, with `file` set instead of `values`: ``lengths[i]`` little-endian float64 at byte
+    ``starts[i]`` of that open file (read with ``os.preadv`` when searched)."""
+
+    values: npt.NDArray[np.float64] | None
     starts: npt.NDArray[np.int64]
     lengths: npt.NDArray[np.int64]
     rows: npt.NDArray[np.int64]
-    #: called once the segment has been searched (drops mapped pages no longer needed)
-    release: Callable[[], None] | None = None
+    file: BinaryIO | None = None
 
 
 @dataclass(frozen=True)
@@ -76,16 +79,19 @@ class Spikes:
         return unique[:, inverse]
 
     def below_unique(
-        self, bounds: npt.NDArray[np.float64]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        self, bounds: npt.NDArray[np.float64], dtype: type[np.signedinteger[Any]] = np.int64
+    ) -> tuple[npt.NDArray[np.signedinteger[Any]], npt.NDArray[np.int64]]:
         """Return (a (units, distinct bounds) matrix of spikes below each distinct bound, the
-        column of each of `bounds` in it): the matrix without repeating shared edges."""
+        column of each of `bounds` in it): the matrix without repeating shared edges.
+
+        `dtype` is that of the matrix (int32 when no unit has 2**31 spikes or more)."""
         unique, inverse = np.unique(bounds, return_inverse=True)
-        out = np.zeros((self.n_units, unique.size), dtype=np.int64)
+        if np.iinfo(dtype).max < int(self.lengths().max(initial=0)):
+            dtype = np.int64
+        out = np.zeros((self.n_units, unique.size), dtype=dtype)
         for s in self.segments:
-            below_into(s.values, s.starts, s.lengths, unique, s.rows, out)
-            if s.release is not None:
-                s.release()
+            fd = s.file.fileno() if s.file is not None else None
+            below_into(s.values, s.starts, s.lengths, unique, s.rows, out, fd=fd)
         return out, inverse.ravel()
 
     def flat(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -95,7 +101,12 @@ class Spikes:
         out = np.empty(int(offsets[-1]), dtype=np.float64)
         for s in self.segments:
             for start, n, row in zip(s.starts, s.lengths, s.rows, strict=True):  # per unit
-                out[offsets[row] : offsets[row] + n] = s.values[start : start + n]
+                dest = out[offsets[row] : offsets[row] + n]
+                if s.file is not None:
+                    read_values(s.file.fileno(), int(start), dest)
+                else:
+                    assert s.values is not None
+                    dest[...] = s.values[start : start + n]
         return out, offsets
 
 
@@ -207,66 +218,37 @@ def load_cache_spikes(
     path = _units_file(root, session_id)
     try:
         with open(path, "rb") as f:
-            # a private mapping: writable arrays (numpy's search copies read-only ones), while
-            # pages stay shared with the page cache as long as nothing writes (nothing does)
-            buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         file = pq.ParquetFile(path)
         packed = read_packed(path, "spike_times", buffer, file.metadata)
-        file_ids = file.read(columns=[UNIT_KEY])[UNIT_KEY].to_pylist()
+        # a plain scan keeps the file's row order and a filter only drops rows, so a selection
+        # with as many rows as the file is the file: no need to read and match its ids
+        everything = selected.height == file.metadata.num_rows
+        file_ids = [] if everything else file.read(columns=[UNIT_KEY])[UNIT_KEY].to_pylist()
     except (_Unsupported, OSError, ValueError, KeyError) as exc:
         logger.debug("%s: reading spike_times through Polars (%s)", path, exc)
         return None
-    position = {u: k for k, u in enumerate(file_ids)}
-    wanted = selected[UNIT_KEY].to_list()
-    if len(position) != len(file_ids) or any(u not in position for u in wanted):
-        return None  # duplicate or unknown ids: not a plain selection of this file's rows
-    row_in_file = np.fromiter((position[u] for u in wanted), dtype=np.int64, count=len(wanted))
+    if everything:
+        row_in_file = np.arange(selected.height, dtype=np.int64)
+    else:
+        position = {u: k for k, u in enumerate(file_ids)}
+        wanted = selected[UNIT_KEY].to_list()
+        if len(position) != len(file_ids) or any(u not in position for u in wanted):
+            return None  # duplicate or unknown ids: not a plain selection of this file's rows
+        row_in_file = np.fromiter((position[u] for u in wanted), dtype=np.int64, count=len(wanted))
     start, nbytes = packed.start[row_in_file], packed.nbytes[row_in_file]
-    if np.any(nbytes % 8):
+    if np.any(nbytes % 8) or sys.byteorder != "little":
         return None
-    size = len(buffer)
-    views = [np.frombuffer(buffer, dtype="<f8", offset=k, count=(size - k) // 8) for k in range(8)]
-    segments = []
-    chunk = start // _RELEASE_BYTES
-    for c in np.unique(chunk[nbytes > 0]):
-        # a value's alignment is its file offset mod 8: one float view per offset
-        in_chunk = (chunk == c) & (nbytes > 0)
-        parts = []
-        for k in range(8):
-            sel = np.flatnonzero(in_chunk & (start % 8 == k))
-            if sel.size:
-                parts.append(Segment(views[k], (start[sel] - k) // 8, nbytes[sel] // 8, sel))
-        # once a chunk's units are searched its pages leave this process's RSS (they stay in
-        # the page cache): resident memory stays ~one chunk per worker, not one file
-        a, b = int(c) * _RELEASE_BYTES, min(size, (int(c) + 1) * _RELEASE_BYTES)
-        parts[-1] = dataclasses.replace(parts[-1], release=_releaser(buffer, a, b))
-        segments.extend(parts)
-    return Spikes(selected[UNIT_KEY], segments, obs_intervals(selected) if with_obs else None)
-
-
-#: mapped bytes searched before their pages are released
-_RELEASE_BYTES = 64 * 2**20
-
-
-def _fields(
-    s: Segment,
-) -> tuple[
-    npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
-]:
-    return s.values, s.starts, s.lengths, s.rows
-
-
-def _releaser(buffer: mmap.mmap, a: int, b: int) -> Callable[[], None] | None:
-    advice = getattr(mmap, "MADV_DONTNEED", None)
-    if advice is None:
-        return None
-    start = a - a % mmap.PAGESIZE
-
-    def release() -> None:
-        with contextlib.suppress(OSError, ValueError):  # advice only: nothing depends on it
-            buffer.madvise(advice, start, b - start)
-
-    return release
+    # each unit's values are read (os.preadv) into an aligned buffer when searched: one copy
+    # from the page cache and no page of the file mapped into this process (no page faults, no
+    # resident file pages). Mapping them instead costs more: the values of most units are not
+    # 8-byte aligned in the pages (a 4-byte length prefix precedes each), so numpy's search
+    # copies them anyway, into fresh allocations
+    del packed
+    buffer.close()  # only the page headers and length prefixes were needed
+    has = np.flatnonzero(nbytes > 0)
+    segment = Segment(None, start[has], nbytes[has] // 8, has, file=open(path, "rb"))  # noqa: SIM115
+    return Spikes(selected[UNIT_KEY], [segment], obs_intervals(selected) if with_obs else None)
 
 
 def cache_file_exists(root: str, session_id: str) -> bool:
