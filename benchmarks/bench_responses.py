@@ -9,14 +9,29 @@ counting inside is. Not run by CI.
 
     python benchmarks/bench_responses.py                      # 2 full-scale sessions
     python benchmarks/bench_responses.py --sessions 1 --spikes 20e6
+
+``--cache 20`` measures the cached path instead, end to end: 20 full-scale sessions are written to
+a cache (``--distinct`` of them generated, the others renamed copies: every session its own
+files), and a fresh process runs ``nf.unit_responses(cache, executor=ThreadPoolExecutor(2))``
+over all of them (reading the inputs from the cache, computing, writing the results and the
+catalog), then ``nf.vis_rf_maps`` of one session; each prints wall, CPU (user + system, all
+threads) and peak RSS, on a warm page cache.
+
+    python benchmarks/bench_responses.py --cache 20           # the issue's 20-session figure
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -110,6 +125,120 @@ def make_session(
     }
 
 
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _peak_mb() -> float:
+    """Return this process's peak RSS (VmHWM: ru_maxrss would include the parent's, across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_cache(
+    root: Path, n_sessions: int, distinct: int, n_units: int, n_spikes: int
+) -> list[str]:
+    """Write `n_sessions` sessions' units and interval tables to the cache at `root`; return ids."""
+    from npc_frames import storage
+    from npc_frames.cache import data_path
+    from npc_frames.cache_layout import to_parquet_bytes
+
+    sids = []
+    for i in range(distinct):
+        units, tables = make_session(i, n_units, n_spikes)
+        old = units["session_id"][0]
+        for j in range(i, n_sessions, distinct):
+            sid = f"{661000 + j}_2023-02-{1 + j % 28:02d}"
+            frames = {
+                "units": units.with_columns(
+                    session_id=pl.lit(sid),
+                    unit_id=pl.col("unit_id").str.replace(old, sid, literal=True),
+                ),
+                **{k: v.with_columns(session_id=pl.lit(sid)) for k, v in tables.items()},
+            }
+            for name, df in frames.items():
+                path = data_path(str(root), name, sid)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                storage.atomic_write_bytes(path, to_parquet_bytes(df, component=name))
+            sids.append(sid)
+        del units, tables
+    return sorted(sids)
+
+
+def _warm(root: Path) -> None:
+    for p in sorted(root.rglob("*.parquet")):
+        with open(p, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+
+def child(root: Path, what: str, workers: int) -> None:
+    import npc_frames as nf
+
+    sids = json.loads((root / "sessions.json").read_text())
+    _warm(root)
+    t0, c0 = time.perf_counter(), _cpu()
+    if what == "unit_responses":
+        with ThreadPoolExecutor(workers) as pool:
+            df = nf.unit_responses(cache=str(root), session_ids=sids, executor=pool, overwrite=True)
+    else:
+        df = nf.vis_rf_maps(cache=str(root), session_ids=sids[:1], overwrite=True)
+    out = {
+        "what": what,
+        "sessions": df["session_id"].n_unique(),
+        "rows": df.height,
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": _cpu() - c0,
+        "peak_rss_mb": _peak_mb(),
+    }
+    print("RESULT " + json.dumps(out))
+
+
+def cached(args: argparse.Namespace) -> None:
+    root = args.dir or Path(tempfile.mkdtemp(prefix="bench_responses_"))
+    stamp = root / f"done_{args.cache}_{args.distinct}_{args.units}_{int(args.spikes)}"
+    if not stamp.exists():
+        t0 = time.perf_counter()
+        root.mkdir(parents=True, exist_ok=True)
+        sids = write_cache(root, args.cache, args.distinct, args.units, int(args.spikes))
+        (root / "sessions.json").write_text(json.dumps(sids))
+        stamp.touch()
+        print(f"wrote {len(sids)} sessions in {time.perf_counter() - t0:.0f} s under {root}")
+    for what in ("unit_responses", "vis_rf_maps"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                what,
+                "--dir",
+                str(root),
+                "--workers",
+                str(args.workers),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{what} failed: {proc.stderr.strip().splitlines()[-3:]}")
+            continue
+        r = json.loads(line[7:])
+        print(
+            f"{what}: {r['sessions']} sessions x {args.units} units, {r['rows']} rows: "
+            f"{r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU "
+            f"({r['cpu_seconds'] / max(r['sessions'], 1):.2f} s CPU per session), "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+    print(f"load average: {os.getloadavg()} ({os.cpu_count()} cores)")
+
+
 def main() -> None:
     from npc_frames.responses import compute_unit_responses
     from npc_frames.rf_maps import compute_aud_rf_maps, compute_vis_rf_maps
@@ -118,7 +247,18 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=2)
     parser.add_argument("--units", type=int, default=2400)
     parser.add_argument("--spikes", type=float, default=60e6)
+    parser.add_argument("--cache", type=int, default=0, help="sessions in a cache (see above)")
+    parser.add_argument("--distinct", type=int, default=2, help="with --cache: generated sessions")
+    parser.add_argument("--workers", type=int, default=2, help="with --cache: executor threads")
+    parser.add_argument("--dir", type=Path, default=None, help="with --cache: reuse/keep it here")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args.dir, args.child, args.workers)
+        return
+    if args.cache:
+        cached(args)
+        return
     per_session, vis_t, aud_t, cpu = [], [], [], []
     for i in range(args.sessions):
         units, tables = make_session(i, args.units, int(args.spikes))

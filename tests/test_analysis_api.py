@@ -447,6 +447,13 @@ def test_cache_scans_are_read_from_mapped_pages_and_equal_brute_force(
     with monkeypatch.context() as m:
         m.setattr(an, "load_frame_spikes", no_polars)
         got = an.spike_counts(scan, nf.scan_trials(cache=str(tmp_path)), windows=w)
+        # psth and aligned_spikes read the same pages
+        ev = {"event": "stim_start_time", "start": -0.3, "stop": 0.4}
+        aligned = an.aligned_spikes(scan, trials, **ev)
+        rates = an.psth(scan, trials, **ev, bin_size=0.05, by=["stim_name"])
+    assert aligned.equals(an.aligned_spikes(scan.collect(), trials, **ev))
+    assert aligned["spike_times"].list.len().sum() > 0
+    assert rates.equals(an.psth(scan.collect(), trials, **ev, bin_size=0.05, by=["stim_name"]))
     via_frames = an.spike_counts(
         scan.collect(), nf.scan_trials(cache=str(tmp_path)).collect(), windows=w
     )

@@ -364,11 +364,7 @@ def spike_counts(
     def one(sid: str) -> pl.DataFrame:
         if _on_session is not None:
             _on_session("start", sid)
-        spikes = None
-        if root is not None and cache_file_exists(root, sid):
-            spikes = load_cache_spikes(root, sid, units_of[sid], with_obs)
-        if spikes is None:
-            spikes = load_frame_spikes(u, sid, with_obs)
+        spikes = _session_spikes(u, root, sid, units_of[sid], with_obs)
         inv = invalid.get(sid) if invalid is not None else None
         out = _session_counts(spikes, sid, trials_of[sid], list(specs), key, trial_columns, inv)
         if _on_session is not None:
@@ -460,21 +456,35 @@ def _session_counts(
     )
 
 
+def _session_spikes(
+    u: pl.LazyFrame, root: str | None, session_id: str, selected: pl.DataFrame, with_obs: bool
+) -> Spikes:
+    """Return one session's spikes: from the cache file when `u` is a plain scan of a local
+    cache (`root`) and the file is laid out as expected, else collected through Polars."""
+    spikes = None
+    if root is not None and cache_file_exists(root, session_id):
+        spikes = load_cache_spikes(root, session_id, selected, with_obs)
+    if spikes is None:
+        spikes = load_frame_spikes(u, session_id, with_obs)
+    return spikes
+
+
 # ----------------------------------------------------------------- aligned spikes and PSTH
 def _event_sessions(
     u: pl.LazyFrame, iv: pl.LazyFrame, event: str, index: str | None, carried: Sequence[str]
-) -> tuple[str, list[str], dict[str, pl.DataFrame]]:
-    """Return (index column, sessions in both frames, per-session interval rows)."""
+) -> tuple[str, list[str], dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    """Return (index column, sessions in both frames, per-session interval rows, per-session
+    ``unit_id`` rows of the units)."""
     key = _resolve_index(iv, index)
     _require(u, ["session_id", UNIT_KEY, "spike_times"], "units")
     _require(iv, ["session_id", *([key] if key else []), event, *carried], "intervals")
-    unit_sessions = (
-        u.select(pl.col("session_id").cast(pl.String).unique()).collect()["session_id"].to_list()
-    )
+    selection = u.select(pl.col("session_id").cast(pl.String), UNIT_KEY).collect()
+    by_session = selection.partition_by("session_id", as_dict=True, maintain_order=True)
+    units_of = {str(k[0]): v for k, v in by_session.items()}
     trials_of = _intervals_by_session(
-        iv, unit_sessions, key, {"ev": pl.col(event).cast(pl.Float64)}, carried
+        iv, list(units_of), key, {"ev": pl.col(event).cast(pl.Float64)}, carried
     )
-    return key or ROW_KEY, sorted(set(unit_sessions) & set(trials_of)), trials_of
+    return key or ROW_KEY, sorted(set(units_of) & set(trials_of)), trials_of, units_of
 
 
 def _aligned(
@@ -530,11 +540,12 @@ def aligned_spikes(
     if not stop > start:
         raise ParameterError(f"stop {stop} <= start {start}", field="stop", expected="start < stop")
     u, iv = _lazy(units), _lazy(intervals)
-    key, sessions, trials_of = _event_sessions(u, iv, event, index, ())
+    key, sessions, trials_of, units_of = _event_sessions(u, iv, event, index, ())
     invalid = _invalid_by_session(invalid_times, u, exclude_invalid_times)
+    root = cache_root_of(u)
     parts = []
     for sid in sessions:
-        spikes = load_frame_spikes(u, sid, with_obs=False)
+        spikes = _session_spikes(u, root, sid, units_of[sid], with_obs=False)
         trials = trials_of[sid]
         ev = _float(trials, "__ev")
         bad = _invalid_mask(invalid, sid, ev + start, ev + stop)
@@ -610,7 +621,8 @@ def psth(
     _check_size(8 * float(n_bins_f), "psth bins")  # one float per bin, before any per-unit work
     n_bins = int(n_bins_f)
     u, iv = _lazy(units), _lazy(intervals)
-    _, sessions, trials_of = _event_sessions(u, iv, event, index, by)
+    _, sessions, trials_of, units_of = _event_sessions(u, iv, event, index, by)
+    root = cache_root_of(u)
     invalid = _invalid_by_session(invalid_times, u, exclude_invalid_times)
     iv_schema = iv.collect_schema()
     parts = []
@@ -620,7 +632,7 @@ def psth(
         span = (ev + start, ev + start + n_bins * bin_size)
         keep = np.isfinite(ev) & ~_invalid_mask(invalid, sid, *span)
         trials, ev = trials.filter(pl.Series(keep)), ev[keep]
-        n_units = u.filter(pl.col("session_id") == sid).select(pl.len()).collect().item()
+        n_units = units_of[sid].height
         groups = (
             trials.select(by)
             .with_row_index("_row")
@@ -634,7 +646,7 @@ def psth(
             continue
         # 3 float arrays and ~6 output columns per (unit, group, bin) cell
         _check_size(80.0 * n_u * n_g * n_bins, "psth result")
-        spikes = load_frame_spikes(u, sid, with_obs=False)
+        spikes = _session_spikes(u, root, sid, units_of[sid], with_obs=False)
         group_of_trial = np.empty(n_t, dtype=np.int64)
         n_in_group = np.zeros(n_g, dtype=np.int64)
         for g, rows in enumerate(groups["_row"].to_list()):  # one entry per interval group
