@@ -109,9 +109,13 @@ def _session_task(
         "error": None,
     }
     try:
-        units = _read_partition(root, "units", session_id)
-        if units is None:
+        if not storage.exists(_data_file(root, "units", session_id)):
             raise FileNotFoundError(_data_file(root, "units", session_id))
+        # units stay a lazy scan: the analysis functions read its spikes from the file itself
+        # (a local cache) instead of decoding every spike of the session into memory
+        from npc_frames.cache import scan
+
+        units = scan("units", cache=root).filter(pl.col("session_id") == session_id)
         tables = {c: _read_partition(root, c, session_id) for c in INPUTS[1:]}
         df = _resolve(target)(units, tables, **params)
         meta = {
@@ -177,7 +181,8 @@ def compute_derived(
     """Return a derived component of the sessions, computing and caching what is missing.
 
     `target` (``"module:function"``) is called as ``function(units, tables, **params)`` per
-    session, with ``tables`` the session's other :data:`INPUTS` by name (None when absent).
+    session, with ``units`` a LazyFrame scan of the session's cached units and ``tables`` the
+    session's other :data:`INPUTS` by name (DataFrames; None when absent).
     Sessions default to every session whose ``units`` converted. Failures are catalogued (status
     ``failed`` with the error) and logged; their rows are absent from the result.
     """

@@ -57,7 +57,7 @@ OPTO_TAGGING_SCHEMA: dict[str, pl.DataType] = {
 
 
 def compute_opto_tagging(
-    units: pl.DataFrame,
+    units: pl.DataFrame | pl.LazyFrame,
     tables: Mapping[str, pl.DataFrame | None],
     *,
     window: tuple[float, float] = RESPONSE_WINDOW,
@@ -65,9 +65,11 @@ def compute_opto_tagging(
     """Return the ``opto_tagging`` frame (:data:`OPTO_TAGGING_SCHEMA`) of one session: one row
     per unit, empty when the session has no optotagging pulses."""
     from npc_frames.analysis import aligned_spikes, spike_counts
+    from npc_frames.responses import _session_of
 
     table = tables.get("optotagging")
-    if table is None or table.is_empty() or units.is_empty():
+    sid = _session_of(units)
+    if table is None or table.is_empty() or sid is None:
         return pl.DataFrame(schema=OPTO_TAGGING_SCHEMA)
     pulses = table.filter(pl.col("stim_start_time").is_not_nan()).select(
         "session_id", "trial_index", "stim_start_time"
@@ -108,7 +110,6 @@ def compute_opto_tagging(
     k = df["k"].to_numpy()
     n = df["n_discordant"].to_numpy()
     p = np.where(n > 0, stats.binom.sf(k - 1, np.maximum(n, 1), 0.5), 1.0)
-    sid = str(units["session_id"][0])
     return (
         df.with_columns(
             pl.lit(sid).alias("session_id"),

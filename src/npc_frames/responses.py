@@ -227,6 +227,13 @@ def _latency(
 
 
 # ------------------------------------------------------------------------------- one session
+def _session_of(units: pl.DataFrame | pl.LazyFrame) -> str | None:
+    """Return the session id of a one-session units frame (None: no units), without reading
+    its spikes."""
+    first = units.lazy().select(pl.col("session_id").cast(pl.String)).head(1).collect()
+    return None if first.is_empty() else str(first["session_id"][0])
+
+
 def _events(tables: Mapping[str, pl.DataFrame | None], session_id: str) -> pl.DataFrame:
     """Return every stimulus onset of a session: trial_index (row), t, stimulus, rewarded flag."""
     parts = []
@@ -268,7 +275,7 @@ def _events(tables: Mapping[str, pl.DataFrame | None], session_id: str) -> pl.Da
 
 
 def _count_matrix(
-    units: pl.DataFrame, events: pl.DataFrame, win: ResponseWindows
+    units: pl.DataFrame | pl.LazyFrame, events: pl.DataFrame, win: ResponseWindows
 ) -> tuple[list[str], IntArray, IntArray, npt.NDArray[np.bool_]]:
     """Return (unit ids, baseline counts, response counts, valid) as (units, events) arrays."""
     from npc_frames.analysis import spike_counts
@@ -303,7 +310,10 @@ def _count_matrix(
 
 
 def _binned(
-    units: pl.DataFrame, events: pl.DataFrame, win: ResponseWindows, unit_ids: Sequence[str]
+    units: pl.DataFrame | pl.LazyFrame,
+    events: pl.DataFrame,
+    win: ResponseWindows,
+    unit_ids: Sequence[str],
 ) -> FloatArray:
     """Return (units, stimuli, bins) spike counts in the response window summed over trials."""
     from npc_frames.analysis import psth
@@ -352,10 +362,11 @@ def compute_unit_responses(
     windows fall outside a unit's observation intervals are left out for that unit.
     """
     wins = {**DEFAULT_WINDOWS, **(windows or {})}
-    u = units.collect() if isinstance(units, pl.LazyFrame) else units
-    if u.is_empty():
+    # a LazyFrame (e.g. a cache scan) stays lazy: the counting functions read its spikes
+    u = units
+    session_id = _session_of(u)
+    if session_id is None:
         return pl.DataFrame(schema=UNIT_RESPONSES_SCHEMA)
-    session_id = str(u["session_id"][0])
     events = _events(tables, session_id)
     parts = []
     for group, win in wins.items():
@@ -371,7 +382,7 @@ def compute_unit_responses(
 
 
 def _group_responses(
-    units: pl.DataFrame, events: pl.DataFrame, win: ResponseWindows, session_id: str
+    units: pl.DataFrame | pl.LazyFrame, events: pl.DataFrame, win: ResponseWindows, session_id: str
 ) -> pl.DataFrame:
     unit_ids, base, resp, valid = _count_matrix(units, events, win)
     names = list(dict.fromkeys(events["stimulus"].to_list()))

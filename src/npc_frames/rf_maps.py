@@ -21,6 +21,7 @@ import polars as pl
 from scipy import sparse
 
 from npc_frames.errors import ParameterError
+from npc_frames.responses import _session_of
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def fit_gaussian_2d(
 
 
 def _counts(
-    units: pl.DataFrame, trials: pl.DataFrame, window: tuple[float, float]
+    units: pl.DataFrame | pl.LazyFrame, trials: pl.DataFrame, window: tuple[float, float]
 ) -> tuple[list[str], FloatArray]:
     """Return (unit ids, (units, trials) counts; NaN outside observation intervals → 0 trials)."""
     from npc_frames.analysis import spike_counts
@@ -208,7 +209,7 @@ def _list_column(name: str, values: npt.NDArray[np.generic], dtype: pl.DataType)
 
 
 def compute_vis_rf_maps(
-    units: pl.DataFrame,
+    units: pl.DataFrame | pl.LazyFrame,
     tables: Mapping[str, pl.DataFrame | None],
     *,
     window: tuple[float, float] = RESPONSE_WINDOW,
@@ -221,7 +222,8 @@ def compute_vis_rf_maps(
     pooled); one row per unit. Empty when the session has no grating trials.
     """
     table = tables.get("vis_rf_mapping")
-    if table is None or table.is_empty() or units.is_empty():
+    sid = _session_of(units)
+    if table is None or table.is_empty() or sid is None:
         return pl.DataFrame(schema=VIS_RF_MAPS_SCHEMA)
     trials = table.filter(
         pl.col("is_small_field_grating").fill_null(False),
@@ -245,7 +247,6 @@ def compute_vis_rf_maps(
     present = n_per > 0
     fit = fit_gaussian_2d(rates[:, present], px.ravel()[present], py.ravel()[present])
     n_u = len(ids)
-    sid = str(units["session_id"][0])
     df = pl.DataFrame(
         [
             pl.Series("session_id", [sid] * n_u, dtype=pl.String),
@@ -271,7 +272,7 @@ def compute_vis_rf_maps(
 
 
 def compute_aud_rf_maps(
-    units: pl.DataFrame,
+    units: pl.DataFrame | pl.LazyFrame,
     tables: Mapping[str, pl.DataFrame | None],
     *,
     window: tuple[float, float] = RESPONSE_WINDOW,
@@ -285,7 +286,8 @@ def compute_aud_rf_maps(
     frequency of the highest mean rate. One row per unit; empty without tone trials.
     """
     table = tables.get("aud_rf_mapping")
-    if table is None or table.is_empty() or units.is_empty():
+    sid = _session_of(units)
+    if table is None or table.is_empty() or sid is None:
         return pl.DataFrame(schema=AUD_RF_MAPS_SCHEMA)
     trials = table.filter(
         pl.col("is_pure_tone").fill_null(False),
@@ -302,7 +304,6 @@ def compute_aud_rf_maps(
     rates = mean / width
     best = freqs[np.argmax(np.where(n_per > 0, rates, -np.inf), axis=1)]
     n_u = len(ids)
-    sid = str(units["session_id"][0])
     return pl.DataFrame(
         [
             pl.Series("session_id", [sid] * n_u, dtype=pl.String),
