@@ -558,3 +558,19 @@ def test_pynapple_bridge_equals_pynapple_counts() -> None:
     with pytest.raises(ParameterError):
         nf.to_pynapple(_units(rng))  # three sessions
     assert len(nf.to_pynapple(_units(rng), session_id=SESSIONS[1])) == 4
+
+
+def test_session_count_arrays_equal_spike_counts() -> None:
+    rng = np.random.default_rng(18)
+    units, trials = _units(rng), _trials(rng)
+    w = {"a": ("stim_start_time", -0.3, 0.2), "b": ("stim_start_time", "response_time")}
+    one = units.filter(pl.col("session_id") == SESSIONS[1])
+    ids, order, counts, valid = an.session_count_arrays(one, trials, windows=w)
+    frame = an.spike_counts(one, trials, windows=w)
+    assert ids == frame["unit_id"].cast(pl.String).unique(maintain_order=True).to_list()
+    assert order.tolist() == list(range(15))
+    expected = frame["count"].to_numpy().reshape(2, len(ids), 15)
+    assert np.array_equal(valid, ~np.isnan(expected))
+    assert np.array_equal(counts[valid], expected[valid])
+    with pytest.raises(ParameterError):  # one session only
+        an.session_count_arrays(units, trials, windows=w)

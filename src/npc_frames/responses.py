@@ -278,35 +278,26 @@ def _count_matrix(
     units: pl.DataFrame | pl.LazyFrame, events: pl.DataFrame, win: ResponseWindows
 ) -> tuple[list[str], IntArray, IntArray, npt.NDArray[np.bool_]]:
     """Return (unit ids, baseline counts, response counts, valid) as (units, events) arrays."""
-    from npc_frames.analysis import spike_counts
+    from npc_frames.analysis import session_count_arrays
 
-    counts = spike_counts(
+    unit_ids, order, counts, valid = session_count_arrays(
         units,
         events,
-        windows={
-            "baseline": ("t", *win.baseline),
-            "response": ("t", *win.response),
-        },
+        windows={"baseline": ("t", *win.baseline), "response": ("t", *win.response)},
+        index="trial_index",
     )
-    n_t = events.height
-    out: dict[str, tuple[IntArray, npt.NDArray[np.bool_]]] = {}
-    unit_ids: list[str] = []
-    trial_order = events["trial_index"].to_numpy()
-    for name in ("baseline", "response"):
-        part = counts.filter(pl.col("window") == name)
-        n_u = part.height // max(n_t, 1)
-        # rows come unit by unit, trials in event order; checked, not assumed (a sort of the
-        # 10 M-row frame would cost more than the counting)
-        if not np.array_equal(part["trial_index"].to_numpy(), np.tile(trial_order, n_u)):
-            part = part.sort([pl.col("unit_id").cast(pl.String), "trial_index"])
-        c = part["count"]
-        out[name] = (
-            c.fill_null(0).cast(pl.Int64).to_numpy().reshape(n_u, n_t),
-            c.is_not_null().to_numpy().reshape(n_u, n_t),
-        )
-        unit_ids = part["unit_id"].gather_every(max(n_t, 1)).cast(pl.String).to_list()
-    (base, vb), (resp, vr) = out["baseline"], out["response"]
-    return unit_ids, base, resp, vb & vr
+    cols = _columns_of(order, events["trial_index"].to_numpy())
+    counts, valid = counts[:, :, cols].astype(np.int64), valid[:, :, cols]
+    base, resp = np.where(valid, counts, 0)
+    return unit_ids, base, resp, valid[0] & valid[1]
+
+
+def _columns_of(order: IntArray, wanted: IntArray) -> IntArray:
+    """Return the positions in `order` (distinct index values) of the `wanted` index values."""
+    if np.array_equal(order, wanted):
+        return np.arange(order.size)
+    sorter = np.argsort(order)
+    return sorter[np.searchsorted(order, wanted, sorter=sorter)]  # type: ignore[no-any-return]
 
 
 def _binned(

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
 from scipy import sparse
 
 from npc_frames.errors import ParameterError
@@ -189,23 +190,30 @@ def _counts(
     units: pl.DataFrame | pl.LazyFrame, trials: pl.DataFrame, window: tuple[float, float]
 ) -> tuple[list[str], FloatArray]:
     """Return (unit ids, (units, trials) counts; NaN outside observation intervals → 0 trials)."""
-    from npc_frames.analysis import spike_counts
+    from npc_frames.analysis import session_count_arrays
+    from npc_frames.responses import _columns_of
 
-    c = spike_counts(units, trials, windows={"response": ("stim_start_time", *window)})
-    n_t = trials.height
-    n_u = c.height // max(n_t, 1)
-    # rows come unit by unit, trials in table order; checked, not assumed
-    if not np.array_equal(c["trial_index"].to_numpy(), np.tile(trials["trial_index"], n_u)):
-        c = c.sort([pl.col("unit_id").cast(pl.String), "trial_index"])
-    ids = c["unit_id"].gather_every(max(n_t, 1)).cast(pl.String).to_list()
+    ids, order, counts, valid = session_count_arrays(
+        units,
+        trials,
+        windows={"response": ("stim_start_time", *window)},
+        index="trial_index",
+    )
+    cols = _columns_of(order, trials["trial_index"].cast(pl.Int64).to_numpy())
     # a count outside the unit's observation intervals is unknown: 0 here, which only lowers
     # that unit's rates uniformly (synthetic and real units are observed throughout RF mapping)
-    arr = c["count"].fill_null(0).cast(pl.Float64).to_numpy().reshape(n_u, n_t)
+    arr = np.where(valid[0][:, cols], counts[0][:, cols], 0).astype(np.float64)
     return ids, arr
 
 
 def _list_column(name: str, values: npt.NDArray[np.generic], dtype: pl.DataType) -> pl.Series:
-    return pl.Series(name, values.tolist(), dtype=dtype)
+    """Return a list column whose row i is ``values[i]`` (a 2-D array), built without Python
+    lists."""
+    values = np.ascontiguousarray(values)
+    n_rows, width = values.shape
+    offsets = pa.array(np.arange(n_rows + 1, dtype=np.int64) * width)
+    arr = pa.LargeListArray.from_arrays(offsets, pa.array(values.ravel()))
+    return pl.Series(name, pl.from_arrow(arr)).cast(dtype)
 
 
 def compute_vis_rf_maps(

@@ -416,6 +416,33 @@ def _session_counts(
 ) -> pl.DataFrame:
     key = index or ROW_KEY
     n_u, n_t, n_w = spikes.n_units, trials.height, len(names)
+    count, valid = _window_counts(spikes, trials, n_w, invalid)
+    counts = _with_validity("count", count.ravel(), valid.ravel())
+    n = n_w * n_u * n_t
+    # row order: window, then unit, then interval; gathers take UInt32 index Series (Polars'
+    # index type: no conversion of the index arrays)
+    unit_row = pl.Series(np.tile(np.repeat(np.arange(n_u, dtype=np.uint32), n_t), n_w))
+    trial_row = pl.Series(np.tile(np.arange(n_t, dtype=np.uint32), n_w * n_u))
+    window_row = pl.Series(np.repeat(np.arange(n_w, dtype=np.uint32), n_u * n_t))
+    window = pl.Series("window", list(names), dtype=pl.Enum(list(names)))
+    return pl.DataFrame(
+        [
+            _ids(session_id, n).alias("session_id"),
+            _ids(spikes.unit_ids).gather(unit_row).alias(UNIT_KEY),
+            trials[key].cast(pl.Int64).gather(trial_row).alias(key),
+            window.gather(window_row),
+            counts,
+            *(trials[c].gather(trial_row) for c in trial_columns if c != key),
+        ]
+    )
+
+
+def _window_counts(
+    spikes: Spikes, trials: pl.DataFrame, n_w: int, invalid: npt.NDArray[np.float64] | None
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.bool_]]:
+    """Return (counts, valid) as (windows, units, intervals) arrays for the window edges
+    ``__a<k>``, ``__b<k>`` of `trials`."""
+    n_u, n_t = spikes.n_units, trials.height
     a = [_float(trials, f"__a{k}") for k in range(n_w)]
     b = [_float(trials, f"__b{k}") for k in range(n_w)]
     # every window edge of every interval in one bounds vector -> one binary search per unit;
@@ -435,25 +462,54 @@ def _session_counts(
         valid[k] &= ok[None, :]
         if spikes.obs is not None:
             valid[k] &= _in_obs(spikes, a[k], b[k])
-    del below
-    counts = _with_validity("count", count.ravel(), valid.ravel())
-    n = n_w * n_u * n_t
-    # row order: window, then unit, then interval; gathers take UInt32 index Series (Polars'
-    # index type: no conversion of the index arrays)
-    unit_row = pl.Series(np.tile(np.repeat(np.arange(n_u, dtype=np.uint32), n_t), n_w))
-    trial_row = pl.Series(np.tile(np.arange(n_t, dtype=np.uint32), n_w * n_u))
-    window_row = pl.Series(np.repeat(np.arange(n_w, dtype=np.uint32), n_u * n_t))
-    window = pl.Series("window", list(names), dtype=pl.Enum(list(names)))
-    return pl.DataFrame(
-        [
-            _ids(session_id, n).alias("session_id"),
-            _ids(spikes.unit_ids).gather(unit_row).alias(UNIT_KEY),
-            trials[key].cast(pl.Int64).gather(trial_row).alias(key),
-            window.gather(window_row),
-            counts,
-            *(trials[c].gather(trial_row) for c in trial_columns if c != key),
-        ]
-    )
+    return count, valid
+
+
+def session_count_arrays(
+    units: FrameLike,
+    intervals: FrameLike,
+    *,
+    windows: Mapping[str, Window],
+    index: str | None = None,
+) -> tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.uint32], npt.NDArray[np.bool_]]:
+    """Return ``(unit ids, interval index values, counts, valid)`` for one session's units:
+    ``counts[w, u, i]`` is :func:`spike_counts`' count for window ``w`` (in `windows` order),
+    unit ``u`` (in frame order) and interval ``i`` (in index order); ``valid`` is False where
+    :func:`spike_counts` gives null.
+
+    The arrays :func:`spike_counts` builds its frame from, for callers that want matrices (unit
+    responses, RF maps) rather than the long frame. `units` must hold one session.
+    """
+    specs = _normalize_windows(windows)
+    u, iv = _lazy(units), _lazy(intervals)
+    _require(u, ["session_id", UNIT_KEY, "spike_times"], "units")
+    key = _resolve_index(iv, index)
+    needed = [c for _, _, roots in specs.values() for c in roots]
+    _require(iv, ["session_id", *([key] if key else []), *needed], "intervals")
+    with_obs = "obs_intervals" in u.collect_schema().names()
+    selection = u.select(
+        pl.col("session_id").cast(pl.String), UNIT_KEY, *(["obs_intervals"] if with_obs else [])
+    ).collect()
+    sessions = selection["session_id"].unique().to_list()
+    if len(sessions) != 1:
+        raise ParameterError(
+            f"units frame holds {len(sessions)} sessions",
+            field="session_id",
+            expected="the units of exactly one session",
+        )
+    sid = str(sessions[0])
+    exprs = {f"a{k}": a for k, (a, _, _) in enumerate(specs.values())}
+    exprs |= {f"b{k}": b for k, (_, b, _) in enumerate(specs.values())}
+    trials = _intervals_by_session(iv, [sid], key, exprs, ()).get(sid)
+    if trials is None:
+        trials = pl.DataFrame(
+            {key or ROW_KEY: pl.Series([], dtype=pl.Int64)}
+            | {f"__{n}": pl.Series([], dtype=pl.Float64) for n in exprs}
+        )
+    spikes = _session_spikes(u, cache_root_of(u), sid, selection, with_obs)
+    count, valid = _window_counts(spikes, trials, len(specs), None)
+    order = trials[key or ROW_KEY].cast(pl.Int64).to_numpy()
+    return spikes.unit_ids.cast(pl.String).to_list(), order, count, valid
 
 
 def _session_spikes(
