@@ -150,19 +150,23 @@ def grating_frames(p: GratingParams) -> npt.NDArray[np.uint8]:
             field="gratingEdge",
             expected="'raisedCos', 'circle' or None",
         )
-    k = np.arange(p.n_frames if p.is_drifting else 1, dtype=np.float64)
-    phases = p.phase + k * (p.tf / p.frame_rate)
-    wave = np.cos(2 * np.pi * (p.sf_cycles_per_pix * along[None] - phases[:, None, None]))
-    if p.tex == "sqr":
-        wave = np.where(wave > 0, 1.0, -1.0)
-    elif p.tex != "sin":
+    if p.tex not in ("sqr", "sin"):
         raise SchemaError(
             f"grating texture {p.tex!r} is not supported",
             field="gratingType",
             expected="'sqr' or 'sin'",
         )
-    v = alpha * (p.contrast * wave) + (1 - alpha) * p.background
-    return np.asarray(np.round((np.clip(v, -1, 1) + 1) / 2 * 255), dtype=np.uint8)
+    k = np.arange(p.n_frames if p.is_drifting else 1, dtype=np.float64)
+    phases = p.phase + k * (p.tf / p.frame_rate)
+    arg = 2 * np.pi * p.sf_cycles_per_pix * along
+    out = np.empty((k.size, n, n), dtype=np.uint8)
+    for j, ph in enumerate(phases):  # one frame at a time (≤ stimFrames), each vectorized
+        wave = np.cos(arg - 2 * np.pi * ph)
+        if p.tex == "sqr":
+            wave = np.where(wave > 0, 1.0, -1.0)
+        v = alpha * (p.contrast * wave) + (1 - alpha) * p.background
+        out[j] = np.round((np.clip(v, -1, 1) + 1) / 2 * 255)
+    return out
 
 
 def _scalar(stim: StimFile, key: str, default: float | None) -> float | None:
@@ -475,7 +479,7 @@ def sound_templates(stim: StimFile, script: str) -> list[SoundTemplate]:
         key = hashlib.sha1(wave32.tobytes()).hexdigest()
         by_key.setdefault(key, []).append(i)
         if key not in waves:
-            waves[key] = (wave32.astype(np.float64), desc, from_file)
+            waves[key] = (np.asarray(wave, dtype=np.float64), desc, from_file)
     out = []
     for k, (key, trials) in enumerate(sorted(by_key.items(), key=lambda kv: kv[1][0])):
         wave, desc, from_file = waves[key]
@@ -789,10 +793,11 @@ def add_opto_series(
 
 
 def _zero_power_volts(coef: FloatArray) -> float:
-    """Return the largest real root of the power polynomial (volts of zero power; 0 if none)."""
+    """Return the volts of zero power: the smallest real root of the power polynomial (the
+    calibration fits power rising from that point; 0 if it has no real root)."""
     roots = np.roots(coef)
     real = roots[np.isclose(roots.imag, 0)].real
-    return float(real.max()) if real.size else 0.0
+    return float(real.min()) if real.size else 0.0
 
 
 def _nidaq_bit_volts(raw: RawSession, folder_name: str) -> float:
