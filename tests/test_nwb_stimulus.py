@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from helpers.nidaq_files import NIDAQ_BIT_VOLTS, _write_nidaq
+from helpers.nidaq_files import _write_nidaq
 from helpers.nwb_frames import inspector_messages, pynwb_frame
 from npc_frames import nwb_stimulus as ns
 from npc_frames.memo import clear_caches
@@ -106,7 +106,9 @@ def test_sound_templates_equal_the_saved_trialSoundArray_of_each_trial(
         for script in ("DynamicRouting1", "RFMapping"):
             with h5py.File(_stim_file(session["root"], script)) as f:
                 saved = [np.asarray(a, dtype=float) for a in f["trialSoundArray"][()]]
-            templates = [t for n, t in nwb.stimulus_template.items() if n.startswith(f"{script}_sound")]
+            templates = [
+                t for n, t in nwb.stimulus_template.items() if n.startswith(f"{script}_sound")
+            ]
             assert templates
             covered = set()
             for t in templates:
@@ -157,7 +159,7 @@ def test_rebuilt_sounds_equal_DynamicRoutingTask_makeSoundArray(
 def _independent_grating(size: float, sf: float, ori: float, phase: float, tex: str) -> np.ndarray:
     """A sinusoidal / square grating evaluated on a meshgrid with a rotation matrix (not our code):
     psychopy's texture is sin(2π u − π/2) with u = sf·x′ − phase + ½ along the rotated x axis."""
-    n = int(round(size))
+    n = round(size)
     xs = np.linspace(-(n - 1) / 2, (n - 1) / 2, n)
     gx, gy = np.meshgrid(xs, -xs)  # y up
     a = np.radians(-ori)  # clockwise rotation of the stimulus
@@ -190,7 +192,11 @@ def test_grating_templates_match_an_independent_grating_formula(session: dict[st
                 continue
             script = name.split("_")[0]
             with h5py.File(_stim_file(session["root"], script)) as f:
-                ppd = 0.5 * 1920 / np.degrees(np.arctan(0.5 * f["monWidth"][()] / f["monDistance"][()]))
+                ppd = (
+                    0.5
+                    * 1920
+                    / np.degrees(np.arctan(0.5 * f["monWidth"][()] / f["monDistance"][()]))
+                )
                 size = f["gratingSize"][()] * ppd
                 size = float(int(size)) if script == "DynamicRouting1" else size
                 sf = f["gratingSF"][()] / ppd
@@ -233,9 +239,14 @@ def test_grating_templates_are_one_per_distinct_stimulus_and_compressed(
         group = f["stimulus/templates"]
         gratings = [k for k in group if "_grating_" in k]
         stored = sum(
-            group[k][img].id.get_storage_size() for k in gratings for img in group[k] if img.startswith("frame")
+            group[k][img].id.get_storage_size()
+            for k in gratings
+            for img in group[k]
+            if img.startswith("frame")
         )
-        raw = sum(group[k][img].size for k in gratings for img in group[k] if img.startswith("frame"))
+        raw = sum(
+            group[k][img].size for k in gratings for img in group[k] if img.startswith("frame")
+        )
     rf_oris = session["frames"]["vis_rf_mapping"]["grating_orientation"].drop_nans().n_unique()
     assert len([g for g in gratings if g.startswith("RFMapping")]) == rf_oris
     assert stored < raw / 2

@@ -63,7 +63,6 @@ from npc_frames.errors import CacheError, NpcFramesError, OutputError, Parameter
 from npc_frames.nwb_anatomy import add_anatomy, add_lfp
 from npc_frames.nwb_behavior import NWB_LOCATIONS as VIDEO_BEHAVIOR_LOCATIONS
 from npc_frames.nwb_behavior import video_behavior_containers
-from npc_frames.nwb_stimulus import add_derived, add_opto_sites, add_stimulus_templates
 from npc_frames.nwb_ephys import (
     UnitChannelBlocks,
     add_devices,
@@ -72,6 +71,7 @@ from npc_frames.nwb_ephys import (
     add_raw,
     add_units,
 )
+from npc_frames.nwb_stimulus import add_derived, add_opto_sites, add_stimulus_templates
 from npc_frames.nwb_tables import (
     build_table,
     column_description,

@@ -35,7 +35,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -129,7 +129,7 @@ def grating_frames(p: GratingParams) -> npt.NDArray[np.uint8]:
     one. Pixel (i, j) of an n × n image (n = round(size)) has its centre at x = j + ½ − n/2,
     y = n/2 − i − ½ pixels from the stimulus centre (y up, as on screen).
     """
-    n = max(int(round(p.size_pix)), 1)
+    n = max(round(p.size_pix), 1)
     c = np.arange(n, dtype=np.float64) + 0.5 - n / 2
     x, y = c[None, :], -c[:, None]
     theta = np.deg2rad(p.ori)
@@ -397,8 +397,10 @@ def _sound_params(stim: StimFile, script: str) -> dict[str, Any] | None:
         if tone_key is None and not stim.has("trialAMNoiseFreq"):
             return None
         key = tone_key or "trialAMNoiseFreq"
-        n = _n_trials(stim, key) if not stim.has("stimStartFrame") else int(
-            np.asarray(stim.array("stimStartFrame")).size
+        n = (
+            _n_trials(stim, key)
+            if not stim.has("stimStartFrame")
+            else int(np.asarray(stim.array("stimStartFrame")).size)
         )
         tone = _per_trial(stim, tone_key, n) if tone_key else np.full(n, np.nan)
         am = _per_trial(stim, "trialAMNoiseFreq", n)
@@ -544,17 +546,19 @@ def _opto_rows(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     """Return one row per opto trial: table, trial, device wavelength, label, bregma x/y, start,
     stop (sync s), from the ``trials`` and ``optotagging`` frames."""
     parts = []
-    schema = {
-        "table": pl.String,
-        "trial": pl.Int64,
-        "wavelength": pl.Int64,
-        "label": pl.String,
-        "bregma_x": pl.Float64,
-        "bregma_y": pl.Float64,
-        "start": pl.Float64,
-        "stop": pl.Float64,
-        "power": pl.Float64,
-    }
+    schema = pl.Schema(
+        {
+            "table": pl.String,
+            "trial": pl.Int64,
+            "wavelength": pl.Int64,
+            "label": pl.String,
+            "bregma_x": pl.Float64,
+            "bregma_y": pl.Float64,
+            "start": pl.Float64,
+            "stop": pl.Float64,
+            "power": pl.Float64,
+        }
+    )
     t = frames.get("trials")
     if t is not None and t.height and {"opto_start_time", "opto_wavelength"} <= set(t.columns):
         bx = (
@@ -570,7 +574,9 @@ def _opto_rows(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
             else pl.lit(None, pl.Float64)
         )
         parts.append(
-            t.filter(pl.col("opto_start_time").is_not_nan() & pl.col("opto_wavelength").is_not_null())
+            t.filter(
+                pl.col("opto_start_time").is_not_nan() & pl.col("opto_wavelength").is_not_null()
+            )
             .with_row_index("_i")
             .select(
                 pl.lit("trials").alias("table"),
@@ -673,12 +679,16 @@ def add_opto_sites(
         nwb.add_ogen_site(site)
         sites[name] = site
     recorded = add_opto_series(nwb, rows, sites, raw) if raw is not None else set()
-    for name, part in rows.with_columns(
-        pl.struct("wavelength", "label")
-        .map_elements(lambda r: site_name(r["wavelength"], r["label"]), return_dtype=pl.String)
-        .alias("_site")
-    ).partition_by("_site", as_dict=True, maintain_order=True).items():
-        site = str(name[0] if isinstance(name, tuple) else name)
+    named = rows.with_columns(
+        pl.concat_str(  # = site_name(wavelength, label)
+            pl.lit("laser_"),
+            pl.col("wavelength").cast(pl.String),
+            pl.lit("_"),
+            pl.col("label").str.replace_all("[/ ]", "_"),
+        ).alias("_site")
+    )
+    for key, part in named.partition_by("_site", as_dict=True, maintain_order=True).items():
+        site = str(key[0])
         if site not in recorded:
             nwb.add_stimulus(_nominal_series(site, sites[site], part))
     return sites
@@ -826,7 +836,7 @@ def derived_frames(
     from npc_frames import optotag, responses, rf_maps
     from npc_frames.ids import SessionId
 
-    scans = {
+    scans: dict[str, tuple[Callable[..., Any], Callable[..., pl.LazyFrame]]] = {
         "unit_responses": (responses.unit_responses, responses.scan_unit_responses),
         "vis_rf_maps": (rf_maps.vis_rf_maps, rf_maps.scan_vis_rf_maps),
         "aud_rf_maps": (rf_maps.aud_rf_maps, rf_maps.scan_aud_rf_maps),
@@ -859,9 +869,7 @@ def add_derived(nwb: NWBFile, frames: Mapping[str, pl.DataFrame]) -> list[str]:
         if df is None or df.height == 0:
             continue
         nwb.add_analysis(
-            build_table(
-                DynamicTable, df, name, name=name, description=DERIVED_DESCRIPTIONS[name]
-            )
+            build_table(DynamicTable, df, name, name=name, description=DERIVED_DESCRIPTIONS[name])
         )
         added.append(name)
     return added
