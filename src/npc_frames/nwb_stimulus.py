@@ -90,6 +90,9 @@ RF_GRATING_TYPE = "sin"
 _IMAGE_COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 4}
 #: seconds of laser command kept before and after each opto trial in an OptogeneticSeries
 OPTO_PAD = 0.05
+#: samples per second kept of the NI-DAQ laser command (every k-th sample): twice the task's
+#: command update rate (``optoSampleRate``, 2 kHz), so every step of the command is kept
+OPTO_COMMAND_RATE = 4000.0
 
 
 # ----------------------------------------------------------------------------------- gratings
@@ -739,7 +742,8 @@ def add_opto_series(
     nwb: NWBFile, rows: pl.DataFrame, sites: Mapping[str, Any], raw: RawSession
 ) -> set[str]:
     """Return the sites given an OptogeneticSeries: per site, the NI-DAQ laser command around
-    each of its trials ([start − 50 ms, stop + 50 ms]), in watts by the power calibration.
+    each of its trials ([start − 50 ms, stop + 50 ms], every k-th sample for ~4 kHz), in watts by
+    the power calibration.
 
     Nothing is added when the session has no NI-DAQ recording, when it used more than one light
     source (the command channel cannot be attributed), or without a power calibration. Command
@@ -779,6 +783,7 @@ def add_opto_series(
         lengths = np.maximum(k1 - starts, 0)
         idx = np.repeat(starts - np.cumsum(np.concatenate(([0], lengths[:-1]))), lengths)
         idx = idx + np.arange(int(lengths.sum()))
+        idx = idx[:: max(int(rec.rate_on_sync // OPTO_COMMAND_RATE), 1)]
         if not idx.size:
             continue
         volts = np.asarray(rec.data[idx, OPTO_CHANNEL], dtype=np.float64) * bit_volts
@@ -792,7 +797,8 @@ def add_opto_series(
             site=sites[name],
             description=(
                 f"laser command of {device_name(wl)} recorded by the NI-DAQ (channel "
-                f"{OPTO_CHANNEL}), {OPTO_PAD * 1e3:g} ms before to {OPTO_PAD * 1e3:g} ms after "
+                f"{OPTO_CHANNEL}, every {max(int(rec.rate_on_sync // OPTO_COMMAND_RATE), 1)}th "
+                f"sample), {OPTO_PAD * 1e3:g} ms before to {OPTO_PAD * 1e3:g} ms after "
                 "each trial at this site, converted from volts by the power calibration "
                 f"polynomial {', '.join(f'{c:.6g}' for c in coef)} (mW); sync clock"
             ),
