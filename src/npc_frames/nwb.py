@@ -670,9 +670,14 @@ def _derived_frames(
     """Return the derived components of `session_id` in the cache (computed first if `compute`)."""
     from npc_frames.nwb_stimulus import DERIVED_TABLES, derived_frames
 
-    if components is not None and not compute and not set(components) & set(DERIVED_TABLES):
+    names = set(DERIVED_TABLES)
+    if not compute:  # only what the catalog lists (no scan, no import of the analysis modules)
+        names &= set(_catalog_rows(session_id, cache)["component"].to_list())
+        if components is not None:
+            names &= set(components)
+    if not names:
         return {}
-    got = derived_frames(session_id, cache, compute=compute)
+    got = derived_frames(session_id, cache, compute=compute, names=names)
     if components is not None:
         got = {k: v for k, v in got.items() if k in set(components) or compute}
     return got

@@ -35,7 +35,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -835,10 +835,14 @@ def _nidaq_bit_volts(raw: RawSession, folder_name: str) -> float:
 
 # ------------------------------------------------------------------------------------ analysis
 def derived_frames(
-    session_id: str, cache: str | os.PathLike[str] | None, *, compute: bool
+    session_id: str,
+    cache: str | os.PathLike[str] | None,
+    *,
+    compute: bool,
+    names: Iterable[str] = DERIVED_TABLES,
 ) -> dict[str, pl.DataFrame]:
-    """Return the session's derived components (unit_responses, RF maps, opto_tagging) from the
-    cache; with `compute`, those missing or stale are computed and cached first."""
+    """Return the session's derived components `names` (unit_responses, RF maps, opto_tagging)
+    from the cache; with `compute`, those missing or stale are computed and cached first."""
     from npc_frames import optotag, responses, rf_maps
     from npc_frames.ids import SessionId
 
@@ -850,7 +854,10 @@ def derived_frames(
     }
     sid = str(SessionId.parse(session_id))
     out = {}
+    wanted = set(names)
     for name, (compute_fn, scan_fn) in scans.items():
+        if name not in wanted:
+            continue
         if compute:
             compute_fn(cache, [sid])
         try:
