@@ -178,6 +178,9 @@ def _warm(root: Path) -> None:
 
 def child(root: Path, what: str, workers: int) -> None:
     import npc_frames as nf
+    import npc_frames.derived
+    import npc_frames.responses
+    import npc_frames.rf_maps
 
     sids = json.loads((root / "sessions.json").read_text())
     _warm(root)

@@ -275,21 +275,20 @@ def _events(tables: Mapping[str, pl.DataFrame | None], session_id: str) -> pl.Da
 
 
 def _count_matrix(
-    units: pl.DataFrame | pl.LazyFrame, events: pl.DataFrame, win: ResponseWindows
-) -> tuple[list[str], IntArray, IntArray, npt.NDArray[np.bool_]]:
-    """Return (unit ids, baseline counts, response counts, valid) as (units, events) arrays."""
+    units: pl.DataFrame | pl.LazyFrame, edges: pl.DataFrame
+) -> tuple[list[str], IntArray, IntArray, IntArray, npt.NDArray[np.bool_]]:
+    """Return (unit ids, event trial_index values, baseline counts, response counts, valid) with
+    (units, events) arrays, for events with absolute window edges ``b0, b1, r0, r1``."""
     from npc_frames.analysis import session_count_arrays
 
     unit_ids, order, counts, valid = session_count_arrays(
         units,
-        events,
-        windows={"baseline": ("t", *win.baseline), "response": ("t", *win.response)},
+        edges,
+        windows={"baseline": ("b0", "b1"), "response": ("r0", "r1")},
         index="trial_index",
     )
-    cols = _columns_of(order, events["trial_index"].to_numpy())
-    counts, valid = counts[:, :, cols].astype(np.int64), valid[:, :, cols]
-    base, resp = np.where(valid, counts, 0)
-    return unit_ids, base, resp, valid[0] & valid[1]
+    base, resp = np.where(valid, counts, 0).astype(np.int64)
+    return unit_ids, order, base, resp, valid[0] & valid[1]
 
 
 def _columns_of(order: IntArray, wanted: IntArray) -> IntArray:
@@ -359,23 +358,48 @@ def compute_unit_responses(
     if session_id is None:
         return pl.DataFrame(schema=UNIT_RESPONSES_SCHEMA)
     events = _events(tables, session_id)
-    parts = []
+    groups = []
     for group, win in wins.items():
         ev = events.filter(
             pl.col("stimulus").is_in([n for n, s in STIMULI.items() if s.group == group])
         )
-        if ev.is_empty():
-            continue
-        parts.append(_group_responses(u, ev, win, session_id))
+        if not ev.is_empty():
+            groups.append((win, ev))
+    parts = []
+    if groups:
+        # one counting pass over the session's spikes for every group: each event carries its
+        # group's absolute baseline and response edges
+        edges = pl.concat(
+            [
+                ev.select(
+                    "session_id",
+                    "trial_index",
+                    (pl.col("t") + win.baseline[0]).alias("b0"),
+                    (pl.col("t") + win.baseline[1]).alias("b1"),
+                    (pl.col("t") + win.response[0]).alias("r0"),
+                    (pl.col("t") + win.response[1]).alias("r1"),
+                )
+                for win, ev in groups
+            ]
+        )
+        counted = _count_matrix(u, edges)
+        for win, ev in groups:
+            parts.append(_group_responses(u, ev, win, session_id, counted))
     if not parts:
         return pl.DataFrame(schema=UNIT_RESPONSES_SCHEMA)
     return pl.concat(parts).select(pl.col(c).cast(t) for c, t in UNIT_RESPONSES_SCHEMA.items())
 
 
 def _group_responses(
-    units: pl.DataFrame | pl.LazyFrame, events: pl.DataFrame, win: ResponseWindows, session_id: str
+    units: pl.DataFrame | pl.LazyFrame,
+    events: pl.DataFrame,
+    win: ResponseWindows,
+    session_id: str,
+    counted: tuple[list[str], IntArray, IntArray, IntArray, npt.NDArray[np.bool_]],
 ) -> pl.DataFrame:
-    unit_ids, base, resp, valid = _count_matrix(units, events, win)
+    unit_ids, order, base_all, resp_all, valid_all = counted
+    cols = _columns_of(order, events["trial_index"].to_numpy())
+    base, resp, valid = base_all[:, cols], resp_all[:, cols], valid_all[:, cols]
     names = list(dict.fromkeys(events["stimulus"].to_list()))
     stim = events["stimulus"].to_numpy()
     tests = {
