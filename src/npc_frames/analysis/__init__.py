@@ -367,6 +367,7 @@ def spike_counts(
         spikes = _session_spikes(u, root, sid, units_of[sid], with_obs)
         inv = invalid.get(sid) if invalid is not None else None
         out = _session_counts(spikes, sid, trials_of[sid], list(specs), key, trial_columns, inv)
+        spikes.close()
         if _on_session is not None:
             _on_session("end", sid)
         return out
@@ -508,6 +509,7 @@ def session_count_arrays(
         )
     spikes = _session_spikes(u, cache_root_of(u), sid, selection, with_obs)
     count, valid = _window_counts(spikes, trials, len(specs), None)
+    spikes.close()
     order = trials[key or ROW_KEY].cast(pl.Int64).to_numpy()
     return spikes.unit_ids.cast(pl.String).to_list(), order, count, valid
 
@@ -606,6 +608,7 @@ def aligned_spikes(
         ev = _float(trials, "__ev")
         bad = _invalid_mask(invalid, sid, ev + start, ev + stop)
         rel, _, offsets = _aligned(spikes, np.where(bad, np.nan, ev), start, stop)
+        spikes.close()
         n_t = trials.height
         lists = list_from_flat(rel, offsets, "spike_times")
         if bad.any():  # excluded intervals: a null list for every unit
@@ -709,6 +712,7 @@ def psth(
             group_of_trial[rows] = g
             n_in_group[g] = len(rows)
         rel, row, _ = _aligned(spikes, ev, start, start + n_bins * bin_size)
+        spikes.close()
         b = np.minimum(((rel - start) / bin_size).astype(np.int64), n_bins - 1)
         # non-empty (unit, interval, bin) cells -> per (unit, group, bin) sums of counts and
         # squares; memory follows the spikes in the window, not units × intervals × bins

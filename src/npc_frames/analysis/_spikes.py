@@ -63,6 +63,12 @@ class Spikes:
     def n_units(self) -> int:
         return len(self.unit_ids)
 
+    def close(self) -> None:
+        """Close the files the segments read from (the unit ids and lengths stay usable)."""
+        for s in self.segments:
+            if s.file is not None:
+                s.file.close()
+
     def lengths(self) -> npt.NDArray[np.int64]:
         """Return the spike count of every unit."""
         out = np.zeros(self.n_units, dtype=np.int64)
