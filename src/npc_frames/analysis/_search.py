@@ -2,9 +2,9 @@
 
 One ``np.searchsorted`` per unit, vectorized over every window edge of every interval at once:
 exact, and never a loop over spikes or intervals. A compiled (numba) kernel was measured against
-this on full-scale sessions and not adopted: its per-session search was ~20 % faster, but
-importing numba and loading the cached kernel cost ~1.3 s per process, more than it saves for 20
-sessions (``benchmarks/bench_analysis.py --kernels``; figures in docs/analysis.md).
+this on full-scale sessions and not adopted: its per-session search was no faster, and
+importing numba and loading the cached kernel cost seconds per process, more than the whole
+search of 20 sessions (``benchmarks/bench_analysis.py --kernels``; figures in docs/analysis.md).
 
 Spikes read from a cache's mapped pages are mostly not 8-byte aligned (a unit's values follow a
 4-byte length prefix), and ``np.searchsorted`` copies an unaligned array into a fresh allocation
