@@ -209,43 +209,49 @@ def decode_edges(
     corrected for 32-bit rollover (2**32 added after every negative step).
     """
     counter = np.asarray(counter)
-    word = np.asarray(state).astype(np.uint32, copy=False)
+    word = np.ascontiguousarray(state).astype(np.uint32, copy=False)
     changed = word[1:] ^ word[:-1]
     rows = np.flatnonzero(changed)
     remaining = changed[rows]
     new_word = word[1:][rows]
     del changed  # keep the peak low on 90-minute files
-    out_rows: list[npt.NDArray[np.intp]] = []
-    out_bits: list[npt.NDArray[np.uint8]] = []
-    out_rising: list[npt.NDArray[np.bool_]] = []
+    # edges of one row go to consecutive output slots, lowest bit first: row j's first slot is
+    # first[j]; pass k of the loop below writes the k-th lowest changed bit of each row
+    n_per_row = np.bitwise_count(remaining)
+    n_edges = int(n_per_row.sum(dtype=np.int64))
+    if n_edges == rows.size:  # one line per changed row (the usual case): slot = row position
+        first = None
+    else:
+        first = np.cumsum(n_per_row, dtype=np.int64) - n_per_row
+    edge_rows = rows + 1 if first is None else np.repeat(rows, n_per_row) + 1
+    del n_per_row
+    bits = np.empty(n_edges, dtype=np.uint8)
+    rising = np.empty(n_edges, dtype=np.bool_)
+    slot: npt.NDArray[np.int64] | None = None  # output slots of the rows still in play
+    k = 0
     # peel off the lowest set bit of every changed word per pass: as many passes as the largest
     # number of lines that changed in one row (usually 1-3), each pass vectorized over all rows;
     # popcount(low - 1) is the index of the single bit set in `low`
-    while rows.size:
+    while remaining.size:
         low = ~remaining
         low += np.uint32(1)
         low &= remaining
-        out_rows.append(rows)
-        out_rising.append((new_word & low) != 0)
+        pass_rising = (new_word & low) != 0
         remaining ^= low
         low -= np.uint32(1)
-        out_bits.append(np.bitwise_count(low).astype(np.uint8, copy=False))
+        pass_bits = np.bitwise_count(low).astype(np.uint8, copy=False)
         del low
+        if first is None:
+            bits[:], rising[:] = pass_bits, pass_rising
+            break
+        where = first + k if slot is None else slot + k
+        bits[where], rising[where] = pass_bits, pass_rising
         keep = remaining != 0
         if not keep.any():
             break
-        rows, remaining, new_word = rows[keep], remaining[keep], new_word[keep]
-    if not out_rows:
-        return np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.bool_)
-    if len(out_rows) == 1:
-        edge_rows, bits, rising = out_rows[0], out_bits[0], out_rising[0]
-        edge_rows += 1  # in place (saves a copy); changed[j] is the change at row j + 1
-    else:
-        all_rows = np.concatenate(out_rows)
-        order = np.argsort(all_rows, kind="stable")
-        edge_rows = all_rows[order] + 1  # changed[j] is the change at row j + 1
-        bits = np.concatenate(out_bits)[order]
-        rising = np.concatenate(out_rising)[order]
+        slot = (first if slot is None else slot)[keep]
+        remaining, new_word = remaining[keep], new_word[keep]
+        k += 1
     samples = counter[edge_rows].astype(np.int64)
     wrapped = counter[1:] < counter[:-1]
     if wrapped.any():  # 32-bit counter rolled over: add 2**32 per wrap before each edge row
