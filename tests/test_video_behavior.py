@@ -334,7 +334,8 @@ def test_nwb_processing_behavior_round_trips_through_pynwb_and_lazynwb(
     from npc_frames.nwb import to_nwb
 
     names = ["sessions", "eye_tracking", "dlc_eye_camera", "lp_side_camera",
-             "facemap_front_camera"]  # fmt: skip
+             "lp_zoomed_side_camera", "facemap_front_camera",
+             "facemap_zoomed_side_camera"]  # fmt: skip
     frames = {n: components.get(n)(raw) for n in names}
     nwb = to_nwb(frames)
     path = tmp_path / "vb.nwb"
@@ -365,6 +366,15 @@ def test_nwb_processing_behavior_round_trips_through_pynwb_and_lazynwb(
             truth.assets["dlc_eye"]["Eye"]["dlc"]["pupil3_likelihood"].to_numpy(),
         )
         assert module["lp_side_camera_pose"].source_software == "Lightning Pose"
+        nose = module["facemap_zoomed_side_camera"]
+        np.testing.assert_array_equal(
+            nose.data[:], np.asarray(truth.assets["facemap"]["Nose"]["motion_svd"])
+        )
+        np.testing.assert_array_equal(nose.timestamps[:], truth.video["Nose"]["frame_times"])
+        np.testing.assert_array_equal(
+            module["lp_zoomed_side_camera"]["jaw_y"].data[:],
+            truth.assets["lp_face_parts"]["Nose"]["predictions"]["jaw_y"].to_numpy(),
+        )
     assert nf.validate_nwb(path) == []
     lz = lazynwb.get_df(path, "/processing/behavior/dlc_eye_camera", as_polars=True)
     np.testing.assert_array_equal(

@@ -199,6 +199,19 @@ def _readonly(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 
 # ------------------------------------------------------------------------------------ decoding
+def _lowest_bit(words: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """Return each word with only its lowest set bit kept (``w & -w``)."""
+    low = ~words
+    low += np.uint32(1)
+    low &= words
+    return low
+
+
+def _bit_index(single: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint8]:
+    """Return the index of the one set bit of each word (popcount of ``w - 1``)."""
+    return np.bitwise_count(single - np.uint32(1)).astype(np.uint8, copy=False)
+
+
 def decode_edges(
     counter: npt.NDArray[np.integer[Any]], state: npt.NDArray[np.integer[Any]]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
@@ -215,43 +228,36 @@ def decode_edges(
     remaining = changed[rows]
     new_word = word[1:][rows]
     del changed  # keep the peak low on 90-minute files
-    # edges of one row go to consecutive output slots, lowest bit first: row j's first slot is
-    # first[j]; pass k of the loop below writes the k-th lowest changed bit of each row
-    n_per_row = np.bitwise_count(remaining)
-    n_edges = int(n_per_row.sum(dtype=np.int64))
-    if n_edges == rows.size:  # one line per changed row (the usual case): slot = row position
-        first = None
-    else:
-        first = np.cumsum(n_per_row, dtype=np.int64) - n_per_row
-    edge_rows = rows + 1 if first is None else np.repeat(rows, n_per_row) + 1
-    del n_per_row
-    bits = np.empty(n_edges, dtype=np.uint8)
-    rising = np.empty(n_edges, dtype=np.bool_)
-    slot: npt.NDArray[np.int64] | None = None  # output slots of the rows still in play
-    k = 0
-    # peel off the lowest set bit of every changed word per pass: as many passes as the largest
-    # number of lines that changed in one row (usually 1-3), each pass vectorized over all rows;
-    # popcount(low - 1) is the index of the single bit set in `low`
-    while remaining.size:
-        low = ~remaining
-        low += np.uint32(1)
-        low &= remaining
-        pass_rising = (new_word & low) != 0
-        remaining ^= low
-        low -= np.uint32(1)
-        pass_bits = np.bitwise_count(low).astype(np.uint8, copy=False)
-        del low
-        if first is None:
-            bits[:], rising[:] = pass_bits, pass_rising
-            break
-        where = first + k if slot is None else slot + k
-        bits[where], rising[where] = pass_bits, pass_rising
-        keep = remaining != 0
-        if not keep.any():
-            break
-        slot = (first if slot is None else slot)[keep]
-        remaining, new_word = remaining[keep], new_word[keep]
-        k += 1
+    # every changed row yields its lowest changed bit (one vectorized pass over all rows); the
+    # few rows where several lines changed at once (a percent or less) yield their other bits
+    # in further passes over those rows only, inserted right after their row's first edge so
+    # that edges stay in (row, bit) order
+    low = _lowest_bit(remaining)
+    bits = _bit_index(low)
+    rising = (new_word & low) != 0
+    remaining ^= low
+    del low
+    edge_rows = rows + 1  # changed[j] is the change at row j + 1
+    multi = np.flatnonzero(remaining)
+    if multi.size:
+        at: list[npt.NDArray[np.intp]] = []
+        extra_bits: list[npt.NDArray[np.uint8]] = []
+        extra_rising: list[npt.NDArray[np.bool_]] = []
+        rest, word_m = remaining[multi], new_word[multi]
+        while multi.size:
+            low = _lowest_bit(rest)
+            at.append(multi + 1)  # after the row's earlier edges, before the next row's
+            extra_bits.append(_bit_index(low))
+            extra_rising.append((word_m & low) != 0)
+            rest ^= low
+            keep = rest != 0
+            multi, rest, word_m = multi[keep], rest[keep], word_m[keep]
+        where = np.concatenate(at)
+        order = np.argsort(where, kind="stable")  # equal positions keep pass (= bit) order
+        where = where[order]
+        edge_rows = np.insert(edge_rows, where, edge_rows[where - 1])
+        bits = np.insert(bits, where, np.concatenate(extra_bits)[order])
+        rising = np.insert(rising, where, np.concatenate(extra_rising)[order])
     samples = counter[edge_rows].astype(np.int64)
     wrapped = counter[1:] < counter[:-1]
     if wrapped.any():  # 32-bit counter rolled over: add 2**32 per wrap before each edge row
