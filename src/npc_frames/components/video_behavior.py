@@ -31,7 +31,8 @@ from fsspec.core import url_to_fs
 
 from npc_frames import parts
 from npc_frames._log import timed
-from npc_frames.errors import InconsistentDataError, MissingFileError
+from npc_frames.errors import InconsistentDataError, InvalidIdError, MissingFileError
+from npc_frames.ids import parse_camera_name
 from npc_frames.memo import Memo
 from npc_frames.readers.dlc import read_dlc
 from npc_frames.readers.ellipses import read_ellipses
@@ -39,6 +40,7 @@ from npc_frames.readers.facemap import read_motion_svd_zarr, read_proc_npy
 from npc_frames.readers.lightning_pose import read_lp_metric, read_lp_predictions
 from npc_frames.readers.pandas_hdf import column_major
 from npc_frames.schemas import Schema
+from npc_frames.schemas.video import CAMERA_NWB_NAMES
 from npc_frames.schemas.video_behavior import (
     DLC_EYE_CAMERA,
     EYE_TRACKING,
@@ -95,9 +97,14 @@ def _all_frame_times(raw: RawSession) -> pl.DataFrame:
 
 def _has_video(raw: RawSession, camera: str) -> bool:
     """Return True if `raw` has an MVR sidecar of `camera` (by file name; nothing is read)."""
-    from npc_frames.components.video import _camera_of_path
-
-    return any(_camera_of_path(p) == camera for p in raw.video_json_paths)
+    for path in raw.video_json_paths:
+        try:
+            name = parse_camera_name(posixpath.basename(path.rstrip("/")))
+        except InvalidIdError:
+            continue
+        if CAMERA_NWB_NAMES.get(name) == camera:
+            return True
+    return False
 
 
 def _frame_times(raw: RawSession, camera: str) -> np.ndarray:
