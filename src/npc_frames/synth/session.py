@@ -362,6 +362,7 @@ def make_session(
     video_behavior: bool = False,
     video_behavior_length_delta: Mapping[str, int] | None = None,
     nose_camera: bool = False,
+    save_sound_array: bool = False,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -421,6 +422,9 @@ def make_session(
         its video + json and exposure pulses on sync line 30 (labelled ``nose_cam_exposing``;
         the line keeps an empty label otherwise) and, with `video_behavior`, its Lightning Pose
         and facemap outputs. The other cameras' files and truth do not change.
+    save_sound_array:
+        The DynamicRouting1 file saves every trial's sound waveform in ``trialSoundArray``
+        (``saveSoundArray``), as some task versions do; RFMapping files always save theirs.
 
     Examples
     --------
@@ -480,6 +484,7 @@ def make_session(
             rig=rig,
             task_version=task_version,
             date=date,
+            save_sound_array=save_sound_array,
         )
     )
     task_end_s = max((_script_end_s(r) for r in runs), default=first_start_s) + _CLOSE_WINDOW_S
@@ -700,6 +705,7 @@ def make_session(
             "sorted_as_asset": bool(sorted_as_asset),
             "annotations": bool(annotations),
             "video_behavior": bool(video_behavior),
+            "save_sound_array": bool(save_sound_array),
             "video_behavior_length_delta": dict(video_behavior_length_delta or {}),
             "nose_camera": bool(nose_camera),
         },
