@@ -71,6 +71,16 @@ def _generate(out: str, minutes: float) -> str:
     return res.stdout.strip().splitlines()[-1]
 
 
+def _scratch(prefix: str) -> str:
+    """Return a new temporary folder, removed when the (child) process exits."""
+    import atexit
+    import shutil
+
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -113,7 +123,7 @@ def bench_components(raw_path: str) -> None:
     print(f"session {raw.session_id}: frames per camera {frames}")
     print(f"{'video_frame_times':26s} wall {dt:6.2f} s  cpu {dc:6.2f} s  "
           f"{vft.height:8d} rows (sync read, shared by all)")  # fmt: skip
-    out = tempfile.mkdtemp(prefix="npc_bench_vb_parquet_")
+    out = _scratch("npc_bench_vb_parquet_")
     sizes = 0
     write = write_cpu = 0.0
     for name in COMPONENTS:
@@ -195,7 +205,7 @@ def bench_facemap(n_frames: int = 324_000, k: int = 100) -> None:
     arr = pl.DataFrame(base).with_columns(
         pl.Series("motion_svd", svd, dtype=pl.Array(pl.Float32, k))
     )
-    out = tempfile.mkdtemp(prefix="npc_bench_facemap_")
+    out = _scratch("npc_bench_facemap_")
     for label, df in (("wide Float32 columns", wide), ("pl.Array(Float32, 100)", arr)):
         path = os.path.join(out, f"{label[:4]}.parquet")
         t0 = time.perf_counter()
@@ -222,7 +232,7 @@ def bench_sample_at(n_sessions: int = 20, n_frames: int = 324_000, n_trials: int
 
     import npc_frames as nf
 
-    out = tempfile.mkdtemp(prefix="npc_bench_sample_at_")
+    out = _scratch("npc_bench_sample_at_")
     rng = np.random.default_rng(1)
     trials = []
     for s in range(n_sessions):
