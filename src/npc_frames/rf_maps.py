@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import pyarrow as pa
 from scipy import sparse
 
 from npc_frames.errors import ParameterError
@@ -207,13 +206,9 @@ def _counts(
 
 
 def _list_column(name: str, values: npt.NDArray[np.generic], dtype: pl.DataType) -> pl.Series:
-    """Return a list column whose row i is ``values[i]`` (a 2-D array), built without Python
-    lists."""
-    values = np.ascontiguousarray(values)
-    n_rows, width = values.shape
-    offsets = pa.array(np.arange(n_rows + 1, dtype=np.int64) * width)
-    arr = pa.LargeListArray.from_arrays(offsets, pa.array(values.ravel()))
-    return pl.Series(name, pl.from_arrow(arr)).cast(dtype)
+    """Return a list column whose row i is ``values[i]`` (a 2-D array), built from the array
+    (a fixed-width Array column cast to List), never through Python lists."""
+    return pl.Series(name, np.ascontiguousarray(values)).cast(dtype)
 
 
 def compute_vis_rf_maps(
