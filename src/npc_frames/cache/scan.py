@@ -61,6 +61,8 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     _check_component(component)
     root = cache_root(cache)
     schema = _schema_of(component)
+    if storage.is_remote(root) and schema is not None:
+        return _scan_remote(root, component, schema)
     pattern = _glob(root, component)
     files = storage.glob(pattern)
     _verify_local_files(component, files)
@@ -81,6 +83,23 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
             {n: (pl.Binary() if n in packed else t) for n, t in schema.items()}
         )
     lf = pl.scan_parquet(pattern, **kwargs)
+    if packed:
+        lf = lf.with_columns(unpack_expr(n, e) for n, e in packed.items())
+    return lf
+
+
+def _scan_remote(root: str, component: str, schema: pl.Schema) -> pl.LazyFrame:
+    """Return the scan of a component on an object store, read with planned, merged ranged GETs
+    and cached footers (:mod:`npc_frames.cache.remote`)."""
+    from npc_frames.cache.remote import list_component, scan_remote
+
+    objects = list_component(root, component)
+    if not objects:
+        return pl.LazyFrame(schema=schema)
+    layout = LAYOUTS.get(component)
+    packed = packed_columns(layout, schema) if layout is not None and layout.packed else {}
+    on_disk = pl.Schema({n: (pl.Binary() if n in packed else t) for n, t in schema.items()})
+    lf = scan_remote(root, component, on_disk, objects)
     if packed:
         lf = lf.with_columns(unpack_expr(n, e) for n, e in packed.items())
     return lf

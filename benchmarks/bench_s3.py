@@ -1,0 +1,379 @@
+"""Queries over a cache on S3: wall, CPU, requests and bytes against the bytes the query needs.
+
+A moto S3 server runs in this process on 127.0.0.1, behind a WSGI middleware that records every
+request it answers and the body bytes it sends (``tests/helpers/s3server.py``): request and byte
+counts come from the server, not from the client. The server holds a cache of ``--sessions``
+synthetic sessions (``units`` written with the cache's own layout, plus ``trials``) and the same
+sessions' NWB files (pynwb bulk VectorData/VectorIndex).
+
+Queries, each run cold (empty footer cache) and warm (second run in the same process):
+
+- Q1 "QC units of one structure with their spike times": ``nf.scan_units(cache="s3://…")``
+  filtered and projected; the same query through Polars' own S3 reader (``pl.scan_parquet``) and
+  through ``lazynwb.scan_nwb`` over the NWB files on the same server;
+- counts: ``nf.spike_counts`` for all units × all trials, two windows (issue 14 item 5), and
+  ``lazynwb.get_spike_times_in_intervals(as_counts=True)`` over the NWB files.
+
+``needed`` is computed here from each file's Parquet footer, independently of the reader: footer
+bytes + the compressed bytes of the column chunks the query reads (projected and filtered
+columns) in the row groups whose min/max statistics admit the filter. Targets: transferred ≤
+1.3 × needed, and ≤ 3 requests per file touched (the listing, one request per 1,000 files, is
+counted in the total but not per file).
+
+Spikes are generated with ``bench_spike_query.make_units`` (2,400 units, log-normal rates,
+12 structures along 6 probes, ~40 % QC pass) and the trials as in ``bench_analysis``.
+
+    python benchmarks/bench_s3.py                  # 8 sessions x 2,400 units x 7.5 M spikes (~2 min)
+    python benchmarks/bench_s3.py --spikes 60e6    # the full 60 M spikes per session (~15 min)
+    python benchmarks/bench_s3.py --no-nwb         # without the lazynwb comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from bench_spike_query import make_units  # noqa: E402
+from helpers.s3server import Request, aws_environment, start_counting_server  # noqa: E402
+
+WINDOWS = {"baseline": ("stim_start_time", -0.5, 0.0), "response": ("stim_start_time", 0.0, 0.5)}
+DURATION = 5400.0
+STRUCTURE = "S07"
+BUCKET = "npc-bench"
+PREFIX = "cache"
+
+
+# ----------------------------------------------------------------------------------- data
+def make_session(
+    i: int, n_units: int, n_spikes: int, n_trials: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (units, trials) of one synthetic session (units with obs_intervals, default_qc)."""
+    units, _ = make_units(i, n_units, n_spikes, seed=0)
+    units = units.with_columns(
+        default_qc=pl.col("is_qc_pass"), obs_intervals=pl.lit([[1.0, DURATION - 1.0]])
+    )
+    rng = np.random.default_rng(1000 + i)
+    stim = np.sort(rng.uniform(30, DURATION - 30, n_trials))
+    trials = pl.DataFrame(
+        {
+            "session_id": units["session_id"][0],
+            "trial_index": np.arange(n_trials),
+            "start_time": stim - 1.5,
+            "stop_time": stim + 3.0,
+            "stim_start_time": stim,
+            "is_catch": rng.random(n_trials) < 0.1,
+        }
+    )
+    return units, trials
+
+
+def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
+    """Write units (bulk ragged spike_times + obs_intervals) and trials with pynwb."""
+    from hdmf.common import VectorData, VectorIndex
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.misc import Units
+
+    nwb = NWBFile(
+        session_description="benchmark",
+        identifier=path.stem,
+        session_start_time=dt.datetime(2023, 8, 31, tzinfo=dt.UTC),
+    )
+    st = units["spike_times"]
+    spikes = VectorData(name="spike_times", data=st.explode().to_numpy(), description="s")
+    cols: list[Any] = [
+        spikes,
+        VectorIndex(
+            name="spike_times_index", data=np.cumsum(st.list.len().to_numpy()), target=spikes
+        ),
+    ]
+    obs = VectorData(
+        name="obs_intervals",
+        data=np.tile([[1.0, DURATION - 1.0]], (units.height, 1)),
+        description="observation intervals",
+    )
+    cols += [
+        obs,
+        VectorIndex(name="obs_intervals_index", data=np.arange(1, units.height + 1), target=obs),
+    ]
+    for name in ("unit_id", "structure"):
+        cols.append(VectorData(name=name, data=units[name].to_list(), description=name))
+    for name in ("is_qc_pass", "default_qc"):
+        cols.append(VectorData(name=name, data=units[name].to_numpy(), description=name))
+    nwb.units = Units(name="units", description="units", columns=cols, id=np.arange(units.height))
+    for name in ("stim_start_time", "is_catch"):
+        nwb.add_trial_column(name=name, description=name)
+    tr = trials.to_dict(as_series=False)
+    for k in range(trials.height):
+        nwb.add_trial(
+            start_time=tr["start_time"][k],
+            stop_time=tr["stop_time"][k],
+            stim_start_time=tr["stim_start_time"][k],
+            is_catch=tr["is_catch"][k],
+        )
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+# ------------------------------------------------------------------------------ measures
+def needed_bytes(
+    data: bytes, columns: list[str], keep: Callable[[pq.RowGroupMetaData, list[str]], bool]
+) -> int:
+    """Return footer + column-chunk bytes of `columns` in the row groups `keep` admits."""
+    md = pq.ParquetFile(pa.BufferReader(data)).metadata
+    names = [md.schema.column(j).path for j in range(md.num_columns)]
+    total = md.serialized_size + 8
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        if keep(rg, names):
+            total += sum(
+                rg.column(j).total_compressed_size
+                for j, n in enumerate(names)
+                if n.split(".")[0] in columns
+            )
+    return total
+
+
+def q1_row_group(rg: pq.RowGroupMetaData, names: list[str]) -> bool:
+    """True when the statistics of `rg` admit ``is_qc_pass AND structure == STRUCTURE``."""
+    s = rg.column(names.index("structure")).statistics
+    q = rg.column(names.index("is_qc_pass")).statistics
+    if s is not None and s.has_min_max and not (s.min <= STRUCTURE <= s.max):
+        return False
+    return not (q is not None and q.has_min_max and not q.max)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(log: Any, fn: Callable[[], Any]) -> tuple[float, float, list[Request], Any]:
+    """Return (wall s, CPU s, requests answered, result) of one run of `fn`."""
+    log.clear()
+    t0, c0 = time.perf_counter(), _cpu()
+    out = fn()
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    time.sleep(0.05)  # let the server record the last responses
+    return wall, cpu, log.snapshot(), out
+
+
+def report(name: str, wall: float, cpu: float, reqs: list[Request], needed: int | None) -> None:
+    reads = [r for r in reqs if r.method in ("GET", "HEAD")]
+    listing = [r for r in reads if not r.key or r.key.endswith("/")]
+    per_file = Counter(r.key for r in reads if r not in listing)
+    sent = sum(r.bytes_sent for r in reads)
+    ratio = f"{sent / needed:6.2f}" if needed else "     -"
+    need = f"{needed / 1e6:9.1f}" if needed else f"{'-':>9s}"
+    print(
+        f"{name:34s} {wall:7.2f} {cpu:7.2f} {len(reads):6d} {len(listing):5d} {len(per_file):6d} "
+        f"{max(per_file.values(), default=0):8d} {sent / 1e6:9.1f} {need} {ratio}"
+    )
+
+
+# ---------------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sessions", type=int, default=8)
+    ap.add_argument("--units", type=int, default=2400)
+    ap.add_argument("--spikes", type=float, default=7.5e6, help="spikes per session")
+    ap.add_argument("--trials", type=int, default=500)
+    ap.add_argument("--no-nwb", action="store_true", help="skip lazynwb")
+    ap.add_argument("--work", default=None, help="folder for the NWB files (default: temp)")
+    args = ap.parse_args()
+
+    server, log = start_counting_server()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(aws_environment(endpoint))
+    os.environ["AWS_ALLOW_HTTP"] = "true"
+    import tempfile
+
+    import boto3
+
+    import npc_frames as nf
+    from npc_frames.cache import data_path
+    from npc_frames.cache.remote import FOOTERS
+    from npc_frames.cache_layout import to_parquet_bytes
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    root = f"s3://{BUCKET}/{PREFIX}"
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_s3_"))
+    n_spikes = int(args.spikes)
+    print(
+        f"{args.sessions} sessions x {args.units} units x {n_spikes / 1e6:.1f} M spikes, "
+        f"{args.trials} trials; moto S3 at {endpoint}"
+    )
+    t0 = time.perf_counter()
+    need_q1 = need_counts = 0
+    truth_units = truth_spikes = 0
+    nwb_urls = []
+    for i in range(args.sessions):
+        units, trials = make_session(i, args.units, n_spikes, args.trials)
+        sid = units["session_id"][0]
+        sel = units.filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
+        truth_units += sel.height
+        truth_spikes += int(sel["spike_times"].list.len().sum())
+        blobs = {
+            name: to_parquet_bytes(df, component=name)
+            for name, df in (("units", units), ("trials", trials))
+        }
+        for name, blob in blobs.items():
+            key = data_path(root, name, sid).removeprefix(f"s3://{BUCKET}/")
+            client.put_object(Bucket=BUCKET, Key=key, Body=blob)
+        need_q1 += needed_bytes(
+            blobs["units"], ["unit_id", "spike_times", "is_qc_pass", "structure"], q1_row_group
+        )
+        need_counts += needed_bytes(
+            blobs["units"], ["unit_id", "spike_times", "obs_intervals"], lambda rg, n: True
+        )
+        need_counts += needed_bytes(
+            blobs["trials"], ["trial_index", "stim_start_time"], lambda rg, n: True
+        )
+        if not args.no_nwb:
+            path = work / f"{sid}.nwb"
+            write_nwb(path, units, trials)
+            client.upload_file(str(path), BUCKET, f"nwb/{path.name}")
+            nwb_urls.append(f"s3://{BUCKET}/nwb/{path.name}")
+            path.unlink()
+        del units, trials, blobs
+    print(
+        f"built and uploaded in {time.perf_counter() - t0:.0f} s; Q1 truth: {truth_units} units, "
+        f"{truth_spikes / 1e6:.2f} M spikes\n"
+    )
+
+    head = (
+        f"{'query':34s} {'wall s':>7s} {'CPU s':>7s} {'reqs':>6s} {'lists':>5s} {'files':>6s} "
+        f"{'max/file':>8s} {'MB sent':>9s} {'MB needed':>9s} {'ratio':>6s}"
+    )
+    print(head)
+    print("-" * len(head))
+
+    def q1() -> pl.DataFrame:
+        return (
+            nf.scan_units(cache=root)
+            .filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
+            .select("unit_id", "spike_times")
+            .collect()
+        )
+
+    FOOTERS.clear()
+    for label in ("cold", "warm"):
+        wall, cpu, reqs, out = measure(log, q1)
+        assert out.height == truth_units, out.height
+        assert int(out["spike_times"].list.len().sum()) == truth_spikes
+        report(f"Q1 nf.scan_units ({label})", wall, cpu, reqs, need_q1)
+
+    def q1_polars() -> pl.DataFrame:
+        from npc_frames.storage import polars_storage_options
+
+        return (
+            pl.scan_parquet(
+                f"{root}/units/session_id=*/data.parquet",
+                hive_partitioning=True,
+                storage_options=polars_storage_options(root),
+            )
+            .filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
+            .select("unit_id", "spike_times")
+            .collect()
+        )
+
+    wall, cpu, reqs, out = measure(log, q1_polars)
+    assert out.height == truth_units
+    report("Q1 pl.scan_parquet (Polars' S3)", wall, cpu, reqs, need_q1)
+
+    def counts() -> pl.DataFrame:
+        return nf.spike_counts(
+            nf.scan_units(cache=root), nf.scan_trials(cache=root), windows=WINDOWS
+        )
+
+    FOOTERS.clear()
+    n_rows = args.sessions * args.units * args.trials * len(WINDOWS)
+    for label in ("cold", "warm"):
+        wall, cpu, reqs, ours = measure(log, counts)
+        assert ours.height == n_rows, ours.height
+        report(f"counts nf.spike_counts ({label})", wall, cpu, reqs, need_counts)
+
+    if nwb_urls:
+        import lazynwb
+
+        # lazynwb reads S3 through obstore, which takes the endpoint from AWS_ENDPOINT_URL and
+        # AWS_ALLOW_HTTP (set above)
+
+        def q1_lazynwb() -> pl.DataFrame:
+            return (
+                lazynwb.scan_nwb(nwb_urls, "/units", disable_progress=True)
+                .filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
+                .select("unit_id", "spike_times")
+                .collect()
+            )
+
+        try:
+            wall, cpu, reqs, out = measure(log, q1_lazynwb)
+            assert out.height == truth_units, out.height
+            report("Q1 lazynwb.scan_nwb", wall, cpu, reqs, None)
+        except Exception as exc:  # report and keep the rest
+            print(f"Q1 lazynwb failed: {type(exc).__name__}: {exc}")
+
+        def counts_lazynwb() -> pl.DataFrame:
+            units = (
+                lazynwb.scan_nwb(nwb_urls, "/units", disable_progress=True)
+                # without obs_intervals: lazynwb 1.0 rejects the ragged [start, stop] column;
+                # every window here lies inside the observation interval anyway
+                .select("unit_id", "_nwb_path", "_table_index")
+                .collect()
+            )
+            intervals = {
+                name: (pl.col(event) + a, pl.col(event) + b)
+                for name, (event, a, b) in WINDOWS.items()
+            }
+            return lazynwb.get_spike_times_in_intervals(
+                units,
+                intervals=intervals,
+                intervals_df="/intervals/trials",
+                as_counts=True,
+                disable_progress=True,
+                as_polars=True,
+                use_process_pool=False,
+            )
+
+        try:
+            wall, cpu, reqs, theirs = measure(log, counts_lazynwb)
+            report("counts lazynwb", wall, cpu, reqs, None)
+            total = int(ours["count"].sum())
+            theirs_total = int(sum(theirs[w].sum() for w in WINDOWS))
+            print(f"{'':34s} counts total: ours {total}, lazynwb {theirs_total}")
+            assert total == theirs_total
+        except Exception as exc:  # report and keep the rest
+            print(f"counts lazynwb failed: {type(exc).__name__}: {exc}")
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        "\nreqs: GET+HEAD requests answered by the server (listings included); files: objects "
+        "touched; max/file: requests on the busiest object;\nMB sent: response bodies; MB "
+        "needed: footers + column chunks of the row groups the query needs (Parquet metadata)."
+        f"\npeak RSS {peak:.0f} MB (this process includes the S3 server and its objects)"
+    )
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
