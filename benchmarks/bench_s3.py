@@ -26,11 +26,13 @@ Spikes are generated with ``bench_spike_query.make_units`` (2,400 units, log-nor
     python benchmarks/bench_s3.py                  # 8 sessions x 2,400 units x 7.5 M spikes (~2 min)
     python benchmarks/bench_s3.py --spikes 60e6    # the full 60 M spikes per session (~15 min)
     python benchmarks/bench_s3.py --no-nwb         # without the lazynwb comparison
+    python benchmarks/bench_s3.py --amplitudes     # units with per-spike amplitudes too
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import os
 import resource
@@ -50,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from bench_spike_query import make_units  # noqa: E402
-from helpers.s3server import Request, aws_environment, start_counting_server  # noqa: E402
+from helpers.s3server import Request, aws_environment, start_server_process  # noqa: E402
 
 WINDOWS = {"baseline": ("stim_start_time", -0.5, 0.0), "response": ("stim_start_time", 0.0, 0.5)}
 DURATION = 5400.0
@@ -61,13 +63,21 @@ PREFIX = "cache"
 
 # ----------------------------------------------------------------------------------- data
 def make_session(
-    i: int, n_units: int, n_spikes: int, n_trials: int
+    i: int, n_units: int, n_spikes: int, n_trials: int, amplitudes: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return (units, trials) of one synthetic session (units with obs_intervals, default_qc)."""
+    """Return (units, trials) of one synthetic session (units with obs_intervals, default_qc,
+    and with `amplitudes` a per-spike ``spike_amplitudes`` column as large as ``spike_times``)."""
     units, _ = make_units(i, n_units, n_spikes, seed=0)
     units = units.with_columns(
         default_qc=pl.col("is_qc_pass"), obs_intervals=pl.lit([[1.0, DURATION - 1.0]])
     )
+    if amplitudes:
+        st = units["spike_times"].to_arrow()
+        values = np.random.default_rng(i).normal(
+            100.0, 20.0, int(units["spike_times"].list.len().sum())
+        )
+        amps = pa.LargeListArray.from_arrays(pa.array(np.asarray(st.offsets)), pa.array(values))
+        units = units.with_columns(pl.Series("spike_amplitudes", pl.from_arrow(amps)))
     rng = np.random.default_rng(1000 + i)
     stim = np.sort(rng.uniform(30, DURATION - 30, n_trials))
     trials = pl.DataFrame(
@@ -84,7 +94,7 @@ def make_session(
 
 
 def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
-    """Write units (bulk ragged spike_times + obs_intervals) and trials with pynwb."""
+    """Write units (bulk ragged spike_times) and trials with pynwb."""
     from hdmf.common import VectorData, VectorIndex
     from pynwb import NWBHDF5IO, NWBFile
     from pynwb.misc import Units
@@ -102,15 +112,8 @@ def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
             name="spike_times_index", data=np.cumsum(st.list.len().to_numpy()), target=spikes
         ),
     ]
-    obs = VectorData(
-        name="obs_intervals",
-        data=np.tile([[1.0, DURATION - 1.0]], (units.height, 1)),
-        description="observation intervals",
-    )
-    cols += [
-        obs,
-        VectorIndex(name="obs_intervals_index", data=np.arange(1, units.height + 1), target=obs),
-    ]
+    # no obs_intervals: lazynwb 1.0 rejects the ragged [start, stop] column pynwb writes, and
+    # every window of this benchmark lies inside the cache's observation interval anyway
     for name in ("unit_id", "structure"):
         cols.append(VectorData(name=name, data=units[name].to_list(), description=name))
     for name in ("is_qc_pass", "default_qc"):
@@ -128,6 +131,46 @@ def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
         )
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
+
+
+def build(i: int, args: argparse.Namespace, endpoint: str, work: str) -> dict[str, Any]:
+    """Generate session `i`, upload its cache files and NWB file; return its truth and needs."""
+    import boto3
+
+    from npc_frames.cache import data_path
+    from npc_frames.cache_layout import to_parquet_bytes
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    root = f"s3://{BUCKET}/{PREFIX}"
+    units, trials = make_session(i, args.units, int(args.spikes), args.trials, args.amplitudes)
+    sid = units["session_id"][0]
+    sel = units.filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
+    blobs = {
+        name: to_parquet_bytes(df, component=name)
+        for name, df in (("units", units), ("trials", trials))
+    }
+    for name, blob in blobs.items():
+        key = data_path(root, name, sid).removeprefix(f"s3://{BUCKET}/")
+        client.put_object(Bucket=BUCKET, Key=key, Body=blob)
+    out = {
+        "units": sel.height,
+        "spikes": int(sel["spike_times"].list.len().sum()),
+        "need_q1": needed_bytes(
+            blobs["units"], ["unit_id", "spike_times", "is_qc_pass", "structure"], q1_row_group
+        ),
+        "need_counts": needed_bytes(
+            blobs["units"], ["unit_id", "spike_times", "obs_intervals"], lambda rg, n: True
+        )
+        + needed_bytes(blobs["trials"], ["trial_index", "stim_start_time"], lambda rg, n: True),
+        "nwb": None,
+    }
+    if not args.no_nwb:
+        path = Path(work) / f"{sid}.nwb"
+        write_nwb(path, units, trials)
+        client.upload_file(str(path), BUCKET, f"nwb/{path.name}")
+        path.unlink()
+        out["nwb"] = f"s3://{BUCKET}/nwb/{path.name}"
+    return out
 
 
 # ------------------------------------------------------------------------------ measures
@@ -196,69 +239,57 @@ def main() -> None:
     ap.add_argument("--spikes", type=float, default=7.5e6, help="spikes per session")
     ap.add_argument("--trials", type=int, default=500)
     ap.add_argument("--no-nwb", action="store_true", help="skip lazynwb")
+    ap.add_argument(
+        "--amplitudes",
+        action="store_true",
+        help="add per-spike spike_amplitudes to the units (as a real sorting has them)",
+    )
     ap.add_argument("--work", default=None, help="folder for the NWB files (default: temp)")
     args = ap.parse_args()
 
-    server, log = start_counting_server()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    server, endpoint, log = start_server_process()
+    atexit.register(server.terminate)
     os.environ.update(aws_environment(endpoint))
     os.environ["AWS_ALLOW_HTTP"] = "true"
+    import concurrent.futures as cf
+    import multiprocessing
     import tempfile
 
     import boto3
 
-    import npc_frames as nf
-    from npc_frames.cache import data_path
-    from npc_frames.cache.remote import FOOTERS
-    from npc_frames.cache_layout import to_parquet_bytes
-
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
     root = f"s3://{BUCKET}/{PREFIX}"
-    work = Path(args.work or tempfile.mkdtemp(prefix="bench_s3_"))
-    n_spikes = int(args.spikes)
+    work = args.work or tempfile.mkdtemp(prefix="bench_s3_")
     print(
-        f"{args.sessions} sessions x {args.units} units x {n_spikes / 1e6:.1f} M spikes, "
-        f"{args.trials} trials; moto S3 at {endpoint}"
+        f"{args.sessions} sessions x {args.units} units x {args.spikes / 1e6:.1f} M spikes, "
+        f"{args.trials} trials; moto S3 (its own process) at {endpoint}"
     )
     t0 = time.perf_counter()
-    need_q1 = need_counts = 0
-    truth_units = truth_spikes = 0
-    nwb_urls = []
-    for i in range(args.sessions):
-        units, trials = make_session(i, args.units, n_spikes, args.trials)
-        sid = units["session_id"][0]
-        sel = units.filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
-        truth_units += sel.height
-        truth_spikes += int(sel["spike_times"].list.len().sum())
-        blobs = {
-            name: to_parquet_bytes(df, component=name)
-            for name, df in (("units", units), ("trials", trials))
-        }
-        for name, blob in blobs.items():
-            key = data_path(root, name, sid).removeprefix(f"s3://{BUCKET}/")
-            client.put_object(Bucket=BUCKET, Key=key, Body=blob)
-        need_q1 += needed_bytes(
-            blobs["units"], ["unit_id", "spike_times", "is_qc_pass", "structure"], q1_row_group
+    # sessions are generated and uploaded by 2 worker processes, before this process imports
+    # anything it measures
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        built = list(
+            pool.map(
+                build,
+                range(args.sessions),
+                [args] * args.sessions,
+                [endpoint] * args.sessions,
+                [work] * args.sessions,
+            )
         )
-        need_counts += needed_bytes(
-            blobs["units"], ["unit_id", "spike_times", "obs_intervals"], lambda rg, n: True
-        )
-        need_counts += needed_bytes(
-            blobs["trials"], ["trial_index", "stim_start_time"], lambda rg, n: True
-        )
-        if not args.no_nwb:
-            path = work / f"{sid}.nwb"
-            write_nwb(path, units, trials)
-            client.upload_file(str(path), BUCKET, f"nwb/{path.name}")
-            nwb_urls.append(f"s3://{BUCKET}/nwb/{path.name}")
-            path.unlink()
-        del units, trials, blobs
+    truth_units = sum(b["units"] for b in built)
+    truth_spikes = sum(b["spikes"] for b in built)
+    need_q1 = sum(b["need_q1"] for b in built)
+    need_counts = sum(b["need_counts"] for b in built)
+    nwb_urls = [b["nwb"] for b in built if b["nwb"]]
     print(
         f"built and uploaded in {time.perf_counter() - t0:.0f} s; Q1 truth: {truth_units} units, "
         f"{truth_spikes / 1e6:.2f} M spikes\n"
     )
+    import npc_frames as nf
+    from npc_frames.cache.remote import FOOTERS
 
     head = (
         f"{'query':34s} {'wall s':>7s} {'CPU s':>7s} {'reqs':>6s} {'lists':>5s} {'files':>6s} "
@@ -336,8 +367,6 @@ def main() -> None:
         def counts_lazynwb() -> pl.DataFrame:
             units = (
                 lazynwb.scan_nwb(nwb_urls, "/units", disable_progress=True)
-                # without obs_intervals: lazynwb 1.0 rejects the ragged [start, stop] column;
-                # every window here lies inside the observation interval anyway
                 .select("unit_id", "_nwb_path", "_table_index")
                 .collect()
             )
@@ -370,9 +399,11 @@ def main() -> None:
         "\nreqs: GET+HEAD requests answered by the server (listings included); files: objects "
         "touched; max/file: requests on the busiest object;\nMB sent: response bodies; MB "
         "needed: footers + column chunks of the row groups the query needs (Parquet metadata)."
-        f"\npeak RSS {peak:.0f} MB (this process includes the S3 server and its objects)"
+        "\nCPU s: this process only (the server runs in its own); "
+        f"peak RSS of this process {peak:.0f} MB"
     )
-    server.stop()
+    server.terminate()
+    server.wait()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ STRUCTURES = [f"S{k:02d}" for k in range(6)]
 DURATION = 600.0
 
 
-def _units(i: int, n_units: int = 240, n_spikes: int = 1_500_000) -> pl.DataFrame:
+def _units(i: int, n_units: int = 240, n_spikes: int = 300_000) -> pl.DataFrame:
     """Units of one session: several structures, ~40 % QC pass, many row groups per file."""
     rng = np.random.default_rng(i)
     sid = f"{660000 + i}_2023-08-{1 + i:02d}"
@@ -278,3 +278,22 @@ def test_s3_catalog_cached_until_the_object_changes(s3_endpoint: S3Server):  # n
         "660000_2023-08-01",
         "660001_2023-08-02",
     ]
+
+
+def test_s3_scan_survives_pickling_for_other_processes(caches):
+    import pickle
+
+    local, url, _ = caches
+    lf = cache.scan_units(url).filter(pl.col("structure") == "S01").select("unit_id", "spike_times")
+    again = pickle.loads(pickle.dumps(lf))
+    assert (
+        again.sort("unit_id")
+        .collect()
+        .equals(
+            cache.scan_units(local)
+            .filter(pl.col("structure") == "S01")
+            .select("unit_id", "spike_times")
+            .sort("unit_id")
+            .collect()
+        )
+    )

@@ -16,8 +16,11 @@ server, whatever the client believes it asked for.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
+import sys
 import threading
 import urllib.parse
 import uuid
@@ -29,6 +32,9 @@ from typing import Any
 import pytest
 
 HOST = "127.0.0.1"
+#: path at which a counting server answers with its request log (GET) or clears it (DELETE);
+#: requests to it are not recorded
+LOG_PATH = "/_npc_frames_requests"
 
 
 def _free_port() -> int:
@@ -91,6 +97,13 @@ class _CountingApp:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterator[bytes]:
+        if environ.get("PATH_INFO") == LOG_PATH:  # the log itself, for a server in a subprocess
+            if environ.get("REQUEST_METHOD") == "DELETE":
+                self.log.clear()
+            body = json.dumps([dataclasses.astuple(r) for r in self.log.snapshot()]).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            yield body
+            return
         status: list[int] = [0]
 
         def recording_start_response(code: str, headers: Any, *args: Any) -> Any:
@@ -149,6 +162,54 @@ def start_counting_server(host: str = HOST, port: int | None = None) -> tuple[An
     server = CountingMotoServer(ip_address=host, port=port or _free_port(), verbose=False)
     server.start()
     return server, log
+
+
+class RemoteRequestLog:
+    """The request log of a counting server running in another process (read over HTTP)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.url = endpoint + LOG_PATH
+
+    def _call(self, method: str) -> list[Request]:
+        import urllib.request
+
+        req = urllib.request.Request(self.url, method=method)
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return [Request(*row) for row in json.loads(resp.read())]
+
+    def snapshot(self) -> list[Request]:
+        """Return the recorded requests."""
+        return self._call("GET")
+
+    def clear(self) -> None:
+        """Forget every recorded request."""
+        self._call("DELETE")
+
+
+def start_server_process(host: str = HOST) -> tuple[Any, str, RemoteRequestLog]:
+    """Start a counting moto server in a child process on `host`; return (process, endpoint, log).
+
+    The server's CPU time is then not the client's. Stop it with ``process.terminate()``.
+    """
+    import subprocess
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--host", host, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    endpoint = f"http://{host}:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(endpoint + LOG_PATH, timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the S3 server exited with {proc.returncode}") from None
+            time.sleep(0.1)
+    return proc, endpoint, RemoteRequestLog(endpoint)
 
 
 def aws_environment(endpoint: str) -> dict[str, str]:
@@ -218,3 +279,16 @@ def s3_endpoint() -> Iterator[S3Server]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+if __name__ == "__main__":  # a counting server in its own process (start_server_process)
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default=HOST)
+    ap.add_argument("--port", type=int, required=True)
+    a = ap.parse_args()
+    if a.host != HOST:
+        raise SystemExit(f"the test S3 server listens on {HOST} only")
+    server, _ = start_counting_server(a.host, a.port)
+    server._thread.join()

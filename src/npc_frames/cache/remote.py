@@ -422,6 +422,13 @@ class RemoteDataset:
     objects: list[RemoteObject] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a plan shipped to another process (Dask, LazyFrame.serialize) lists afresh there
+        return {"root": self.root, "component": self.component, "schema": self.schema}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["root"], state["component"], state["schema"])  # type: ignore[misc]
+
     def _objects(self) -> list[RemoteObject]:
         with self._lock:
             objects, self.objects = self.objects, None
