@@ -346,8 +346,10 @@ def main() -> None:
     if nwb_urls:
         import lazynwb
 
-        # lazynwb reads S3 through obstore, which takes the endpoint from AWS_ENDPOINT_URL and
-        # AWS_ALLOW_HTTP (set above)
+        # remfile (lazynwb's default) would rewrite s3:// to https://<bucket>.s3.amazonaws.com:
+        # read through obstore instead, which takes AWS_ENDPOINT_URL and AWS_ALLOW_HTTP (above)
+        lazynwb.config.use_remfile = False
+        lazynwb.config.use_obstore = True
 
         def q1_lazynwb() -> pl.DataFrame:
             return (
@@ -367,7 +369,7 @@ def main() -> None:
         def counts_lazynwb() -> pl.DataFrame:
             units = (
                 lazynwb.scan_nwb(nwb_urls, "/units", disable_progress=True)
-                .select("unit_id", "_nwb_path", "_table_index")
+                .select("unit_id", "_nwb_path", "_table_path", "_table_index")
                 .collect()
             )
             intervals = {
@@ -379,6 +381,7 @@ def main() -> None:
                 intervals=intervals,
                 intervals_df="/intervals/trials",
                 as_counts=True,
+                apply_obs_intervals=False,  # the NWB files have none (see write_nwb)
                 disable_progress=True,
                 as_polars=True,
                 use_process_pool=False,
@@ -392,6 +395,8 @@ def main() -> None:
             print(f"{'':34s} counts total: ours {total}, lazynwb {theirs_total}")
             assert total == theirs_total
         except Exception as exc:  # report and keep the rest
+            if os.environ.get("BENCH_DEBUG"):
+                raise
             print(f"counts lazynwb failed: {type(exc).__name__}: {exc}")
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
