@@ -297,3 +297,26 @@ def test_s3_scan_survives_pickling_for_other_processes(caches):
             .collect()
         )
     )
+
+
+@pytest.mark.slow
+def test_s3_scan_of_every_component_of_a_converted_session_equals_local(
+    synth_session,
+    s3_endpoint: S3Server,  # noqa: F811
+    tmp_path,
+):
+    import concurrent.futures as cf
+
+    local = tmp_path / "cache"
+    with cf.ThreadPoolExecutor(1) as ex:
+        cache.convert([synth_session.raw_path], local, executor=ex, progress=False)
+    url = s3_endpoint.upload_folder(local, s3_endpoint.bucket("synth"), "cache")
+    present = sorted({p.parent.parent.name for p in local.glob("*/session_id=*/data.parquet")})
+    assert {"trials", "units", "sessions", "electrodes"} <= set(present)
+    remote.FOOTERS.clear()
+    for name in present:
+        got, want = cache.scan(name, url).collect(), cache.scan(name, local).collect()
+        assert got.schema == want.schema, name
+        assert got.equals(want), name
+    # the catalog too, and a second read of it is served from the process's copy
+    assert cache.read_catalog(url).equals(cache.read_catalog(local))
