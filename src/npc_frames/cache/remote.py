@@ -53,6 +53,8 @@ GAP_BUDGET = 0.2
 WHOLE_FILE_BYTES = 128 * 1024
 #: first suffix read of a footer before any footer of the component has been seen
 FIRST_FOOTER_BYTES = 64 * 1024
+#: bytes fetched at once by one scan (files are fetched in groups of about this size)
+IN_FLIGHT_BYTES = 1024**3
 #: bytes of cached footers kept per process (least recently used dropped first)
 FOOTER_CACHE_BYTES = 256 * 1024**2
 PARQUET_MAGIC = b"PAR1"
@@ -493,10 +495,8 @@ class RemoteDataset:
         # session_id is the hive folder's: never read from the files
         physical = [c for c in columns if c != "session_id"]
         needed = sorted(set(physical) | (_filter_columns(filter_, names) - {"session_id"}))
-        plans: list[tuple[RemoteObject, ds.Fragment]] = []
-        paths: list[str] = []
-        starts: list[int] = []
-        ends: list[int] = []
+        # per file: its fragment (row groups the statistics admit) and its merged ranges
+        plans: list[tuple[RemoteObject, ds.Fragment, list[tuple[int, int]]]] = []
         for obj in objects:
             frag = fmt.make_fragment(obj.path, handler_fs, part[obj.path], file_size=obj.size)
             if filter_ is not None:
@@ -504,36 +504,57 @@ class RemoteDataset:
             row_groups = [rg.id for rg in frag.row_groups]
             if not row_groups:
                 continue
-            plans.append((obj, frag))
-            if obj.size <= WHOLE_FILE_BYTES:
-                continue  # fetched whole with its footer
-            tail_start = obj.size - len(feet[obj.path].tail)
-            wanted = [
-                (a, min(b, tail_start))
-                for a, b in column_chunk_ranges(feet[obj.path].metadata, row_groups, needed)
-                if a < tail_start
-            ]
-            for a, b in merge_ranges(wanted):
-                paths.append(obj.path)
-                starts.append(a)
-                ends.append(b)
-        for path, a, data in zip(paths, starts, _cat_ranges(fs, paths, starts, ends), strict=True):
-            files[path].add(a, data)
+            ranges: list[tuple[int, int]] = []
+            if obj.size > WHOLE_FILE_BYTES:  # else fetched whole with its footer
+                tail_start = obj.size - len(feet[obj.path].tail)
+                wanted = [
+                    (a, min(b, tail_start))
+                    for a, b in column_chunk_ranges(feet[obj.path].metadata, row_groups, needed)
+                    if a < tail_start
+                ]
+                ranges = merge_ranges(wanted)
+            plans.append((obj, frag, ranges))
         # the filter is applied after the read, with session_id from the folder: pyarrow would
         # otherwise read the files' own session_id column, chunk by chunk, to evaluate it
         session_field = self.schema.field("session_id")
         with_session = "session_id" in columns or "session_id" in _filter_columns(filter_, names)
-        for obj, frag in plans:
-            table = ds.Scanner.from_fragment(
-                frag, schema=self.schema, columns=needed, use_threads=False
-            ).to_table()
-            if with_session:
-                sid = pa.array([obj.session_id] * table.num_rows, session_field.type)
-                table = table.append_column(session_field, sid)
-            if filter_ is not None:
-                table = table.filter(filter_)
-            yield table.select(columns)
-            files.pop(obj.path, None)  # free the fetched bytes of this file
+        for group in _groups(plans, IN_FLIGHT_BYTES):
+            paths = [obj.path for obj, _, ranges in group for _ in ranges]
+            starts = [a for _, _, ranges in group for a, _ in ranges]
+            ends = [b for _, _, ranges in group for _, b in ranges]
+            for path, a, data in zip(
+                paths, starts, _cat_ranges(fs, paths, starts, ends), strict=True
+            ):
+                files[path].add(a, data)
+            for obj, frag, _ in group:
+                table = ds.Scanner.from_fragment(
+                    frag, schema=self.schema, columns=needed, use_threads=False
+                ).to_table()
+                if with_session:
+                    sid = pa.array([obj.session_id] * table.num_rows, session_field.type)
+                    table = table.append_column(session_field, sid)
+                if filter_ is not None:
+                    table = table.filter(filter_)
+                files.pop(obj.path, None)  # free the fetched bytes of this file
+                yield table.select(columns)
+
+
+def _groups(
+    plans: list[tuple[RemoteObject, ds.Fragment, list[tuple[int, int]]]], limit: int
+) -> Iterator[list[tuple[RemoteObject, ds.Fragment, list[tuple[int, int]]]]]:
+    """Yield consecutive plans whose ranges add up to at most `limit` bytes (at least one each),
+    so that a scan of many large files never holds all their bytes at once."""
+    group: list[tuple[RemoteObject, ds.Fragment, list[tuple[int, int]]]] = []
+    total = 0
+    for plan in plans:
+        size = sum(b - a for a, b in plan[2])
+        if group and total + size > limit:
+            yield group
+            group, total = [], 0
+        group.append(plan)
+        total += size
+    if group:
+        yield group
 
 
 def arrow_schema(schema: pl.Schema) -> pa.Schema:
