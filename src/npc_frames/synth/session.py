@@ -361,6 +361,7 @@ def make_session(
     annotations: bool = True,
     video_behavior: bool = False,
     video_behavior_length_delta: Mapping[str, int] | None = None,
+    save_sound_array: bool = False,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -415,6 +416,9 @@ def make_session(
         :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
         ``{kind: n}`` gives an asset ``n`` rows more (or fewer) than its video. Needs `video`.
         ``Truth.assets[kind]`` records what was written.
+    save_sound_array:
+        The DynamicRouting1 file saves every trial's sound waveform in ``trialSoundArray``
+        (``saveSoundArray``), as some task versions do; RFMapping files always save theirs.
 
     Examples
     --------
@@ -474,6 +478,7 @@ def make_session(
             rig=rig,
             task_version=task_version,
             date=date,
+            save_sound_array=save_sound_array,
         )
     )
     task_end_s = max((_script_end_s(r) for r in runs), default=first_start_s) + _CLOSE_WINDOW_S
@@ -690,6 +695,7 @@ def make_session(
             "sorted_as_asset": bool(sorted_as_asset),
             "annotations": bool(annotations),
             "video_behavior": bool(video_behavior),
+            "save_sound_array": bool(save_sound_array),
             "video_behavior_length_delta": dict(video_behavior_length_delta or {}),
         },
         assets=assets,
