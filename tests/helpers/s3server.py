@@ -291,4 +291,8 @@ if __name__ == "__main__":  # a counting server in its own process (start_server
     if a.host != HOST:
         raise SystemExit(f"the test S3 server listens on {HOST} only")
     server, _ = start_counting_server(a.host, a.port)
-    server._thread.join()
+    parent = os.getppid()
+    while os.getppid() == parent:  # exit with the process that started this server
+        server._thread.join(timeout=1.0)
+        if not server._thread.is_alive():
+            break
