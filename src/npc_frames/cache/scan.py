@@ -47,7 +47,9 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     missing from older files come back null, undeclared extra columns are dropped. Filters on
     ``session_id`` prune whole files (hive partitioning); other filters and projections are pushed
     into the Parquet reader (row-group statistics, column selection). A component with no files yet
-    gives an empty frame of its schema.
+    gives an empty frame of its schema. On S3 the reads are planned by
+    :mod:`npc_frames.cache.remote`: one listing per query, footers cached by ETag, and the needed
+    column chunks fetched with a few merged ranged GETs per file.
 
     Examples
     --------
