@@ -283,7 +283,13 @@ def _channel_ids(ids: Any, path: str) -> npt.NDArray[np.int64]:
     return np.sort(np.asarray(out, dtype=np.int64))
 
 
-def _zarr_lfp(path: str, letter: str, stream_clock: Any, bit_volts: float) -> LFP:
+#: a recording whose length is known only from its last TTL event may run on this much longer
+LAST_TTL_SLACK_S = 60.0
+
+
+def _zarr_lfp(
+    path: str, letter: str, stream_clock: Any, bit_volts: float, *, exact: bool = True
+) -> LFP:
     import zarr
 
     try:
@@ -310,10 +316,18 @@ def _zarr_lfp(path: str, letter: str, stream_clock: Any, bit_volts: float) -> LF
             field="channel_ids",
             expected=f"{384 // CHANNEL_STEP} (every {CHANNEL_STEP}th of 384)",
         )
-    if abs(traces.shape[0] - stream_clock.num_samples // DECIMATION) > 1:
+    # exact: the recording's length is known (compressed copy, or a whole continuous.dat);
+    # otherwise it recorded at least until its last TTL event, and at most a minute longer
+    n = int(traces.shape[0])
+    low = stream_clock.num_samples // DECIMATION
+    high = low + (0 if exact else round(LAST_TTL_SLACK_S * stream_clock.rate_on_sync / DECIMATION))
+    if not low - 1 <= n <= high + 1:
         raise InconsistentDataError(
-            f"LFP zarr has {traces.shape[0]} samples; the raw LFP stream has "
-            f"{stream_clock.num_samples} (expected about {expected})",
+            f"LFP zarr has {n} samples; the raw LFP stream has "
+            + (f"{stream_clock.num_samples}" if exact else f"at least {stream_clock.num_samples}")
+            + f" (expected about {expected}"
+            + ("" if exact else f" to {high}")
+            + ")",
             path=path,
             field="traces_seg0",
         )
@@ -382,7 +396,8 @@ def lfp(session: Any, probe: str, *, cache: str | os.PathLike[str] | None = None
     bit_volts = float(stream.bit_volts[0]) * 1e-6 if stream.bit_volts else NP1_BIT_VOLTS
     zpath = _asset_zarr(raw, letter)
     if zpath is not None:
-        return _zarr_lfp(zpath, letter, clock, bit_volts)
+        exact = stream.num_samples_compressed is not None or stream.num_samples >= clock.num_samples
+        return _zarr_lfp(zpath, letter, clock, bit_volts, exact=exact)
     data = oe.continuous_memmap(stream)
     reference = reference_channels(_structures(raw, letter, data.shape[1]), data.shape[1])
     channels = np.arange(0, data.shape[1], CHANNEL_STEP, dtype=np.int64)
