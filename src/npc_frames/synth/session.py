@@ -388,8 +388,6 @@ def make_session(
         6–7 digit subject id; default derived from `seed`.
     scripts:
         Stim scripts in order; default :func:`default_scripts` (OptoTagging only with `opto`).
-    opto:
-        Opto session: OptoTagging script, opto line (bit 11), opsin genotype.
     video, ephys:
         Write the MVR videos / the Open Ephys recording and sorting output.
     invalid_times:
@@ -411,6 +409,10 @@ def make_session(
         Write CCF annotations of the probes, in every file format (``synth.anatomy``), into a
         sibling ``<raw name>_annotations_<date + 5 days>_10-00-00/`` asset;
         ``Truth.assets["annotations"]`` holds the expected per-channel anatomy.
+    opto:
+        Opto session: OptoTagging script, opto line (bit 11), opsin genotype; the rig's OptoGui
+        calibration files are written to ``<out_dir>/OptoGui/<rig>/``
+        (``Truth.assets["opto_calibration"]``).
     lfp_subsampled:
         Also write the pipeline's ``LFP_Subsampled`` asset of the annotated probes
         (:func:`npc_frames.synth.lfp.write_lfp_subsampled`; ``Truth.assets["lfp_subsampled"]``).
@@ -581,6 +583,12 @@ def make_session(
         probe_record["newscale_log"] = write_newscale_log(
             root, letters, np.random.default_rng([int(seed), 13])
         )
+    if opto:
+        from npc_frames.synth.task_mapping import write_optogui_files
+
+        # the rig's calibration files (not part of the upload): give them as the manifest's
+        # ``opto_calibration``
+        assets["opto_calibration"] = write_optogui_files(out_dir, rig)
     if ephys_truth is not None:
         assets["raw_lfp"] = {c: m.truth() for c, m in lfp_models.items()}
     if lfp_subsampled and ephys_truth is not None:
