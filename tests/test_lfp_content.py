@@ -81,7 +81,7 @@ def _check_oscillations(
 
 @pytest.mark.parametrize("letter", ["A", "B"])
 def test_oscillation_per_depth_from_raw(session: Any, letter: str) -> None:
-    model = session.assets["raw_lfp"][letter]
+    model = session.lfp[letter]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lf = nf.lfp(_raw(session, asset=False), letter)
@@ -109,7 +109,7 @@ def test_asset_oscillations_and_agreement_with_raw(session: Any) -> None:
         x, t = lf.sel(time=slice(lf.start_time + 10, lf.start_time + 70))
         _check_oscillations(
             lf,
-            session.assets["raw_lfp"][letter],
+            session.lfp[letter],
             x,
             t,
             (ASSET_FREQ_HZ, ASSET_AMP_REL, ASSET_PHASE_RAD),
@@ -141,7 +141,7 @@ def test_asset_reads_as_written(session: Any) -> None:
 
 def test_evoked_potentials_at_known_latency_and_amplitude(session: Any) -> None:
     raw = _raw(session, asset=True)
-    model = session.assets["raw_lfp"]["B"]
+    model = session.lfp["B"]
     onsets = np.asarray(model["onsets"])
     assert onsets.size >= 20
     lf = nf.lfp(raw, "B")

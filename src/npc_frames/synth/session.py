@@ -417,7 +417,7 @@ def make_session(
         Also write the pipeline's ``LFP_Subsampled`` asset of the annotated probes
         (:func:`npc_frames.synth.lfp.write_lfp_subsampled`; ``Truth.assets["lfp_subsampled"]``).
         The raw LFP band always carries the content of :mod:`npc_frames.synth.lfp`, whose
-        per-channel truth is ``Truth.assets["raw_lfp"]`` (probe letter -> model; not a folder).
+        per-channel truth is ``Truth.lfp``.
     video_behavior, video_behavior_length_delta:
         Also write the video-derived assets (DeepLabCut eye tracking, Lightning Pose, facemap;
         :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
@@ -589,8 +589,6 @@ def make_session(
         # the rig's calibration files (not part of the upload): give them as the manifest's
         # ``opto_calibration``
         assets["opto_calibration"] = write_optogui_files(out_dir, rig)
-    if ephys_truth is not None:
-        assets["raw_lfp"] = {c: m.truth() for c, m in lfp_models.items()}
     if lfp_subsampled and ephys_truth is not None:
         from npc_frames.synth.ephys import NP_BIT_VOLTS
         from npc_frames.synth.lfp import write_lfp_subsampled
@@ -739,6 +737,7 @@ def make_session(
         },
         assets=assets,
         probe_insertions=probe_record,
+        lfp={c: m.truth() for c, m in lfp_models.items()} if ephys_truth is not None else {},
     )
     truth.save(truth_dir, compress=compress)
     return truth

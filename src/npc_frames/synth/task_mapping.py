@@ -34,6 +34,7 @@ __all__ = [
     "simulate_opto_tagging",
     "simulate_rf_mapping",
     "simulate_spontaneous",
+    "write_optogui_files",
 ]
 
 SOUND_RATE = 48000
