@@ -315,29 +315,65 @@ def _np_column(s: pl.Series) -> np.ndarray:
     """Return a numpy array of a scalar column, nulls as NaN / "" (HDF5 has no null)."""
     if s.dtype == pl.String or isinstance(s.dtype, pl.Categorical | pl.Enum):
         return s.cast(pl.String).fill_null("").to_numpy().astype(object)
+    if s.dtype in (pl.Date, pl.Datetime) or isinstance(s.dtype, pl.Datetime):
+        return s.dt.to_string().fill_null("").to_numpy().astype(object)
     if s.null_count():
         return s.cast(pl.Float64).fill_null(float("nan")).to_numpy()
     return s.to_numpy()
 
 
-def _bulk_pynwb_same(frames: dict[str, pl.DataFrame], path: str) -> None:
-    """Write the same content as ``units_only`` with a hand-written bulk pynwb writer.
+def _bulk_columns(df: pl.DataFrame, skip: tuple[str, ...]) -> list[Any]:
+    """Return VectorData (+ VectorIndex for list columns, from the Arrow offsets) of a frame."""
+    from hdmf.common import VectorData, VectorIndex
 
-    Devices, electrode groups, the electrodes table (with its group references), every units
-    column of the frame (list columns as VectorData + VectorIndex from the Arrow offsets),
-    ``electrode_group`` references, the peak-channel ``electrodes`` region, and
-    ``waveform_mean`` as the plain dense (units × samples × probe channels) array zero-filled
-    outside each unit's channels — what a pynwb user writes by hand from the same arrays.
+    cols: list[Any] = []
+    for c in df.columns:
+        if c in skip:
+            continue
+        s = df[c]
+        if isinstance(s.dtype, pl.List):
+            flat = s.to_arrow().flatten()
+            ends = np.cumsum(s.list.len().fill_null(0).to_numpy())
+            if isinstance(s.dtype.inner, pl.List):  # obs_intervals: [start, stop] rows
+                values = np.asarray(flat.flatten().to_numpy()).reshape(-1, 2)
+            else:
+                values = _np_column(pl.Series(c, flat))
+            vd = VectorData(name=c, description=c, data=values)
+            cols += [vd, VectorIndex(name=f"{c}_index", data=ends, target=vd)]
+        else:
+            cols.append(VectorData(name=c, description=c, data=_np_column(s)))
+    return cols
+
+
+def _bulk_pynwb_same(frames: dict[str, pl.DataFrame], path: str) -> None:
+    """Write the same datasets as ``units_only`` with a hand-written bulk pynwb writer.
+
+    File metadata (the same NWBFile fields, from the same helper: building a dict costs
+    nothing), the one-row ``sessions`` table in ``/analysis``, devices, electrode groups, the
+    electrodes table (every frame column, ``location_label``, ``group`` references), every
+    units column of the frame (list columns as VectorData + VectorIndex from the Arrow offsets),
+    ``electrode_group`` references, the peak-channel ``electrodes`` region, ``waveform_mean`` as
+    the plain dense (units × samples × probe channels) array zero-filled outside each unit's
+    channels, and the per-probe 1 s spike-count series in ``/analysis/all_spike_histograms``
+    (``np.bincount`` of the default_qc units' spike seconds, not the slower ``np.histogram``)
+    — what a pynwb user writes by hand from the same arrays. ``main`` checks that both files
+    hold the same dataset paths.
     """
-    from hdmf.common import DynamicTableRegion, VectorData, VectorIndex
-    from pynwb import NWBHDF5IO, NWBFile
+    from hdmf.common import DynamicTable, DynamicTableRegion, VectorData, VectorIndex
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.behavior import BehavioralEvents
     from pynwb.ecephys import ElectrodesTable
     from pynwb.misc import Units
 
-    nwb = NWBFile(
-        session_description="bulk",
-        identifier="bulk",
-        session_start_time=datetime.datetime(2023, 8, 31, tzinfo=ZoneInfo("UTC")),
+    from npc_frames.nwb import _session_kwargs
+
+    nwb = NWBFile(**_session_kwargs(frames["sessions"]))
+    nwb.add_analysis(
+        DynamicTable(
+            name="sessions",
+            description="sessions",
+            columns=_bulk_columns(frames["sessions"], ("session_id", "session_start_time")),
+        )
     )
     devices = {
         str(r["name"]): nwb.create_device(name=str(r["name"]), description="Neuropixels probe")
@@ -352,33 +388,14 @@ def _bulk_pynwb_same(frames: dict[str, pl.DataFrame], path: str) -> None:
         )
         for r in frames["electrode_groups"].iter_rows(named=True)
     }
-    e = frames["electrodes"]
-    ecols = [
-        VectorData(name=c, description=c, data=_np_column(e[c]))
-        for c in e.columns
-        if c != "session_id"
-    ]
+    e = frames["electrodes"].with_columns(location_label=pl.col("location"))
+    ecols = _bulk_columns(e, ("session_id",))
     ecols.append(
         VectorData(name="group", description="group", data=[groups[g] for g in e["group_name"]])
     )
     nwb.electrodes = ElectrodesTable(columns=ecols)
     u = frames["units"]
-    cols: list[VectorData] = []
-    for c in u.columns:
-        if c in ("session_id", "waveform_mean"):
-            continue
-        s = u[c]
-        if isinstance(s.dtype, pl.List):
-            flat = s.to_arrow().flatten()
-            ends = np.cumsum(s.list.len().fill_null(0).to_numpy())
-            if isinstance(s.dtype.inner, pl.List):  # obs_intervals: [start, stop] rows
-                values = np.asarray(flat.flatten().to_numpy()).reshape(-1, 2)
-            else:
-                values = np.asarray(flat.to_numpy(zero_copy_only=False))
-            vd = VectorData(name=c, description=c, data=values)
-            cols += [vd, VectorIndex(name=f"{c}_index", data=ends, target=vd)]
-        else:
-            cols.append(VectorData(name=c, description=c, data=_np_column(s)))
+    cols = _bulk_columns(u, ("session_id", "waveform_mean"))
     cols.append(
         VectorData(
             name="electrode_group",
@@ -405,6 +422,18 @@ def _bulk_pynwb_same(frames: dict[str, pl.DataFrame], path: str) -> None:
     dense[np.repeat(np.arange(u.height), n_ch), :, chans.explode().to_numpy()] = rows
     cols.append(VectorData(name="waveform_mean", description="templates", data=dense))
     nwb.units = Units(name="units", description="units", columns=cols)
+    hists = BehavioralEvents(name="all_spike_histograms")
+    for group in sorted(groups):
+        good = (u["electrode_group_name"] == group) & u["default_qc"]
+        t = u["spike_times"].filter(good).explode().drop_nulls().to_numpy()
+        first = np.floor(t.min())
+        counts = np.bincount((np.floor(t) - first).astype(np.int64)).astype(np.float64)
+        hists.add_timeseries(
+            TimeSeries(
+                name=group, data=counts, starting_time=first + 0.5, rate=1.0, unit="spikes/s"
+            )
+        )
+    nwb.add_analysis(hists)
     with NWBHDF5IO(path, "w") as io:
         io.write(nwb)
 
