@@ -235,6 +235,7 @@ def test_spike_histograms_in_blocks_equal_numpy_histogram(
     times[4] = []
     times[5] = [10.0, None, 12.5]  # a null spike time is not counted
     times[6] = rng.uniform(0.5, 90.0, 50).tolist()  # more spikes than a block of 7
+    times[8] = [-1e-17, -0.5, 2.0, 2.999999999999999]  # just below whole seconds
     groups = ["probeA", "probeB", "probeC"] * (n // 3) + ["probeA"] * (n % 3)  # interleaved
     qc: list[bool | None] = [bool(i % 2) for i in range(n)]
     qc[7] = None

@@ -113,8 +113,9 @@ def spike_histograms(units: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndar
                 if size <= buffer.size
                 else np.concatenate(parts)
             )
-            # t - first is exact (first is an integer <= t < 2**53) and >= 0, so truncation is
-            # the floor: one bincount pass instead of np.histogram's sort of every spike time
+            # whole seconds since the first bin, exact (integers < 2**53): one bincount pass
+            # instead of np.histogram's sort of every spike time
+            np.floor(t, out=t)
             t -= first
             counts += np.bincount(t.astype(np.int64), minlength=counts.size)
         out[group] = (counts.astype(np.float64), first + 0.5 + np.arange(counts.size), only_good)
