@@ -186,6 +186,10 @@ def _warm_imports() -> None:
     """Import what a conversion imports (fills the bytecode cache when one is used)."""
     import importlib
 
+    # multiprocessing passes this interpreter's -B (from PYTHONDONTWRITEBYTECODE) on: the other
+    # processes only read the cache this one writes
+    sys.dont_write_bytecode = False
+
     from npc_frames.cache import pool
 
     for name in pool.preload_modules():
