@@ -410,25 +410,38 @@ def default_workers(n_sessions: int) -> int:
     return max(1, min(workers, n_sessions))
 
 
+class _NoBar:
+    """A disabled progress bar: every call does nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _Progress:
     """Two tqdm bars on stderr: sessions done / total, and components done / total (with the
     session and component being computed)."""
 
     def __init__(self, n_sessions: int, n_components: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
         self.n_components = n_components
-        self.sessions = tqdm(
-            total=n_sessions, desc="sessions", unit="session", disable=not enabled, position=0
-        )
-        self.components = tqdm(
-            total=n_sessions * n_components,
-            desc="components",
-            unit="comp",
-            disable=not enabled,
-            position=1,
-            leave=False,
-        )
+        self.sessions: Any = _NoBar()
+        self.components: Any = _NoBar()
+        if enabled:  # tqdm's import alone is ~0.1-0.2 s of the converting process's serial work
+            from tqdm.auto import tqdm
+
+            self.sessions = tqdm(total=n_sessions, desc="sessions", unit="session", position=0)
+            self.components = tqdm(
+                total=n_sessions * n_components,
+                desc="components",
+                unit="comp",
+                position=1,
+                leave=False,
+            )
         self.bad = 0
         self._counted: dict[str, int] = {}
 
@@ -535,17 +548,19 @@ def _expand(path: str) -> tuple[list[str], list[str]]:
     return sessions, [c for c in children if c not in sessions]
 
 
-def _key_of(path: str, sid: str | None) -> str | None:
-    """Return the session id `path` will be converted as (discovery's rule, which indexes a
-    subject's same-day recordings from the folder's siblings), or None when unknown."""
+def _key_of(path: str, sid: str | None) -> tuple[str | None, int]:
+    """Return (the session id `path` will be converted as, by discovery's rule, which indexes a
+    subject's same-day recordings from the folder's siblings, or None when unknown; the bytes of
+    the files discovery found, a cost estimate, or -1 when discovery did not run)."""
     if sid is not None:
-        return sid
+        return sid, -1
     from npc_frames.paths import RawSession
 
     try:
-        return str(RawSession.from_path(path).session_id)
+        raw = RawSession.from_path(path)
     except NpcFramesError:
-        return _id_of(_basename(path))
+        return _id_of(_basename(path)), -1
+    return str(raw.session_id), sum(int(size) for size, _ in raw.file_stats.values())
 
 
 def _resolve_inputs(
@@ -701,8 +716,18 @@ def convert(
     for n in names:
         _check_component(n)
     inputs, ignored = _resolve_inputs(raw_paths, manifest)
-    keys = [(_key_of(p, sid), p) for p, sid, _ in inputs]
+    pooled = executor is None and len(inputs) > 1
+    if pooled and (workers or default_workers(len(inputs))) > 1 and pool.main_is_importable():
+        # the fork server imports the library while this process discovers the sessions
+        pool.start_server()
+    keyed = [_key_of(p, sid) for p, sid, _ in inputs]
+    keys = [(key, p) for (key, _), (p, _, _) in zip(keyed, inputs, strict=True)]
     _check_unique(keys)
+    # the largest sessions first: a pool then ends with small ones and no worker idles while
+    # one converts a large session last (a stable sort keeps the given order among equals)
+    order = sorted(range(len(inputs)), key=lambda i: -keyed[i][1])
+    inputs = [inputs[i] for i in order]
+    keys = [keys[i] for i in order]
     catalog = read_catalog(root)
     previous: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in catalog.sort("part", nulls_last=False).iter_rows(named=True):

@@ -9,7 +9,8 @@ ephys session again has a probe the sorting pipeline skipped):
 0. an ephys session (sync, task + RF mapping, videos, two probes) whose spike sorting is a sibling
    asset ``<raw name>_sorted_<date>_<time>`` rather than a folder inside the raw asset;
 1. that day's surface-channel recording: ``<raw name>_surface_channels`` holding only an Open
-   Ephys recording (no sync, no task, not sorted), session index 1;
+   Ephys recording (no sync, no task, not sorted), session index 1; every probe but the last
+   records bank 1 (channels 384–767), the last stayed on the tip bank and is skipped;
 2. a behaviour-box training session (``behavior_…`` asset, no sync, a ``_box_`` video) in the
    morning, and
 3. a habituation session of the same subject on the same date in the afternoon (sync, task and
@@ -78,8 +79,10 @@ COMPONENT_NAMES: tuple[str, ...] = (
     "dlc_eye_camera",
     "lp_side_camera",
     "lp_front_camera",
+    "lp_zoomed_side_camera",
     "facemap_side_camera",
     "facemap_front_camera",
+    "facemap_zoomed_side_camera",
     "devices",
     "electrode_groups",
     "electrodes",
@@ -93,8 +96,10 @@ DERIVED_VIDEO_COMPONENTS: Mapping[str, str] = {
     "dlc_eye_camera": "dlc_eye",
     "lp_side_camera": "LPFaceParts",
     "lp_front_camera": "LPFaceParts",
+    "lp_zoomed_side_camera": "LPFaceParts",
     "facemap_side_camera": "facemap",
     "facemap_front_camera": "facemap",
+    "facemap_zoomed_side_camera": "facemap",
 }
 KINDS = ("ephys", "surface_channels", "training_box", "habituation")
 TRUTH_FILE = "population.json"
@@ -333,6 +338,10 @@ def _surface_member(
         shutil.rmtree(target)
     target.mkdir()
     shutil.move(str(Path(rec.raw_path) / "ecephys"), str(target / "ecephys"))
+    from npc_frames.synth.ephys import set_channel_banks
+
+    letters = "ABCDEF"[:n_probes]
+    set_channel_banks(target, {c: 1 if c != letters[-1] else 0 for c in letters})
     for name in ("subject.json", "data_description.json", "procedures.json"):
         shutil.copy2(Path(main.raw_path) / name, target / name)
     shutil.rmtree(scratch)
@@ -405,7 +414,9 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
                     start_time=after.time(),
                     seed=s,
                     main_session_id=main.session_id,
+                    # the last probe stayed on the tip bank: skipped
                     probes=main.probes,
+                    skipped_probes=main.probes[-1:],
                     components={
                         **expected_components(
                             scripts=(),
