@@ -55,9 +55,7 @@ def test_annotations_and_training_records_are_fingerprinted(
     sid, raw = str(truth.session_id), str(truth.raw_path)
     cache = tmp_path / "cache"
     records = _records(tmp_path / "training.csv", int(truth.subject), truth.date, 2)
-    man = _manifest(
-        tmp_path / "m.yaml", sid, raw, notes="first", training_records=str(records)
-    )
+    man = _manifest(tmp_path / "m.yaml", sid, raw, notes="first", training_records=str(records))
     nf.convert(None, cache, manifest=man, progress=False)
     first = _written(cache)
     row = nf.scan_sessions(cache).collect().row(0, named=True)

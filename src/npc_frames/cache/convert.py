@@ -98,9 +98,7 @@ class _Inputs:
 
     def fingerprint(self, inputs: Sequence[str]) -> tuple[str, int, int]:
         """Return (sha256 hex, file count, bytes) of `inputs` as they are now, plus the names."""
-        items = [
-            (r, *self.files.get(r, self.annotations.get(r, (-1, "missing")))) for r in inputs
-        ]
+        items = [(r, *self.files.get(r, self.annotations.get(r, (-1, "missing")))) for r in inputs]
         text = json.dumps([self.names, items], separators=(",", ":"))
         files = [i for i in items if not str(i[0]).startswith(parts.ANNOTATION_PREFIX)]
         return (
