@@ -3,10 +3,13 @@
 Everything is computed from one session's cached components (``nf.read_session``): sessions
 flags (sync, photodiode, engagement), running speed, units (yield per probe, QC metrics, drift map
 from spike times and amplitudes), trials (population PSTH to visual and auditory targets),
-optotagging and camera frame times (dropped frames). Each figure says what a good session looks
-like; each check records its value, threshold and pass/fail (``None`` when the session lacks the
-data, e.g. no optotagging). Stim-display sync panels (vsync intervals, photodiode lag per block)
-need the raw sync file and are not part of this cache-based report.
+optotagging and camera frame times (dropped frames). The sync-based checks and panels (vsync
+intervals and dropped/long frames, photodiode lag per stim block, sound and opto latency from the
+sync lines and the NI-DAQ copy) come from the ``qc`` and ``qc_timing`` components, which convert
+computes from the raw sync file and NI-DAQ recording (:mod:`npc_frames.components._qc`), so the
+report never reads raw files. Each figure says what a good session looks like; each check
+records its value, threshold and pass/fail (``None`` when the session lacks the data, e.g. no
+optotagging).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import html
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,6 +191,19 @@ def qc_checks(tables: dict[str, pl.DataFrame]) -> list[Check]:
             "laser pulses drive tagged units",
         )
     )
+    sync_qc = _get(tables, "qc")
+    if sync_qc is not None:
+        for r in sync_qc.iter_rows(named=True):
+            unit = f" {r['unit']}" if r["unit"] and r["unit"] != "fraction" else ""
+            checks.append(
+                Check(
+                    r["name"],
+                    r["passed"],
+                    r["value"],
+                    f"{r['threshold']}{unit}",
+                    r["description"],
+                )
+            )
     return checks
 
 
@@ -301,8 +318,58 @@ def _fig_psth(
     return fig
 
 
+def _fig_vsync(timing: pl.DataFrame | None) -> Figure:
+    rows = None if timing is None else timing.filter(pl.col("measure") == "vsync_interval")
+    if rows is None or rows.is_empty():
+        return _placeholder("no vsync blocks (no sync file or no matched stim file)")
+    fig = _figure()
+    ax = fig.add_subplot()
+    for r in rows.sort("block_index").iter_rows(named=True):
+        edges = np.asarray(r["hist_edges"]) * 1000
+        counts = np.asarray(r["hist_counts"], dtype=np.float64)
+        ax.stairs(
+            np.maximum(counts, 0.5),
+            edges,
+            label=f"{r['script_name']} ({r['n_outliers']} dropped)",
+        )
+    ax.set_yscale("log")
+    ax.set(xlabel="flip-to-flip interval (ms)", ylabel="intervals", title="vsync intervals")
+    ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def _fig_errorbars(
+    timing: pl.DataFrame | None, measures: Sequence[str], title: str, by_block: bool
+) -> Figure:
+    rows = None if timing is None else timing.filter(pl.col("measure").is_in(list(measures)))
+    if rows is None or rows.is_empty():
+        return _placeholder(f"{title}: not recorded in this session")
+    rows = rows.sort("block_index", "measure", nulls_last=True)
+    fig = _figure()
+    ax = fig.add_subplot()
+    med = rows["median"].to_numpy() * 1000
+    lo = med - rows["p05"].to_numpy() * 1000
+    hi = rows["p95"].to_numpy() * 1000 - med
+    x = np.arange(rows.height)
+    ax.errorbar(x, med, yerr=[lo, hi], fmt="o", capsize=3)
+    labels = [
+        f"{s}\n#{b}" if by_block else m
+        for s, b, m in zip(rows["script_name"], rows["block_index"], rows["measure"], strict=True)
+    ]
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set(ylabel="ms (median, 5-95 %)", title=title)
+    return fig
+
+
 #: panel title -> what a good session shows
 GOOD = {
+    "Vsync intervals": "one narrow peak at the frame period (16.7 ms at 60 Hz) in every block; "
+    "a few dropped frames (one period longer) at most, no long frames (> 100 ms).",
+    "Photodiode lag": "the same lag (~20 ms) in every stim block with a narrow 5-95 % range; a "
+    "missing block means its display times fell back to flips.",
+    "Sound and opto latency": "sound onsets a few ms after the stimulus flip, laser onsets "
+    "within ~2 ms of their commanded time, and the sync line and NI-DAQ copy agreeing to "
+    "within 1 ms.",
     "Running speed": "a continuous trace without long gaps; bouts of running separated by rest.",
     "Probe yield": f"every probe with at least {MIN_QC_UNITS_PER_PROBE} default_qc units (dotted "
     "line); a probe at zero is broken, unsorted or out of the brain.",
@@ -369,7 +436,32 @@ def qc_report(
     opto_events = (
         {"laser": opto["start_time"].to_numpy().astype(np.float64)} if opto is not None else {}
     )
+    timing = _get(tables, "qc_timing")
+    latency = [
+        f"{kind}_{m}"
+        for kind in ("sound", "opto")
+        for m in ("latency_line", "latency_nidaq", "line_minus_nidaq")
+    ]
     panels: list[tuple[str, list[str]]] = [
+        ("Vsync intervals", [_save(_fig_vsync(timing), out / "vsync_intervals.png")]),
+        (
+            "Photodiode lag",
+            [
+                _save(
+                    _fig_errorbars(timing, ["photodiode_lag"], "photodiode lag per block", True),
+                    out / "photodiode_lag.png",
+                )
+            ],
+        ),
+        (
+            "Sound and opto latency",
+            [
+                _save(
+                    _fig_errorbars(timing, latency, "latency after the flip", False),
+                    out / "latency.png",
+                )
+            ],
+        ),
         ("Running speed", [_save(_fig_running(tables), out / "running_speed.png")]),
         ("Probe yield", [_save(_fig_yield(tables), out / "probe_yield.png")]),
         ("Unit metrics", [_save(_fig_metrics(tables), out / "unit_metrics.png")]),
