@@ -817,7 +817,19 @@ def convert(
                     collect(crashed(t, exc))
     finally:
         bar.close()
+    _materialize_views(root)
     return _run_frame(results, previous, ignored)
+
+
+def _materialize_views(root: str) -> None:
+    """Bring the cache's session summary (the per-session part of ``session_records``) up to date
+    for the sessions just converted, so the first selection afterwards reads one file."""
+    from npc_frames import views
+
+    try:
+        views.session_summary(root)
+    except Exception:  # the summary is rebuilt on the next selection; never fail a convert
+        logger.debug("session summary of %s not materialized", root, exc_info=True)
 
 
 def _run_frame(
