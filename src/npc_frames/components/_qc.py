@@ -493,6 +493,15 @@ def _frame(schema: Any, raw: RawSession, rows: Sequence[dict[str, Any]]) -> pl.D
     return schema.validate(df, source=raw.root)  # type: ignore[no-any-return]
 
 
+def _report(raw: RawSession) -> None:
+    """Report every stim file without timing as a failed part (outside the memo, so both
+    components say so): its blocks are missing from the QC."""
+    from npc_frames.components._task import report_timing_failures
+
+    if raw.sync_path is not None:
+        report_timing_failures(raw)
+
+
 @timed
 def qc(raw: RawSession) -> pl.DataFrame:
     """Return one row per sync-based QC check (value, threshold, passed, unit, description).
@@ -500,6 +509,7 @@ def qc(raw: RawSession) -> pl.DataFrame:
     Raises AbsentModalityError for a session without a sync file; modalities the session lacks
     are reported as absent parts and have no check rows.
     """
+    _report(raw)
     m = _measures(raw)
     for part, reason in m.absent:
         parts.report_absent(part, reason)
@@ -512,6 +522,7 @@ def qc_timing(raw: RawSession) -> pl.DataFrame:
 
     Raises AbsentModalityError for a session without a sync file.
     """
+    _report(raw)
     m = _measures(raw)
     for part, reason in m.absent:
         parts.report_absent(part, reason)
