@@ -513,6 +513,8 @@ def qc(raw: RawSession) -> pl.DataFrame:
     m = _measures(raw)
     for part, reason in m.absent:
         parts.report_absent(part, reason)
+    if not m.check_rows and m.absent:
+        parts.report_absent_component("; ".join(r for _, r in m.absent))
     return _frame(QC, raw, m.check_rows)
 
 
@@ -526,4 +528,6 @@ def qc_timing(raw: RawSession) -> pl.DataFrame:
     m = _measures(raw)
     for part, reason in m.absent:
         parts.report_absent(part, reason)
+    if not m.timing_rows and m.absent:
+        parts.report_absent_component("; ".join(r for _, r in m.absent))
     return _frame(QC_TIMING, raw, m.timing_rows)
