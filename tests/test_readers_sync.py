@@ -178,6 +178,31 @@ def test_decode_edges_is_vectorized_over_rows_with_many_changed_bits() -> None:
     assert rising[:32].all() and not rising[32:].any()
 
 
+def test_decode_edges_equals_a_row_by_row_decoder() -> None:
+    """Rows changing 0, 1 or several lines (some of them many), against a plain loop."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    flips = np.zeros(n, dtype=np.uint32)
+    one = rng.random(n) < 0.6
+    flips[one] = np.uint32(1) << rng.integers(0, 32, one.sum()).astype(np.uint32)
+    many = rng.random(n) < 0.05
+    flips[many] |= rng.integers(0, 2**32, many.sum(), dtype=np.uint64).astype(np.uint32)
+    state = np.bitwise_xor.accumulate(flips)
+    counter = np.cumsum(rng.integers(1, 50, n)).astype(np.uint32)
+    want_s, want_b, want_r = [], [], []
+    for i in range(1, n):
+        changed = int(state[i] ^ state[i - 1])
+        for b in range(32):
+            if changed >> b & 1:
+                want_s.append(int(counter[i]))
+                want_b.append(b)
+                want_r.append(bool(int(state[i]) >> b & 1))
+    samples, bits, rising = decode_edges(counter, state)
+    assert samples.tolist() == want_s
+    assert bits.tolist() == want_b
+    assert rising.tolist() == want_r
+
+
 # ------------------------------------------------------------------------------ memoization
 def test_read_is_memoized_by_path_size_and_mtime(tmp_path: Path) -> None:
     path = write_sync_edges(tmp_path / "m.h5", {0: ([1.0], [2.0])})

@@ -39,7 +39,12 @@ pytest.importorskip("tables")
 @pytest.fixture(scope="module")
 def truth(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return synth.make_session(
-        tmp_path_factory.mktemp("vb"), seed=3, minutes=1.5, ephys=False, video_behavior=True
+        tmp_path_factory.mktemp("vb"),
+        seed=3,
+        minutes=1.5,
+        ephys=False,
+        video_behavior=True,
+        nose_camera=True,  # four cameras: the zoomed side (Nose) camera of newer rigs too
     )
 
 
@@ -179,7 +184,12 @@ def test_dlc_eye_camera_equals_truth(truth: Any, raw: RawSession) -> None:
 
 
 @pytest.mark.parametrize(
-    ("component", "label"), [("lp_side_camera", "Behavior"), ("lp_front_camera", "Face")]
+    ("component", "label"),
+    [
+        ("lp_side_camera", "Behavior"),
+        ("lp_front_camera", "Face"),
+        ("lp_zoomed_side_camera", "Nose"),
+    ],
 )
 def test_lp_camera_equals_truth(truth: Any, raw: RawSession, component: str, label: str) -> None:
     df = getattr(vb, component)(raw)
@@ -197,7 +207,12 @@ def test_lp_camera_equals_truth(truth: Any, raw: RawSession, component: str, lab
 
 
 @pytest.mark.parametrize(
-    ("component", "label"), [("facemap_side_camera", "Behavior"), ("facemap_front_camera", "Face")]
+    ("component", "label"),
+    [
+        ("facemap_side_camera", "Behavior"),
+        ("facemap_front_camera", "Face"),
+        ("facemap_zoomed_side_camera", "Nose"),
+    ],
 )
 def test_facemap_equals_truth_and_pads_missing_components_with_null(
     truth: Any, raw: RawSession, component: str, label: str
@@ -219,6 +234,26 @@ def test_session_without_derived_assets_gives_zero_row_frames(tmp_path: Path) ->
     assert raw.assets == {}
     for name in ("eye_tracking", "dlc_eye_camera", "lp_side_camera", "facemap_front_camera"):
         assert getattr(vb, name)(raw).height == 0
+
+
+def test_nose_camera_is_on_sync_line_30_and_optional(truth: Any, mismatched: Any) -> None:
+    """The Nose camera's frames are timed by its own exposure line; a session without a Nose
+    video (and assets without its output) gives absent zoomed_side_camera components."""
+    from npc_frames import parts
+    from npc_frames.components.video import video_frame_times
+
+    raw = RawSession.from_path(truth.raw_path)
+    vft = video_frame_times(raw).filter(pl.col("camera") == "zoomed_side_camera")
+    np.testing.assert_array_equal(vft["timestamp"].to_numpy(), truth.video["Nose"]["frame_times"])
+    assert (
+        truth.line_labels[30] == "nose_cam_exposing" and truth.video["Nose"]["exposing_bit"] == 30
+    )
+    three = RawSession.from_path(mismatched.raw_path)  # LP and facemap assets, no Nose video
+    assert "Nose" not in mismatched.video
+    for name in ("lp_zoomed_side_camera", "facemap_zoomed_side_camera"):
+        with parts.collect() as found:
+            assert getattr(vb, name)(three).height == 0
+        assert [p.status for p in found] == ["absent"], found
 
 
 # ------------------------------------------------------------------------------- bad inputs
@@ -276,6 +311,16 @@ def test_missing_and_corrupt_files_give_typed_errors(truth: Any, tmp_path: Path)
     with pytest.raises(MissingFileError, match="motion SVD"):
         vb.facemap_side_camera(raw)
     vb.facemap_front_camera(raw)
+    # the optional Nose camera: output skipped by the pipeline -> absent; a broken one -> error
+    for z in Path(raw.assets["facemap"]).glob("Nose*"):
+        shutil.rmtree(z)
+    assert vb.facemap_zoomed_side_camera(raw).height == 0
+    nose = next(Path(raw.assets["lp_face_parts"]).rglob("nose"))
+    next(nose.rglob("*_error.csv")).unlink()
+    with pytest.raises(MissingFileError, match="_error"):
+        vb.lp_zoomed_side_camera(raw)
+    shutil.rmtree(nose)
+    assert vb.lp_zoomed_side_camera(raw).height == 0
 
 
 # ---------------------------------------------------------------------------------------- NWB
@@ -289,7 +334,8 @@ def test_nwb_processing_behavior_round_trips_through_pynwb_and_lazynwb(
     from npc_frames.nwb import to_nwb
 
     names = ["sessions", "eye_tracking", "dlc_eye_camera", "lp_side_camera",
-             "facemap_front_camera"]  # fmt: skip
+             "lp_zoomed_side_camera", "facemap_front_camera",
+             "facemap_zoomed_side_camera"]  # fmt: skip
     frames = {n: components.get(n)(raw) for n in names}
     nwb = to_nwb(frames)
     path = tmp_path / "vb.nwb"
@@ -320,6 +366,15 @@ def test_nwb_processing_behavior_round_trips_through_pynwb_and_lazynwb(
             truth.assets["dlc_eye"]["Eye"]["dlc"]["pupil3_likelihood"].to_numpy(),
         )
         assert module["lp_side_camera_pose"].source_software == "Lightning Pose"
+        nose = module["facemap_zoomed_side_camera"]
+        np.testing.assert_array_equal(
+            nose.data[:], np.asarray(truth.assets["facemap"]["Nose"]["motion_svd"])
+        )
+        np.testing.assert_array_equal(nose.timestamps[:], truth.video["Nose"]["frame_times"])
+        np.testing.assert_array_equal(
+            module["lp_zoomed_side_camera"]["jaw_y"].data[:],
+            truth.assets["lp_face_parts"]["Nose"]["predictions"]["jaw_y"].to_numpy(),
+        )
     assert nf.validate_nwb(path) == []
     lz = lazynwb.get_df(path, "/processing/behavior/dlc_eye_camera", as_polars=True)
     np.testing.assert_array_equal(

@@ -71,6 +71,7 @@ from npc_frames.nwb_ephys import (
     add_raw,
     add_units,
 )
+from npc_frames.nwb_stimulus import add_derived, add_opto_sites, add_stimulus_templates
 from npc_frames.nwb_tables import (
     build_table,
     column_description,
@@ -518,6 +519,8 @@ def to_nwb(
     include_raw: bool = False,
     components: Iterable[str] | None = None,
     raw: Any = None,
+    stimulus: bool = False,
+    derived: bool = False,
 ) -> NWBFile:
     """Return a pynwb NWBFile assembled from the component frames of one session.
 
@@ -535,7 +538,18 @@ def to_nwb(
     components:
         Only these components (default: all present). ``sessions`` is always used.
     raw:
-        A ``RawSession`` or raw session path, for `include_raw`.
+        A ``RawSession`` or raw session path, for `include_raw` and `stimulus`.
+    stimulus:
+        Also add the stimulus objects (:mod:`npc_frames.nwb_stimulus`): grating and sound
+        templates in ``/stimulus/templates`` (rebuilt from the raw session's stim files),
+        an ``OptogeneticStimulusSite`` per light source and target of the opto trials, and each
+        site's laser command (``/stimulus/presentation``) where the NI-DAQ recorded it. Needs the
+        raw session, as `include_raw` does.
+    derived:
+        Compute the session's ``unit_responses``, ``vis_rf_maps``, ``aud_rf_maps`` and
+        ``opto_tagging`` in the cache if missing or stale (needs a session id). Whether or not
+        this is set, those present in the cache (or in the mapping of frames) are written to
+        ``/analysis``.
 
     Raises
     ------
@@ -553,6 +567,8 @@ def to_nwb(
     ('603074_2023-08-31', 18, 8)
     """
     frames = _frames(session, cache, components)
+    if not isinstance(session, Mapping):
+        frames = {**_derived_frames(str(session), cache, derived, components), **frames}
     kwargs = _session_kwargs(frames["sessions"])
     if not isinstance(session, Mapping) and (note := _incomplete_note(str(session), cache)):
         kwargs["notes"] = f"{kwargs['notes']}\n{note}" if kwargs.get("notes") else note
@@ -635,7 +651,36 @@ def to_nwb(
         raw = _raw_session(raw, frames["sessions"])
         add_raw(nwb, raw, electrodes_df)
         add_lfp(nwb, raw, electrodes_df)  # processing/ecephys/LFP (npc_frames.nwb_anatomy)
+    add_derived(nwb, frames)  # /analysis/unit_responses, RF maps (npc_frames.nwb_stimulus)
+    if stimulus:
+        if raw is None and isinstance(session, str):
+            raw = _raw_path_from_catalog(session, cache)
+        raw = _raw_session(raw, frames["sessions"])
+        add_stimulus_templates(nwb, raw)
+        add_opto_sites(nwb, frames, raw)
     return nwb
+
+
+def _derived_frames(
+    session_id: str,
+    cache: str | os.PathLike[str] | None,
+    compute: bool,
+    components: Iterable[str] | None,
+) -> dict[str, pl.DataFrame]:
+    """Return the derived components of `session_id` in the cache (computed first if `compute`)."""
+    from npc_frames.nwb_stimulus import DERIVED_TABLES, derived_frames
+
+    names = set(DERIVED_TABLES)
+    if not compute:  # only what the catalog lists (no scan, no import of the analysis modules)
+        names &= set(_catalog_rows(session_id, cache)["component"].to_list())
+        if components is not None:
+            names &= set(components)
+    if not names:
+        return {}
+    got = derived_frames(session_id, cache, compute=compute, names=names)
+    if components is not None:
+        got = {k: v for k, v in got.items() if k in set(components) or compute}
+    return got
 
 
 def _raw_path_from_catalog(session_id: str, cache: str | os.PathLike[str] | None) -> str | None:
@@ -645,8 +690,14 @@ def _raw_path_from_catalog(session_id: str, cache: str | os.PathLike[str] | None
     catalog = read_catalog(cache)
     if "raw_path" not in catalog.columns:
         return None
+    from npc_frames.nwb_stimulus import DERIVED_TABLES
+
     paths = (
-        catalog.filter(pl.col("session_id").cast(pl.String) == _canonical(session_id))
+        catalog.filter(
+            pl.col("session_id").cast(pl.String) == _canonical(session_id),
+            # derived components record the cache root, not a raw session
+            ~pl.col("component").cast(pl.String).is_in(DERIVED_TABLES),
+        )
         .get_column("raw_path")
         .drop_nulls()
         .unique()
@@ -725,12 +776,15 @@ def write_nwb(
     compression: Compression = None,
     include_raw: bool = False,
     raw: Any = None,
+    stimulus: bool = False,
+    derived: bool = False,
 ) -> Path:
     """Return the path of the NWB (HDF5) file written from an NWBFile, session id or frames.
 
     The file is written to a temporary file in the destination folder and renamed into place, so
     a failure never leaves a half-written file at `path`. `compression` ("gzip" or "lzf") applies
-    to every numeric dataset of at least :data:`COMPRESS_MIN_ELEMENTS` elements.
+    to every numeric dataset of at least :data:`COMPRESS_MIN_ELEMENTS` elements. `include_raw`,
+    `raw`, `stimulus` and `derived` are passed to :func:`to_nwb` when a session is given.
 
     Examples
     --------
@@ -750,7 +804,14 @@ def write_nwb(
     if isinstance(nwb_or_session, NWBFile):
         nwb = nwb_or_session
     else:
-        nwb = to_nwb(nwb_or_session, cache=cache, include_raw=include_raw, raw=raw)
+        nwb = to_nwb(
+            nwb_or_session,
+            cache=cache,
+            include_raw=include_raw,
+            raw=raw,
+            stimulus=stimulus,
+            derived=derived,
+        )
     if compression:
         _apply_compression(nwb, compression)
     dest = Path(path)

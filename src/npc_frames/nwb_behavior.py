@@ -1,7 +1,7 @@
 """NWB containers of the video-derived behavior components (``processing/behavior``).
 
-* ``eye_tracking``, ``dlc_eye_camera``, ``lp_side_camera``, ``lp_front_camera``: DynamicTables with
-  one row per video frame, every schema column (described) and ``timestamps`` (the frame times;
+* ``eye_tracking``, ``dlc_eye_camera``, ``lp_side_camera``, ``lp_front_camera``,
+  ``lp_zoomed_side_camera``: DynamicTables with one row per video frame, every schema column (described) and ``timestamps`` (the frame times;
   ``frame_index`` is the row id).
 * ``facemap_<camera>``: a TimeSeries per camera, data = frames × components (float32, only the
   components present), unit ``pixels``, timestamps = frame times.
@@ -64,7 +64,8 @@ def _facemap(name: str, df: pl.DataFrame) -> TimeSeries:
 
 
 _SOFTWARE = {"dlc_eye_camera": "DeepLabCut", "lp_side_camera": "Lightning Pose",
-             "lp_front_camera": "Lightning Pose"}  # fmt: skip
+             "lp_front_camera": "Lightning Pose",
+             "lp_zoomed_side_camera": "Lightning Pose"}  # fmt: skip
 
 
 def _pose(name: str, df: pl.DataFrame) -> list[Any]:

@@ -40,50 +40,70 @@ def _time_column(schema: pl.Schema, given: str | None) -> str:
     )
 
 
-class _Column:
-    """One column of one session, sorted by time, with cumulative sums for O(1) window sums."""
+def _sorted_times(
+    t: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.intp] | None]:
+    """Return (the finite times in ascending order, the frame indices they came from — None when
+    the frames are already in that order). Frames with a NaN time are never inside a window."""
+    finite = np.isfinite(t)
+    if finite.all():
+        keep = None
+    else:
+        keep = np.flatnonzero(finite)
+        t = t[keep]
+    if t.size > 1 and not (t[1:] >= t[:-1]).all():  # cached components are in time order
+        order = np.argsort(t, kind="stable")
+        keep = order if keep is None else keep[order]
+        t = t[order]
+    return t, keep
 
-    def __init__(self, values: npt.NDArray[np.float64], agg: str) -> None:
-        self.values = values
-        valid = np.isfinite(values)
-        self.n_valid_cum = np.concatenate([[0], np.cumsum(valid)])
-        self.cum = (
-            np.concatenate([[0.0], np.cumsum(np.where(valid, values, 0.0))])
-            if agg in ("mean", "sum")
-            else None
-        )
+
+def _window_bounds(
+    t: npt.NDArray[np.float64], starts: npt.NDArray[np.float64], stops: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Return (first, end) frame positions of each window [start, stop) over sorted times `t`
+    (both 0 for a window whose start or stop is not finite)."""
+    lo = np.searchsorted(t, starts, side="left").astype(np.int64)
+    hi = np.searchsorted(t, stops, side="left").astype(np.int64)
+    bad_event = ~(np.isfinite(starts) & np.isfinite(stops))
+    lo[bad_event] = hi[bad_event] = 0
+    return lo, np.maximum(hi, lo)
 
 
 def _window_stats(
-    t: npt.NDArray[np.float64],
-    col: _Column,
-    starts: npt.NDArray[np.float64],
-    stops: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float64],
+    lo: npt.NDArray[np.int64],
+    hi: npt.NDArray[np.int64],
     agg: str,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Return (aggregate of valid values, frames in window, NaN frames in window) per window
-    [start, stop) over frames sorted by time `t` (NaN times are never inside a window)."""
-    lo = np.searchsorted(t, starts, side="left")
-    hi = np.searchsorted(t, stops, side="left")
-    bad_event = ~(np.isfinite(starts) & np.isfinite(stops))
-    lo[bad_event] = hi[bad_event] = 0
-    hi = np.maximum(hi, lo)
-    n = hi - lo
-    n_valid = col.n_valid_cum[hi] - col.n_valid_cum[lo]
-    out = np.full(starts.size, np.nan)
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Return (aggregate of the valid values, NaN frames) per window of frames [lo, hi) of
+    `values` (in time order); the aggregate is NaN for a window without a valid value.
+
+    Only the frames inside windows are read: they are gathered window after window (a frame in
+    two windows twice) and reduced per window, so the cost follows the windows' total length,
+    not the session's."""
+    lengths = hi - lo
+    n_in = int(lengths.sum())
+    first = np.cumsum(lengths) - lengths  # each window's first position among the gathered
+    idx = np.arange(n_in, dtype=np.int64) + np.repeat(lo - first, lengths)
+    g = values[idx]
+    valid = np.isfinite(g)
+    window = np.repeat(np.arange(lo.size), lengths)
+    n_valid = np.bincount(window, weights=valid, minlength=lo.size).astype(np.int64)
+    out = np.full(lo.size, np.nan)
     has = n_valid > 0
-    if col.cum is not None:
-        total = col.cum[hi] - col.cum[lo]
+    if agg in ("mean", "sum"):
+        total = np.bincount(window, weights=np.where(valid, g, 0.0), minlength=lo.size)
         out[has] = total[has] / n_valid[has] if agg == "mean" else total[has]
-    elif col.values.size:
+    else:
         fn = np.fmin if agg == "min" else np.fmax
-        # reduceat over [lo, hi) of non-empty windows; NaN is ignored by fmin/fmax
-        idx = np.flatnonzero(has)
-        if idx.size:
-            padded = np.append(col.values, np.nan)
-            order = np.stack([lo[idx], hi[idx]], axis=1).ravel()
-            out[idx] = fn.reduceat(padded, order)[::2]
-    return out, n.astype(np.int64), (n - n_valid).astype(np.int64)
+        # reduceat over each non-empty window's gathered run; NaN is ignored by fmin/fmax
+        nonempty = np.flatnonzero(lengths > 0)
+        if nonempty.size:
+            reduced = fn.reduceat(g, first[nonempty])
+            ok = has[nonempty]
+            out[nonempty[ok]] = reduced[ok]
+    return out, lengths - n_valid
 
 
 def sample_at(
@@ -175,44 +195,49 @@ def sample_at(
         .collect()
     )
     window_enum = pl.Enum(list(windows))
-    parts: list[pl.DataFrame] = []
     # a String session_id compared as is lets Polars prune hive partitions / row groups
     sid_col = pl.col("session_id")
     if f_schema["session_id"] != pl.String:
         sid_col = sid_col.cast(pl.String)
-    groups = trials.partition_by("session_id", maintain_order=True, as_dict=True)
+    sessions = trials.group_by("session_id", maintain_order=True).len()
+    sids = sessions["session_id"].to_list()
+    bounds = np.concatenate([[0], np.cumsum(sessions["len"].to_numpy(), dtype=np.int64)])
+    # events of every trial × window (row-major: a trial's windows are adjacent, in `windows`
+    # order — the output's (trial_index, window) order), in seconds; NaN for a null event
+    ev = trials.select(
+        pl.col(e).cast(pl.Float64).fill_null(float("nan")).alias(str(j))
+        for j, (e, _, _) in enumerate(windows.values())
+    ).to_numpy()
     queries = [
         f.filter(sid_col == sid).select(
             pl.col(tcol).cast(pl.Float64),
             *(pl.col(c).cast(pl.Float64).fill_null(float("nan")) for c in columns),
         )
-        for (sid,) in groups
+        for sid in sids
     ]
+    n_win = len(windows)
+    offsets = np.array([[a for _, a, _ in windows.values()], [b for _, _, b in windows.values()]])
+    out_sid: list[pl.Series] = []
+    out_n: list[npt.NDArray[np.int64]] = []
+    out_val: dict[str, list[npt.NDArray[np.float64]]] = {c: [] for c in columns}
+    out_nan: dict[str, list[npt.NDArray[np.int64]]] = {c: [] for c in columns}
     # sessions are read concurrently; only the time column and `columns` are materialised
-    for ((sid,), tr), data in zip(groups.items(), pl.collect_all(queries), strict=True):
-        t = data[tcol].fill_null(float("nan")).to_numpy()
-        order = np.argsort(t, kind="stable")  # NaN times sort last: never inside a window
-        t = t[order]
-        prepared = {c: _Column(data[c].to_numpy()[order], agg) for c in columns}
-        for wname, (event, start, stop) in windows.items():
-            ev = tr[event].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-            cols: dict[str, Any] = {
-                "session_id": pl.Series([sid] * tr.height, dtype=pl.String),
-                "trial_index": tr["trial_index"],
-                "window": pl.Series([wname] * tr.height, dtype=window_enum),
-            }
-            n_frames: npt.NDArray[np.int64] | None = None
-            for c in columns:
-                value, n, n_nan = _window_stats(t, prepared[c], ev + start, ev + stop, agg)
-                n_frames = n
-                cols[c] = pl.Series(value).fill_nan(None)
-                cols[f"{c}_n_nan"] = pl.Series(n_nan, dtype=pl.UInt32)
-            cols["n_frames"] = pl.Series(n_frames, dtype=pl.UInt32)
-            parts.append(pl.DataFrame(cols))
+    for i, (sid, data) in enumerate(zip(sids, pl.collect_all(queries), strict=True)):
+        t, keep = _sorted_times(data[tcol].to_numpy())
+        session_ev = ev[bounds[i] : bounds[i + 1]]
+        starts, stops = (session_ev + offsets[0]).ravel(), (session_ev + offsets[1]).ravel()
+        lo, hi = _window_bounds(t, starts, stops)
+        for c in columns:
+            v = data[c].to_numpy()
+            value, n_nan = _window_stats(v if keep is None else v[keep], lo, hi, agg)
+            out_val[c].append(value)
+            out_nan[c].append(n_nan)
+        out_n.append(hi - lo)
+        out_sid.append(pl.Series([sid] * (session_ev.size), dtype=pl.String))
     order_cols = ["session_id", "trial_index", "window", "n_frames"]
     for c in columns:
         order_cols += [c, f"{c}_n_nan"]
-    if not parts:
+    if not out_sid:
         schema: dict[str, Any] = {
             "session_id": pl.String,
             "trial_index": trials.schema["trial_index"],
@@ -222,4 +247,15 @@ def sample_at(
         for c in columns:
             schema.update({c: pl.Float64, f"{c}_n_nan": pl.UInt32})
         return pl.DataFrame(schema=schema)
-    return pl.concat(parts).select(order_cols).sort("session_id", "trial_index", "window")
+    cols: dict[str, Any] = {
+        "session_id": pl.concat(out_sid),
+        "trial_index": trials["trial_index"].gather(np.repeat(np.arange(trials.height), n_win)),
+        "window": pl.Series(list(windows), dtype=pl.String)
+        .gather(np.tile(np.arange(n_win), trials.height))
+        .cast(window_enum),
+        "n_frames": pl.Series(np.concatenate(out_n), dtype=pl.UInt32),
+    }
+    for c in columns:
+        cols[c] = pl.Series(np.concatenate(out_val[c])).fill_nan(None)
+        cols[f"{c}_n_nan"] = pl.Series(np.concatenate(out_nan[c]), dtype=pl.UInt32)
+    return pl.DataFrame(cols).select(order_cols)

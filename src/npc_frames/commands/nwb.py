@@ -30,7 +30,19 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="also write raw AP/LFP ElectricalSeries streamed from the raw session",
     )
-    p.add_argument("--raw", help="raw session folder or URL for --include-raw (default: catalog)")
+    p.add_argument(
+        "--raw", help="raw session folder or URL for --include-raw/--stimulus (default: catalog)"
+    )
+    p.add_argument(
+        "--stimulus",
+        action="store_true",
+        help="also write grating/sound templates and opto stimulus sites from the stim files",
+    )
+    p.add_argument(
+        "--derived",
+        action="store_true",
+        help="compute unit_responses, RF maps and opto_tagging if missing (written to /analysis)",
+    )
     p.add_argument(
         "--compression", choices=("gzip", "lzf"), default=None, help="compress large datasets"
     )
@@ -61,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             include_raw=args.include_raw,
             components=args.components,
             raw=args.raw,
+            stimulus=args.stimulus,
+            derived=args.derived,
         )
     for w in caught:
         if issubclass(w.category, PartialSessionWarning):  # one line, like errors

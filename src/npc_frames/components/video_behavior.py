@@ -2,7 +2,8 @@
 
 Each reads one derived asset of the session (``RawSession.assets``: ``dlc_eye``,
 ``lp_face_parts``, ``facemap``) and returns one row per frame of one camera's video, with the
-frame's ``timestamp`` from :func:`npc_frames.components.video.video_frame_times`.
+frame's ``timestamp`` from :func:`npc_frames.components.video.video_frame_times`. Cameras: eye,
+side (MVR Behavior), front (Face) and, on newer rigs, the zoomed side camera (Nose).
 
 Rules (documented in docs/quirks.md):
 
@@ -13,6 +14,9 @@ Rules (documented in docs/quirks.md):
   matched, so the component raises InconsistentDataError instead of truncating or padding.
 * Lost frames need no handling here: they are absent from the video, so video frame ``i`` and
   derived row ``i`` are the same image; ``video_frame_times`` already skips them.
+* The zoomed side (Nose) camera is optional: its components are absent (zero rows) when the
+  session has no Nose video, or when the asset has no output for it (pipelines have skipped that
+  camera) — not an error, unlike a missing side/front output.
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from fsspec.core import url_to_fs
 
 from npc_frames import parts
 from npc_frames._log import timed
-from npc_frames.errors import InconsistentDataError, MissingFileError
+from npc_frames.errors import InconsistentDataError, InvalidIdError, MissingFileError
+from npc_frames.ids import parse_camera_name
 from npc_frames.memo import Memo
 from npc_frames.readers.dlc import read_dlc
 from npc_frames.readers.ellipses import read_ellipses
 from npc_frames.readers.facemap import read_motion_svd_zarr, read_proc_npy
 from npc_frames.readers.lightning_pose import read_lp_metric, read_lp_predictions
+from npc_frames.readers.pandas_hdf import column_major
 from npc_frames.schemas import Schema
+from npc_frames.schemas.video import CAMERA_NWB_NAMES
 from npc_frames.schemas.video_behavior import (
     DLC_EYE_CAMERA,
     EYE_TRACKING,
@@ -51,16 +58,25 @@ __all__ = [
     "eye_tracking",
     "facemap_front_camera",
     "facemap_side_camera",
+    "facemap_zoomed_side_camera",
     "lp_front_camera",
     "lp_side_camera",
+    "lp_zoomed_side_camera",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: NWB camera -> MVR label substring in derived file names (lower case)
-_MVR_NAME = {"eye_camera": "eye", "side_camera": "behavior", "front_camera": "face"}
+_MVR_NAME = {
+    "eye_camera": "eye",
+    "side_camera": "behavior",
+    "front_camera": "face",
+    "zoomed_side_camera": "nose",
+}
 #: NWB camera -> Lightning Pose camera folder
-_LP_FOLDER = {"side_camera": "side", "front_camera": "face"}
+_LP_FOLDER = {"side_camera": "side", "front_camera": "face", "zoomed_side_camera": "nose"}
+#: cameras only some rigs have: no video or no derived output -> absent, not an error
+_OPTIONAL_CAMERAS = frozenset({"zoomed_side_camera"})
 #: annotation (manifest) key of the eye camera's pixel scale, mm per px
 EYE_MM_PER_PX = "eye_mm_per_px"
 
@@ -79,8 +95,20 @@ def _all_frame_times(raw: RawSession) -> pl.DataFrame:
     return _FRAME_TIMES.get(key, lambda: video_frame_times(raw))
 
 
+def _has_video(raw: RawSession, camera: str) -> bool:
+    """Return True if `raw` has an MVR sidecar of `camera` (by file name; nothing is read)."""
+    for path in raw.video_json_paths:
+        try:
+            name = parse_camera_name(posixpath.basename(path.rstrip("/")))
+        except InvalidIdError:
+            continue
+        if CAMERA_NWB_NAMES.get(name) == camera:
+            return True
+    return False
+
+
 def _frame_times(raw: RawSession, camera: str) -> np.ndarray:
-    vft = _all_frame_times(raw).filter(pl.col("camera") == camera).sort("frame_index")
+    vft = _all_frame_times(raw).filter(pl.col("camera") == camera)
     if vft.height == 0:
         raise MissingFileError(
             f"no video frame times for {camera}",
@@ -88,6 +116,8 @@ def _frame_times(raw: RawSession, camera: str) -> np.ndarray:
             field=camera,
             expected=f"an MVR video of the {camera} with its exposure line on sync",
         )
+    if not vft["frame_index"].is_sorted():
+        vft = vft.sort("frame_index")
     return vft["timestamp"].to_numpy()
 
 
@@ -102,12 +132,8 @@ def _with_times(
             expected="one row per video frame (frame 0 = metadata frame included)",
         )
     front = pl.DataFrame(
-        {
-            "session_id": pl.Series([str(raw.session_id)] * times.size, dtype=pl.String),
-            "frame_index": np.arange(times.size, dtype=np.int64),
-            "timestamp": times,
-        }
-    )
+        {"frame_index": np.arange(times.size, dtype=np.int64), "timestamp": times}
+    ).select(pl.lit(str(raw.session_id), dtype=pl.String).alias("session_id"), pl.all())
     return schema.validate(pl.concat([front, values], how="horizontal"), source=source)
 
 
@@ -234,6 +260,8 @@ def _lp_files(raw: RawSession, asset: str, camera: str) -> dict[str, str]:
     cam_dir = next(
         (p for p, t in _listing(session_dir) if posixpath.basename(p) == _LP_FOLDER[camera]), None
     )
+    if cam_dir is None and camera in _OPTIONAL_CAMERAS:
+        return {}
     if cam_dir is None:
         raise MissingFileError(
             f"Lightning Pose asset has no {_LP_FOLDER[camera]}/ folder",
@@ -270,7 +298,13 @@ def _lp(raw: RawSession, camera: str) -> pl.DataFrame:
     if asset is None:
         parts.report_absent_component("no lp_face_parts asset")
         return schema.empty()
+    if camera in _OPTIONAL_CAMERAS and not _has_video(raw, camera):
+        parts.report_absent_component(f"no {camera} video")
+        return schema.empty()
     files = _lp_files(raw, asset, camera)
+    if not files:
+        parts.report_absent_component(f"lp_face_parts asset has no {_LP_FOLDER[camera]}/ output")
+        return schema.empty()
     times = _frame_times(raw, camera)
     pieces = []
     for kind, path in files.items():
@@ -305,6 +339,13 @@ def lp_front_camera(raw: RawSession) -> pl.DataFrame:
     return _lp(raw, "front_camera")
 
 
+@timed
+def lp_zoomed_side_camera(raw: RawSession) -> pl.DataFrame:
+    """Return the ``lp_zoomed_side_camera`` frame: Lightning Pose face parts (the side model's)
+    per frame of the zoomed side (MVR Nose) camera; zero rows when there is no such output."""
+    return _lp(raw, "zoomed_side_camera")
+
+
 # ----------------------------------------------------------------------------------- facemap
 def _facemap(
     raw: RawSession, camera: str, *, n_components: int, allow_pickle: bool
@@ -314,15 +355,19 @@ def _facemap(
     if asset is None:
         parts.report_absent_component("no facemap asset")
         return schema.empty()
+    if camera in _OPTIONAL_CAMERAS and not _has_video(raw, camera):
+        parts.report_absent_component(f"no {camera} video")
+        return schema.empty()
     label = _MVR_NAME[camera]
+    listing = sorted(_listing(asset))
     entries = [
         (p, t)
-        for p, t in sorted(_listing(asset))
+        for p, t in listing
         if label in posixpath.basename(p).lower() and "motsvd" in posixpath.basename(p).lower()
     ]
     procs = [
         p
-        for p, t in sorted(_listing(asset))
+        for p, t in listing
         if t == "file" and label in posixpath.basename(p).lower() and p.endswith("_proc.npy")
     ]
     k = min(n_components, FACEMAP_MAX_COMPONENTS)
@@ -332,15 +377,18 @@ def _facemap(
     elif procs:
         path = procs[0]
         values = read_proc_npy(_local(raw, path), allow_pickle=allow_pickle)[:, :k]
+    elif camera in _OPTIONAL_CAMERAS:
+        parts.report_absent_component(f"facemap asset has no motion SVD for the {camera}")
+        return schema.empty()
     else:
         raise MissingFileError(
             f"facemap asset has no motion SVD for the {camera}",
             path=asset,
             expected=f"a top-level '*{label}*motSVD*' zarr (or '*{label}*_proc.npy')",
         )
-    frame = pl.DataFrame(
-        {facemap_column(j): values[:, j].astype(np.float32) for j in range(values.shape[1])}
-    )
+    # one blocked transpose: every component column is then contiguous (no strided copies)
+    columns = column_major(np.asarray(values, dtype=np.float32))
+    frame = pl.DataFrame({facemap_column(j): col for j, col in enumerate(columns)})
     return _with_times(raw, schema, frame, _frame_times(raw, camera), path)
 
 
@@ -363,3 +411,13 @@ def facemap_front_camera(
     """Return the ``facemap_front_camera`` frame: the first `n_components` (≤ 100) motion SVD
     components per front-camera frame (see :func:`facemap_side_camera`)."""
     return _facemap(raw, "front_camera", n_components=n_components, allow_pickle=allow_pickle)
+
+
+@timed
+def facemap_zoomed_side_camera(
+    raw: RawSession, *, n_components: int = FACEMAP_MAX_COMPONENTS, allow_pickle: bool = False
+) -> pl.DataFrame:
+    """Return the ``facemap_zoomed_side_camera`` frame: motion SVD components per frame of the
+    zoomed side (MVR Nose) camera (see :func:`facemap_side_camera`); zero rows when the session
+    has no Nose video or the facemap asset has no output for it."""
+    return _facemap(raw, "zoomed_side_camera", n_components=n_components, allow_pickle=allow_pickle)

@@ -50,33 +50,26 @@ def _header(path: str, data: bytes, n: int) -> list[list[str]]:
     return list(csv.reader(io.StringIO(head)))
 
 
-def _numeric(path: str, data: bytes, n_header: int, names: list[str]) -> pl.DataFrame:
-    """Return the data rows as Float64 columns `names` after checking that every row has
-    1 + len(names) cells and that the first (dropped) column is the frame index 0..N-1."""
-    n_cols = len(names) + 1
-    try:
-        df = pl.read_csv(
-            io.BytesIO(data),
-            has_header=False,
-            skip_rows=n_header,
-            schema={f"c{j}": pl.Float64 for j in range(n_cols)},
-        )
-        # a short row parses as trailing nulls, indistinguishable from empty (NaN) cells: count
-        # the cells of every line (one String column per line, counted in Rust)
-        lines = pl.read_csv(
-            io.BytesIO(data),
-            has_header=False,
-            skip_rows=n_header,
-            separator="\x1f",
-            quote_char=None,
-            schema={"line": pl.String},
-        )["line"]
-    except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, ValueError) as exc:
-        raise BadFormatError(
-            f"data rows are not {n_cols} numeric cells: {exc}",
-            path=path,
-            expected=f"{n_cols} numeric cells per row",
-        ) from exc
+def _body_start(data: bytes, n_header: int) -> int:
+    """Return the offset of the first byte after the `n_header` header lines."""
+    end = -1
+    for _ in range(n_header):
+        end = data.find(b"\n", end + 1)
+        if end < 0:
+            return len(data)
+    return end + 1
+
+
+def _short_row(path: str, data: bytes, n_header: int, n_cols: int) -> None:
+    """Raise BadFormatError naming the first data row with fewer than `n_cols` cells (if any)."""
+    lines = pl.read_csv(
+        io.BytesIO(data),
+        has_header=False,
+        skip_rows=n_header,
+        separator="\x1f",
+        quote_char=None,
+        schema={"line": pl.String},
+    )["line"]
     cells = lines.drop_nulls().str.count_matches(",", literal=True) + 1
     if cells.len() and (short := (cells != n_cols).arg_true()).len():
         row = int(short[0])
@@ -86,6 +79,31 @@ def _numeric(path: str, data: bytes, n_header: int, names: list[str]) -> pl.Data
             field=f"row {row + n_header}",
             expected=f"{n_cols} cells per row",
         )
+
+
+def _numeric(path: str, data: bytes, n_header: int, names: list[str]) -> pl.DataFrame:
+    """Return the data rows as Float64 columns `names` after checking that every row has
+    1 + len(names) cells and that the first (dropped) column is the frame index 0..N-1."""
+    n_cols = len(names) + 1
+    try:
+        df = pl.read_csv(
+            data,
+            has_header=False,
+            skip_rows=n_header,
+            schema={f"c{j}": pl.Float64 for j in range(n_cols)},
+        )
+    except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, ValueError) as exc:
+        raise BadFormatError(
+            f"data rows are not {n_cols} numeric cells: {exc}",
+            path=path,
+            expected=f"{n_cols} numeric cells per row",
+        ) from exc
+    # a row with too many cells fails the parse above, but a short row parses as trailing
+    # nulls, indistinguishable from empty (NaN) cells. As no row has more than n_cols cells,
+    # every row has exactly n_cols iff the data hold n_rows * (n_cols - 1) separators: one
+    # count over the bytes; the rows are only examined one by one to name a short one.
+    if data.count(b",", _body_start(data, n_header)) != df.height * (n_cols - 1):
+        _short_row(path, data, n_header, n_cols)
     if not np.array_equal(df["c0"].to_numpy(), np.arange(df.height)):
         raise BadFormatError(
             "first column is not the frame index 0..N-1", path=path, field="frame index"

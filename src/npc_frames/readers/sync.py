@@ -199,6 +199,19 @@ def _readonly(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 
 # ------------------------------------------------------------------------------------ decoding
+def _lowest_bit(words: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """Return each word with only its lowest set bit kept (``w & -w``)."""
+    low = ~words
+    low += np.uint32(1)
+    low &= words
+    return low
+
+
+def _bit_index(single: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint8]:
+    """Return the index of the one set bit of each word (popcount of ``w - 1``)."""
+    return np.bitwise_count(single - np.uint32(1)).astype(np.uint8, copy=False)
+
+
 def decode_edges(
     counter: npt.NDArray[np.integer[Any]], state: npt.NDArray[np.integer[Any]]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
@@ -209,43 +222,42 @@ def decode_edges(
     corrected for 32-bit rollover (2**32 added after every negative step).
     """
     counter = np.asarray(counter)
-    word = np.asarray(state).astype(np.uint32, copy=False)
+    word = np.ascontiguousarray(state).astype(np.uint32, copy=False)
     changed = word[1:] ^ word[:-1]
     rows = np.flatnonzero(changed)
     remaining = changed[rows]
     new_word = word[1:][rows]
     del changed  # keep the peak low on 90-minute files
-    out_rows: list[npt.NDArray[np.intp]] = []
-    out_bits: list[npt.NDArray[np.uint8]] = []
-    out_rising: list[npt.NDArray[np.bool_]] = []
-    # peel off the lowest set bit of every changed word per pass: as many passes as the largest
-    # number of lines that changed in one row (usually 1-3), each pass vectorized over all rows;
-    # popcount(low - 1) is the index of the single bit set in `low`
-    while rows.size:
-        low = ~remaining
-        low += np.uint32(1)
-        low &= remaining
-        out_rows.append(rows)
-        out_rising.append((new_word & low) != 0)
-        remaining ^= low
-        low -= np.uint32(1)
-        out_bits.append(np.bitwise_count(low).astype(np.uint8, copy=False))
-        del low
-        keep = remaining != 0
-        if not keep.any():
-            break
-        rows, remaining, new_word = rows[keep], remaining[keep], new_word[keep]
-    if not out_rows:
-        return np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.bool_)
-    if len(out_rows) == 1:
-        edge_rows, bits, rising = out_rows[0], out_bits[0], out_rising[0]
-        edge_rows += 1  # in place (saves a copy); changed[j] is the change at row j + 1
-    else:
-        all_rows = np.concatenate(out_rows)
-        order = np.argsort(all_rows, kind="stable")
-        edge_rows = all_rows[order] + 1  # changed[j] is the change at row j + 1
-        bits = np.concatenate(out_bits)[order]
-        rising = np.concatenate(out_rising)[order]
+    # every changed row yields its lowest changed bit (one vectorized pass over all rows); the
+    # few rows where several lines changed at once (a percent or less) yield their other bits
+    # in further passes over those rows only, inserted right after their row's first edge so
+    # that edges stay in (row, bit) order
+    low = _lowest_bit(remaining)
+    bits = _bit_index(low)
+    rising = (new_word & low) != 0
+    remaining ^= low
+    del low
+    edge_rows = rows + 1  # changed[j] is the change at row j + 1
+    multi = np.flatnonzero(remaining)
+    if multi.size:
+        at: list[npt.NDArray[np.intp]] = []
+        extra_bits: list[npt.NDArray[np.uint8]] = []
+        extra_rising: list[npt.NDArray[np.bool_]] = []
+        rest, word_m = remaining[multi], new_word[multi]
+        while multi.size:
+            low = _lowest_bit(rest)
+            at.append(multi + 1)  # after the row's earlier edges, before the next row's
+            extra_bits.append(_bit_index(low))
+            extra_rising.append((word_m & low) != 0)
+            rest ^= low
+            keep = rest != 0
+            multi, rest, word_m = multi[keep], rest[keep], word_m[keep]
+        where = np.concatenate(at)
+        order = np.argsort(where, kind="stable")  # equal positions keep pass (= bit) order
+        where = where[order]
+        edge_rows = np.insert(edge_rows, where, edge_rows[where - 1])
+        bits = np.insert(bits, where, np.concatenate(extra_bits)[order])
+        rising = np.insert(rising, where, np.concatenate(extra_rising)[order])
     samples = counter[edge_rows].astype(np.int64)
     wrapped = counter[1:] < counter[:-1]
     if wrapped.any():  # 32-bit counter rolled over: add 2**32 per wrap before each edge row

@@ -139,6 +139,8 @@ LP_BODYPARTS: dict[str, tuple[str, ...]] = {
         "tongue_base_r",
     ),
 }  # fmt: skip
+# the zoomed side (Nose) camera is tracked with the side model's body parts
+LP_BODYPARTS["zoomed_side_camera"] = LP_BODYPARTS["side_camera"]
 
 LP_SCHEMAS: dict[str, Schema] = {
     camera: Schema(
@@ -188,7 +190,7 @@ FACEMAP_SCHEMAS: dict[str, Schema] = {
             ),
         ),
     )
-    for camera in ("side_camera", "front_camera")
+    for camera in ("side_camera", "front_camera", "zoomed_side_camera")
 }
 
 register([EYE_TRACKING, DLC_EYE_CAMERA, *LP_SCHEMAS.values(), *FACEMAP_SCHEMAS.values()])

@@ -78,8 +78,10 @@ COMPONENT_NAMES: tuple[str, ...] = (
     "dlc_eye_camera",
     "lp_side_camera",
     "lp_front_camera",
+    "lp_zoomed_side_camera",
     "facemap_side_camera",
     "facemap_front_camera",
+    "facemap_zoomed_side_camera",
     "devices",
     "electrode_groups",
     "electrodes",
@@ -95,8 +97,10 @@ DERIVED_VIDEO_COMPONENTS: Mapping[str, str] = {
     "dlc_eye_camera": "dlc_eye",
     "lp_side_camera": "LPFaceParts",
     "lp_front_camera": "LPFaceParts",
+    "lp_zoomed_side_camera": "LPFaceParts",
     "facemap_side_camera": "facemap",
     "facemap_front_camera": "facemap",
+    "facemap_zoomed_side_camera": "facemap",
 }
 KINDS = ("ephys", "surface_channels", "training_box", "habituation")
 TRUTH_FILE = "population.json"

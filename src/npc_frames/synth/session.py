@@ -41,7 +41,7 @@ from npc_frames.synth.barcodes import BARCODE_INTERVAL_S, barcode_duration, make
 from npc_frames.synth.metadata import write_metadata
 from npc_frames.synth.sync import LINE_LABELS, SYNC_RATE, quantize, write_sync_file
 from npc_frames.synth.truth import Truth
-from npc_frames.synth.video import CAMERAS, make_videos
+from npc_frames.synth.video import CAMERAS, NOSE_CAMERA, make_videos
 
 __all__ = [
     "DEFAULT_RIG",
@@ -220,9 +220,9 @@ def _script_end_s(run: Any) -> float:
     return max(ends) if ends else 0.0
 
 
-def _camera_bits(label: str) -> dict[str, int]:
+def _camera_bits(label: str) -> dict[str, int | None]:
     """Return the exposing/readout sync bits of a camera label."""
-    cam = next(c for c in CAMERAS if c.label == label)
+    cam = next(c for c in (*CAMERAS, NOSE_CAMERA) if c.label == label)
     return {"exposing_bit": cam.exposing_bit, "readout_bit": cam.readout_bit}
 
 
@@ -361,6 +361,8 @@ def make_session(
     annotations: bool = True,
     video_behavior: bool = False,
     video_behavior_length_delta: Mapping[str, int] | None = None,
+    nose_camera: bool = False,
+    save_sound_array: bool = False,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -415,6 +417,14 @@ def make_session(
         :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
         ``{kind: n}`` gives an asset ``n`` rows more (or fewer) than its video. Needs `video`.
         ``Truth.assets[kind]`` records what was written.
+    nose_camera:
+        Also record the fourth MVR camera of newer rigs, ``Nose`` (NWB ``zoomed_side_camera``):
+        its video + json and exposure pulses on sync line 30 (labelled ``nose_cam_exposing``;
+        the line keeps an empty label otherwise) and, with `video_behavior`, its Lightning Pose
+        and facemap outputs. The other cameras' files and truth do not change.
+    save_sound_array:
+        The DynamicRouting1 file saves every trial's sound waveform in ``trialSoundArray``
+        (``saveSoundArray``), as some task versions do; RFMapping files always save theirs.
 
     Examples
     --------
@@ -474,6 +484,7 @@ def make_session(
             rig=rig,
             task_version=task_version,
             date=date,
+            save_sound_array=save_sound_array,
         )
     )
     task_end_s = max((_script_end_s(r) for r in runs), default=first_start_s) + _CLOSE_WINDOW_S
@@ -519,10 +530,14 @@ def make_session(
             rng=rng_video,
             sync_start=sync_start,
             sync_duration_s=sync_duration_s,
+            cameras=(*CAMERAS, NOSE_CAMERA) if nose_camera else CAMERAS,
         )
         if video
         else None
     )
+    line_labels = list(LINE_LABELS)
+    if video_result is not None and NOSE_CAMERA.label in video_result.cameras:
+        line_labels[NOSE_CAMERA.exposing_bit] = "nose_cam_exposing"
 
     # --- ephys ------------------------------------------------------------------------------------
     ephys_truth: Any = None
@@ -588,7 +603,7 @@ def make_session(
         initial_state=0,
         start_time=sync_start,
         total_samples=total_samples,
-        line_labels=LINE_LABELS,
+        line_labels=line_labels,
         compression="gzip" if compress else None,
     )
 
@@ -658,7 +673,7 @@ def make_session(
         sync_rate=SYNC_RATE,
         sync_total_samples=total_samples,
         sync_lines=sync_lines,
-        line_labels=list(LINE_LABELS),
+        line_labels=line_labels,
         barcodes={
             "start_times": quantize(barcodes.start_times),
             "values": barcodes.values,
@@ -690,7 +705,9 @@ def make_session(
             "sorted_as_asset": bool(sorted_as_asset),
             "annotations": bool(annotations),
             "video_behavior": bool(video_behavior),
+            "save_sound_array": bool(save_sound_array),
             "video_behavior_length_delta": dict(video_behavior_length_delta or {}),
+            "nose_camera": bool(nose_camera),
         },
         assets=assets,
         probe_insertions=probe_record,

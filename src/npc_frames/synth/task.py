@@ -83,6 +83,7 @@ def simulate_scripts(
     opto: bool = False,
     rig: str = "NP3",
     task_version: str = "stage 5 ori AMN moving timeouts repeats",
+    save_sound_array: bool = False,
 ) -> list[ScriptRun]:
     """Return one :class:`ScriptRun` per script run, after writing their stim files.
 
@@ -107,6 +108,8 @@ def simulate_scripts(
         Include opto trials in the task (``optoParams``, marker on bit 11) and run OptoTagging.
     rig, task_version:
         ``rigName`` and ``taskVersion`` of the task file.
+    save_sound_array:
+        The task file saves each trial's sound waveform (``saveSoundArray``, ``trialSoundArray``).
     """
     behavior_dir = Path(behavior_dir)
     if not behavior_dir.is_dir():
@@ -134,6 +137,7 @@ def simulate_scripts(
         sync_start=sync_start,
         rig=rig,
         stim_clock=1.0 + float(rng.normal(2e-6, 3e-7)),
+        save_sound_array=bool(save_sound_array),
     )
     runs: list[ScriptRun] = []
     t = float(first_start_s)

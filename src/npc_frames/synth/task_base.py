@@ -593,6 +593,8 @@ class RunContext:
     rig: str
     stim_clock: float  # stimulus-computer seconds per sync second (1 + ~2e-6)
     solenoid_open_time: float = 0.03
+    #: DynamicRouting1 saves each trial's waveform in ``trialSoundArray`` (``saveSoundArray``)
+    save_sound_array: bool = False
 
     @property
     def date(self) -> datetime.date:

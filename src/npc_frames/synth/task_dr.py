@@ -40,6 +40,7 @@ from npc_frames.synth.task_base import (
     make_frames,
     opto_waveform,
     q,
+    sound_array,
     sound_samples,
 )
 
@@ -58,6 +59,8 @@ AUTO_REWARD_MISSES = 10
 CATCH_PROB = 0.1
 SOUND_DUR = 0.5
 SOUND_RATE = 48000
+#: ``soundHanningDur`` written by the common keys (s)
+HANNING_DUR = 0.005
 OPTO_RATE = 2000
 N_BLOCKS = 6
 
@@ -463,6 +466,9 @@ def simulate_dynamic_routing(
         opto_dur=opto_dur,
         opto_off_ramp=opto_off_ramp,
     )
+    if ctx.save_sound_array:
+        attrs["saveSoundArray"] = 1
+        attrs["trialSoundArray"] = _saved_sounds(rec)
     truth = {
         "trials": _trials_truth(
             frames,
@@ -505,6 +511,36 @@ def simulate_dynamic_routing(
         lines=lines,
         truth=truth,
     )
+
+
+def _saved_sounds(rec: dict[str, list[Any]]) -> list[FloatArray]:
+    """Return each trial's sound waveform as the task saves it (empty for trials without sound)."""
+    out: list[FloatArray] = []
+    for kind, dur, vol, freq, am, seed in zip(  # one waveform per trial (cached per parameters)
+        rec["trialSoundType"],
+        rec["trialSoundDur"],
+        rec["trialSoundVolume"],
+        rec["trialSoundFreq"],
+        rec["trialSoundAM"],
+        rec["trialSoundSeed"],
+        strict=False,
+    ):
+        if not kind:
+            out.append(np.zeros(0))
+            continue
+        out.append(
+            sound_array(
+                kind,
+                sample_rate=SOUND_RATE,
+                dur=dur,
+                hanning_dur=HANNING_DUR,
+                vol=vol,
+                freq=tuple(f for f in freq if np.isfinite(f)),
+                am=am,
+                seed=int(seed),
+            )
+        )
+    return out
 
 
 def _task_attrs(

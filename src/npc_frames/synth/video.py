@@ -1,8 +1,10 @@
 """Synthetic MVR videos: json sidecars, placeholder video files and camera lines on sync (FORMATS §12).
 
-Per camera (Behavior, Eye, Face) the generator writes ``<Label>_<YYYYMMDDTHHMMSS>.mp4`` and
-``<same stem>.json`` (a ``RecordingReport`` object) and returns the exposure and readout pulses for
-sync bits 27/28/29 (``beh/face/eye_cam_exposing``) and 21/22/25 (``…_cam_frame_readout``).
+Per camera (Behavior, Eye, Face; optionally Nose, :data:`NOSE_CAMERA`) the generator writes
+``<Label>_<YYYYMMDDTHHMMSS>.mp4`` and ``<same stem>.json`` (a ``RecordingReport`` object) and
+returns the exposure and readout pulses for sync bits 27/28/29 (``beh/face/eye_cam_exposing``) and
+21/22/25 (``…_cam_frame_readout``); the Nose camera exposes on bit 30 (``nose_cam_exposing``) and
+has no readout line.
 
 Decisions (documented because real files leave room):
 
@@ -35,6 +37,7 @@ from npc_frames.synth.sync import quantize
 
 __all__ = [
     "CAMERAS",
+    "NOSE_CAMERA",
     "Camera",
     "CameraTruth",
     "VideoResult",
@@ -55,11 +58,11 @@ _PLACEHOLDER_MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp41"
 
 @dataclass(frozen=True)
 class Camera:
-    """One MVR camera: its label, sync bits and exposure settings (ms)."""
+    """One MVR camera: its label, sync bits (no readout line: None) and exposure settings (ms)."""
 
     label: str
     exposing_bit: int
-    readout_bit: int
+    readout_bit: int | None
     initial_exposure_ms: int
     exposure_ms: float
     camera_id: str
@@ -71,6 +74,9 @@ CAMERAS: tuple[Camera, ...] = (
     Camera("Eye", 29, 25, 12, 4.0, "DEV_1AB22C00E2E1"),
     Camera("Face", 28, 22, 8, 4.0, "DEV_1AB22C00E30B"),
 )
+#: the optional fourth camera of newer rigs (NWB ``zoomed_side_camera``): exposure line 30, no
+#: readout line; its initial exposure differs from the other three so the lines can be matched
+NOSE_CAMERA = Camera("Nose", 30, None, 14, 4.0, "DEV_1AB22C00E3A4")
 
 
 @dataclass
@@ -199,7 +205,8 @@ def make_videos(
         readout_rising = quantize(falling + _READOUT_DELAY_S, sync_rate)
         readout_falling = quantize(readout_rising + _READOUT_S, sync_rate)
         lines[cam.exposing_bit] = (rising, falling)
-        lines[cam.readout_bit] = (readout_rising, readout_falling)
+        if cam.readout_bit is not None:
+            lines[cam.readout_bit] = (readout_rising, readout_falling)
 
         lost = _lost_frame_indices(rng, n)
         kept = np.ones(n, dtype=bool)

@@ -8,10 +8,11 @@ reads), with one row per video frame (frame 0, MVR's metadata frame, included):
   and ``<Eye video stem>DLC_resnet50_universal_eye_trackingJul10shuffle1_1030000.h5`` (DeepLabCut
   ``table`` layout, key ``df_with_missing``, 36 body parts cr1..12, eye1..12, pupil1..12: 12 points
   on each ellipse).
-* ``lp_face_parts``: ``<raw name>/<side|face>/predictions/<Label>_<subject>_<date>_{predictions,
-  pca_singleview_error,temporal_norm}.csv`` for the Behavior (side) and Face (front) videos.
-* ``facemap``: ``<video stem>_motSVD.zarr`` (frames × components float32) for Behavior and Face,
-  and optionally facemap's pickled ``<video stem>_proc.npy``.
+* ``lp_face_parts``: ``<raw name>/<side|face|nose>/predictions/<Label>_<subject>_<date>_{predictions,
+  pca_singleview_error,temporal_norm}.csv`` for the Behavior (side), Face (front) and, when the
+  session has one, Nose (zoomed side; the side model's body parts) videos.
+* ``facemap``: ``<video stem>_motSVD.zarr`` (frames × components float32) for Behavior, Face and
+  Nose, and optionally facemap's pickled ``<video stem>_proc.npy``.
 
 Known traces (times = the camera's frame times on the sync clock; the metadata frame uses the next
 frame's time minus one frame period): the pupil radius follows running speed and an alpha kernel
@@ -55,9 +56,9 @@ LP_BODYPARTS: Mapping[str, tuple[str, ...]] = {
         "tongue_base_r",
     ),
 }  # fmt: skip
-#: MVR video label -> Lightning Pose camera folder
-LP_CAMERAS = {"Behavior": "side", "Face": "face"}
-FACEMAP_LABELS = ("Behavior", "Face")
+#: MVR video label -> Lightning Pose camera folder (Nose: the zoomed side view, side model parts)
+LP_CAMERAS = {"Behavior": "side", "Face": "face", "Nose": "nose"}
+FACEMAP_LABELS = ("Behavior", "Face", "Nose")
 FPS = 60.0
 _PROCESS = {"dlc_eye": "dlc_eye", "lp_face_parts": "LPFaceParts", "facemap": "facemap"}
 _BLINK_FRAMES = 6
@@ -216,7 +217,7 @@ def _write_dlc(path: Path, points: pl.DataFrame, scorer: str) -> None:
 def _lp_points(
     t: F64, sig: Mapping[str, F64], camera: str, rng: np.random.Generator
 ) -> dict[str, pl.DataFrame]:
-    parts = LP_BODYPARTS[camera]
+    parts = LP_BODYPARTS["side" if camera == "nose" else camera]
     n = t.size
     base = rng.uniform([60, 60], [580, 420], size=(len(parts), 2))
     whisk = np.sin(2 * np.pi * 8.0 * t) * sig["speed"] / 50.0
