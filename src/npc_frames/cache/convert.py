@@ -63,6 +63,9 @@ class _Inputs:
     files: Mapping[str, tuple[int, str]]
     #: digest of the file names: a file added or removed anywhere changes every component
     names: str
+    #: ``manifest:<key>`` -> (0, digest of the value) of every manifest annotation; the
+    #: training-records file's size and stamp are part of its key's digest
+    annotations: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, raw: Any) -> _Inputs:
@@ -73,7 +76,7 @@ class _Inputs:
             if not p.startswith(root + "/"):  # an asset outside the session folder
                 files.setdefault(p, (int(size), str(stamp)))
         names = hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
-        return cls(root, files, names)
+        return cls(root, files, names, _annotation_stamps(raw))
 
     def relative(self, reads: Iterable[str]) -> list[str]:
         """Return the listed files among `reads` (absolute paths/URLs; a folder means all its
@@ -81,6 +84,9 @@ class _Inputs:
         out: set[str] = set()
         prefix = self.root + "/"
         for p in reads:
+            if p.startswith(parts.ANNOTATION_PREFIX):
+                out.add(p)  # an annotation looked up, present or not
+                continue
             p = p.removeprefix("file://").rstrip("/")
             rel = p[len(prefix) :] if p.startswith(prefix) else p
             if rel in self.files:
@@ -92,13 +98,34 @@ class _Inputs:
 
     def fingerprint(self, inputs: Sequence[str]) -> tuple[str, int, int]:
         """Return (sha256 hex, file count, bytes) of `inputs` as they are now, plus the names."""
-        items = [(r, *self.files.get(r, (-1, "missing"))) for r in inputs]
+        items = [(r, *self.files.get(r, self.annotations.get(r, (-1, "missing")))) for r in inputs]
         text = json.dumps([self.names, items], separators=(",", ":"))
+        files = [i for i in items if not str(i[0]).startswith(parts.ANNOTATION_PREFIX)]
         return (
             hashlib.sha256(text.encode()).hexdigest(),
-            len(items),
-            sum(max(0, int(i[1])) for i in items),
+            len(files),
+            sum(max(0, int(i[1])) for i in files),
         )
+
+
+def _annotation_stamps(raw: Any) -> dict[str, tuple[int, str]]:
+    """Return ``manifest:<key>`` -> (0, digest) of every annotation of `raw`: a component that
+    looked a key up is recomputed when the manifest changes its value (or adds or removes it).
+    The ``training_records`` value is a file: its size and modification stamp join the digest,
+    so editing the records recomputes the components that used them."""
+    ann = getattr(raw, "annotations", None) or {}
+    values = ann.unrecorded() if isinstance(ann, parts.Annotations) else dict(ann)
+    out: dict[str, tuple[int, str]] = {}
+    for key, value in values.items():
+        text = json.dumps(value, sort_keys=True, default=str)
+        if key == "training_records" and value is not None:
+            try:
+                st = storage.stat_key(str(value))
+            except Exception:  # absent or unreadable: the sessions component reports it
+                st = None
+            text += json.dumps(st, default=str)
+        out[parts.ANNOTATION_PREFIX + str(key)] = (0, hashlib.sha256(text.encode()).hexdigest())
+    return out
 
 
 def fingerprint(raw: Any) -> tuple[str, int, int]:
@@ -815,7 +842,19 @@ def convert(
                     collect(crashed(t, exc))
     finally:
         bar.close()
+    _materialize_views(root)
     return _run_frame(results, previous, ignored)
+
+
+def _materialize_views(root: str) -> None:
+    """Bring the cache's session summary (the per-session part of ``session_records``) up to date
+    for the sessions just converted, so the first selection afterwards reads one file."""
+    from npc_frames import views
+
+    try:
+        views.session_summary(root)
+    except Exception:  # the summary is rebuilt on the next selection; never fail a convert
+        logger.debug("session summary of %s not materialized", root, exc_info=True)
 
 
 def _run_frame(

@@ -231,6 +231,8 @@ scan_electrode_groups = _make_scan("electrode_groups")
 scan_electrodes = _make_scan("electrodes")
 scan_units = _make_scan("units")
 scan_manipulator_positions = _make_scan("manipulator_positions")
+scan_qc = _make_scan("qc")
+scan_qc_timing = _make_scan("qc_timing")
 
 
 def read_session(

@@ -45,6 +45,7 @@ import datetime
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -475,47 +476,20 @@ def _opto_columns(
         "stim_name": [""] * n,
         "single_location": [None] * n,
     }
-    if not stim.has("trialOptoOnsetFrame"):
+    p = opto_params(stim, n, stim_frame, flip, at)
+    if p is None:
         return out
-    onset_frame = first_column(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
-    onset_frame = onset_frame[:n]
-    if onset_frame.size < n or not np.isfinite(onset_frame).any():
-        return out
-    finite = np.isfinite(onset_frame)
-    trial_start = stim_int(stim, "trialStartFrame", n)
-    if not np.all(np.diff(onset_frame[finite]) > 0) or np.any(
-        onset_frame[finite] < trial_start[finite]
-    ):
-        # DynamicRouting1 stores onsets relative to the stimulus frame (feedback mode: absolute).
-        # The reference tests only "not strictly increasing"; an onset before its own trial's
-        # start can only be relative too (this also catches a session with one opto trial).
-        onset_frame = onset_frame + stim_frame
-    dur = first_column(stim_float(stim, "trialOptoDur", n))
-    voltage = first_column(stim_float(stim, "trialOptoVoltage", n))
-
-    def opt(key: str) -> FloatArray:
-        return first_column(stim_float(stim, key, n, default=0.0))
-
-    delay, on_ramp, off_ramp, sin_freq = (
-        opt(k)
-        for k in ("trialOptoDelay", "trialOptoOnRamp", "trialOptoOffRamp", "trialOptoSinFreq")
+    has_opto, trigger, rate, offset_v = p.has_opto, p.trigger, p.rate, p.offset_voltage
+    voltage, dur, delay, on_ramp, off_ramp, sin_freq = (
+        p.voltage,
+        p.dur,
+        p.delay,
+        p.on_ramp,
+        p.off_ramp,
+        p.sin_freq,
     )
-    has_opto = finite & np.isfinite(dur) & (dur > 0) & np.isfinite(voltage) & (voltage != 0)
-    trigger = np.where(
-        has_opto, at(flip, np.where(has_opto, onset_frame, np.nan), "trialOptoOnsetFrame"), np.nan
-    )
-    rate = float(stim_scalar(stim, "optoSampleRate", default=so.DEFAULT_OPTO_SAMPLE_RATE))
-    offset_v = stim_first_value(stim, "optoOffsetVoltage")
-    a_start, a_stop = so.opto_active_window(
-        voltage, dur, delay, on_ramp, off_ramp, sin_freq, offset_v, rate
-    )
-    rising = falling = None
-    if sync is not None:
-        for line in (so.OPTO_LINE_488, so.OPTO_LINE_633):
-            r = sync_edges(sync, line)
-            if r.size:
-                rising, falling = r, sync_edges(sync, line, rising=False)
-                break
+    a_start, a_stop = p.active_start, p.active_stop
+    rising, falling = opto_line_edges(sync)
 
     def nidaq_starts(untimed: FloatArray) -> FloatArray | None:
         rec = daq.get()
@@ -566,6 +540,94 @@ def _opto_columns(
     out["bregma_x"], out["bregma_y"] = bx, by
     out["single_location"] = [None if x is None else len(x) == 1 for x in bx]
     return out
+
+
+@dataclass(frozen=True)
+class OptoParams:
+    """The opto trials of a task file: which trials have opto, their trigger (flip of the onset
+    frame, s), command-waveform parameters per trial and the active window of each waveform."""
+
+    has_opto: BoolArray
+    trigger: FloatArray
+    voltage: FloatArray
+    dur: FloatArray
+    delay: FloatArray
+    on_ramp: FloatArray
+    off_ramp: FloatArray
+    sin_freq: FloatArray
+    offset_voltage: float
+    rate: float
+    active_start: FloatArray
+    active_stop: FloatArray
+
+
+def opto_params(
+    stim: StimFile,
+    n: int,
+    stim_frame: npt.NDArray[np.int64],
+    flip: FloatArray,
+    at: Callable[[FloatArray, npt.ArrayLike, str], FloatArray],
+) -> OptoParams | None:
+    """Return the opto trials' triggers and waveform parameters (None when the file has none)."""
+    if not stim.has("trialOptoOnsetFrame"):
+        return None
+    onset_frame = first_column(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
+    onset_frame = onset_frame[:n]
+    if onset_frame.size < n or not np.isfinite(onset_frame).any():
+        return None
+    finite = np.isfinite(onset_frame)
+    trial_start = stim_int(stim, "trialStartFrame", n)
+    if not np.all(np.diff(onset_frame[finite]) > 0) or np.any(
+        onset_frame[finite] < trial_start[finite]
+    ):
+        # DynamicRouting1 stores onsets relative to the stimulus frame (feedback mode: absolute).
+        # The reference tests only "not strictly increasing"; an onset before its own trial's
+        # start can only be relative too (this also catches a session with one opto trial).
+        onset_frame = onset_frame + stim_frame
+    dur = first_column(stim_float(stim, "trialOptoDur", n))
+    voltage = first_column(stim_float(stim, "trialOptoVoltage", n))
+
+    def opt(key: str) -> FloatArray:
+        return first_column(stim_float(stim, key, n, default=0.0))
+
+    delay, on_ramp, off_ramp, sin_freq = (
+        opt(k)
+        for k in ("trialOptoDelay", "trialOptoOnRamp", "trialOptoOffRamp", "trialOptoSinFreq")
+    )
+    has_opto = finite & np.isfinite(dur) & (dur > 0) & np.isfinite(voltage) & (voltage != 0)
+    trigger = np.where(
+        has_opto, at(flip, np.where(has_opto, onset_frame, np.nan), "trialOptoOnsetFrame"), np.nan
+    )
+    rate = float(stim_scalar(stim, "optoSampleRate", default=so.DEFAULT_OPTO_SAMPLE_RATE))
+    offset_v = stim_first_value(stim, "optoOffsetVoltage")
+    a_start, a_stop = so.opto_active_window(
+        voltage, dur, delay, on_ramp, off_ramp, sin_freq, offset_v, rate
+    )
+    return OptoParams(
+        has_opto,
+        trigger,
+        voltage,
+        dur,
+        delay,
+        on_ramp,
+        off_ramp,
+        sin_freq,
+        float(offset_v),
+        rate,
+        a_start,
+        a_stop,
+    )
+
+
+def opto_line_edges(sync: SyncData | None) -> tuple[FloatArray | None, FloatArray | None]:
+    """Return (rising, falling) edges of the laser marker line (488 nm first, else 633 nm), or
+    (None, None) without sync or without edges on either line."""
+    if sync is not None:
+        for line in (so.OPTO_LINE_488, so.OPTO_LINE_633):
+            r = sync_edges(sync, line)
+            if r.size:
+                return r, sync_edges(sync, line, rising=False)
+    return None, None
 
 
 def _wavelength(device: str) -> int | None:

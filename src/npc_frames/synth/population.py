@@ -88,6 +88,8 @@ COMPONENT_NAMES: tuple[str, ...] = (
     "electrodes",
     "units",
     "manipulator_positions",
+    "qc",
+    "qc_timing",
 )
 #: components read from derived video assets (eye tracking, pose, facemap) -> the process string
 #: of the asset they need; a population writes no such assets, so they are all ``absent``
@@ -261,6 +263,13 @@ def expected_components(
     # the generator writes a NewScale stage log into every ephys session (an ephys session without
     # one has an empty table: older rigs had none)
     out["manipulator_positions"] = _s("ok") if ephys else _s("absent", "no Open Ephys recording")
+    # sync-based QC: every synced session with a stim file has vsync blocks to check
+    for name in ("qc", "qc_timing"):
+        out[name] = (
+            _s("ok")
+            if sync and scripts
+            else _s("absent", "no sync file" if not sync else "no stim files")
+        )
     return {name: out[name] for name in COMPONENT_NAMES}
 
 
