@@ -22,6 +22,7 @@ import concurrent.futures as cf
 import datetime as dt
 import io
 import multiprocessing
+import os
 import resource
 import shutil
 import statistics
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +117,37 @@ def make_population(work: Path, n: int) -> list[str]:
     ]
 
 
-def _convert_run(
-    raws: list[str], root: str, workers: int
-) -> tuple[float, float, float, int, float]:
-    """Return (wall s, parent peak RSS MB, largest worker peak RSS MB, bad rows, CPU s of this
-    process and all its workers) of one convert in this (fresh) process."""
+@dataclass
+class PopulationRun:
+    """One convert of the population in a fresh process."""
+
+    workers: int
+    wall: float
+    #: CPU s of the converting process / of its workers, fork server and other children
+    parent_cpu: float
+    children_cpu: float
+    #: peak RSS MB of the converting process / of its largest child
+    parent_mb: float
+    worker_mb: float
+    #: s from convert's call to the first component's start, and from the last component's end
+    #: to convert's return: the serial work before and after the sessions
+    lead_in: float
+    tail: float
+    #: sessions in flight, summed over time, / wall: how busy the workers were (<= workers)
+    occupancy: float
+    bad: int
+
+    @property
+    def cpu(self) -> float:
+        return self.parent_cpu + self.children_cpu
+
+
+def _convert_run(raws: list[str], root: str, workers: int) -> PopulationRun:
+    """Return one convert of `raws` in this (fresh) process, measured."""
     import multiprocessing.forkserver
 
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     out = nf.convert(raws, root, workers=workers, progress=False)
     wall = time.perf_counter() - t0
@@ -130,28 +156,99 @@ def _convert_run(
     server = multiprocessing.forkserver._forkserver
     if getattr(server, "_forkserver_pid", None) is not None:
         server._stop()
-    self_ = resource.getrusage(resource.RUSAGE_SELF)
+    self1 = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own = self_.ru_maxrss / 1024
-    child = children.ru_maxrss / 1024
-    cpu = self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
-    bad = out.filter(pl.col("status").is_in(["failed", "partial"])).height
-    return wall, own, child, bad, cpu
+    # each component row: written_at (its end) and seconds (compute + write): session spans
+    rows = (
+        cache.read_catalog(root)
+        .filter(pl.col("part").is_null(), pl.col("seconds").is_not_null())
+        .with_columns(end=(pl.col("written_at") - pl.lit(started)).dt.total_microseconds() / 1e6)
+        .with_columns(start=pl.col("end") - pl.col("seconds"))
+        .group_by("session_id")
+        .agg(pl.col("start").min(), pl.col("end").max())
+    )
+    busy = float((rows["end"] - rows["start"]).sum())
+    return PopulationRun(
+        workers=workers,
+        wall=wall,
+        parent_cpu=(self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime),
+        children_cpu=children.ru_utime + children.ru_stime,
+        parent_mb=self1.ru_maxrss / 1024,
+        worker_mb=children.ru_maxrss / 1024,
+        lead_in=float(rows["start"].min()),
+        tail=wall - float(rows["end"].max()),
+        occupancy=busy / wall,
+        bad=out.filter(pl.col("status").is_in(["failed", "partial"])).height,
+    )
+
+
+def _warm_imports() -> None:
+    """Import what a conversion imports (fills the bytecode cache when one is used)."""
+    import importlib
+
+    # multiprocessing passes this interpreter's -B (from PYTHONDONTWRITEBYTECODE) on: the other
+    # processes only read the cache this one writes
+    sys.dont_write_bytecode = False
+
+    from npc_frames.cache import pool
+
+    for name in pool.preload_modules():
+        importlib.import_module(name)
 
 
 def bench_population(
-    work: Path, raws: list[str]
-) -> dict[int, tuple[float, float, float, int, float]]:
-    """Return workers -> (wall s, parent MB, worker MB, bad rows, CPU s), each in a fresh
-    process."""
+    work: Path, raws: list[str], repeat: int, bytecode_cache: bool
+) -> dict[int, list[PopulationRun]]:
+    """Return workers -> `repeat` runs, each in a fresh process, the settings alternating."""
+    if bytecode_cache:
+        # an installed package imports from compiled bytecode (pip compiles it, and Python
+        # writes it on first import); this environment may forbid writing it next to the
+        # sources, so it is kept in the work folder and filled once before timing
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     ctx = multiprocessing.get_context("spawn")
-    out = {}
-    for workers in (1, 2):
-        root = work / f"population_cache_{workers}w"
-        shutil.rmtree(root, ignore_errors=True)
-        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
-            out[workers] = ex.submit(_convert_run, raws, str(root), workers).result()
+    with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+        ex.submit(_warm_imports).result()
+    out: dict[int, list[PopulationRun]] = {1: [], 2: []}
+    for _ in range(repeat):
+        for workers in (1, 2):
+            root = work / f"population_cache_{workers}w"
+            shutil.rmtree(root, ignore_errors=True)
+            with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+                out[workers].append(ex.submit(_convert_run, raws, str(root), workers).result())
     return out
+
+
+def print_population(n: int, res: dict[int, list[PopulationRun]]) -> None:
+    """Print each run, then the median run of each setting and the speed-up."""
+    print(f"\n== convert {n} sessions: workers=1 (in-process) vs workers=2 (pool) ==")
+    print(
+        f"{'workers':>7s} {'wall s':>7s} {'sess/min':>8s} {'CPU s':>6s} {'parent':>6s} "
+        f"{'workers':>7s} {'CPU/sess':>8s} {'lead-in':>7s} {'tail':>5s} {'busy':>5s} "
+        f"{'RSS MB parent':>13s} {'largest child':>13s}"
+    )
+    for workers, runs in res.items():
+        for r in runs:
+            print(
+                f"{workers:7d} {r.wall:7.2f} {60 * n / r.wall:8.1f} {r.cpu:6.2f} "
+                f"{r.parent_cpu:6.2f} {r.children_cpu:7.2f} {r.cpu / n:8.3f} "
+                f"{r.lead_in:7.2f} {r.tail:5.2f} {r.occupancy:5.2f} "
+                f"{r.parent_mb:13.0f} {r.worker_mb:13.0f}"
+                f"{f'  ({r.bad} partial/failed rows!)' if r.bad else ''}"
+            )
+    med = {w: statistics.median(r.wall for r in runs) for w, runs in res.items()}
+    best = {w: min(r.wall for r in runs) for w, runs in res.items()}
+    cpu = {w: statistics.median(r.cpu for r in runs) for w, runs in res.items()}
+    for w in res:
+        print(
+            f"workers={w}: median {med[w]:.2f} s ({60 * n / med[w]:.1f} sessions/min), "
+            f"best {best[w]:.2f} s ({60 * n / best[w]:.1f} sessions/min), "
+            f"median CPU {cpu[w]:.2f} s"
+        )
+    print(
+        f"speed-up with 2 workers: {med[1] / med[2]:.2f}x (medians of {len(res[1])} runs), "
+        f"{best[1] / best[2]:.2f}x (bests); CPU 2 vs 1 workers: {cpu[2] / cpu[1]:.2f}x"
+    )
 
 
 def bench_units_write(n_units: int, n_spikes: int) -> dict[str, float]:
@@ -241,6 +338,12 @@ def main() -> None:
     ap.add_argument("--skip-units-write", action="store_true")
     ap.add_argument("--population", type=int, default=20, help="sessions of the 1 vs 2 run")
     ap.add_argument("--only-population", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each population setting")
+    ap.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="compile every module from source in each process, as with PYTHONDONTWRITEBYTECODE",
+    )
     args = ap.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_cache_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -249,16 +352,8 @@ def main() -> None:
         t0 = time.perf_counter()
         pop = make_population(work, args.population)
         print(f"made a {len(pop)}-session population in {time.perf_counter() - t0:.1f} s")
-        res = bench_population(work, pop)
-        print(f"\n== convert {len(pop)} sessions: workers=1 (in-process) vs workers=2 (pool) ==")
-        for workers, (wall, own, child, bad, cpu) in res.items():
-            print(
-                f"workers={workers}: {wall:6.1f} s  {60 * len(pop) / wall:6.1f} sessions/min  "
-                f"CPU {cpu:6.1f} s  "
-                f"peak RSS parent {own:5.0f} MB, largest worker {child:5.0f} MB"
-                f"{f'  ({bad} partial/failed rows!)' if bad else ''}"
-            )
-        print(f"speed-up with 2 workers: {res[1][0] / res[2][0]:.2f}x")
+        res = bench_population(work, pop, args.repeat, not args.no_bytecode_cache)
+        print_population(len(pop), res)
         if args.only_population:
             if args.out is None:
                 shutil.rmtree(work, ignore_errors=True)

@@ -1,5 +1,9 @@
-"""Session selection benchmark: ``nf.sessions(...)`` (sessions + days + records) over a 500-session
-cache (issue 16 target: < 0.2 s); CI does not run it.
+"""Session selection benchmark: ``nf.sessions(...)`` (sessions + days + records) and the SQL
+``session_records`` view over a 500-session cache (issue 16 target: < 0.2 s, first call included);
+CI does not run it. Prints wall and CPU seconds per call and the peak RSS.
+
+A first call reads the materialized session summary (one file, kept up to date by convert) and
+the cache listing; a call after a session changed recomputes that session's summary row only.
 
 The cache is built by converting a few small synthetic sessions and copying their partitions under
 new session ids (new subjects and dates, so the day ranks have work to do), rewriting the
@@ -13,29 +17,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
+import resource
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 import npc_frames as nf
 from npc_frames.cache.catalog import _component_names, data_path
-
-
-def timed(fn: Callable[[], Any], repeat: int = 7) -> tuple[float, float, Any]:
-    """Return (median, min seconds of `repeat` warm runs, last result)."""
-    fn()
-    ts, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), min(ts), out
 
 
 def build_cache(work: Path, n_sessions: int, n_seed: int) -> Path:
@@ -78,40 +69,95 @@ def build_cache(work: Path, n_sessions: int, n_seed: int) -> Path:
     return cache
 
 
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _report(label: str, t0: tuple[float, float], extra: str = "") -> None:
+    wall, cpu = time.perf_counter() - t0[0], time.process_time() - t0[1]
+    print(f"{label:<64} wall {wall:7.3f} s  cpu {cpu:7.3f} s {extra}")
+
+
+def _forget() -> None:
+    """Drop every in-process memo, so the next call is a first call (as in a new process)."""
+    import importlib
+
+    from npc_frames import views
+
+    sql_module = importlib.import_module("npc_frames.cache.sql")
+    views._MEMO.clear()
+    with sql_module._CONNECTIONS_LOCK:
+        for con, _ in sql_module._CONNECTIONS.values():
+            con.close()
+        sql_module._CONNECTIONS.clear()
+
+
+def _touch_one(cache: Path) -> None:
+    """Rewrite one session's units file (same content, new stamp): a "change" to the cache."""
+    path = next((cache / "units").glob("session_id=*/data.parquet"))
+    data = path.read_bytes()
+    time.sleep(0.002)
+    path.write_bytes(data)
+
+
 def main() -> None:
-    """Print the timings of nf.sessions and the underlying views over the fabricated cache."""
+    """Print wall/CPU seconds and peak RSS of nf.sessions and the SQL view over the cache."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sessions", type=int, default=500)
     ap.add_argument("--seed-sessions", type=int, default=4)
+    ap.add_argument("--work", help="keep the built cache in this folder and reuse it next time")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        cache = build_cache(Path(tmp), args.sessions, args.seed_sessions)
-        print(f"built a {args.sessions}-session cache in {time.perf_counter() - t0:.1f} s")
-        cases: list[tuple[str, Callable[[], Any]]] = [
-            ("nf.sessions() (all rows)", lambda: nf.sessions(cache)),
-            (
-                "nf.sessions(is_task=True, n_passing_blocks=[0..6]) (filtered)",
-                lambda: nf.sessions(cache, is_task=True, n_passing_blocks=[0, 1, 2, 3, 4, 5, 6]),
-            ),
-            ("nf.scan_session_days().collect()", lambda: nf.scan_session_days(cache).collect()),
-            (
-                "SQL session_records (live DuckDB view)",
-                lambda: nf.sql("SELECT session_id FROM session_records", cache),
-            ),
-            ("nf.scan_sessions().collect()", lambda: nf.scan_sessions(cache).collect()),
-        ]
-        from npc_frames import views
+    from npc_frames import views
 
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
         t0 = time.perf_counter()
-        views._MEMO.clear()
-        nf.sessions(cache)
-        print(
-            f"{'nf.sessions() cold (computed, not memoized)':<72} {time.perf_counter() - t0:.3f} s"
-        )
-        for label, fn in cases:
-            med, best, out = timed(fn, repeat=3 if label.startswith("SQL") else 7)
-            print(f"{label:<72} median {med:.3f} s  min {best:.3f} s  rows {out.height}")
+        if (work / "cache").exists():
+            cache = work / "cache"
+            (cache / views.STORE).unlink(missing_ok=True)
+        else:
+            cache = build_cache(work, args.sessions, args.seed_sessions)
+        print(f"built a {args.sessions}-session cache in {time.perf_counter() - t0:.1f} s")
+        t = _clock()
+        views.session_summary(cache)
+        _report("materialize the session summary (convert does this)", t)
+
+        _forget()
+        t = _clock()
+        out = nf.sessions(cache)
+        _report("nf.sessions() first call (summary on disk)", t, f"rows {out.height}")
+        t = _clock()
+        out = nf.sessions(cache)
+        _report("nf.sessions() repeated call", t, f"rows {out.height}")
+        _touch_one(cache)
+        t = _clock()
+        out = nf.sessions(cache, is_task=True, n_passing_blocks=[0, 1, 2, 3, 4, 5, 6])
+        _report("nf.sessions(filters) first call after one session changed", t)
+        _touch_one(cache)
+        _forget()
+        t = _clock()
+        out = nf.sessions(cache)
+        _report("nf.sessions() first call, new process, one session changed", t)
+        t = _clock()
+        out = nf.scan_session_days(cache).collect()
+        _report("nf.scan_session_days().collect() repeated", t, f"rows {out.height}")
+
+        _forget()
+        t = _clock()
+        out = nf.sql("SELECT session_id FROM session_records", cache)
+        _report("SQL session_records first call", t, f"rows {out.height}")
+        t = _clock()
+        out = nf.sql("SELECT session_id FROM session_records", cache)
+        _report("SQL session_records repeated call", t, f"rows {out.height}")
+        _touch_one(cache)
+        t = _clock()
+        out = nf.sql("SELECT session_id FROM session_records WHERE n_units > 0", cache)
+        _report("SQL session_records first call after one session changed", t)
+        t = _clock()
+        out = nf.scan_sessions(cache).collect()
+        _report("nf.scan_sessions().collect()", t, f"rows {out.height}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

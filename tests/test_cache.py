@@ -353,6 +353,27 @@ def test_failing_component_is_recorded_and_others_still_written(fake, tmp_path):
     assert cache.convert(raws, root, progress=False)["skipped"].all()
 
 
+def test_convert_submits_the_largest_sessions_first(fake, tmp_path):
+    """A pool that ends with a large session idles its other workers: sessions are submitted by
+    the bytes discovery found, largest first, the given order kept among equals."""
+    raws = _raws(tmp_path, 4)
+    for raw, pad in ((raws[1], 5000), (raws[2], 3000)):  # JSON stays valid with trailing spaces
+        f = raw / "fake.json"
+        f.write_text(f.read_text() + " " * pad)
+    submitted: list[str] = []
+
+    class Recording(cf.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            submitted.append(args[0].raw_path)
+            return super().submit(fn, *args, **kwargs)
+
+    with Recording(1) as ex:
+        out = cache.convert(raws, tmp_path / "cache", executor=ex, progress=False)
+    assert submitted == [str(raws[i]) for i in (1, 2, 0, 3)]
+    assert set(out["session_id"]) == {_sid(i) for i in range(4)}
+    assert set(out["status"]) <= {"ok", "empty", "absent"}
+
+
 def test_missing_raw_folder_is_reported_not_raised(fake, tmp_path):
     out = cache.convert([tmp_path / "ecephys_668755_2023-08-31_12-00-00"], tmp_path / "c")
     assert out["component"].to_list() == ["*"]

@@ -32,7 +32,7 @@ SORT_A = "sorting/Neuropix-PXI-100.ProbeA-AP"
 SORT_B = "sorting/Neuropix-PXI-100.ProbeB-AP"
 EPHYS = ("devices", "electrode_groups", "electrodes", "units")
 #: components built from every stim file: one stim file without timing makes them partial
-ALL_STIM = ("epochs", "rewards", "running_speed", "sessions")
+ALL_STIM = ("epochs", "rewards", "running_speed", "sessions", "qc", "qc_timing")
 #: components built from the task (DynamicRouting1) file only
 TASK = ("trials", "performance", "quiescent_violations")
 #: the sync line of the vertical-sync pulses and of the ephys barcodes (sync file bit numbers)
@@ -113,6 +113,9 @@ def _task_damage(fail: str = "AlignmentError") -> dict[str, Expect]:
         "running_speed": Expect("partial", "AlignmentError"),
         "epochs": Expect("partial", "AlignmentError"),
         "sessions": Expect("partial", "AlignmentError"),
+        # sync-based QC: the task's blocks and latencies are missing
+        "qc": Expect("partial", "AlignmentError"),
+        "qc_timing": Expect("partial", "AlignmentError"),
     }
 
 
@@ -131,6 +134,8 @@ SYNC_FAILS = (
     "units",
     "video_frame_times",
     "vis_rf_mapping",
+    "qc",
+    "qc_timing",
 )
 
 CASES: list[Case] = [
@@ -300,6 +305,8 @@ CASES: list[Case] = [
             "vis_rf_mapping": Expect("failed", "AlignmentError"),
             "aud_rf_mapping": Expect("failed", "AlignmentError"),
             "units": Expect("partial", "AlignmentError", rows=8),
+            "qc": Expect("failed", "AlignmentError"),
+            "qc_timing": Expect("failed", "AlignmentError"),
         },
     ),
     Case(
@@ -373,6 +380,8 @@ CASES: list[Case] = [
             "epochs": Expect("failed", "AlignmentError"),
             "vis_rf_mapping": Expect("failed", "AlignmentError"),
             "aud_rf_mapping": Expect("failed", "AlignmentError"),
+            "qc": Expect("failed", "AlignmentError"),
+            "qc_timing": Expect("failed", "AlignmentError"),
         },
     ),
 ]
@@ -574,7 +583,13 @@ def test_repairing_a_file_recomputes_and_clears_the_error(bases, tmp_path):
     second = _convert(raw, tmp_path / "c").filter(pl.col("part").is_null())
     # exactly the components that read structure.oebin are recomputed
     # manipulator_positions reads settings.xml too (probe serials)
-    assert set(second.filter(~pl.col("skipped"))["component"]) == {*EPHYS, "manipulator_positions"}
+    # so do the sync-based QC components (the NI-DAQ stream is described there)
+    assert set(second.filter(~pl.col("skipped"))["component"]) == {
+        *EPHYS,
+        "manipulator_positions",
+        "qc",
+        "qc_timing",
+    }
     # what the session lacks (derived video assets, RF mapping ...) stays absent; the repaired
     # components are ok again
     assert set(second["status"]) <= {"ok", "empty", "absent"}

@@ -312,9 +312,14 @@ def test_fork_server_preload_names_importable_modules():
     import importlib
 
     from npc_frames.cache import pool
+    from npc_frames.components import COMPONENTS
 
-    for name in pool.PRELOAD:
+    names = pool.preload_modules()
+    for name in names:
         assert importlib.import_module(name).__name__ == name
+    # every component module is preloaded, so no worker imports one itself
+    assert {t.split(":")[0] for t in COMPONENTS.values()} <= set(names)
+    assert set(pool.PRELOAD) <= set(names)
 
 
 def test_workers_see_the_environment_of_the_converting_process_now(monkeypatch) -> None:

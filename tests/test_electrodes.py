@@ -148,9 +148,12 @@ def test_surface_channel_recording_offsets_channels_by_384(
 ) -> None:
     from npc_frames.components._units import units
     from npc_frames.paths import RawSession
+    from npc_frames.synth.ephys import set_channel_banks
 
     name = Path(ephys_truth.raw_path).name + "_surface_channels"
-    surface = RawSession.from_path(clone_session(ephys_truth.raw_path, tmp_path / name))
+    root = clone_session(ephys_truth.raw_path, tmp_path / name)
+    set_channel_banks(root, dict.fromkeys("ABCDEF", 1))  # every probe moved to bank 1
+    surface = RawSession.from_path(root)
     el = electrodes(surface)
     base = electrodes(raw)
     np.testing.assert_array_equal(el["channel"].to_numpy(), base["channel"].to_numpy() + 384)

@@ -208,3 +208,30 @@ def test_nwb_lfp_series_reference_their_own_probe_rows(raw: RawSession, tmp_path
             )
             np.testing.assert_array_equal(rows, want)
             assert series.rate == pytest.approx(lf.rate)
+
+
+def test_nwb_writes_other_probes_when_one_lfp_zarr_is_bad(
+    raw: RawSession, session: Any, tmp_path: Path
+) -> None:
+    import datetime
+
+    import pynwb
+
+    from npc_frames.components.ephys import electrodes
+    from npc_frames.nwb_anatomy import add_lfp
+
+    n = _full_samples(raw, "A")
+    asset = tmp_path / "bad"
+    asset.mkdir()
+    z = _write_zarr(asset, "A", np.zeros((n, 95), np.int16), [f"LFP{c + 1}" for c in range(95)])
+    bad = RawSession.from_path(session.raw_path, assets={"lfp_subsampled": str(asset)})
+    el = electrodes(bad)
+    f = pynwb.NWBFile("s", "id", datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))
+    dev = f.create_device("probe")
+    for g in ("probeA", "probeB"):
+        f.create_electrode_group(g, "g", "unknown", dev)
+    for group in el["group_name"].to_list():  # one row per channel, electrodes-table order
+        f.add_electrode(group=f.electrode_groups[group], location="x", x=0.0, y=0.0, z=0.0)
+    with pytest.warns(UserWarning, match=str(z)):
+        series = add_lfp(f, bad, el)
+    assert [s.name for s in series] == ["probeB"]  # the other probe is still written

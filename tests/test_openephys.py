@@ -186,6 +186,36 @@ def test_streams_rates_counts_kinds_and_letters(node: Path) -> None:
     assert ap.channel_names[0] == "CH1" and ap.bit_volts[0] == pytest.approx(0.195)
 
 
+def test_read_recording_is_memoized_until_a_file_of_the_node_changes(node: Path) -> None:
+    """Components of one session read each node once; a rewritten file is decoded again, as is
+    a changed compressed-array shape beside a clipped node."""
+    first = oe.read_recording(str(node))
+    assert oe.read_recording(str(node)) is first
+    ap = next(s for s in first.streams if s.folder_name.endswith("ProbeA-AP"))
+    np.save(
+        ap.recording_path + "/continuous/" + ap.folder_name + "/sample_numbers.npy",
+        np.arange(7, 7 + 1234, dtype=np.int64),
+    )
+    again = oe.read_recording(str(node))
+    ap2 = next(s for s in again.streams if s.folder_name.endswith("ProbeA-AP"))
+    assert again is not first and (ap2.num_samples, ap2.first_sample) == (1234, 7)
+    exp = os.path.basename(os.path.dirname(ap.recording_path))
+    meta = (
+        node.parent.parent
+        / "ecephys_compressed"
+        / f"{exp}_{node.name}#{ap.folder_name}.zarr"
+        / "traces_seg0"
+        / ".zarray"
+    )
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"shape": [5000, 4]}))
+    got = {s.folder_name: s for s in oe.read_recording(str(node)).streams}
+    assert got[ap.folder_name].num_samples_compressed == 5000
+    meta.write_text(json.dumps({"shape": [6000, 4]}))
+    got = {s.folder_name: s for s in oe.read_recording(str(node)).streams}
+    assert got[ap.folder_name].num_samples_compressed == 6000
+
+
 def test_ap_by_rate_when_suffix_missing(tmp_path: Path) -> None:
     streams = [StreamSpec("Neuropix-PXI-100.ProbeC", 30_000.0, 2, 30)]
     write_record_node(tmp_path / "Record Node 102", streams, default_probes("C"))

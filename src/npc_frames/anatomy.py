@@ -50,6 +50,7 @@ from npc_frames.errors import (
     MissingFileError,
     NpcFramesError,
 )
+from npc_frames.memo import Memo
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
@@ -382,6 +383,17 @@ class AnnotationSet:
         return tuple(sorted(self.sources))
 
 
+def _read_annotation(path: str, letter: str) -> tuple[pl.DataFrame, str]:
+    if path.endswith(".csv"):
+        return read_tissuecyte_annotation(path, f"probe{letter}"), "tissuecyte"
+    return read_ibl_annotation(path, f"probe{letter}")
+
+
+#: parsed annotation files (local copies, keyed by content): every ephys component of a session
+#: selects its probes from the same files
+_ANNOTATIONS: Memo[tuple[pl.DataFrame, str]] = Memo("CCF annotation files", maxsize=64)
+
+
 def ccf_annotations(raw: RawSession, letters: Iterable[str] | None = None) -> AnnotationSet:
     """Return the CCF annotations of the probes `letters` (default: the recorded probes).
 
@@ -417,10 +429,7 @@ def ccf_annotations(raw: RawSession, letters: Iterable[str] | None = None) -> An
             )
             continue
         try:
-            if is_csv:
-                df, kind = read_tissuecyte_annotation(path, f"probe{letter}"), "tissuecyte"
-            else:
-                df, kind = read_ibl_annotation(path, f"probe{letter}")
+            df, kind = _ANNOTATIONS.read(path, functools.partial(_read_annotation, letter=letter))
         except NpcFramesError as exc:
             errors[path] = exc
             continue

@@ -39,14 +39,13 @@ Decisions:
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
 import uuid
 import warnings
 import zoneinfo
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,7 +53,7 @@ import numpy as np
 import polars as pl
 from hdmf.common import DynamicTable
 from hdmf.data_utils import AbstractDataChunkIterator, DataIO
-from pynwb import NWBFile, TimeSeries
+from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
 
@@ -831,7 +830,7 @@ def write_nwb(
         ):
             # the temporary name ends in .tmp (the storage layer's mark), not .nwb
             warnings.filterwarnings("ignore", message=r"The file path provided.*\.nwb")
-            with _io_class()(tmp, mode="w") as io, _one_reference_per_target():
+            with NWBHDF5IO(tmp, mode="w") as io:
                 io.write(nwb)
     except OSError as exc:
         if isinstance(exc, NpcFramesError):
@@ -843,79 +842,6 @@ def write_nwb(
             expected="a writable folder (it is created if missing)",
         ) from exc
     return dest
-
-
-@contextlib.contextmanager
-def _one_reference_per_target() -> Iterator[None]:
-    """Build one hdmf ReferenceBuilder per distinct target of a column of references.
-
-    hdmf's object mapper builds a column of object references (``electrodes.group``,
-    ``units.electrode_group``: ~4,700 rows pointing at 6 groups in a 6-probe session) with two
-    validated calls per row. During the write, the mapper's private per-column method is
-    replaced by one that resolves each distinct target once and repeats its ReferenceBuilder;
-    the file written is the same. If hdmf renames the method, nothing is replaced.
-    """
-    from hdmf.build import ObjectMapper, ReferenceBuilder
-    from hdmf.container import Data
-
-    original = getattr(ObjectMapper, "_ObjectMapper__get_ref_builder", None)
-    target_of = getattr(ObjectMapper, "_ObjectMapper__get_target_builder", None)
-    if original is None or target_of is None:  # pragma: no cover - other hdmf versions
-        yield
-        return
-
-    def get_ref_builder(
-        self: Any, builder: Any, dtype: Any, shape: Any, container: Any, build_manager: Any
-    ) -> Any:
-        if not isinstance(container, Data) or isinstance(container.data, DataIO):
-            return original(self, builder, dtype, shape, container, build_manager)
-        refs: dict[int, Any] = {}
-        out = []
-        for target in container.data:
-            ref = refs.get(id(target))
-            if ref is None:
-                ref = refs[id(target)] = ReferenceBuilder(
-                    target_of(self, target, build_manager, builder)
-                )
-            out.append(ref)
-        return out
-
-    ObjectMapper._ObjectMapper__get_ref_builder = get_ref_builder
-    try:
-        yield
-    finally:
-        ObjectMapper._ObjectMapper__get_ref_builder = original
-
-
-def _io_class() -> type:
-    """Return NWBHDF5IO, subclassed to resolve each reference target once per file.
-
-    hdmf resolves object references (``electrodes.group``, ``units.electrode_group``: ~4,700 in
-    a 6-probe session, pointing at 6 groups) one element at a time through a validated call
-    (~0.3 ms each). The subclass memoizes the resolved HDF5 reference per target builder; the
-    first resolution of each target still goes through hdmf. If hdmf renames its private method
-    the override is simply not used.
-    """
-    from hdmf.backends.hdf5.h5tools import HDF5IO
-    from hdmf.build import ReferenceBuilder
-    from pynwb import NWBHDF5IO
-
-    found = getattr(HDF5IO, "_HDF5IO__get_ref", None)
-    if found is None:  # pragma: no cover - other hdmf versions
-        return NWBHDF5IO  # type: ignore[no-any-return]
-    original: Any = found
-
-    class _NWBHDF5IO(NWBHDF5IO):  # type: ignore[misc]
-        def _HDF5IO__get_ref(self, container: Any = None) -> Any:
-            if not isinstance(container, ReferenceBuilder):
-                return original(self, container=container)
-            cache: dict[int, Any] = self.__dict__.setdefault("_npc_ref_cache", {})
-            key = id(container.builder)
-            if key not in cache:
-                cache[key] = original(self, container=container)
-            return cache[key]
-
-    return _NWBHDF5IO
 
 
 def validate_nwb(path: str | os.PathLike[str]) -> list[str]:

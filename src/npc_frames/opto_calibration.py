@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RigCalibration",
+    "RigLookup",
     "galvo_to_bregma",
+    "legacy_bregma",
     "power_coefficients",
     "read_optogui_table",
     "rig_calibration",
@@ -177,3 +179,97 @@ def rig_calibration(raw: RawSession, rig: str | None = None) -> RigCalibration:
                 "bregma offset lacks values", path=path, field="bregmaXOffset, bregmaYOffset"
             )
     return RigCalibration(power=power, bregma_galvo=galvo, bregma_offset=offset, errors=errors)
+
+
+class RigLookup:
+    """A session's rig calibration for one task file's rig, read on first use.
+
+    Files that cannot be used are reported once by a warning naming them.
+    """
+
+    def __init__(self, raw: RawSession, rig: str | None) -> None:
+        self._raw, self._rig = raw, rig
+        self._cal: RigCalibration | None = None
+
+    @property
+    def calibration(self) -> RigCalibration:
+        """Return the parsed calibration (read now if not yet)."""
+        if self._cal is None:
+            import warnings
+
+            self._cal = rig_calibration(self._raw, self._rig)
+            for path, err in self._cal.errors.items():
+                warnings.warn(f"opto calibration {path} not used: {err}", stacklevel=3)
+        return self._cal
+
+    def power(self, device: str) -> FloatArray | None:
+        """Return the V -> mW polynomial of `device`, or None without a usable file."""
+        return self.calibration.power.get(device)
+
+    def galvo(self) -> tuple[Mapping[str, FloatArray], tuple[float, float]] | None:
+        """Return (bregma-galvo table, bregma offset), or None without a usable file."""
+        cal = self.calibration
+        return None if cal.bregma_galvo is None else (cal.bregma_galvo, cal.bregma_offset)
+
+
+def _file_galvo_table(
+    group: Mapping[str, Any] | None,
+) -> tuple[dict[str, FloatArray], tuple[float, float]] | None:
+    if not group or not all(k in group for k in ("bregmaX", "bregmaY", "galvoX", "galvoY")):
+        return None
+    table = {
+        k: np.asarray(group[k], dtype=np.float64).ravel()
+        for k in ("bregmaX", "bregmaY", "galvoX", "galvoY")
+    }
+
+    def first(key: str) -> float:
+        v = np.asarray(group.get(key, [0.0]), dtype=np.float64).ravel()
+        return float(v[0]) if v.size and np.isfinite(v[0]) else 0.0
+
+    return table, (first("bregmaXOffset"), first("bregmaYOffset"))
+
+
+def legacy_bregma(
+    trial_galvo: npt.ArrayLike,
+    *,
+    galvo_voltage: npt.ArrayLike | None = None,
+    bregma_xy: npt.ArrayLike | None = None,
+    file_calibration: Mapping[str, Any] | None = None,
+    rig: RigLookup | None = None,
+    path: str | None = None,
+) -> tuple[FloatArray, FloatArray] | None:
+    """Return bregma x, y (trials × locations, mm; NaN where no galvo value) of legacy task files
+    that store galvo volts per trial (``trialGalvoVoltage``) instead of opto parameter rows.
+
+    In order: the file's ``optoBregma``/``bregmaXY`` table, matched row by row to
+    ``galvoVoltage``; else galvo -> bregma with the file's ``bregmaGalvoCalibrationData`` (and its
+    ``bregmaXOffset``/``bregmaYOffset``); else with the rig's OptoGui files. A file whose trial
+    values are one number per trial uses its single ``galvoVoltage`` pair for every trial. None
+    when nothing can convert the voltages.
+    """
+    tv = np.asarray(trial_galvo, dtype=np.float64)
+    gv = None if galvo_voltage is None else np.asarray(galvo_voltage, np.float64).reshape(-1, 2)
+    n = tv.shape[0] if tv.ndim else 0
+    if tv.ndim == 1 or (tv.ndim == 2 and tv.shape[1] != 2):
+        if gv is None or gv.shape[0] != 1:
+            return None
+        ok = np.asarray(np.isfinite(tv.reshape(n, -1)).any(axis=1), dtype=bool).reshape(n, 1)
+        tv = np.where(ok, gv[0][None, :], np.nan)
+    tv = tv.reshape(n, -1, 2)
+    gx, gy = tv[..., 0], tv[..., 1]
+    if bregma_xy is not None and gv is not None:
+        bxy = np.asarray(bregma_xy, dtype=np.float64).reshape(-1, 2)
+        if bxy.shape[0] == gv.shape[0]:
+            match = np.all(np.isclose(tv[:, :, None, :], gv[None, None, :, :]), axis=3)
+            has = match.any(axis=2)
+            row = np.argmax(match, axis=2)
+            return np.where(has, bxy[row, 0], np.nan), np.where(has, bxy[row, 1], np.nan)
+    found: tuple[Mapping[str, FloatArray], tuple[float, float]] | None
+    found = _file_galvo_table(file_calibration)
+    if found is None and rig is not None:
+        found = rig.galvo()
+    if found is None:
+        return None
+    table, offset = found
+    bx, by = galvo_to_bregma(table, gx.ravel(), gy.ravel(), offset=offset, path=path)
+    return bx.reshape(gx.shape), by.reshape(gy.shape)

@@ -43,12 +43,14 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
+    "ANNOTATION_PREFIX",
     "COMPONENT",
+    "Annotations",
     "Part",
     "collect",
     "error_location",
@@ -224,3 +226,58 @@ def replay_reads(paths: Iterable[str]) -> None:
     found = _READS.get()
     if found is not None:
         found.update(paths)
+
+
+#: reads of manifest annotations are recorded as ``manifest:<key>`` (a key read but absent too, so
+#: adding it later changes the fingerprint of the components that looked for it)
+ANNOTATION_PREFIX = "manifest:"
+
+
+class Annotations(Mapping[str, Any]):
+    """A read-only mapping of a session's manifest annotations that records each key read.
+
+    Every lookup (``[k]``, ``get``, ``in``) notes ``manifest:<k>`` as read (:func:`record_read`),
+    and iterating notes every key, so the cache fingerprints each component by the annotations it
+    used, as it does by the files it opened.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> Any:
+        record_read(ANNOTATION_PREFIX + str(key))
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        record_read(ANNOTATION_PREFIX + str(key))
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the annotation `key` (or `default`), noting the key as read."""
+        record_read(ANNOTATION_PREFIX + str(key))
+        return self._data.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._data:
+            record_read(ANNOTATION_PREFIX + str(key))
+        return iter(list(self._data))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Annotations({self._data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._data) == dict(other)
+
+    __hash__ = None  # type: ignore[assignment]  # a mapping, like dict
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Annotations, (self._data,))
+
+    def unrecorded(self) -> dict[str, Any]:
+        """Return a plain copy of the annotations without noting any read."""
+        return dict(self._data)

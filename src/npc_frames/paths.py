@@ -244,7 +244,11 @@ class RawSession:
             video_paths=tuple(full(p) for p in sorted(videos)),
             video_json_paths=tuple(full(p) for p in sorted(video_jsons)),
             metadata_paths=MappingProxyType(metadata),
-            annotations=MappingProxyType(dict(annotations or {})),
+            annotations=parts.Annotations(
+                annotations.unrecorded()
+                if isinstance(annotations, parts.Annotations)
+                else annotations
+            ),
             assets=MappingProxyType({k: full(v) for k, v in sorted(chosen.items())}),
             file_stats=MappingProxyType(stats),
         )

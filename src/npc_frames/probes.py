@@ -17,6 +17,16 @@ Rules (docs/formats.md, "Probe insertions and selection"; docs/quirks.md)
   annotation exists for it, it is skipped ("not inserted"); an annotation overrides the record
   (with a warning), as annotations come from the histology of the probe track.
 * Unannotated probes are **not** skipped: their units are kept with null anatomy.
+
+Surface-channel recordings (``RawSession.is_surface_channel``) also skip (docs/quirks.md):
+
+* probes whose settings.xml channels are all in bank 0 — still on the tip bank, so no surface
+  channels were recorded ("still on the tip bank");
+* probes skipped in the main session (:func:`main_session`: the folder without the
+  ``_surface_channels`` suffix, else the day's recording just before), with the main session's
+  reason;
+* letters in the manifest's ``surface_recording_probe_letters_to_skip`` (the reference removes
+  them from the skip set instead, the opposite of the key's name; we follow the name).
 """
 
 from __future__ import annotations
@@ -36,8 +46,10 @@ if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
 __all__ = [
+    "SURFACE_SKIP_KEY",
     "ProbeInsertions",
     "ProbeSelection",
+    "main_session",
     "parse_probe_letters",
     "probe_insertions",
     "probe_selection",
@@ -50,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 PROBE_LETTERS = "ABCDEF"
 INSERTIONS_NAME = "probe_insertions.json"
+#: manifest key naming probes to skip in a surface-channel recording only
+SURFACE_SKIP_KEY = "surface_recording_probe_letters_to_skip"
 
 _PROBE_NAME_RE = re.compile(r"^(?:[Pp]robe[-_ ]?)?(?P<letter>[A-F])$")
 
@@ -176,6 +190,67 @@ def _sorted_letters(raw: RawSession) -> set[str] | None:
     return {k[0] for e in entries if (k := sorting_key(e)) is not None}
 
 
+def main_session(raw: RawSession) -> RawSession | None:
+    """Return the main session of a surface-channel recording (with the same manifest entry), or
+    None when `raw` is not one or its main recording is not found beside it.
+
+    The main recording is the folder without the ``_surface_channels`` suffix, else the raw
+    asset beside it whose session id is ``raw.main_session_id``.
+    """
+    from npc_frames.ids import SURFACE_CHANNELS_SUFFIX, is_surface_channels_name
+    from npc_frames.paths import RawSession
+
+    if not raw.is_surface_channel:
+        return None
+    root = raw.root.rstrip("/")
+    want = raw.main_session_id
+    candidates: list[str] = []
+    if is_surface_channels_name(root):
+        candidates.append(root[: -len(SURFACE_CHANNELS_SUFFIX)])
+    elif want is not None:
+        parent = root.rsplit("/", 1)[0] if "/" in root else "."
+        tag = f"_{want.subject}_{want.date:%Y-%m-%d}_"
+        try:
+            names = sorted(str(p).rstrip("/") for p in raw.fs.ls(parent, detail=False))
+        except OSError:
+            names = []
+        candidates += [p for p in names if tag in p.rsplit("/", 1)[-1] and p != root]
+    keep = {k: v for k, v in raw.annotations.items() if k != SURFACE_SKIP_KEY}
+    for path in candidates:
+        if not raw.fs.isdir(path):
+            continue
+        try:
+            main = RawSession.from_path(path, annotations=keep)
+        except NpcFramesError:
+            continue
+        if want is None or str(main.session_id) == str(want):
+            return main
+    return None
+
+
+def _surface_skips(raw: RawSession, recorded: tuple[str, ...]) -> dict[str, str]:
+    """Return letter -> why, for the probes a surface-channel recording skips (module docstring)."""
+    from npc_frames.components.ephys import probe_setup
+
+    out: dict[str, str] = {}
+    for letter in parse_probe_letters(
+        raw.annotations.get(SURFACE_SKIP_KEY), field_name=SURFACE_SKIP_KEY
+    ):
+        if letter in recorded:
+            out[letter] = f"{SURFACE_SKIP_KEY} (manifest)"
+    for p in probe_setup(raw).probes:
+        if p.letter in recorded and p.is_tip_channel_bank:
+            out.setdefault(p.letter, "still on the tip bank (every channel in bank 0)")
+    main = main_session(raw)
+    if main is None:
+        logger.info("main session of surface recording %s not found", raw.root)
+        return out
+    for letter, why in probe_selection(main).skipped.items():
+        if letter in recorded:
+            out.setdefault(letter, f"skipped in the main session {main.session_id}: {why}")
+    return out
+
+
 def _selection(raw: RawSession) -> ProbeSelection:
     from npc_frames.anatomy import ccf_annotations
     from npc_frames.components.ephys import probe_setup
@@ -196,6 +271,9 @@ def _selection(raw: RawSession) -> ProbeSelection:
     ):
         if letter in recorded:
             skipped.setdefault(letter, "probe_letters_to_skip (manifest)")
+    if raw.is_surface_channel:
+        for letter, why in _surface_skips(raw, recorded).items():
+            skipped.setdefault(letter, why)
     sorted_letters = _sorted_letters(raw)
     if sorted_letters is not None:
         for letter in recorded:

@@ -3,10 +3,13 @@
 Everything is computed from one session's cached components (``nf.read_session``): sessions
 flags (sync, photodiode, engagement), running speed, units (yield per probe, QC metrics, drift map
 from spike times and amplitudes), trials (population PSTH to visual and auditory targets),
-optotagging and camera frame times (dropped frames). Each figure says what a good session looks
-like; each check records its value, threshold and pass/fail (``None`` when the session lacks the
-data, e.g. no optotagging). Stim-display sync panels (vsync intervals, photodiode lag per block)
-need the raw sync file and are not part of this cache-based report.
+optotagging and camera frame times (dropped frames). The sync-based checks and panels (vsync
+intervals and dropped/long frames, photodiode lag per stim block, sound and opto latency from the
+sync lines and the NI-DAQ copy) come from the ``qc`` and ``qc_timing`` components, which convert
+computes from the raw sync file and NI-DAQ recording (:mod:`npc_frames.components._qc`), so the
+report never reads raw files. Each figure says what a good session looks like; each check
+records its value, threshold and pass/fail (``None`` when the session lacks the data, e.g. no
+optotagging).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import html
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +49,10 @@ BASELINE_WINDOW = (-0.1, 0.0)
 MIN_RESPONSE_RATIO = 1.2
 PSTH_RANGE = (-0.2, 0.5)
 PSTH_BIN = 0.01
-MAX_DRIFT_POINTS = 200_000
+#: spikes drawn per drift map at most (every k-th spike beyond), and its image's bins
+MAX_DRIFT_POINTS = 2_000_000
+DRIFT_TIME_BINS = 300
+DRIFT_DEPTH_BINS = 192
 
 
 @dataclass
@@ -75,7 +82,10 @@ def _qc_spikes(units: pl.DataFrame) -> npt.NDArray[np.float64]:
     qc = units.filter(pl.col("default_qc").fill_null(False))
     if qc.is_empty():
         return np.empty(0)
-    return np.sort(qc["spike_times"].explode().drop_nulls().to_numpy().astype(np.float64))
+    # each unit's spike times are sorted: a stable (merge) sort of the concatenated runs is
+    # several times faster than a quicksort of the same values
+    values = qc["spike_times"].explode().drop_nulls().to_numpy().astype(np.float64)
+    return np.sort(values, kind="stable")
 
 
 def _ratio(rates: npt.NDArray[np.float64], edges: npt.NDArray[np.float64]) -> float | None:
@@ -92,8 +102,13 @@ def _get(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame | None:
     return None if df is None or df.is_empty() else df
 
 
-def qc_checks(tables: dict[str, pl.DataFrame]) -> list[Check]:
-    """Return the QC checks of one session from its component frames (name -> frame)."""
+def qc_checks(
+    tables: dict[str, pl.DataFrame], *, spikes: npt.NDArray[np.float64] | None = None
+) -> list[Check]:
+    """Return the QC checks of one session from its component frames (name -> frame).
+
+    `spikes`: the sorted spike times of the default_qc units when the caller has them already.
+    """
     checks: list[Check] = []
     s = _get(tables, "sessions")
     row = s.row(0, named=True) if s is not None else {}
@@ -156,7 +171,8 @@ def qc_checks(tables: dict[str, pl.DataFrame]) -> list[Check]:
                 )
             )
 
-    spikes = _qc_spikes(units) if units is not None else np.empty(0)
+    if spikes is None:
+        spikes = _qc_spikes(units) if units is not None else np.empty(0)
     edges = np.arange(PSTH_RANGE[0], PSTH_RANGE[1] + PSTH_BIN / 2, PSTH_BIN)
     trials = _get(tables, "trials")
     for target, col in (("vis", "is_vis_target"), ("aud", "is_aud_target")):
@@ -187,6 +203,19 @@ def qc_checks(tables: dict[str, pl.DataFrame]) -> list[Check]:
             "laser pulses drive tagged units",
         )
     )
+    sync_qc = _get(tables, "qc")
+    if sync_qc is not None:
+        for r in sync_qc.iter_rows(named=True):
+            unit = f" {r['unit']}" if r["unit"] and r["unit"] != "fraction" else ""
+            checks.append(
+                Check(
+                    r["name"],
+                    r["passed"],
+                    r["value"],
+                    f"{r['threshold']}{unit}",
+                    r["description"],
+                )
+            )
     return checks
 
 
@@ -261,6 +290,8 @@ def _fig_metrics(tables: dict[str, pl.DataFrame]) -> Figure:
 
 
 def _fig_drift(units: pl.DataFrame, probe: str) -> Figure:
+    """Spike depth x time of the probe's default_qc units: a 2-D histogram (time bins x peak
+    channels) coloured by the mean spike amplitude of each bin; empty bins are blank."""
     u = units.filter(
         (pl.col("electrode_group_name") == probe) & pl.col("default_qc").fill_null(False)
     )
@@ -268,7 +299,7 @@ def _fig_drift(units: pl.DataFrame, probe: str) -> Figure:
         return _placeholder(f"{probe}: no default_qc units")
     lens = u["spike_times"].list.len().fill_null(0).to_numpy()
     t = u["spike_times"].explode().drop_nulls().to_numpy().astype(np.float64)
-    depth = np.repeat(u["peak_channel"].fill_null(-1).to_numpy(), lens)
+    depth = np.repeat(u["peak_channel"].fill_null(-1).to_numpy(), lens).astype(np.float64)
     amp = (
         u["spike_amplitudes"].explode().drop_nulls().to_numpy().astype(np.float64)
         if "spike_amplitudes" in u.columns
@@ -277,10 +308,27 @@ def _fig_drift(units: pl.DataFrame, probe: str) -> Figure:
     if amp.size != t.size:
         amp = np.ones_like(t)
     step = max(1, t.size // MAX_DRIFT_POINTS)
+    t, depth, amp = t[::step], depth[::step], amp[::step]
     fig = _figure()
     ax = fig.add_subplot()
-    sc = ax.scatter(t[::step], depth[::step], c=amp[::step], s=1, cmap="viridis", linewidths=0)
-    fig.colorbar(sc, ax=ax, label="amplitude")
+    if not t.size:
+        return _placeholder(f"{probe}: default_qc units without spikes")
+    t_edges = np.linspace(t.min(), t.max() + 1e-9, DRIFT_TIME_BINS + 1)
+    lo, hi = float(depth.min()), float(depth.max())
+    d_edges = np.arange(lo - 0.5, hi + 1.5, max(1.0, (hi - lo + 1) / DRIFT_DEPTH_BINS))
+    n, _, _ = np.histogram2d(t, depth, bins=(t_edges, d_edges))
+    total, _, _ = np.histogram2d(t, depth, bins=(t_edges, d_edges), weights=amp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, total / n, np.nan)
+    im = ax.imshow(
+        mean.T,
+        origin="lower",
+        aspect="auto",
+        extent=(t_edges[0], t_edges[-1], d_edges[0], d_edges[-1]),
+        cmap="viridis",
+        interpolation="nearest",
+    )
+    fig.colorbar(im, ax=ax, label="mean amplitude")
     ax.set(xlabel="time (s)", ylabel="peak channel", title=probe)
     return fig
 
@@ -301,8 +349,58 @@ def _fig_psth(
     return fig
 
 
+def _fig_vsync(timing: pl.DataFrame | None) -> Figure:
+    rows = None if timing is None else timing.filter(pl.col("measure") == "vsync_interval")
+    if rows is None or rows.is_empty():
+        return _placeholder("no vsync blocks (no sync file or no matched stim file)")
+    fig = _figure()
+    ax = fig.add_subplot()
+    for r in rows.sort("block_index").iter_rows(named=True):
+        edges = np.asarray(r["hist_edges"]) * 1000
+        counts = np.asarray(r["hist_counts"], dtype=np.float64)
+        ax.stairs(
+            np.maximum(counts, 0.5),
+            edges,
+            label=f"{r['script_name']} ({r['n_outliers']} dropped)",
+        )
+    ax.set_yscale("log")
+    ax.set(xlabel="flip-to-flip interval (ms)", ylabel="intervals", title="vsync intervals")
+    ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def _fig_errorbars(
+    timing: pl.DataFrame | None, measures: Sequence[str], title: str, by_block: bool
+) -> Figure:
+    rows = None if timing is None else timing.filter(pl.col("measure").is_in(list(measures)))
+    if rows is None or rows.is_empty():
+        return _placeholder(f"{title}: not recorded in this session")
+    rows = rows.sort("block_index", "measure", nulls_last=True)
+    fig = _figure()
+    ax = fig.add_subplot()
+    med = rows["median"].to_numpy() * 1000
+    lo = med - rows["p05"].to_numpy() * 1000
+    hi = rows["p95"].to_numpy() * 1000 - med
+    x = np.arange(rows.height)
+    ax.errorbar(x, med, yerr=[lo, hi], fmt="o", capsize=3)
+    labels = [
+        f"{s}\n#{b}" if by_block else m
+        for s, b, m in zip(rows["script_name"], rows["block_index"], rows["measure"], strict=True)
+    ]
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set(ylabel="ms (median, 5-95 %)", title=title)
+    return fig
+
+
 #: panel title -> what a good session shows
 GOOD = {
+    "Vsync intervals": "one narrow peak at the frame period (16.7 ms at 60 Hz) in every block; "
+    "a few dropped frames (one period longer) at most, no long frames (> 100 ms).",
+    "Photodiode lag": "the same lag (~20 ms) in every stim block with a narrow 5-95 % range; a "
+    "missing block means its display times fell back to flips.",
+    "Sound and opto latency": "sound onsets a few ms after the stimulus flip, laser onsets "
+    "within ~2 ms of their commanded time, and the sync line and NI-DAQ copy agreeing to "
+    "within 1 ms.",
     "Running speed": "a continuous trace without long gaps; bouts of running separated by rest.",
     "Probe yield": f"every probe with at least {MIN_QC_UNITS_PER_PROBE} default_qc units (dotted "
     "line); a probe at zero is broken, unsorted or out of the brain.",
@@ -346,7 +444,9 @@ def qc_report(
         )
     out = Path(out_dir) / sid
     out.mkdir(parents=True, exist_ok=True)
-    checks = qc_checks(tables)
+    units = _get(tables, "units")
+    spikes = _qc_spikes(units) if units is not None else np.empty(0)
+    checks = qc_checks(tables, spikes=spikes)
     (out / "qc.json").write_text(
         json.dumps(
             {
@@ -357,8 +457,6 @@ def qc_report(
             indent=1,
         )
     )
-    units = _get(tables, "units")
-    spikes = _qc_spikes(units) if units is not None else np.empty(0)
     trials = _get(tables, "trials")
     events: dict[str, npt.NDArray[np.float64]] = {}
     if trials is not None:
@@ -369,7 +467,32 @@ def qc_report(
     opto_events = (
         {"laser": opto["start_time"].to_numpy().astype(np.float64)} if opto is not None else {}
     )
+    timing = _get(tables, "qc_timing")
+    latency = [
+        f"{kind}_{m}"
+        for kind in ("sound", "opto")
+        for m in ("latency_line", "latency_nidaq", "line_minus_nidaq")
+    ]
     panels: list[tuple[str, list[str]]] = [
+        ("Vsync intervals", [_save(_fig_vsync(timing), out / "vsync_intervals.png")]),
+        (
+            "Photodiode lag",
+            [
+                _save(
+                    _fig_errorbars(timing, ["photodiode_lag"], "photodiode lag per block", True),
+                    out / "photodiode_lag.png",
+                )
+            ],
+        ),
+        (
+            "Sound and opto latency",
+            [
+                _save(
+                    _fig_errorbars(timing, latency, "latency after the flip", False),
+                    out / "latency.png",
+                )
+            ],
+        ),
         ("Running speed", [_save(_fig_running(tables), out / "running_speed.png")]),
         ("Probe yield", [_save(_fig_yield(tables), out / "probe_yield.png")]),
         ("Unit metrics", [_save(_fig_metrics(tables), out / "unit_metrics.png")]),

@@ -9,7 +9,14 @@ Two sources (docs/formats.md, "Subsampled LFP"):
   over the channels above the brain surface (when the probe is annotated), every 4th channel,
   resampling to half the rate (FFT), and a 0.1 Hz high-pass (Butterworth, order 5, zero phase).
   With ``cache=`` the result is written once as a chunked zarr under that folder and read lazily;
-  without, it is kept in memory.
+  without, it is computed on demand: a read of samples ``[i0, i1)`` reads only the raw samples
+  ``[2·i0 − pad, 2·i1 + pad)`` (``pad`` = :data:`PAD_SECONDS` of raw LFP, clipped to the
+  recording) and keeps the middle, which equals the whole-recording computation to within
+  :data:`WINDOW_TOLERANCE_BITS` (the recipe's filters are not local: their influence decays over
+  the padding). A window whose padding reaches one end of the recording also reads ``pad`` raw
+  samples at the other end: the FFT resampling treats the recording as periodic, so those are the
+  whole computation's neighbours of that end. A read that covers the recording is exactly the
+  whole-recording computation.
 
 Sample ``k`` is at ``start_time + k / rate`` s on the sync clock, where ``rate`` is the LFP
 stream's rate on sync divided by 2. Values are µV.
@@ -33,7 +40,7 @@ from npc_frames.errors import BadFormatError, InconsistentDataError, ParameterEr
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
-__all__ = ["LFP", "aligned_lfp", "lfp", "subsample_lfp"]
+__all__ = ["LFP", "RawSubsampled", "aligned_lfp", "lfp", "subsample_lfp"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +55,14 @@ HIGHPASS_ORDER = 5
 SURFACE_MARGIN = 10
 #: volts per bit of the Neuropixels 1.0 LFP band
 NP1_BIT_VOLTS = 0.195e-6
-#: samples per zarr chunk written to the cache (10 s at 1250 Hz)
-CHUNK_SAMPLES = 12_500
+#: samples per zarr chunk written to the cache: 1 s at 1250 Hz, as SpikeInterface writes the
+#: pipeline's asset (its default chunk duration)
+CHUNK_SAMPLES = 1_250
+#: raw LFP read on each side of a window computed from raw, s (the 0.1 Hz high-pass settles in it)
+PAD_SECONDS = 30.0
+#: largest difference between a window computed from raw and the whole-recording computation, in
+#: raw LFP units (measured on 1/f-like LFP with 30 s padding: < 0.2)
+WINDOW_TOLERANCE_BITS = 0.5
 
 
 @dataclass(frozen=True)
@@ -123,18 +136,26 @@ def subsample_lfp(
     *,
     reference: npt.NDArray[np.int64] | None = None,
     block_channels: int = 8,
+    wrap: tuple[Any, Any] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Return the subsampled LFP (samples/2 × channels/4, float32, input units) of raw LFP
     `traces` (samples × channels) sampled at `rate`: median reference over `reference` channels
     (if any), every 4th channel, FFT resampling to half the samples, 0.1 Hz zero-phase high-pass.
 
     Channels are processed in blocks of `block_channels` so memory stays ~ samples × block.
+    `wrap` = (samples before, samples after) `traces` (even counts) that the FFT resampling
+    sees as neighbours and that are dropped before the high-pass: a part of a recording computed
+    with the recording's other end as its wrap-around neighbour resamples like the whole.
     """
     from scipy import signal
 
+    n_out = traces.shape[0] // DECIMATION
+    skip = 0
+    if wrap is not None:
+        skip = int(wrap[0].shape[0]) // DECIMATION
+        traces = np.concatenate([np.asarray(wrap[0]), np.asarray(traces), np.asarray(wrap[1])])
     n, n_ch = traces.shape
     keep = np.arange(0, n_ch, CHANNEL_STEP)
-    n_out = n // DECIMATION
     ref = None
     if reference is not None and reference.size:
         ref = np.empty(n, dtype=np.float32)
@@ -152,9 +173,82 @@ def subsample_lfp(
         x = np.asarray(traces[:, cols], dtype=np.float64)
         if ref is not None:
             x -= ref[:, None]
-        y = signal.resample(x, n_out, axis=0)
+        y = signal.resample(x, n // DECIMATION, axis=0)[skip : skip + n_out]
         out[:, j : j + cols.size] = signal.sosfiltfilt(sos, y, axis=0)
     return out
+
+
+class RawSubsampled:
+    """The subsampled LFP of a raw LFP band, computed on demand per read (a lazy array).
+
+    ``self[i0:i1]`` (or ``self[i0:i1, columns]``) is float32 samples × channels/4 in raw units,
+    computed by :func:`subsample_lfp` from the raw samples ``[2·i0 − pad, 2·i1 + pad)`` only
+    (clipped to the recording; ``pad`` = `pad_seconds` of raw LFP) and trimmed to the window.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(
+        self,
+        traces: Any,
+        rate: float,
+        *,
+        reference: npt.NDArray[np.int64] | None = None,
+        pad_seconds: float = PAD_SECONDS,
+    ) -> None:
+        self.traces = traces
+        self.rate = float(rate)
+        self.reference = reference
+        n, n_ch = (int(v) for v in traces.shape)
+        self.shape = (n // DECIMATION, len(range(0, n_ch, CHANNEL_STEP)))
+        #: raw samples read on each side of a window (even, so windows start on output samples)
+        self.pad = DECIMATION * round(pad_seconds * self.rate / DECIMATION)
+
+    @property
+    def merge_gap(self) -> int:
+        """Return the gap (output samples) below which two windows are cheaper read as one."""
+        return self.pad
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def raw_range(self, i0: int, i1: int) -> tuple[int, int]:
+        """Return the raw sample range ``[s, e)`` read to compute output samples ``[i0, i1)``."""
+        n = int(self.traces.shape[0])
+        s = max(0, DECIMATION * i0 - self.pad)
+        e = min(n, DECIMATION * i1 + self.pad)
+        return s, (n if e >= n - 1 else e)
+
+    def __getitem__(self, key: Any) -> npt.NDArray[np.float32]:
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        if isinstance(rows, int | np.integer):
+            i = int(rows) + (self.shape[0] if rows < 0 else 0)
+            return self[i : i + 1, cols][0]
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise ParameterError(
+                f"subsampled LFP computed from raw is read by contiguous slices, got {rows!r}",
+                field="key",
+                expected="a slice with step 1",
+            )
+        i0, i1, _ = rows.indices(self.shape[0])
+        i1 = max(i0, i1)
+        if i0 == i1:
+            return np.zeros((0, self.shape[1]), dtype=np.float32)[:, cols]
+        s, e = self.raw_range(i0, i1)
+        n = int(self.traces.shape[0])
+        wrap = None
+        if (s == 0) != (e == n):  # one end of the recording: its FFT neighbour is the other end
+            edge = min(self.pad, n - (e - s)) // DECIMATION * DECIMATION
+            none = np.zeros((0, int(self.traces.shape[1])), dtype=self.traces.dtype)
+            wrap = (self.traces[n - edge : n], none) if s == 0 else (none, self.traces[:edge])
+        block = subsample_lfp(self.traces[s:e], self.rate, reference=self.reference, wrap=wrap)
+        first = s // DECIMATION
+        return block[i0 - first : i1 - first][:, cols]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> npt.NDArray[Any]:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
 
 
 # ----------------------------------------------------------------------------------- sources
@@ -189,7 +283,13 @@ def _channel_ids(ids: Any, path: str) -> npt.NDArray[np.int64]:
     return np.sort(np.asarray(out, dtype=np.int64))
 
 
-def _zarr_lfp(path: str, letter: str, stream_clock: Any, bit_volts: float) -> LFP:
+#: a recording whose length is known only from its last TTL event may run on this much longer
+LAST_TTL_SLACK_S = 60.0
+
+
+def _zarr_lfp(
+    path: str, letter: str, stream_clock: Any, bit_volts: float, *, exact: bool = True
+) -> LFP:
     import zarr
 
     try:
@@ -216,10 +316,18 @@ def _zarr_lfp(path: str, letter: str, stream_clock: Any, bit_volts: float) -> LF
             field="channel_ids",
             expected=f"{384 // CHANNEL_STEP} (every {CHANNEL_STEP}th of 384)",
         )
-    if abs(traces.shape[0] - stream_clock.num_samples // DECIMATION) > 1:
+    # exact: the recording's length is known (compressed copy, or a whole continuous.dat);
+    # otherwise it recorded at least until its last TTL event, and at most a minute longer
+    n = int(traces.shape[0])
+    low = stream_clock.num_samples // DECIMATION
+    high = low + (0 if exact else round(LAST_TTL_SLACK_S * stream_clock.rate_on_sync / DECIMATION))
+    if not low - 1 <= n <= high + 1:
         raise InconsistentDataError(
-            f"LFP zarr has {traces.shape[0]} samples; the raw LFP stream has "
-            f"{stream_clock.num_samples} (expected about {expected})",
+            f"LFP zarr has {n} samples; the raw LFP stream has "
+            + (f"{stream_clock.num_samples}" if exact else f"at least {stream_clock.num_samples}")
+            + f" (expected about {expected}"
+            + ("" if exact else f" to {high}")
+            + ")",
             path=path,
             field="traces_seg0",
         )
@@ -232,6 +340,13 @@ def _zarr_lfp(path: str, letter: str, stream_clock: Any, bit_volts: float) -> LF
         uv_per_unit=bit_volts * 1e6,
         source=path,
     )
+
+
+def _compressor() -> Any:
+    """Return the compressor SpikeInterface writes LFP zarr with (Blosc zstd 5, bit shuffle)."""
+    from numcodecs import Blosc
+
+    return Blosc(cname="zstd", clevel=5, shuffle=Blosc.BITSHUFFLE)
 
 
 def _raw_session(session: Any) -> RawSession:
@@ -281,7 +396,8 @@ def lfp(session: Any, probe: str, *, cache: str | os.PathLike[str] | None = None
     bit_volts = float(stream.bit_volts[0]) * 1e-6 if stream.bit_volts else NP1_BIT_VOLTS
     zpath = _asset_zarr(raw, letter)
     if zpath is not None:
-        return _zarr_lfp(zpath, letter, clock, bit_volts)
+        exact = stream.num_samples_compressed is not None or stream.num_samples >= clock.num_samples
+        return _zarr_lfp(zpath, letter, clock, bit_volts, exact=exact)
     data = oe.continuous_memmap(stream)
     reference = reference_channels(_structures(raw, letter, data.shape[1]), data.shape[1])
     channels = np.arange(0, data.shape[1], CHANNEL_STEP, dtype=np.int64)
@@ -298,7 +414,7 @@ def lfp(session: Any, probe: str, *, cache: str | os.PathLike[str] | None = None
         )
 
     if cache is None:
-        return make(subsample_lfp(data, stream.sample_rate, reference=reference))
+        return make(RawSubsampled(data, stream.sample_rate, reference=reference))
     import zarr
 
     key = hashlib.sha256(
@@ -306,14 +422,15 @@ def lfp(session: Any, probe: str, *, cache: str | os.PathLike[str] | None = None
     ).hexdigest()[:16]
     target = os.path.join(os.fspath(cache), "lfp", f"{raw.session_id}_{letter}_{key}.zarr")
     if not os.path.isdir(target):
-        values = subsample_lfp(data, stream.sample_rate, reference=reference)
         tmp = f"{target}.tmp{os.getpid()}"
+        values = subsample_lfp(data, stream.sample_rate, reference=reference)
         z = zarr.open_array(
             tmp,
             mode="w",
             shape=values.shape,
             dtype=values.dtype,
             chunks=(CHUNK_SAMPLES, values.shape[1]),
+            compressor=_compressor(),
         )
         z[:] = values
         try:
@@ -353,26 +470,56 @@ def aligned_lfp(
     n = round((stop - start) * lf.rate)
     first = np.round((ev + start - lf.start_time) * lf.rate)
     ok = np.isfinite(first) & (first >= 0) & (first + n <= lf.num_samples)
-    out = np.full((ev.size, lf.channels.size, n), np.nan, dtype=np.float32)
+    shape = (ev.size, lf.channels.size, n)
+    out = np.empty(shape, dtype=np.float32) if ok.all() else np.full(shape, np.nan, np.float32)
     if not ok.any():
         return out
-    i0 = first[ok].astype(np.int64)
     rows = np.flatnonzero(ok)
-    order = np.argsort(i0, kind="stable")
-    i0, rows = i0[order], rows[order]
+    buf, pos = _read_windows(lf.data, first[ok].astype(np.int64), n)
+    # one gather: trials × samples × channels in the stored dtype, scaled into trials × channels
+    gathered = buf[pos[:, None] + np.arange(n)[None, :]].transpose(0, 2, 1)
     scale = np.float32(lf.uv_per_unit)
-    if isinstance(lf.data, np.ndarray):
-        spans = [(0, i0.size)]
-    else:  # runs of trials whose windows fit in a few chunks: each chunk is read once
-        limit = 8 * CHUNK_SAMPLES
-        cuts = [0]
-        for k in range(1, i0.size):  # one step per trial, not per sample
-            if i0[k] + n - i0[cuts[-1]] > limit:
-                cuts.append(k)
-        spans = list(zip(cuts, [*cuts[1:], i0.size], strict=True))
-    for a, b in spans:
-        lo, hi = int(i0[a]), int(i0[b - 1]) + n
-        block = np.asarray(lf.data[lo:hi])  # stored dtype: convert only the gathered samples
-        idx = (i0[a:b] - lo)[:, None] + np.arange(n)[None, :]
-        out[rows[a:b]] = block[idx].transpose(0, 2, 1).astype(np.float32) * scale
+    if rows.size == ev.size:
+        np.multiply(gathered, scale, out=out, casting="unsafe")
+    else:
+        out[rows] = gathered * scale
     return out
+
+
+def _read_windows(
+    data: Any, starts: npt.NDArray[np.int64], n: int
+) -> tuple[Any, npt.NDArray[np.int64]]:
+    """Return (a samples × channels buffer, each window's first row in it) holding the windows
+    ``[start, start + n)`` of `data`, reading every stored chunk they overlap exactly once.
+
+    Windows are grouped into runs of overlapping or adjacent chunks (zarr) or windows closer
+    than the source's ``merge_gap`` (computed from raw); each run is one contiguous read.
+    """
+    if isinstance(data, np.ndarray):
+        return data, starts
+    chunks = getattr(data, "chunks", None)
+    unit = int(chunks[0]) if chunks else 1
+    gap = 0 if chunks else int(getattr(data, "merge_gap", 0))
+    total = int(data.shape[0])
+    order = np.argsort(starts, kind="stable")
+    lo = starts[order] // unit
+    hi = np.maximum.accumulate((starts[order] + n - 1) // unit)
+    new_run = np.ones(lo.size, dtype=bool)
+    new_run[1:] = lo[1:] > hi[:-1] + 1 + gap // unit
+    run = np.cumsum(new_run) - 1
+    last = np.ones(lo.size, dtype=bool)
+    last[:-1] = new_run[1:]
+    s0 = lo[new_run] * unit
+    s1 = np.minimum((hi[last] + 1) * unit, total)
+    sizes = s1 - s0
+    offsets = np.cumsum(sizes) - sizes
+    buf = np.empty((int(sizes.sum()), int(data.shape[1])), dtype=data.dtype)
+    direct = hasattr(data, "get_basic_selection")
+    for a, b, o in zip(s0.tolist(), s1.tolist(), offsets.tolist(), strict=True):  # one per run
+        if direct:  # zarr decodes straight into the buffer
+            data.get_basic_selection(slice(a, b), out=buf[o : o + b - a])
+        else:
+            buf[o : o + b - a] = data[a:b]
+    pos = np.empty_like(starts)
+    pos[order] = offsets[run] + (starts[order] - s0[run])
+    return buf, pos

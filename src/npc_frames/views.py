@@ -19,6 +19,7 @@ single registry that ``npc_frames.cache.sql`` (SQL access), the ``scan_<view>`` 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import threading
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from npc_frames.errors import ParameterError
+from npc_frames.errors import NpcFramesError, ParameterError
 
 if TYPE_CHECKING:
     import duckdb
@@ -40,6 +41,7 @@ __all__ = [
     "derived",
     "scan_session_days",
     "scan_session_records",
+    "session_summary",
     "sessions",
 ]
 
@@ -104,7 +106,7 @@ FROM (
 )
 """
 
-_SESSION_RECORDS = f"""
+_SESSION_SUMMARY = f"""
 WITH
 unit_areas AS (
     SELECT
@@ -190,12 +192,9 @@ ep AS (
     GROUP BY session_id
 )
 SELECT
-    s.* REPLACE (d.keywords AS keywords),
+    s.*,
     CASE WHEN s.is_templeton THEN 'Templeton' WHEN s.is_templeton = false THEN 'DynamicRouting'
         END AS record_project,
-    d.experiment_day,
-    d.experiment_day_source,
-    CASE WHEN s.is_ephys THEN d.experiment_day END AS ephys_day,
     list_sort(coalesce(pr.probe_letters_available, [])) AS probe_letters_available,
     list_sort(coalesce(us.probe_letters_with_units, [])) AS probe_letters_with_units,
     list_sort(coalesce(us.probe_letters_annotated, [])) AS probe_letters_annotated,
@@ -221,17 +220,30 @@ SELECT
     coalesce(e.is_spontaneous, false) AS is_spontaneous,
     coalesce(e.is_spontaneous_rewards, false) AS is_spontaneous_rewards,
     coalesce(e.is_rf_mapping, false) AS is_rf_mapping,
-    list_contains(d.keywords, 'optotagging') AS is_optotagging,
-    list_contains(d.keywords, 'optotagging_control') AS is_optotagging_control,
+    list_contains(s.keywords, 'optotagging') AS is_optotagging,
+    list_contains(s.keywords, 'optotagging_control') AS is_optotagging_control,
     coalesce(e.is_invalid_times, false) AS is_invalid_times
 FROM sessions s
-LEFT JOIN session_days d USING (session_id)
 LEFT JOIN unit_summary us USING (session_id)
 LEFT JOIN area_summary a USING (session_id)
 LEFT JOIN probes pr USING (session_id)
 LEFT JOIN perf p USING (session_id)
 LEFT JOIN task t USING (session_id)
 LEFT JOIN ep e USING (session_id)
+"""
+
+#: the columns session_records adds to the summary, from session_days (inserted after
+#: record_project)
+DAY_COLUMNS = ("experiment_day", "experiment_day_source", "ephys_day")
+
+_SESSION_RECORDS = f"""
+SELECT
+    sm.* REPLACE (d.keywords AS keywords),
+    d.experiment_day,
+    d.experiment_day_source,
+    CASE WHEN sm.is_ephys THEN d.experiment_day END AS ephys_day
+FROM ({_SESSION_SUMMARY}) sm
+LEFT JOIN session_days d USING (session_id)
 """
 
 #: derived view name -> definition; the one registration hook for SQL, scans and `sessions`
@@ -287,12 +299,19 @@ def available_views(present: Iterable[str]) -> set[str]:
 
 
 def create_derived_views(
-    con: duckdb.DuckDBPyConnection, wanted: Iterable[str], *, strict: bool = True
+    con: duckdb.DuckDBPyConnection,
+    wanted: Iterable[str],
+    *,
+    strict: bool = True,
+    root: str | None = None,
 ) -> None:
-    """Create the derived views named in `wanted` on a connection that has their components.
+    """Create the derived views named in `wanted` on a connection.
 
-    With ``strict=False`` a view whose inputs lack a column it reads (a cache written by an older
-    schema) is left out, logged at debug level, instead of failing the whole connection."""
+    With `root` (a cache root) each is a table holding :func:`derived` over that cache (read from
+    the materialized session summary: no component view is needed, and none is read); without,
+    a live view over the connection's component views. With ``strict=False`` a view whose inputs
+    lack a column it reads (a cache written by an older schema) is left out, logged at debug
+    level, instead of failing the whole connection."""
     import duckdb
 
     wanted = set(wanted)
@@ -300,11 +319,36 @@ def create_derived_views(
         if name not in wanted:
             continue
         try:
-            con.execute(f'CREATE VIEW "{name}" AS {view.sql}')
-        except duckdb.BinderException:
+            if root is not None:
+                con.from_arrow(derived(name, root).to_arrow()).create(name)
+                con.execute(
+                    f"COMMENT ON TABLE \"{name}\" IS '{view.description.replace(chr(39), chr(39) * 2)}'"
+                )
+            else:
+                con.execute(f'CREATE VIEW "{name}" AS {view.sql}')
+        except (duckdb.Error, pl.exceptions.PolarsError, KeyError, NpcFramesError):
+            # KeyError: an input component without a registered schema
             if strict:
                 raise
             logger.debug("derived view %s left out: its inputs lack columns", name, exc_info=True)
+
+
+def state_key(root: str, names: Iterable[str]) -> str | None:
+    """Return a digest of the input files of the derived views among `names` (None when there
+    are none): a connection holding their tables is stale once it changes."""
+    if not set(names) & set(DERIVED_VIEWS):
+        return None
+    return _digest(_listing(root, _inputs()))
+
+
+def _digest(listing: Mapping[str, Mapping[str, str]]) -> str:
+    return hashlib.sha256(repr(sorted(_stamps(listing).items())).encode()).hexdigest()
+
+
+def sql_inputs(names: Iterable[str]) -> set[str]:
+    """Return `names` plus the component views the SQL connection must create for them: none for
+    the derived views, which are tables computed from the materialized session summary."""
+    return set(names)
 
 
 #: the component columns the derived views read (the others are never loaded)
@@ -328,70 +372,278 @@ COLUMNS: dict[str, tuple[str, ...] | None] = {
     "epochs": ("session_id", "start_time", "script_name", "tags"),
 }
 
+#: the per-session part of session_records, materialized in the cache (one file for every
+#: session): each row carries the digest of its session's input files, so a changed, added or
+#: removed session is recomputed alone and the others are read back from this one file
+STORE = "session_summary.parquet"
+STAMP = "_stamp"
+
 #: (cache root, view) -> (fingerprint of its input files, frame): repeated selections over an
 #: unchanged cache reuse the frame; any added, removed or rewritten input file recomputes it
 _MEMO: dict[tuple[str, str], tuple[str, pl.DataFrame]] = {}
 _MEMO_LOCK = threading.Lock()
 
 
-def _inputs(name: str) -> list[str]:
+def _inputs(name: str = "session_records") -> list[str]:
     return sorted(d for d in with_dependencies([name]) if d not in DERIVED_VIEWS)
 
 
-def _fingerprint(root: str, components: Sequence[str]) -> str:
-    """Return a digest of (path, size, version) of every file of `components` in the cache."""
+def _listing(root: str, components: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Return component -> {session id: "size:stamp"} of every data file of `components`.
+
+    Local caches: one directory scan per component and one stat per file; remote: one listing.
+    """
     from npc_frames import storage
     from npc_frames.cache.catalog import DATA_FILE
-    from npc_frames.schemas import SCHEMA_VERSION
 
-    h = hashlib.sha256(f"{SCHEMA_VERSION}".encode())
+    out: dict[str, dict[str, str]] = {}
     for comp in components:
+        found: dict[str, str] = {}
         folder = storage.join(root, comp)
         if storage.is_remote(root):
             if storage.exists(folder):
                 for rel, size, version in storage.list_files(folder):
-                    h.update(f"{comp}/{rel}\0{size}\0{version}\n".encode())
-            continue
-        # local: one directory scan per component and one stat per session's data file
-        try:
-            entries = sorted(e.name for e in os.scandir(folder) if e.is_dir())
-        except FileNotFoundError:
-            continue
-        for name in entries:
+                    head, _, tail = rel.partition("/")
+                    if tail == DATA_FILE and head.startswith("session_id="):
+                        found[head[len("session_id=") :]] = f"{size}:{version}"
+        else:
             try:
-                st = os.stat(os.path.join(folder, name, DATA_FILE))
+                entries = [e.name for e in os.scandir(folder) if e.is_dir()]
             except FileNotFoundError:
-                continue
-            h.update(f"{comp}/{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+                entries = []
+            for name in entries:
+                if not name.startswith("session_id="):
+                    continue
+                try:
+                    st = os.stat(os.path.join(folder, name, DATA_FILE))
+                except FileNotFoundError:
+                    continue
+                found[name[len("session_id=") :]] = f"{st.st_size}:{st.st_mtime_ns}"
+        out[comp] = found
+    return out
 
 
-def _compute(name: str, root: str) -> pl.DataFrame:
-    """Return view `name` computed now: Polars scans of the needed component columns (projection
-    pushed into the Parquet reader) feed the view's DuckDB statement."""
+def _stamps(listing: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Return session id -> digest of its input files (sessions with a sessions file only)."""
+    from npc_frames.schemas import SCHEMA_VERSION
+
+    comps = sorted(listing)
+    out: dict[str, str] = {}
+    for sid in listing.get("sessions", {}):
+        text = f"{SCHEMA_VERSION}\0" + "\0".join(f"{c}={listing[c].get(sid, '-')}" for c in comps)
+        out[sid] = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return out
+
+
+def _read_inputs(
+    root: str, component: str, sessions: Sequence[str], listing: Mapping[str, str]
+) -> pl.DataFrame:
+    """Return the columns the views read of `component` for `sessions` (only their files)."""
+    from npc_frames import storage
+    from npc_frames.cache.catalog import data_path
+    from npc_frames.schemas import SCHEMAS
+
+    schema = SCHEMAS[component]
+    cols = COLUMNS.get(component) or tuple(schema.names)
+    want = pl.Schema({c: schema.polars_schema[c] for c in cols})
+    files = [data_path(root, component, sid) for sid in sessions if sid in listing]
+    if not files:
+        return pl.DataFrame(schema=want)
+    return pl.scan_parquet(
+        files,
+        schema=want,
+        missing_columns="insert",
+        extra_columns="ignore",
+        storage_options=storage.polars_storage_options(root),
+    ).collect()
+
+
+def _summarize(
+    root: str, sessions: Sequence[str], listing: Mapping[str, Mapping[str, str]]
+) -> pl.DataFrame:
+    """Return the session summary rows of `sessions`, computed from their component files."""
     import duckdb
-
-    from npc_frames.cache.scan import scan
 
     con = duckdb.connect()
     try:
-        for comp in _inputs(name):
-            lf = scan(comp, root)
-            cols = COLUMNS.get(comp)
-            frame = (lf if cols is None else lf.select(cols)).collect()
+        for comp in _inputs():
+            frame = _read_inputs(root, comp, sessions, listing.get(comp, {}))
             con.register(comp, frame.to_arrow())
-        create_derived_views(con, with_dependencies([name]))
         return pl.from_arrow(
-            con.sql(f'SELECT * FROM "{name}" ORDER BY session_id').to_arrow_table()
+            con.sql(f"SELECT * FROM ({_SESSION_SUMMARY}) ORDER BY session_id").to_arrow_table()
         )  # type: ignore[return-value]
     finally:
         con.close()
 
 
+def _read_store(root: str) -> pl.DataFrame | None:
+    from npc_frames import storage
+
+    path = storage.join(root, STORE)
+    try:
+        if not storage.exists(path):
+            return None
+        df = pl.read_parquet(io.BytesIO(storage.read_bytes(path)))
+    except Exception:  # damaged or from an incompatible version: rebuilt
+        logger.debug("session summary store %s unreadable; rebuilding", path, exc_info=True)
+        return None
+    return df if STAMP in df.columns else None
+
+
+def _write_store(root: str, df: pl.DataFrame) -> None:
+    from npc_frames import storage
+
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    try:
+        storage.atomic_write_bytes(storage.join(root, STORE), buf.getvalue())
+    except Exception:  # a read-only cache still answers, it just recomputes the summary
+        logger.debug("session summary store not written under %s", root, exc_info=True)
+
+
+def session_summary(
+    cache: str | os.PathLike[str] | None = None,
+    *,
+    listing: Mapping[str, Mapping[str, str]] | None = None,
+) -> pl.DataFrame:
+    """Return the per-session part of ``session_records`` (no days) for every cached session.
+
+    Reads the materialized summary (``session_summary.parquet`` at the cache root), recomputes
+    the rows of sessions whose input files changed (or that are new), drops removed sessions and
+    writes the file back when anything changed. ``convert`` calls it after each run, so a
+    selection reads one file plus a listing of the cache.
+    """
+    from npc_frames.cache.catalog import cache_root
+
+    root = cache_root(cache)
+    listing = listing if listing is not None else _listing(root, _inputs())
+    stamps = _stamps(listing)
+    store = _read_store(root)
+    keep = (
+        store.filter(
+            pl.col("session_id").is_in(list(stamps))
+            & (pl.col(STAMP) == pl.col("session_id").replace_strict(stamps, default=None))
+        )
+        if store is not None
+        else None
+    )
+    have = set(keep["session_id"]) if keep is not None else set()
+    todo = sorted(set(stamps) - have)
+    if todo:
+        fresh = _summarize(root, todo, listing).with_columns(
+            pl.col("session_id").replace_strict(stamps, default=None).alias(STAMP)
+        )
+        if keep is not None and keep.height:
+            try:
+                fresh = pl.concat([keep, fresh], how="vertical_relaxed")
+            except (pl.exceptions.SchemaError, pl.exceptions.ShapeError):
+                # a store written by another schema: recompute every session instead
+                fresh = _summarize(root, sorted(stamps), listing).with_columns(
+                    pl.col("session_id").replace_strict(stamps, default=None).alias(STAMP)
+                )
+        keep = fresh.sort("session_id")
+    if keep is None:
+        keep = _summarize(root, [], listing).with_columns(pl.lit(None, pl.String).alias(STAMP))
+    if store is None or todo or store.height != keep.height:
+        _write_store(root, keep)
+    return keep.drop(STAMP)
+
+
+def _days(summary: pl.DataFrame) -> pl.DataFrame:
+    """Return session_days from the summary rows: the Polars form of the ``session_days`` SQL
+    (the same rules; tests keep the two in step)."""
+    group = (
+        pl.when(pl.col("is_ephys"))
+        .then(pl.lit("ephys"))
+        .when(pl.col("is_sync"))
+        .then(pl.lit("behavior_with_sync"))
+        .otherwise(pl.lit("behavior"))
+    )
+    df = summary.select(
+        "session_id",
+        "subject_id",
+        "date",
+        "project",
+        "manifest_day",
+        "behavior_day",
+        "keywords",
+        "session_type",
+        group.alias("day_group"),
+    )
+    rank = (
+        pl.col("date")
+        .rank("dense")
+        .over("subject_id", "day_group", pl.col("project").fill_null(""))
+        .cast(pl.Int64)
+    )
+    df = df.with_columns(
+        pl.coalesce(pl.col("manifest_day"), rank).alias("experiment_day"),
+        pl.when(pl.col("manifest_day").is_not_null())
+        .then(pl.lit("manifest"))
+        .otherwise(pl.lit("rank"))
+        .alias("experiment_day_source"),
+    )
+    kw = pl.col("keywords")
+    last = kw.list.last()
+    tag = pl.concat_str(pl.lit("day_"), pl.col("experiment_day").cast(pl.String))
+    before_type = (
+        pl.col("session_type").is_not_null()
+        & (kw.list.len() > 0)
+        & (last == pl.col("session_type").str.replace_all(" ", "_", literal=True))
+    )
+    keywords = (
+        pl.when(pl.col("experiment_day").is_null())
+        .then(kw)
+        .when(before_type)
+        .then(pl.concat_list(kw.list.head(kw.list.len() - 1), tag, last))
+        .otherwise(pl.concat_list(kw.fill_null(pl.lit([], dtype=pl.List(pl.String))), tag))
+    )
+    return (
+        df.with_columns(keywords.alias("keywords"))
+        .select(
+            "session_id",
+            "subject_id",
+            "date",
+            "day_group",
+            "experiment_day",
+            "experiment_day_source",
+            "behavior_day",
+            "keywords",
+        )
+        .sort("session_id")
+    )
+
+
+def _from_summary(name: str, summary: pl.DataFrame) -> pl.DataFrame:
+    """Return view `name` computed from the session summary (days ranked across sessions)."""
+    days = _days(summary)
+    if name == "session_days":
+        return days
+    d = days.select(
+        "session_id",
+        pl.col("keywords").alias("_day_keywords"),
+        "experiment_day",
+        "experiment_day_source",
+    )
+    df = (
+        summary.join(d, on="session_id", how="left")
+        .with_columns(
+            pl.col("_day_keywords").alias("keywords"),
+            pl.when(pl.col("is_ephys")).then(pl.col("experiment_day")).alias("ephys_day"),
+        )
+        .drop("_day_keywords")
+        .sort("session_id")
+    )
+    cols = [c for c in summary.columns if c not in DAY_COLUMNS]
+    at = cols.index("record_project") + 1
+    return df.select([*cols[:at], *DAY_COLUMNS, *cols[at:]])
+
+
 def derived(name: str, cache: str | os.PathLike[str] | None = None) -> pl.DataFrame:
     """Return derived view `name` over every cached session (recomputed when any input changed).
 
-    Raises ParameterError for an unknown view name.
+    Only sessions whose files changed since the summary was materialized are read again (see
+    :func:`session_summary`). Raises ParameterError for an unknown view name.
     """
     from npc_frames.cache.catalog import cache_root
 
@@ -403,12 +655,13 @@ def derived(name: str, cache: str | os.PathLike[str] | None = None) -> pl.DataFr
         )
     root = cache_root(cache)
     key = (root, name)
-    fp = _fingerprint(root, _inputs(name))
+    listing = _listing(root, _inputs())
+    fp = _digest(listing)
     with _MEMO_LOCK:
         hit = _MEMO.get(key)
     if hit is not None and hit[0] == fp:
         return hit[1]
-    df = _compute(name, root)
+    df = _from_summary(name, session_summary(root, listing=listing))
     with _MEMO_LOCK:
         _MEMO[key] = (fp, df)
         while len(_MEMO) > 16:

@@ -90,3 +90,64 @@ def _write_nidaq(root: Path, stream: Any, events: list[tuple[int, float, np.ndar
 # -------------------------------------------------------------------- pure-function rules
 def _rec(data: np.ndarray, start: float = 10.0, rate: float = 30000.0) -> _nidaq.NidaqRecording:
     return _nidaq.NidaqRecording("NI-DAQmx-105.PXI-6133", data, start, rate)
+
+
+def write_nidaq_from_truth(truth: Any) -> None:
+    """Give a synthetic session a full-length NI-DAQ recording: the speaker waveform at every truth
+    sound onset (channel 1) and the laser command at every truth opto onset (channel 5) of its
+    DynamicRouting1 trials, built from the stim file's own per-trial parameters."""
+    import h5py
+
+    from npc_frames.components import _nidaq
+    from npc_frames.synth.task_base import active_duration, opto_waveform, sound_array
+
+    root = Path(truth.raw_path)
+    dr = truth.script("DynamicRouting1")["truth"]["trials"]
+    n = len(dr["stim_name"])
+    stim_path = next((root / "behavior").glob("DynamicRouting1_*.hdf5"))
+    with h5py.File(stim_path, "r") as f:
+
+        def arr(key: str) -> np.ndarray:
+            return np.asarray(f[key][()])
+
+        types = [t.decode() if isinstance(t, bytes) else str(t) for t in arr("trialSoundType")]
+        p: dict[str, Any] = {
+            "type": types[:n],
+            "freq": arr("trialSoundFreq")[:n].astype(float),
+            "dur": arr("trialSoundDur")[:n].astype(float),
+            "vol": arr("trialSoundVolume")[:n].astype(float),
+            "am": arr("trialSoundAM")[:n].astype(float),
+            "seed": arr("trialSoundSeed")[:n],
+            "hanning": float(np.asarray(f["soundHanningDur"][()])),
+            "sound_rate": float(np.asarray(f["soundSampleRate"][()])),
+            "opto_v": arr("trialOptoVoltage")[:n].reshape(n, -1)[:, 0].astype(float),
+            "opto_dur": arr("trialOptoDur")[:n].reshape(n, -1)[:, 0].astype(float),
+            "opto_off_ramp": arr("trialOptoOffRamp")[:n].reshape(n, -1)[:, 0].astype(float),
+            "opto_rate": float(np.asarray(f["optoSampleRate"][()])),
+        }
+    sound_on = np.asarray(dr["sound_onset_time"], dtype=float)
+    opto_on = np.asarray(dr["opto_start_time"], dtype=float)
+    events: list[tuple[int, float, np.ndarray, float]] = []
+    for i in np.flatnonzero(np.isfinite(sound_on)):
+        if p["type"][i] == "tone":
+            events.append((_nidaq.SOUND_CHANNEL, float(sound_on[i]), _tone_events(p, i), -1.0))
+            continue
+        w = sound_array(
+            p["type"][i],
+            sample_rate=p["sound_rate"],
+            dur=p["dur"][i],
+            hanning_dur=p["hanning"],
+            vol=p["vol"][i],
+            freq=tuple(x for x in p["freq"][i] if np.isfinite(x)),
+            am=p["am"][i],
+            seed=int(p["seed"][i]),
+        )
+        events.append((_nidaq.SOUND_CHANNEL, float(sound_on[i]), np.asarray(w), p["sound_rate"]))
+    for i in np.flatnonzero(np.isfinite(opto_on)):
+        w = opto_waveform(
+            p["opto_rate"], p["opto_v"][i], p["opto_dur"][i], off_ramp=p["opto_off_ramp"][i]
+        )
+        a_start, _ = active_duration(w, p["opto_rate"])
+        events.append((_nidaq.OPTO_CHANNEL, float(opto_on[i]) - a_start, w, p["opto_rate"]))
+    stream = next(s for s in truth.ephys.streams if s.kind == "nidaq")
+    _write_nidaq(root, stream, events)

@@ -347,18 +347,31 @@ def spike_counts(
     invalid = _invalid_by_session(invalid_times, u, exclude_invalid_times)
 
     root = cache_root_of(u)
-    selection = u.select(
-        pl.col("session_id").cast(pl.String),
-        UNIT_KEY,
-        *(["obs_intervals"] if with_obs else []),
-    ).collect()
-    by_session = selection.partition_by("session_id", as_dict=True, maintain_order=True)
-    units_of = {str(k[0]): v for k, v in by_session.items()}
+    units_of: dict[str, pl.DataFrame] = {}
+    if root is None:
+        # not a local cache scan: each session's units are read once, below (on a remote cache
+        # a separate selection pass would fetch every file's row groups a second time)
+        sizes = (
+            u.group_by(pl.col("session_id").cast(pl.String))
+            .len()
+            .filter(pl.col("session_id").is_not_null())
+            .collect()
+        )
+        n_units = dict(zip(sizes["session_id"].to_list(), sizes["len"].to_list(), strict=True))
+    else:
+        selection = u.select(
+            pl.col("session_id").cast(pl.String),
+            UNIT_KEY,
+            *(["obs_intervals"] if with_obs else []),
+        ).collect()
+        by_session = selection.partition_by("session_id", as_dict=True, maintain_order=True)
+        units_of = {str(k[0]): v for k, v in by_session.items()}
+        n_units = {s: v.height for s, v in units_of.items()}
     exprs = {f"a{k}": a for k, (a, _, _) in enumerate(specs.values())}
     exprs |= {f"b{k}": b for k, (_, b, _) in enumerate(specs.values())}
-    trials_of = _intervals_by_session(iv, sorted(units_of), key, exprs, trial_columns)
-    sessions = sorted(set(units_of) & set(trials_of))
-    n_rows = sum(units_of[s].height * trials_of[s].height for s in sessions) * len(specs)
+    trials_of = _intervals_by_session(iv, sorted(n_units), key, exprs, trial_columns)
+    sessions = sorted(set(n_units) & set(trials_of))
+    n_rows = sum(n_units[s] * trials_of[s].height for s in sessions) * len(specs)
     _check_size(n_rows * (21 + 8 * len(trial_columns)), "spike_counts result")
 
     def one(sid: str) -> pl.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 from dataclasses import dataclass
 
 import polars as pl
@@ -131,6 +132,16 @@ def read_catalog(cache: str | os.PathLike[str] | None = None) -> pl.DataFrame:
     """
     root = cache_root(cache)
     path = storage.join(root, CATALOG_FILE)
+    version = None
+    if storage.is_remote(path):
+        # one HEAD instead of a GET when this process has read this version before
+        version = _object_version(path)
+        if version is None:
+            return _empty_catalog()
+        with _CATALOGS_LOCK:
+            cached = _CATALOGS.get(path)
+        if cached is not None and cached[0] == version:
+            return cached[1]
     try:
         data = storage.read_bytes(path)
     except FileNotFoundError:
@@ -141,7 +152,29 @@ def read_catalog(cache: str | os.PathLike[str] | None = None) -> pl.DataFrame:
         raise CacheError(f"catalog cannot be read: {exc}", path=path) from exc
     missing = [c for c in CATALOG_SCHEMA if c not in df.columns]
     df = df.with_columns(pl.lit(None, dtype=CATALOG_SCHEMA[c]).alias(c) for c in missing)
-    return df.select(pl.col(c).cast(t) for c, t in CATALOG_SCHEMA.items())
+    df = df.select(pl.col(c).cast(t) for c, t in CATALOG_SCHEMA.items())
+    if version is not None:
+        # keyed by the version seen before the GET: if the object changed in between, the
+        # next HEAD sees a newer version and reads it again
+        with _CATALOGS_LOCK:
+            _CATALOGS[path] = (version, df)
+    return df
+
+
+#: remote catalog path -> (object version, catalog frame) of the last read in this process
+_CATALOGS: dict[str, tuple[tuple[int, str], pl.DataFrame]] = {}
+_CATALOGS_LOCK = threading.Lock()
+
+
+def _object_version(path: str) -> tuple[int, str] | None:
+    """Return (size, ETag + last-modified) of a remote object (one HEAD), None if missing."""
+    fs, p = storage.filesystem(path)
+    try:
+        info = fs.info(p)
+    except FileNotFoundError:
+        return None
+    etag = info.get("ETag") or info.get("etag") or ""
+    return int(info.get("size") or 0), f"{etag}|{storage.version_of(info)}"
 
 
 def _merge_catalog(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:

@@ -63,6 +63,9 @@ class _Inputs:
     files: Mapping[str, tuple[int, str]]
     #: digest of the file names: a file added or removed anywhere changes every component
     names: str
+    #: ``manifest:<key>`` -> (0, digest of the value) of every manifest annotation; the
+    #: training-records file's size and stamp are part of its key's digest
+    annotations: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, raw: Any) -> _Inputs:
@@ -73,7 +76,7 @@ class _Inputs:
             if not p.startswith(root + "/"):  # an asset outside the session folder
                 files.setdefault(p, (int(size), str(stamp)))
         names = hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
-        return cls(root, files, names)
+        return cls(root, files, names, _annotation_stamps(raw))
 
     def relative(self, reads: Iterable[str]) -> list[str]:
         """Return the listed files among `reads` (absolute paths/URLs; a folder means all its
@@ -81,6 +84,9 @@ class _Inputs:
         out: set[str] = set()
         prefix = self.root + "/"
         for p in reads:
+            if p.startswith(parts.ANNOTATION_PREFIX):
+                out.add(p)  # an annotation looked up, present or not
+                continue
             p = p.removeprefix("file://").rstrip("/")
             rel = p[len(prefix) :] if p.startswith(prefix) else p
             if rel in self.files:
@@ -92,13 +98,34 @@ class _Inputs:
 
     def fingerprint(self, inputs: Sequence[str]) -> tuple[str, int, int]:
         """Return (sha256 hex, file count, bytes) of `inputs` as they are now, plus the names."""
-        items = [(r, *self.files.get(r, (-1, "missing"))) for r in inputs]
+        items = [(r, *self.files.get(r, self.annotations.get(r, (-1, "missing")))) for r in inputs]
         text = json.dumps([self.names, items], separators=(",", ":"))
+        files = [i for i in items if not str(i[0]).startswith(parts.ANNOTATION_PREFIX)]
         return (
             hashlib.sha256(text.encode()).hexdigest(),
-            len(items),
-            sum(max(0, int(i[1])) for i in items),
+            len(files),
+            sum(max(0, int(i[1])) for i in files),
         )
+
+
+def _annotation_stamps(raw: Any) -> dict[str, tuple[int, str]]:
+    """Return ``manifest:<key>`` -> (0, digest) of every annotation of `raw`: a component that
+    looked a key up is recomputed when the manifest changes its value (or adds or removes it).
+    The ``training_records`` value is a file: its size and modification stamp join the digest,
+    so editing the records recomputes the components that used them."""
+    ann = getattr(raw, "annotations", None) or {}
+    values = ann.unrecorded() if isinstance(ann, parts.Annotations) else dict(ann)
+    out: dict[str, tuple[int, str]] = {}
+    for key, value in values.items():
+        text = json.dumps(value, sort_keys=True, default=str)
+        if key == "training_records" and value is not None:
+            try:
+                st = storage.stat_key(str(value))
+            except Exception:  # absent or unreadable: the sessions component reports it
+                st = None
+            text += json.dumps(st, default=str)
+        out[parts.ANNOTATION_PREFIX + str(key)] = (0, hashlib.sha256(text.encode()).hexdigest())
+    return out
 
 
 def fingerprint(raw: Any) -> tuple[str, int, int]:
@@ -410,25 +437,38 @@ def default_workers(n_sessions: int) -> int:
     return max(1, min(workers, n_sessions))
 
 
+class _NoBar:
+    """A disabled progress bar: every call does nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _Progress:
     """Two tqdm bars on stderr: sessions done / total, and components done / total (with the
     session and component being computed)."""
 
     def __init__(self, n_sessions: int, n_components: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
         self.n_components = n_components
-        self.sessions = tqdm(
-            total=n_sessions, desc="sessions", unit="session", disable=not enabled, position=0
-        )
-        self.components = tqdm(
-            total=n_sessions * n_components,
-            desc="components",
-            unit="comp",
-            disable=not enabled,
-            position=1,
-            leave=False,
-        )
+        self.sessions: Any = _NoBar()
+        self.components: Any = _NoBar()
+        if enabled:  # tqdm's import alone is ~0.1-0.2 s of the converting process's serial work
+            from tqdm.auto import tqdm
+
+            self.sessions = tqdm(total=n_sessions, desc="sessions", unit="session", position=0)
+            self.components = tqdm(
+                total=n_sessions * n_components,
+                desc="components",
+                unit="comp",
+                position=1,
+                leave=False,
+            )
         self.bad = 0
         self._counted: dict[str, int] = {}
 
@@ -535,17 +575,19 @@ def _expand(path: str) -> tuple[list[str], list[str]]:
     return sessions, [c for c in children if c not in sessions]
 
 
-def _key_of(path: str, sid: str | None) -> str | None:
-    """Return the session id `path` will be converted as (discovery's rule, which indexes a
-    subject's same-day recordings from the folder's siblings), or None when unknown."""
+def _key_of(path: str, sid: str | None) -> tuple[str | None, int]:
+    """Return (the session id `path` will be converted as, by discovery's rule, which indexes a
+    subject's same-day recordings from the folder's siblings, or None when unknown; the bytes of
+    the files discovery found, a cost estimate, or -1 when discovery did not run)."""
     if sid is not None:
-        return sid
+        return sid, -1
     from npc_frames.paths import RawSession
 
     try:
-        return str(RawSession.from_path(path).session_id)
+        raw = RawSession.from_path(path)
     except NpcFramesError:
-        return _id_of(_basename(path))
+        return _id_of(_basename(path)), -1
+    return str(raw.session_id), sum(int(size) for size, _ in raw.file_stats.values())
 
 
 def _resolve_inputs(
@@ -701,8 +743,18 @@ def convert(
     for n in names:
         _check_component(n)
     inputs, ignored = _resolve_inputs(raw_paths, manifest)
-    keys = [(_key_of(p, sid), p) for p, sid, _ in inputs]
+    pooled = executor is None and len(inputs) > 1
+    if pooled and (workers or default_workers(len(inputs))) > 1 and pool.main_is_importable():
+        # the fork server imports the library while this process discovers the sessions
+        pool.start_server()
+    keyed = [_key_of(p, sid) for p, sid, _ in inputs]
+    keys = [(key, p) for (key, _), (p, _, _) in zip(keyed, inputs, strict=True)]
     _check_unique(keys)
+    # the largest sessions first: a pool then ends with small ones and no worker idles while
+    # one converts a large session last (a stable sort keeps the given order among equals)
+    order = sorted(range(len(inputs)), key=lambda i: -keyed[i][1])
+    inputs = [inputs[i] for i in order]
+    keys = [keys[i] for i in order]
     catalog = read_catalog(root)
     previous: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in catalog.sort("part", nulls_last=False).iter_rows(named=True):
@@ -790,7 +842,19 @@ def convert(
                     collect(crashed(t, exc))
     finally:
         bar.close()
+    _materialize_views(root)
     return _run_frame(results, previous, ignored)
+
+
+def _materialize_views(root: str) -> None:
+    """Bring the cache's session summary (the per-session part of ``session_records``) up to date
+    for the sessions just converted, so the first selection afterwards reads one file."""
+    from npc_frames import views
+
+    try:
+        views.session_summary(root)
+    except Exception:  # the summary is rebuilt on the next selection; never fail a convert
+        logger.debug("session summary of %s not materialized", root, exc_info=True)
 
 
 def _run_frame(

@@ -114,10 +114,20 @@ def _read_own_layout(doc: Any, path: str | os.PathLike[str]) -> dict[str, dict[s
     return out
 
 
+#: session_kwargs the library reads as entry-level annotations (the lab's tracked-sessions
+#: layout puts them under session_kwargs)
+HOISTED_KWARGS = ("probe_letters_to_skip", "probe_letters_to_use")
+
+
 def _annotations(entry: Mapping[str, Any]) -> dict[str, Any]:
     # "tracked": the session has a manifest entry, so manifest-only flags take their defaults
     out = {k: v for k, v in entry.items() if k not in ("raw_path", "session_id")}
     out.setdefault("tracked", True)
+    kwargs = out.get("session_kwargs")
+    if isinstance(kwargs, Mapping):
+        for k in HOISTED_KWARGS:
+            if k in kwargs:
+                out.setdefault(k, kwargs[k])
     return out
 
 

@@ -39,8 +39,10 @@ __all__ = [
     "WorkerCrashedError",
     "in_worker_bootstrap",
     "main_is_importable",
+    "preload_modules",
     "progress",
     "run_in_pool",
+    "start_server",
 ]
 
 logger = logging.getLogger(__name__)
@@ -116,16 +118,39 @@ def main_is_importable() -> bool:
 
 
 # ---------------------------------------------------------------------------------- workers
-#: modules the fork server imports once, so that each worker forked from it starts warm
+#: modules the fork server imports once, so that each worker forked from it starts warm: the
+#: libraries and readers a conversion imports lazily (scipy.signal alone is ~1-3 s of CPU) besides
+#: the component modules, which :func:`preload_modules` adds from the registry. A module left out
+#: is imported by every worker again, in parallel: CPU that two workers pay twice
 PRELOAD = (
     "numpy",
     "polars",
+    "polars._utils.parquet",
+    "pyarrow.compute",
+    "scipy.signal",
+    "scipy.stats",
+    "fsspec.implementations.local",
+    "statistics",
+    "_strptime",
     "npc_frames.cache.convert",
-    "npc_frames.components.behavior",
-    "npc_frames.components.intervals",
-    "npc_frames.components.video",
-    "npc_frames.components._units",
+    "npc_frames.paths",
+    "npc_frames.assets",
+    "npc_frames.timing",
+    "npc_frames.anatomy",
+    "npc_frames.opto_calibration",
+    "npc_frames.readers.stim",
+    "npc_frames.readers.metadata",
+    "npc_frames.components._classify",
 )
+
+
+def preload_modules() -> list[str]:
+    """Return the modules the fork server imports: :data:`PRELOAD` plus every module that the
+    component registry names (``npc_frames.components.COMPONENTS`` targets)."""
+    from npc_frames.components import COMPONENTS
+
+    targets = {t.split(":", 1)[0] for t in COMPONENTS.values()}
+    return list(dict.fromkeys([*PRELOAD, *sorted(targets)]))
 
 
 def _alive(pid: int) -> bool:
@@ -150,9 +175,24 @@ def _context() -> Any:
     one (workers fork from a process that has imported the library once), else spawn."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(PRELOAD))
+        ctx.set_forkserver_preload(preload_modules())
         return ctx
     return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
+
+
+def start_server() -> None:
+    """Return None after starting the fork server that pool workers fork from (no-op where there
+    is none, or when it already runs).
+
+    The server imports :func:`preload_modules` (seconds of CPU) before it forks a worker; started
+    early, that import runs while the converting process is still resolving its inputs and
+    reading the catalog, instead of after.
+    """
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        import multiprocessing.forkserver
+
+        multiprocessing.forkserver.ensure_running()
 
 
 def _init_worker(queue: Any, parent: int, environ: dict[str, str] | None = None) -> None:

@@ -47,7 +47,9 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     missing from older files come back null, undeclared extra columns are dropped. Filters on
     ``session_id`` prune whole files (hive partitioning); other filters and projections are pushed
     into the Parquet reader (row-group statistics, column selection). A component with no files yet
-    gives an empty frame of its schema.
+    gives an empty frame of its schema. On S3 the reads are planned by
+    :mod:`npc_frames.cache.remote`: one listing per query, footers cached by ETag, and the needed
+    column chunks fetched with a few merged ranged GETs per file.
 
     Examples
     --------
@@ -61,6 +63,8 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
     _check_component(component)
     root = cache_root(cache)
     schema = _schema_of(component)
+    if storage.is_remote(root) and schema is not None:
+        return _scan_remote(root, component, schema)
     pattern = _glob(root, component)
     files = storage.glob(pattern)
     _verify_local_files(component, files)
@@ -81,6 +85,23 @@ def scan(component: str, cache: str | os.PathLike[str] | None = None) -> pl.Lazy
             {n: (pl.Binary() if n in packed else t) for n, t in schema.items()}
         )
     lf = pl.scan_parquet(pattern, **kwargs)
+    if packed:
+        lf = lf.with_columns(unpack_expr(n, e) for n, e in packed.items())
+    return lf
+
+
+def _scan_remote(root: str, component: str, schema: pl.Schema) -> pl.LazyFrame:
+    """Return the scan of a component on an object store, read with planned, merged ranged GETs
+    and cached footers (:mod:`npc_frames.cache.remote`)."""
+    from npc_frames.cache.remote import list_component, scan_remote
+
+    objects = list_component(root, component)
+    if not objects:
+        return pl.LazyFrame(schema=schema)
+    layout = LAYOUTS.get(component)
+    packed = packed_columns(layout, schema) if layout is not None and layout.packed else {}
+    on_disk = pl.Schema({n: (pl.Binary() if n in packed else t) for n, t in schema.items()})
+    lf = scan_remote(root, component, on_disk, objects)
     if packed:
         lf = lf.with_columns(unpack_expr(n, e) for n, e in packed.items())
     return lf
@@ -210,6 +231,8 @@ scan_electrode_groups = _make_scan("electrode_groups")
 scan_electrodes = _make_scan("electrodes")
 scan_units = _make_scan("units")
 scan_manipulator_positions = _make_scan("manipulator_positions")
+scan_qc = _make_scan("qc")
+scan_qc_timing = _make_scan("qc_timing")
 
 
 def read_session(

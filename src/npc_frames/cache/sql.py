@@ -128,7 +128,7 @@ def connect(
         wanted |= _derived.available_views(present)
     else:
         wanted = set(views)
-    wanted = _derived.with_dependencies(wanted)
+    wanted = _derived.sql_inputs(wanted)
     if "spike_times" in wanted:
         wanted.add("units")
     registered: set[str] = set()
@@ -146,7 +146,7 @@ def connect(
             )
         # session_days, session_records (npc_frames.views); a cache whose sessions lack the columns
         # they read simply has no such view (the query then names an unknown table)
-        _derived.create_derived_views(con, wanted, strict=False)
+        _derived.create_derived_views(con, wanted, strict=False, root=root)
     except duckdb.Error as exc:
         con.close()
         _raise_for_corrupt_files(root, wanted, cause=exc)
@@ -228,11 +228,32 @@ def _typed_empty(con: duckdb.DuckDBPyConnection, schema: Schema) -> str:
     return f"SELECT {cols} WHERE false"
 
 
+def _present_local(root: str) -> set[str]:
+    """Return the components with a data file in a local cache: a directory scan per component
+    that stops at its first session holding one (fsspec's glob stats every file)."""
+    out: set[str] = set()
+    try:
+        comps = [e for e in os.scandir(root) if e.is_dir()]
+    except FileNotFoundError:
+        return out
+    for comp in comps:
+        with os.scandir(comp.path) as it:
+            for e in it:
+                if e.name.startswith("session_id=") and os.path.isfile(
+                    os.path.join(e.path, DATA_FILE)
+                ):
+                    out.add(comp.name)
+                    break
+    return out
+
+
 _DUCKDB_TYPES = {"float64": "DOUBLE", "float32": "FLOAT", "int64": "BIGINT", "int32": "INTEGER"}
 
 
 def _present_components(root: str) -> set[str]:
     """Return the components that have at least one file in the cache (one listing)."""
+    if not storage.is_remote(root):
+        return _present_local(storage.strip_protocol(root))
     return {
         p.replace("\\", "/").rsplit("/", 3)[-3]
         for p in storage.glob(storage.join(_escape_glob(root), "*", "session_id=*", DATA_FILE))
@@ -542,6 +563,7 @@ def _cached_connection(root: str, views: set[str]) -> tuple[Any, threading.Lock]
         id(components.COMPONENTS),
         id(schemas.SCHEMAS),
         schemas.SCHEMA_VERSION,
+        _derived.state_key(root, views),  # derived views are tables: rebuilt when inputs change
     )
     with _CONNECTIONS_LOCK:
         entry = _CONNECTIONS.get(key)

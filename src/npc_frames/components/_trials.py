@@ -24,9 +24,10 @@ Decisions on the reference's quirks (also in the column descriptions of `schemas
   saved `trialSoundArray`;
 * opto power comes from `optoPowerCalibrationData` in the file, else from the rig's OptoGui
   power file of each trial's device when the manifest names the calibration folder
-  (:mod:`npc_frames.opto_calibration`), else NaN. Legacy galvo files (no `optoParams` group) give
-  null bregma locations: the galvo -> bregma conversion exists
-  (:func:`npc_frames.opto_calibration.galvo_to_bregma`) but is not applied to them yet.
+  (:mod:`npc_frames.opto_calibration`), else NaN. Bregma locations come from the `optoParams`
+  rows; legacy galvo files (per-trial `trialGalvoVoltage`, no `optoParams`) convert the trial
+  voltages (:func:`npc_frames.opto_calibration.legacy_bregma`: the file's bregma table, else its
+  bregma-galvo calibration, else the rig's OptoGui file).
 
 Differences from DynamicRoutingTask's DynRoutData on the same file: `is_go` includes
 auto-reward-scheduled trials (DynRoutData.goTrials excludes them), so `is_hit`/`is_miss` do too;
@@ -43,8 +44,8 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,6 +80,7 @@ from npc_frames.schemas.behavior import TRIALS
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from npc_frames.opto_calibration import RigLookup
     from npc_frames.paths import RawSession
     from npc_frames.readers.stim import StimFile
     from npc_frames.readers.sync import SyncData
@@ -116,7 +118,7 @@ def trials(raw: RawSession) -> pl.DataFrame:
         session_id=str(raw.session_id),
         session_date=raw.session_id.date,
         nidaq=lambda: _nidaq.nidaq_stream(raw),  # read only if a trial needs method 2
-        rig_power=_rig_power(raw, stim),  # OptoGui files, only without a file calibration
+        rig=_rig_lookup(raw, stim),  # OptoGui files, only where the file has no calibration
     )
     df = drop_invalid(df, invalid_intervals(raw))
     return TRIALS.validate(df, source=path)
@@ -131,6 +133,7 @@ def build_trials(
     session_date: datetime.date,
     nidaq: _nidaq.NidaqSource = None,
     rig_power: Callable[[str], FloatArray | None] | None = None,
+    rig: RigLookup | None = None,
 ) -> pl.DataFrame:
     """Return the trials frame (all rows, not yet filtered by invalid times) of one task file.
 
@@ -138,8 +141,11 @@ def build_trials(
     clock, `sync` (None without sync) the lick, sound, opto and solenoid lines, `nidaq` (or a
     function returning it, called only when some trial needs it) the NI-DAQ recording for
     method 2 of the sound and opto onsets (docs/formats.md), `rig_power` a device's rig V -> mW
-    polynomial for files without their own calibration.
+    polynomial for files without their own calibration, `rig` the rig's OptoGui calibration
+    (power and galvo -> bregma; its power is used when `rig_power` is not given).
     """
+    if rig_power is None and rig is not None:
+        rig_power = rig.power
     daq = _nidaq.NidaqOnDemand(nidaq)
     path = stim.path
     check_task_version(stim)
@@ -223,7 +229,7 @@ def build_trials(
         stim_stop[aud_only] = offset[aud_only]
 
     # ---------------------------------------------------------------------------------- opto
-    opto = _opto_columns(stim, n, stim_frame, flip, sync, at, daq, rig_power=rig_power)
+    opto = _opto_columns(stim, n, stim_frame, flip, sync, at, daq, rig_power=rig_power, rig=rig)
 
     # ----------------------------------------------------------------- responses and rewards
     response = stim_float(stim, "trialResponse", n).astype(bool)
@@ -452,9 +458,11 @@ def _opto_columns(
     daq: _nidaq.NidaqOnDemand,
     *,
     rig_power: Callable[[str], FloatArray | None] | None = None,
+    rig: RigLookup | None = None,
 ) -> dict[str, Any]:
     """Return the opto columns of the trials table (NaN/null for non-opto trials); `rig_power`
-    gives a device's rig calibration (V -> mW polynomial) when the file has none."""
+    gives a device's rig calibration (V -> mW polynomial) when the file has none, `rig` the rig's
+    galvo calibration for legacy galvo files."""
     none_f = np.full(n, np.nan)
     out: dict[str, Any] = {
         "start": none_f,
@@ -468,47 +476,20 @@ def _opto_columns(
         "stim_name": [""] * n,
         "single_location": [None] * n,
     }
-    if not stim.has("trialOptoOnsetFrame"):
+    p = opto_params(stim, n, stim_frame, flip, at)
+    if p is None:
         return out
-    onset_frame = first_column(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
-    onset_frame = onset_frame[:n]
-    if onset_frame.size < n or not np.isfinite(onset_frame).any():
-        return out
-    finite = np.isfinite(onset_frame)
-    trial_start = stim_int(stim, "trialStartFrame", n)
-    if not np.all(np.diff(onset_frame[finite]) > 0) or np.any(
-        onset_frame[finite] < trial_start[finite]
-    ):
-        # DynamicRouting1 stores onsets relative to the stimulus frame (feedback mode: absolute).
-        # The reference tests only "not strictly increasing"; an onset before its own trial's
-        # start can only be relative too (this also catches a session with one opto trial).
-        onset_frame = onset_frame + stim_frame
-    dur = first_column(stim_float(stim, "trialOptoDur", n))
-    voltage = first_column(stim_float(stim, "trialOptoVoltage", n))
-
-    def opt(key: str) -> FloatArray:
-        return first_column(stim_float(stim, key, n, default=0.0))
-
-    delay, on_ramp, off_ramp, sin_freq = (
-        opt(k)
-        for k in ("trialOptoDelay", "trialOptoOnRamp", "trialOptoOffRamp", "trialOptoSinFreq")
+    has_opto, trigger, rate, offset_v = p.has_opto, p.trigger, p.rate, p.offset_voltage
+    voltage, dur, delay, on_ramp, off_ramp, sin_freq = (
+        p.voltage,
+        p.dur,
+        p.delay,
+        p.on_ramp,
+        p.off_ramp,
+        p.sin_freq,
     )
-    has_opto = finite & np.isfinite(dur) & (dur > 0) & np.isfinite(voltage) & (voltage != 0)
-    trigger = np.where(
-        has_opto, at(flip, np.where(has_opto, onset_frame, np.nan), "trialOptoOnsetFrame"), np.nan
-    )
-    rate = float(stim_scalar(stim, "optoSampleRate", default=so.DEFAULT_OPTO_SAMPLE_RATE))
-    offset_v = stim_first_value(stim, "optoOffsetVoltage")
-    a_start, a_stop = so.opto_active_window(
-        voltage, dur, delay, on_ramp, off_ramp, sin_freq, offset_v, rate
-    )
-    rising = falling = None
-    if sync is not None:
-        for line in (so.OPTO_LINE_488, so.OPTO_LINE_633):
-            r = sync_edges(sync, line)
-            if r.size:
-                rising, falling = r, sync_edges(sync, line, rising=False)
-                break
+    a_start, a_stop = p.active_start, p.active_stop
+    rising, falling = opto_line_edges(sync)
 
     def nidaq_starts(untimed: FloatArray) -> FloatArray | None:
         rec = daq.get()
@@ -555,10 +536,98 @@ def _opto_columns(
     out["stim_name"] = names
     out["power"] = _opto_power(stim, voltage, has_opto, rig_power=rig_power)
 
-    bx, by = _bregma_locations(stim, n, has_opto)
+    bx, by = _bregma_locations(stim, n, has_opto, rig=rig)
     out["bregma_x"], out["bregma_y"] = bx, by
     out["single_location"] = [None if x is None else len(x) == 1 for x in bx]
     return out
+
+
+@dataclass(frozen=True)
+class OptoParams:
+    """The opto trials of a task file: which trials have opto, their trigger (flip of the onset
+    frame, s), command-waveform parameters per trial and the active window of each waveform."""
+
+    has_opto: BoolArray
+    trigger: FloatArray
+    voltage: FloatArray
+    dur: FloatArray
+    delay: FloatArray
+    on_ramp: FloatArray
+    off_ramp: FloatArray
+    sin_freq: FloatArray
+    offset_voltage: float
+    rate: float
+    active_start: FloatArray
+    active_stop: FloatArray
+
+
+def opto_params(
+    stim: StimFile,
+    n: int,
+    stim_frame: npt.NDArray[np.int64],
+    flip: FloatArray,
+    at: Callable[[FloatArray, npt.ArrayLike, str], FloatArray],
+) -> OptoParams | None:
+    """Return the opto trials' triggers and waveform parameters (None when the file has none)."""
+    if not stim.has("trialOptoOnsetFrame"):
+        return None
+    onset_frame = first_column(np.asarray(stim.array("trialOptoOnsetFrame"), dtype=np.float64))
+    onset_frame = onset_frame[:n]
+    if onset_frame.size < n or not np.isfinite(onset_frame).any():
+        return None
+    finite = np.isfinite(onset_frame)
+    trial_start = stim_int(stim, "trialStartFrame", n)
+    if not np.all(np.diff(onset_frame[finite]) > 0) or np.any(
+        onset_frame[finite] < trial_start[finite]
+    ):
+        # DynamicRouting1 stores onsets relative to the stimulus frame (feedback mode: absolute).
+        # The reference tests only "not strictly increasing"; an onset before its own trial's
+        # start can only be relative too (this also catches a session with one opto trial).
+        onset_frame = onset_frame + stim_frame
+    dur = first_column(stim_float(stim, "trialOptoDur", n))
+    voltage = first_column(stim_float(stim, "trialOptoVoltage", n))
+
+    def opt(key: str) -> FloatArray:
+        return first_column(stim_float(stim, key, n, default=0.0))
+
+    delay, on_ramp, off_ramp, sin_freq = (
+        opt(k)
+        for k in ("trialOptoDelay", "trialOptoOnRamp", "trialOptoOffRamp", "trialOptoSinFreq")
+    )
+    has_opto = finite & np.isfinite(dur) & (dur > 0) & np.isfinite(voltage) & (voltage != 0)
+    trigger = np.where(
+        has_opto, at(flip, np.where(has_opto, onset_frame, np.nan), "trialOptoOnsetFrame"), np.nan
+    )
+    rate = float(stim_scalar(stim, "optoSampleRate", default=so.DEFAULT_OPTO_SAMPLE_RATE))
+    offset_v = stim_first_value(stim, "optoOffsetVoltage")
+    a_start, a_stop = so.opto_active_window(
+        voltage, dur, delay, on_ramp, off_ramp, sin_freq, offset_v, rate
+    )
+    return OptoParams(
+        has_opto,
+        trigger,
+        voltage,
+        dur,
+        delay,
+        on_ramp,
+        off_ramp,
+        sin_freq,
+        float(offset_v),
+        rate,
+        a_start,
+        a_stop,
+    )
+
+
+def opto_line_edges(sync: SyncData | None) -> tuple[FloatArray | None, FloatArray | None]:
+    """Return (rising, falling) edges of the laser marker line (488 nm first, else 633 nm), or
+    (None, None) without sync or without edges on either line."""
+    if sync is not None:
+        for line in (so.OPTO_LINE_488, so.OPTO_LINE_633):
+            r = sync_edges(sync, line)
+            if r.size:
+                return r, sync_edges(sync, line, rising=False)
+    return None, None
 
 
 def _wavelength(device: str) -> int | None:
@@ -600,31 +669,55 @@ def _opto_power(
     return out
 
 
-def _rig_power(raw: RawSession, stim: StimFile) -> Callable[[str], FloatArray | None]:
-    """Return device -> the rig calibration's V -> mW polynomial (read on first use)."""
-    from npc_frames.opto_calibration import rig_calibration
+def _rig_lookup(raw: RawSession, stim: StimFile) -> RigLookup:
+    """Return the rig calibration of the task file's rig (read on first use)."""
+    from npc_frames.opto_calibration import RigLookup
 
-    cal: list[Any] = []
+    return RigLookup(raw, stim.strs("rigName")[0] if stim.has("rigName") else None)
 
-    def lookup(device: str) -> FloatArray | None:
-        if not cal:
-            rig = stim.strs("rigName")[0] if stim.has("rigName") else None
-            cal.append(rig_calibration(raw, rig))
-            for path, err in cal[0].errors.items():
-                warnings.warn(f"opto calibration {path} not used: {err}", stacklevel=2)
-        coeffs: FloatArray | None = cal[0].power.get(device)
-        return coeffs
 
-    return lookup
+def _legacy_bregma_locations(
+    stim: StimFile, n: int, has_opto: BoolArray, rig: RigLookup | None
+) -> tuple[list[list[float] | None], list[list[float] | None]]:
+    """Return per trial the bregma x/y lists of a legacy file's ``trialGalvoVoltage``."""
+    from npc_frames.opto_calibration import legacy_bregma
+
+    none: list[list[float] | None] = [None] * n
+    if not stim.has("trialGalvoVoltage"):
+        return none, list(none)
+    tv = np.asarray(stim.array("trialGalvoVoltage"), dtype=np.float64)[:n]
+    if tv.shape[0] != n:
+        return none, list(none)
+    key = next((k for k in ("optoBregma", "bregmaXY") if stim.has(k)), None)
+    cal_key = "bregmaGalvoCalibrationData"
+    got = legacy_bregma(
+        tv,
+        galvo_voltage=stim.array("galvoVoltage") if stim.has("galvoVoltage") else None,
+        bregma_xy=stim.array(key) if key else None,
+        file_calibration=stim.group(cal_key) if stim.has(cal_key) else None,
+        rig=rig,
+        path=stim.path,
+    )
+    if got is None:
+        return none, list(none)
+    bx, by = got
+    keep = np.isfinite(bx) & np.isfinite(by) & has_opto[:, None]
+    out_x: list[list[float] | None] = []
+    out_y: list[list[float] | None] = []
+    for i in range(n):  # per-trial lists of a few locations
+        k = keep[i]
+        out_x.append([float(v) for v in bx[i][k]] if k.any() else None)
+        out_y.append([float(v) for v in by[i][k]] if k.any() else None)
+    return out_x, out_y
 
 
 def _bregma_locations(
-    stim: StimFile, n: int, has_opto: BoolArray
+    stim: StimFile, n: int, has_opto: BoolArray, *, rig: RigLookup | None = None
 ) -> tuple[list[list[float] | None], list[list[float] | None]]:
     """Return per trial the bregma x/y lists of the galvo locations (None without galvo data)."""
     none: list[list[float] | None] = [None] * n
     if not (stim.has("optoParams") and stim.has("trialOptoParamsIndex")):
-        return none, list(none)
+        return _legacy_bregma_locations(stim, n, has_opto, rig)
     params = stim.group("optoParams")
     if "bregmaX" not in params or "bregmaY" not in params:
         return none, list(none)

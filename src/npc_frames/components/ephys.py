@@ -16,7 +16,11 @@ Decisions
   are still annotated.
 * Surface-channel recordings (``RawSession.is_surface_channel``: a folder ending
   ``_surface_channels``, or a later recording of the day without sync or stim files) add 384 to
-  channels.
+  channels, so a channel is the electrode number (bank 1 starts at electrode 384). Annotation rows
+  match electrodes by that number: the main recording's annotations describe electrodes 0–383, so
+  surface electrodes (and their units) have null anatomy unless a file annotates their numbers —
+  the reference gives surface units the anatomy of the tip electrode 384 below (docs/quirks.md).
+  Probes still on the tip bank are skipped (:mod:`npc_frames.probes`).
 """
 
 from __future__ import annotations
@@ -221,9 +225,9 @@ def electrodes(raw: RawSession) -> pl.DataFrame:
     # annotations of every recorded probe are read (a skipped probe's file is not an error)
     ann = ccf_annotations(raw, setup.recorded_letters)
     if ann.sources:
-        table = ann.table.with_columns(pl.col("channel") + setup.channel_offset)
+        # annotation channels are electrode numbers: never shifted by the surface offset
         df = df.join(
-            table.rename({"location": "location_ccf"}),
+            ann.table.rename({"location": "location_ccf"}),
             on=["group_name", "channel"],
             how="left",
             maintain_order="left",

@@ -76,6 +76,7 @@ from npc_frames.schemas.behavior import (
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from npc_frames.opto_calibration import RigLookup
     from npc_frames.paths import RawSession
     from npc_frames.readers.stim import StimFile
     from npc_frames.readers.sync import SyncData
@@ -260,8 +261,14 @@ def build_optotagging(
     *,
     session_id: str,
     nidaq: _nidaq.NidaqSource = None,
+    rig: RigLookup | None = None,
 ) -> pl.DataFrame:
     """Return the optotagging trials of one OptoTagging file.
+
+    Power: the file's calibration polynomial at the trial voltage, else the rig's OptoGui power
+    file of the device (`rig`), else the file's requested ``optoPower`` of the nearest
+    ``optoVoltage``. Bregma: the file's bregma table matched to the trial's galvo voltage, else
+    galvo -> bregma by the file's (else the rig's) bregma-galvo calibration.
 
     Onsets come from the laser's marker line; trials it does not time use the laser command on
     the NI-DAQ (`nidaq`: the recording, or a function returning it, called only when needed;
@@ -334,8 +341,8 @@ def build_optotagging(
     frame_rate = float(stim_scalar(stim, "frameRate", default=60))
     analysis = min(MAX_ANALYSIS_PERIOD, 0.5 * interval / frame_rate)
 
-    location, bx, by = _tagging_locations(stim, n)
-    power = _tagging_power(stim, voltage)
+    location, bx, by = _tagging_locations(stim, n, rig)
+    power = _tagging_power(stim, voltage, None if rig is None else rig.power(device))
     df = pl.DataFrame(
         {
             "session_id": [session_id] * n,
@@ -362,7 +369,11 @@ def build_optotagging(
     return OPTOTAGGING.validate(df, source=path)
 
 
-def _tagging_locations(stim: StimFile, n: int) -> tuple[list[str | None], FloatArray, FloatArray]:
+def _tagging_locations(
+    stim: StimFile, n: int, rig: RigLookup | None = None
+) -> tuple[list[str | None], FloatArray, FloatArray]:
+    from npc_frames.opto_calibration import legacy_bregma
+
     labels: list[str | None] = [None] * n
     bx = np.full(n, np.nan)
     by = np.full(n, np.nan)
@@ -375,11 +386,17 @@ def _tagging_locations(stim: StimFile, n: int) -> tuple[list[str | None], FloatA
         has = match.any(axis=1)
         row = np.argmax(match, axis=1)
         bregma_key = next((k for k in ("bregmaXY", "optoBregma") if stim.has(k)), None)
-        if bregma_key:
-            bxy = np.asarray(stim.array(bregma_key), dtype=np.float64).reshape(-1, 2)
-            if bxy.shape[0] == gv.shape[0]:
-                bx = np.where(has, bxy[row, 0], np.nan)
-                by = np.where(has, bxy[row, 1], np.nan)
+        cal_key = "bregmaGalvoCalibrationData"
+        got = legacy_bregma(
+            trial_gv[:, :2] if trial_gv.shape[1] >= 2 else trial_gv,  # one location per trial
+            galvo_voltage=gv.reshape(-1, 2),
+            bregma_xy=stim.array(bregma_key) if bregma_key else None,
+            file_calibration=stim.group(cal_key) if stim.has(cal_key) else None,
+            rig=rig,
+            path=stim.path,
+        )
+        if got is not None:
+            bx, by = got[0][:, 0], got[1][:, 0]
         if not stim.has("trialOptoLabel") and stim.has("optoTaggingLocs"):
             locs = stim.group("optoTaggingLocs")
             names = list(locs.get("label", []))
@@ -390,9 +407,13 @@ def _tagging_locations(stim: StimFile, n: int) -> tuple[list[str | None], FloatA
     return labels, bx, by
 
 
-def _tagging_power(stim: StimFile, voltage: FloatArray) -> FloatArray:
+def _tagging_power(
+    stim: StimFile, voltage: FloatArray, rig_coeffs: FloatArray | None = None
+) -> FloatArray:
     power = np.full(voltage.shape, np.nan)
     coeffs = opto_power_coefficients(stim)
+    if coeffs is None:
+        coeffs = rig_coeffs
     finite = np.isfinite(voltage)
     if coeffs is not None:
         power[finite] = np.polyval(coeffs, voltage[finite])
@@ -416,7 +437,11 @@ def optotagging(raw: RawSession) -> pl.DataFrame:
     daq = _nidaq.NidaqOnDemand(lambda: _nidaq.nidaq_stream(raw))
     frames = [OPTOTAGGING.empty()]
     for path, ft in files_for(raw, "OptoTagging"):
-        frames.append(build_optotagging(open_stim(path), ft, sync, session_id=sid, nidaq=daq.get))
+        from npc_frames.opto_calibration import RigLookup
+
+        stim = open_stim(path)
+        rig = RigLookup(raw, stim.strs("rigName")[0] if stim.has("rigName") else None)
+        frames.append(build_optotagging(stim, ft, sync, session_id=sid, nidaq=daq.get, rig=rig))
     return drop_invalid(pl.concat(frames), invalid_intervals(raw))
 
 

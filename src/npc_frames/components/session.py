@@ -16,6 +16,7 @@ the subject's other sessions and are computed at query time (:mod:`npc_frames.vi
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -291,11 +292,19 @@ def sessions(raw: RawSession) -> pl.DataFrame:
             [None if facts.issues is None else [str(i) for i in facts.issues]],
             dtype=pl.List(pl.String),
         ),
+        "session_kwargs": [_kwargs_json(facts.session_kwargs)],
     }
     for c in SESSIONS.names:
         if c.startswith("is_"):
             row[c] = pl.Series([flags.get(c)], dtype=pl.Boolean)
     return SESSIONS.validate(pl.DataFrame(row).select(SESSIONS.names), source=raw.root)
+
+
+def _kwargs_json(kwargs: Mapping[str, Any]) -> str | None:
+    """Return the manifest overrides as a JSON object with sorted keys (None when empty)."""
+    if not kwargs:
+        return None
+    return json.dumps(dict(kwargs), sort_keys=True, default=str)
 
 
 def _age(start: datetime.date, dob: datetime.date | None) -> str | None:

@@ -553,9 +553,46 @@ class OpenEphysRecording:
     sync_messages: SyncMessages | None
 
 
+#: decoded record nodes: every ephys component of a session reads the same nodes again
+_RECORDINGS: Memo[OpenEphysRecording] = Memo("Open Ephys recordings", maxsize=16)
+
+
+def _node_key(record_node: str) -> tuple[tuple[str, int, int], ...]:
+    """Return (relative path, size, mtime ns) of every file a record node's recording is read
+    from: the files under the node (the main recording is the one with the most bytes) and, for
+    a clipped node, the compressed traces' array metadata beside it."""
+    node = os.path.abspath(record_node)
+    parent = os.path.dirname(node)
+    paths: list[str] = []
+    for dirpath, dirs, files in os.walk(node):
+        dirs.sort()
+        paths.extend(os.path.join(dirpath, f) for f in sorted(files))
+    if os.path.basename(parent) == "ecephys_clipped":
+        compressed = os.path.join(os.path.dirname(parent), "ecephys_compressed")
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(compressed)):
+                for meta in (".zarray", "zarr.json"):  # metadata only, not the chunks
+                    paths.append(os.path.join(compressed, name, "traces_seg0", meta))
+    out: list[tuple[str, int, int]] = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            out.append((os.path.relpath(path, parent), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 @timed
 def read_recording(record_node: str) -> OpenEphysRecording:
-    """Return the streams of the main (largest) recording of one record node."""
+    """Return the streams of the main (largest) recording of one record node.
+
+    Memoized by the node's files (names, sizes and modification times, :func:`_node_key`), so
+    the components of one session decode each node once.
+    """
+    key = (os.path.abspath(record_node), _node_key(record_node))
+    return _RECORDINGS.get(key, lambda: _read_recording(record_node))
+
+
+def _read_recording(record_node: str) -> OpenEphysRecording:
     rec = main_recording(record_node)
     oebin = read_oebin(rec)
     try:

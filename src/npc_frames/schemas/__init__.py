@@ -238,5 +238,6 @@ def _schema_repr(schema: Schema, max_columns: int) -> str:
 # populate the registry; these modules only call `register(...)`.
 from npc_frames.schemas import behavior as _behavior  # noqa: E402,F401
 from npc_frames.schemas import ephys as _ephys  # noqa: E402,F401
+from npc_frames.schemas import qc as _qc  # noqa: E402,F401
 from npc_frames.schemas import video as _video  # noqa: E402,F401
 from npc_frames.schemas import video_behavior as _video_behavior  # noqa: E402,F401

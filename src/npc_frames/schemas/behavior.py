@@ -165,6 +165,14 @@ SESSIONS = Schema(
         Column(
             "issues", pl.List(STR), "issue links/descriptions from the manifest", required=False
         ),
+        Column(
+            "session_kwargs",
+            STR,
+            "the manifest entry's session_kwargs (flag overrides, probe_letters_to_skip, ...) "
+            "and entry-level is_*/rig overrides, as a JSON object with sorted keys; null when "
+            "the entry gives none",
+            required=False,
+        ),
     ),
 )
 

@@ -34,6 +34,7 @@ __all__ = [
     "HOLES",
     "IMPLANT",
     "REGIONS",
+    "channel_structures",
     "write_annotations",
     "write_newscale_log",
     "write_probe_insertions",
@@ -101,6 +102,14 @@ def _labels(regions: Sequence[tuple[str, int, str, int]], n: int) -> tuple[list[
         st += [s] * k
     pad = n - len(acr)
     return acr + ["void"] * pad, ids + [0] * pad, st + [OUT_OF_BRAIN] * pad
+
+
+def channel_structures(letter: str, n_channels: int) -> list[str | None]:
+    """Return the layer-stripped structure (or ``out of brain``) of each channel of probe
+    `letter` as the annotation files say, or None per channel when the probe has none."""
+    if letter not in REGIONS:
+        return [None] * n_channels
+    return list(_labels(REGIONS[letter][1], n_channels)[2][:n_channels])
 
 
 def _ibl_payload(

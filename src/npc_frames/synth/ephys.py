@@ -79,6 +79,7 @@ __all__ = [
     "make_ephys",
     "np1_bank0_geometry",
     "probe_slot_ports",
+    "set_channel_banks",
 ]
 
 PROBE_LETTERS = "ABCDEF"
@@ -90,6 +91,7 @@ N_PROBE_CHANNELS = 384
 N_NIDAQ_CHANNELS = 8
 NP_BIT_VOLTS = 0.19499999284744263  # µV per bit, float32(0.195) as the GUI writes it
 NIDAQ_BIT_VOLTS = 0.00030517578125  # V per bit: ±10 V over int16
+LFP_NOISE_UV = 15.0  # rms of the raw LFP band's noise (synth.lfp adds its content on top)
 NEUROPIX_PROCESSOR = "Neuropix-PXI"
 NEUROPIX_NODE_ID = 100
 NIDAQ_PROCESSOR = "NI-DAQmx"
@@ -443,6 +445,7 @@ def make_ephys(
     aborted_recording: bool = False,
     truth_arrays_dir: str | Path | None = None,
     stimuli: Mapping[str, Any] | pl.DataFrame | None = None,
+    lfp_models: Mapping[str, Any] | None = None,
 ) -> EphysTruth:
     """Return the ground truth after writing Open Ephys record nodes and sorting output under root.
 
@@ -489,6 +492,9 @@ def make_ephys(
         evoke nothing) and optionally ``rewarded_modality`` (``"vis"``/``"aud"``/null: the
         rewarded context of the trial's block). Default: no unit responds to anything. The
         response profiles are in ``EphysTruth.unit_responses``.
+    lfp_models:
+        Probe letter -> :class:`npc_frames.synth.lfp.LfpModel` whose content is added to that
+        probe's raw LFP band (default: noise only).
 
     Memory: probes are simulated on :data:`SORTING_THREADS` threads and consumed in letter order,
     so at most that many probes' spike trains (plus the one being stored) exist at once; after a
@@ -645,6 +651,7 @@ def make_ephys(
             clip_seconds=clip_seconds,
             software_time_ms=software_time_ms,
             root=root,
+            lfp_models=lfp_models,
         )
         stream_truths.extend(truths)
         if aborted_recording:
@@ -1012,6 +1019,7 @@ def _write_recording(
     clip_seconds: float,
     software_time_ms: int,
     root: Path,
+    lfp_models: Mapping[str, Any] | None = None,
 ) -> list[StreamTruth]:
     """Return stream truths after writing one recording folder (continuous, events, metadata)."""
     main = streams[0].clock
@@ -1021,7 +1029,13 @@ def _write_recording(
         cont_dir = rec_dir / "continuous" / stream.folder_name
         cont_dir.mkdir(parents=True, exist_ok=True)
         n_clip = _clip_samples(clip_seconds, clock)
-        data = _continuous_data(rng, stream, n_clip, sortings.get(stream.letter or ""))
+        data = _continuous_data(
+            rng,
+            stream,
+            n_clip,
+            sortings.get(stream.letter or ""),
+            (lfp_models or {}).get(stream.letter or ""),
+        )
         data.tofile(cont_dir / "continuous.dat")
         del data
         sample_numbers = clock.first_sample_number + np.arange(n_clip, dtype=np.int64)
@@ -1105,17 +1119,26 @@ def _noise(rng: np.random.Generator, n: int, n_ch: int, sd_counts: float) -> npt
 
 
 def _continuous_data(
-    rng: np.random.Generator, stream: _Stream, n: int, sorting: ProbeSorting | None
+    rng: np.random.Generator,
+    stream: _Stream,
+    n: int,
+    sorting: ProbeSorting | None,
+    lfp_model: Any = None,
 ) -> npt.NDArray[np.int16]:
-    """Return (n, channels) int16 samples: band-appropriate noise plus the AP spikes in the clip."""
+    """Return (n, channels) int16 samples: band-appropriate noise plus the AP spikes in the clip
+    (AP) or the LFP model's content at the samples' sync times (LFP, :mod:`synth.lfp`)."""
     n_ch = stream.num_channels
     if stream.kind == "nidaq":
         return _noise(rng, n, n_ch, 0.005 / NIDAQ_BIT_VOLTS)  # ~5 mV
     if stream.kind == "lfp":
-        # slow fluctuations: a 20-sample moving average of white noise, ~40 µV
+        # slow fluctuations: a 20-sample moving average of white noise, ~15 µV
         white = rng.standard_normal((n + 20, n_ch), dtype=np.float32)
         cs = np.cumsum(white, axis=0, dtype=np.float32)
-        uv = (cs[20:] - cs[:-20]) * (40.0 / np.sqrt(20.0))
+        uv = (cs[20:] - cs[:-20]) * (LFP_NOISE_UV / np.sqrt(20.0))
+        if lfp_model is not None:
+            clock = stream.clock
+            t = clock.sync_of(clock.first_sample_number + np.arange(n, dtype=np.int64))
+            uv += lfp_model.uv(t)
         return np.clip(np.round(uv / NP_BIT_VOLTS), -32768, 32767).astype(np.int16)
     data = _noise(rng, n, n_ch, 10.0 / NP_BIT_VOLTS)  # ~10 µV rms
     if sorting is not None:
@@ -1478,3 +1501,39 @@ def _write_settings_xml(
     path.parent.mkdir(parents=True, exist_ok=True)
     body = ET.tostring(root, encoding="unicode")
     path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n\n' + body + "\n")
+
+
+def set_channel_banks(root: str | Path, banks: Mapping[str, int]) -> list[Path]:
+    """Return the settings.xml files rewritten so that probe ``letter``'s channels record bank
+    ``banks[letter]`` (electrode = channel + 384 × bank) at that bank's site positions.
+
+    A surface-channel recording moves the probes' channels up the shank (bank 1); a probe left in
+    bank 0 is still on the tip. ``NP_PROBE`` elements are in letter order (see the module notes).
+    """
+    out: list[Path] = []
+    for path in sorted(Path(root).glob("ecephys/**/settings.xml")):
+        tree = ET.parse(path)
+        probes = list(tree.getroot().iter("NP_PROBE"))
+        letters = PROBE_LETTERS[: len(probes)]
+        for letter, elem in zip(letters, probes, strict=True):
+            if letter not in banks:
+                continue
+            bank = int(banks[letter])
+            electrode = np.arange(N_PROBE_CHANNELS) + N_PROBE_CHANNELS * bank
+            keys = [f"CH{k}" for k in range(N_PROBE_CHANNELS)]
+            x = np.asarray(NP1_X_CYCLE)[electrode % len(NP1_X_CYCLE)]
+            y = NP1_ROW_PITCH_UM * (electrode // 2)
+            for tag, values in (
+                ("CHANNELS", [str(bank)] * N_PROBE_CHANNELS),
+                ("ELECTRODE_XPOS", [str(int(v)) for v in x]),
+                ("ELECTRODE_YPOS", [str(int(v)) for v in y]),
+            ):
+                child = elem.find(tag)
+                assert child is not None
+                child.attrib.clear()
+                child.attrib.update(zip(keys, values, strict=True))
+        body = ET.tostring(tree.getroot(), encoding="unicode")
+        path.unlink()  # a new file: a hard-linked copy of a session keeps its own
+        path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n\n' + body + "\n")
+        out.append(path)
+    return out

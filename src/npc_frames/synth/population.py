@@ -9,7 +9,8 @@ ephys session again has a probe the sorting pipeline skipped):
 0. an ephys session (sync, task + RF mapping, videos, two probes) whose spike sorting is a sibling
    asset ``<raw name>_sorted_<date>_<time>`` rather than a folder inside the raw asset;
 1. that day's surface-channel recording: ``<raw name>_surface_channels`` holding only an Open
-   Ephys recording (no sync, no task, not sorted), session index 1;
+   Ephys recording (no sync, no task, not sorted), session index 1; every probe but the last
+   records bank 1 (channels 384–767), the last stayed on the tip bank and is skipped;
 2. a behaviour-box training session (``behavior_…`` asset, no sync, a ``_box_`` video) in the
    morning, and
 3. a habituation session of the same subject on the same date in the afternoon (sync, task and
@@ -87,6 +88,8 @@ COMPONENT_NAMES: tuple[str, ...] = (
     "electrodes",
     "units",
     "manipulator_positions",
+    "qc",
+    "qc_timing",
 )
 #: components read from derived video assets (eye tracking, pose, facemap) -> the process string
 #: of the asset they need; a population writes no such assets, so they are all ``absent``
@@ -260,6 +263,13 @@ def expected_components(
     # the generator writes a NewScale stage log into every ephys session (an ephys session without
     # one has an empty table: older rigs had none)
     out["manipulator_positions"] = _s("ok") if ephys else _s("absent", "no Open Ephys recording")
+    # sync-based QC: every synced session with a stim file has vsync blocks to check
+    for name in ("qc", "qc_timing"):
+        out[name] = (
+            _s("ok")
+            if sync and scripts
+            else _s("absent", "no sync file" if not sync else "no stim files")
+        )
     return {name: out[name] for name in COMPONENT_NAMES}
 
 
@@ -337,6 +347,10 @@ def _surface_member(
         shutil.rmtree(target)
     target.mkdir()
     shutil.move(str(Path(rec.raw_path) / "ecephys"), str(target / "ecephys"))
+    from npc_frames.synth.ephys import set_channel_banks
+
+    letters = "ABCDEF"[:n_probes]
+    set_channel_banks(target, {c: 1 if c != letters[-1] else 0 for c in letters})
     for name in ("subject.json", "data_description.json", "procedures.json"):
         shutil.copy2(Path(main.raw_path) / name, target / name)
     shutil.rmtree(scratch)
@@ -409,7 +423,9 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
                     start_time=after.time(),
                     seed=s,
                     main_session_id=main.session_id,
+                    # the last probe stayed on the tip bank: skipped
                     probes=main.probes,
+                    skipped_probes=main.probes[-1:],
                     components={
                         **expected_components(
                             scripts=(),

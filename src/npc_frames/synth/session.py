@@ -363,6 +363,7 @@ def make_session(
     video_behavior_length_delta: Mapping[str, int] | None = None,
     nose_camera: bool = False,
     save_sound_array: bool = False,
+    lfp_subsampled: bool = False,
 ) -> Truth:
     """Return the truth of a synthetic raw session written under `out_dir` (deterministic per seed).
 
@@ -389,8 +390,6 @@ def make_session(
         6–7 digit subject id; default derived from `seed`.
     scripts:
         Stim scripts in order; default :func:`default_scripts` (OptoTagging only with `opto`).
-    opto:
-        Opto session: OptoTagging script, opto line (bit 11), opsin genotype.
     video, ephys:
         Write the MVR videos / the Open Ephys recording and sorting output.
     invalid_times:
@@ -412,6 +411,15 @@ def make_session(
         Write CCF annotations of the probes, in every file format (``synth.anatomy``), into a
         sibling ``<raw name>_annotations_<date + 5 days>_10-00-00/`` asset;
         ``Truth.assets["annotations"]`` holds the expected per-channel anatomy.
+    opto:
+        Opto session: OptoTagging script, opto line (bit 11), opsin genotype; the rig's OptoGui
+        calibration files are written to ``<out_dir>/OptoGui/<rig>/``
+        (``Truth.assets["opto_calibration"]``).
+    lfp_subsampled:
+        Also write the pipeline's ``LFP_Subsampled`` asset of the annotated probes
+        (:func:`npc_frames.synth.lfp.write_lfp_subsampled`; ``Truth.assets["lfp_subsampled"]``).
+        The raw LFP band always carries the content of :mod:`npc_frames.synth.lfp`, whose
+        per-channel truth is ``Truth.lfp``.
     video_behavior, video_behavior_length_delta:
         Also write the video-derived assets (DeepLabCut eye tracking, Lightning Pose, facemap;
         :func:`npc_frames.synth.video_behavior.make_video_behavior`) beside the raw folder;
@@ -459,7 +467,7 @@ def make_session(
     out_dir = Path(out_dir).absolute()
     root = out_dir / asset_name
     truth_dir = out_dir / f"{asset_name}.truth"
-    derived = ("sorted", "dlc_eye", "LPFaceParts", "facemap", "annotations")
+    derived = ("sorted", "dlc_eye", "LPFaceParts", "facemap", "annotations", "LFP_Subsampled")
     old_assets = [p for d in derived for p in out_dir.glob(f"{asset_name}_{d}_*")]
     for folder in (root, truth_dir, *old_assets):
         if folder.exists():
@@ -542,7 +550,17 @@ def make_session(
     # --- ephys ------------------------------------------------------------------------------------
     ephys_truth: Any = None
     rec_start_s, rec_stop_s = rec_start_pad, sync_duration_s - rec_stop_pad
+    lfp_models: dict[str, Any] = {}
     if ephys and n_probes > 0:
+        from npc_frames.synth.lfp import EVOKING_STIMULI, lfp_model
+
+        onsets = stimulus_onsets(runs)
+        evoking = [
+            t
+            for t, name in zip(onsets["start_time"], onsets["stim_name"], strict=True)
+            if name in EVOKING_STIMULI
+        ]
+        lfp_models = {c: lfp_model(c, 384, evoking) for c in PROBE_LETTERS[:n_probes]}
         ephys_mod = importlib.import_module("npc_frames.synth.ephys")
         ephys_truth = _call_with_supported(
             ephys_mod.make_ephys,
@@ -560,6 +578,7 @@ def make_session(
             subject=subject,
             seed=int(seed),
             stimuli=stimulus_onsets(runs),
+            lfp_models=lfp_models,
             # per-spike truth goes straight to the truth folder, probe by probe, and Truth.save
             # references those files instead of copying them (compressed fixtures excepted)
             truth_arrays_dir=None if compress else truth_dir / "arrays" / "ephys_spikes",
@@ -578,6 +597,29 @@ def make_session(
         # an own generator: the other streams (and so every other truth) stay as they were
         probe_record["newscale_log"] = write_newscale_log(
             root, letters, np.random.default_rng([int(seed), 13])
+        )
+    if opto:
+        from npc_frames.synth.task_mapping import write_optogui_files
+
+        # the rig's calibration files (not part of the upload): give them as the manifest's
+        # ``opto_calibration``
+        assets["opto_calibration"] = write_optogui_files(out_dir, rig)
+    if lfp_subsampled and ephys_truth is not None:
+        from npc_frames.synth.ephys import NP_BIT_VOLTS
+        from npc_frames.synth.lfp import write_lfp_subsampled
+
+        assets["lfp_subsampled"] = write_lfp_subsampled(
+            out_dir,
+            asset_name,
+            date=date,
+            models=lfp_models,
+            streams={
+                s.probe_letter: dataclasses.asdict(s)
+                for s in ephys_truth.streams
+                if s.kind == "lfp" and s.probe_letter
+            },
+            bit_volts_uv=NP_BIT_VOLTS,
+            rng=np.random.default_rng([int(seed), 17]),
         )
     if annotations and ephys_truth is not None:
         from npc_frames.synth.anatomy import write_annotations
@@ -708,9 +750,11 @@ def make_session(
             "save_sound_array": bool(save_sound_array),
             "video_behavior_length_delta": dict(video_behavior_length_delta or {}),
             "nose_camera": bool(nose_camera),
+            "lfp_subsampled": bool(lfp_subsampled),
         },
         assets=assets,
         probe_insertions=probe_record,
+        lfp={c: m.truth() for c, m in lfp_models.items()} if ephys_truth is not None else {},
     )
     truth.save(truth_dir, compress=compress)
     return truth

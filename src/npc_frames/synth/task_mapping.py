@@ -7,6 +7,7 @@ while keeping at least a few trials of every kind.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "simulate_opto_tagging",
     "simulate_rf_mapping",
     "simulate_spontaneous",
+    "write_optogui_files",
 ]
 
 SOUND_RATE = 48000
@@ -220,7 +222,7 @@ def simulate_opto_tagging(ctx: RunContext, *, first_flip: float, task_minutes: f
     offset_v = float(calib["offsetV"])
     labels = ["A", "C"]
     bregma = [(-3.2, -2.9), (-1.6, -3.4)]
-    galvo = [(-0.25, -0.4), (0.15, -0.55)]
+    galvo = [(-0.25, -0.4), (0.15, -0.5)]  # the calibration of bregma (see _galvo_calibration)
     trials_per_type = int(np.clip(round(task_minutes * 2), 6, 25))
     combos = list(itertools.product(range(len(durations)), range(len(volts)), range(len(labels))))
     order: list[tuple[int, int, int]] = []
@@ -308,6 +310,43 @@ def simulate_opto_tagging(ctx: RunContext, *, first_flip: float, task_minutes: f
         lines={11: (rise, fall)},
         truth={"optotagging": table(truth), "n_trials": n},
     )
+
+
+def write_optogui_files(out_dir: Path, rig: str) -> dict[str, Any]:
+    """Write the rig's OptoGui calibration files into ``<out_dir>/OptoGui/<rig>/``; return their
+    truth (folder, files, the V -> mW polynomial, the bregma-galvo grid, the bregma offset).
+
+    ``<rig>_laser_488_power.txt`` (the task files' power calibration), ``<rig>_bregma_galvo.txt``
+    (the grid OptoTagging files carry) and ``<rig>_bregma_offset.txt`` (zero), tab-separated with
+    a header line, as OptoGui writes them.
+    """
+    folder = Path(out_dir) / "OptoGui" / rig
+    folder.mkdir(parents=True, exist_ok=True)
+    calib = opto_calibration()
+    grid = _galvo_calibration()
+
+    def table(name: str, columns: dict[str, Any]) -> str:
+        path = folder / f"{rig}_{name}.txt"
+        rows = zip(*(np.ravel(v) for v in columns.values()), strict=True)
+        lines = ["\t".join(columns)] + ["\t".join(f"{x:.10g}" for x in r) for r in rows]
+        path.write_text("\n".join(lines) + "\n")
+        return str(path)
+
+    files = [
+        table(
+            "laser_488_power", {"input (V)": calib["input (V)"], "power (mW)": calib["power (mW)"]}
+        ),
+        table("bregma_galvo", dict(grid)),
+        table("bregma_offset", {"bregmaXOffset": [0.0], "bregmaYOffset": [0.0]}),
+    ]
+    return {
+        "path": str(folder),
+        "rig": rig,
+        "files": files,
+        "power_poly": np.asarray(calib["poly coefficients"], dtype=np.float64).tolist(),
+        "bregma_galvo": grid,
+        "bregma_offset": [0.0, 0.0],
+    }
 
 
 def _galvo_calibration() -> dict[str, list[float]]:

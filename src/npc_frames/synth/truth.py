@@ -347,6 +347,10 @@ class Truth:
     probe_insertions:
         The raw upload's probe-insertion record: ``path``, ``implant``, ``holes`` and the expected
         electrode-group ``locations`` per probe letter (empty without ephys).
+    lfp:
+        Per probe letter, the content of the raw LFP band (:mod:`npc_frames.synth.lfp`): each
+        channel's structure, oscillation frequency/amplitude/phase, evoked latency/amplitude, the
+        evoking onsets and the common-mode hum (empty without ephys).
     """
 
     raw_path: str
@@ -368,6 +372,7 @@ class Truth:
     params: Mapping[str, Any]
     assets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     probe_insertions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    lfp: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def sync_duration_s(self) -> float:
