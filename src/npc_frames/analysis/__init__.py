@@ -377,7 +377,7 @@ def spike_counts(
     def one(sid: str) -> pl.DataFrame:
         if _on_session is not None:
             _on_session("start", sid)
-        spikes = _session_spikes(u, root, sid, units_of[sid], with_obs)
+        spikes = _session_spikes(u, root, sid, units_of.get(sid), with_obs)
         inv = invalid.get(sid) if invalid is not None else None
         out = _session_counts(spikes, sid, trials_of[sid], list(specs), key, trial_columns, inv)
         spikes.close()
@@ -528,12 +528,17 @@ def session_count_arrays(
 
 
 def _session_spikes(
-    u: pl.LazyFrame, root: str | None, session_id: str, selected: pl.DataFrame, with_obs: bool
+    u: pl.LazyFrame,
+    root: str | None,
+    session_id: str,
+    selected: pl.DataFrame | None,
+    with_obs: bool,
 ) -> Spikes:
     """Return one session's spikes: from the cache file when `u` is a plain scan of a local
-    cache (`root`) and the file is laid out as expected, else collected through Polars."""
+    cache (`root`, with the session's `selected` unit rows) and the file is laid out as expected,
+    else collected through Polars."""
     spikes = None
-    if root is not None and cache_file_exists(root, session_id):
+    if root is not None and selected is not None and cache_file_exists(root, session_id):
         spikes = load_cache_spikes(root, session_id, selected, with_obs)
     if spikes is None:
         spikes = load_frame_spikes(u, session_id, with_obs)
@@ -543,19 +548,33 @@ def _session_spikes(
 # ----------------------------------------------------------------- aligned spikes and PSTH
 def _event_sessions(
     u: pl.LazyFrame, iv: pl.LazyFrame, event: str, index: str | None, carried: Sequence[str]
-) -> tuple[str, list[str], dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+) -> tuple[str, list[str], dict[str, pl.DataFrame], dict[str, pl.DataFrame], dict[str, int]]:
     """Return (index column, sessions in both frames, per-session interval rows, per-session
-    ``unit_id`` rows of the units)."""
+    ``unit_id`` rows of a local cache scan (empty for other frames), units per session)."""
     key = _resolve_index(iv, index)
     _require(u, ["session_id", UNIT_KEY, "spike_times"], "units")
     _require(iv, ["session_id", *([key] if key else []), event, *carried], "intervals")
-    selection = u.select(pl.col("session_id").cast(pl.String), UNIT_KEY).collect()
-    by_session = selection.partition_by("session_id", as_dict=True, maintain_order=True)
-    units_of = {str(k[0]): v for k, v in by_session.items()}
+    if cache_root_of(u) is None:
+        # not a local cache scan: only the number of units per session (each session's spikes
+        # are read once, later; on a remote cache a selection pass would fetch the files twice)
+        sizes = (
+            u.group_by(pl.col("session_id").cast(pl.String))
+            .len()
+            .filter(pl.col("session_id").is_not_null())
+            .collect()
+        )
+        units_of: dict[str, pl.DataFrame] = {}
+        n_units = {str(sid): int(n) for sid, n in sizes.iter_rows()}
+    else:
+        selection = u.select(pl.col("session_id").cast(pl.String), UNIT_KEY).collect()
+        by_session = selection.partition_by("session_id", as_dict=True, maintain_order=True)
+        units_of = {str(k[0]): v for k, v in by_session.items()}
+        n_units = {sid: v.height for sid, v in units_of.items()}
     trials_of = _intervals_by_session(
-        iv, list(units_of), key, {"ev": pl.col(event).cast(pl.Float64)}, carried
+        iv, list(n_units), key, {"ev": pl.col(event).cast(pl.Float64)}, carried
     )
-    return key or ROW_KEY, sorted(set(units_of) & set(trials_of)), trials_of, units_of
+    sessions = sorted(set(n_units) & set(trials_of))
+    return key or ROW_KEY, sessions, trials_of, units_of, n_units
 
 
 def _aligned(
@@ -611,12 +630,12 @@ def aligned_spikes(
     if not stop > start:
         raise ParameterError(f"stop {stop} <= start {start}", field="stop", expected="start < stop")
     u, iv = _lazy(units), _lazy(intervals)
-    key, sessions, trials_of, units_of = _event_sessions(u, iv, event, index, ())
+    key, sessions, trials_of, units_of, _ = _event_sessions(u, iv, event, index, ())
     invalid = _invalid_by_session(invalid_times, u, exclude_invalid_times)
     root = cache_root_of(u)
     parts = []
     for sid in sessions:
-        spikes = _session_spikes(u, root, sid, units_of[sid], with_obs=False)
+        spikes = _session_spikes(u, root, sid, units_of.get(sid), with_obs=False)
         trials = trials_of[sid]
         ev = _float(trials, "__ev")
         bad = _invalid_mask(invalid, sid, ev + start, ev + stop)
@@ -693,7 +712,7 @@ def psth(
     _check_size(8 * float(n_bins_f), "psth bins")  # one float per bin, before any per-unit work
     n_bins = int(n_bins_f)
     u, iv = _lazy(units), _lazy(intervals)
-    _, sessions, trials_of, units_of = _event_sessions(u, iv, event, index, by)
+    _, sessions, trials_of, units_of, units_per_session = _event_sessions(u, iv, event, index, by)
     root = cache_root_of(u)
     invalid = _invalid_by_session(invalid_times, u, exclude_invalid_times)
     iv_schema = iv.collect_schema()
@@ -704,7 +723,7 @@ def psth(
         span = (ev + start, ev + start + n_bins * bin_size)
         keep = np.isfinite(ev) & ~_invalid_mask(invalid, sid, *span)
         trials, ev = trials.filter(pl.Series(keep)), ev[keep]
-        n_units = units_of[sid].height
+        n_units = units_per_session[sid]
         groups = (
             trials.select(by)
             .with_row_index("_row")
@@ -718,7 +737,7 @@ def psth(
             continue
         # 3 float arrays and ~6 output columns per (unit, group, bin) cell
         _check_size(80.0 * n_u * n_g * n_bins, "psth result")
-        spikes = _session_spikes(u, root, sid, units_of[sid], with_obs=False)
+        spikes = _session_spikes(u, root, sid, units_of.get(sid), with_obs=False)
         group_of_trial = np.empty(n_t, dtype=np.int64)
         n_in_group = np.zeros(n_g, dtype=np.int64)
         for g, rows in enumerate(groups["_row"].to_list()):  # one entry per interval group
