@@ -296,7 +296,8 @@ def _columns_of(order: IntArray, wanted: IntArray) -> IntArray:
     if np.array_equal(order, wanted):
         return np.arange(order.size)
     sorter = np.argsort(order)
-    return sorter[np.searchsorted(order, wanted, sorter=sorter)]  # type: ignore[no-any-return]
+    picked: IntArray = sorter[np.searchsorted(order, wanted, sorter=sorter)]
+    return picked
 
 
 def _binned(

@@ -224,7 +224,8 @@ class RawSubsampled:
         rows, cols = key if isinstance(key, tuple) else (key, slice(None))
         if isinstance(rows, int | np.integer):
             i = int(rows) + (self.shape[0] if rows < 0 else 0)
-            return self[i : i + 1, cols][0]
+            row: npt.NDArray[np.float32] = self[i : i + 1, cols][0]
+            return row
         if not isinstance(rows, slice) or rows.step not in (None, 1):
             raise ParameterError(
                 f"subsampled LFP computed from raw is read by contiguous slices, got {rows!r}",
