@@ -97,8 +97,17 @@ def bench_convert(work: Path, raws: list[str]) -> dict[str, float]:
     return out
 
 
-def make_population(work: Path, n: int) -> list[str]:
-    """Return raw paths of `n` synthetic sessions (2 min, 2 probes x 8 units, video)."""
+def make_mixed_population(work: Path, n: int) -> list[str]:
+    """Return raw paths of the `n`-session mix that ``npc-frames synth --population`` writes (box
+    training, habituation, ephys with sibling sorted assets and a skipped probe, a surface-channel
+    recording, two sessions of one subject on one day)."""
+    from npc_frames.synth.population import make_population as population
+
+    return population(work / "population_mix", n, seed=0).raw_paths
+
+
+def make_population(work: Path, n: int, minutes: float = 2.0) -> list[str]:
+    """Return raw paths of `n` synthetic sessions (`minutes` long, 2 probes x 8 units, video)."""
     from npc_frames.synth import make_session
 
     return [
@@ -106,7 +115,7 @@ def make_population(work: Path, n: int) -> list[str]:
             make_session(
                 work / "population",
                 seed=500 + i,
-                minutes=2.0,
+                minutes=minutes,
                 n_probes=2,
                 units_per_probe=8,
                 clip_seconds=0.2,
@@ -338,6 +347,17 @@ def main() -> None:
     ap.add_argument("--skip-units-write", action="store_true")
     ap.add_argument("--population", type=int, default=20, help="sessions of the 1 vs 2 run")
     ap.add_argument("--only-population", action="store_true")
+    ap.add_argument(
+        "--population-minutes",
+        type=float,
+        default=2.0,
+        help="length of each population session (longer sessions: less start-up share)",
+    )
+    ap.add_argument(
+        "--mix",
+        action="store_true",
+        help="convert the session mix of `npc-frames synth --population N` instead",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="runs of each population setting")
     ap.add_argument(
         "--no-bytecode-cache",
@@ -350,7 +370,11 @@ def main() -> None:
 
     if args.population:
         t0 = time.perf_counter()
-        pop = make_population(work, args.population)
+        pop = (
+            make_mixed_population(work, args.population)
+            if args.mix
+            else make_population(work, args.population, args.population_minutes)
+        )
         print(f"made a {len(pop)}-session population in {time.perf_counter() - t0:.1f} s")
         res = bench_population(work, pop, args.repeat, not args.no_bytecode_cache)
         print_population(len(pop), res)
