@@ -11,7 +11,7 @@ import logging
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any
@@ -386,6 +386,31 @@ class RawSession:
     def local_tree(self, path: str) -> str:
         """Return a local copy of folder `path` (same as :meth:`local`, kept for callers)."""
         return self.local(path)
+
+    def folder_files(self, match: Callable[[str], bool]) -> list[str]:
+        """Return the files directly in the session folder or its ``behavior/`` folder whose base
+        name `match` accepts, sorted.
+
+        Taken from discovery's listing; a session built without one (``file_stats`` empty) lists
+        its local folders instead.
+        """
+        root = self.root.rstrip("/")
+        folders = {root, posixpath.join(root, "behavior")}
+        if self.file_stats:
+            return sorted(
+                p
+                for p in self.file_stats
+                if posixpath.dirname(p) in folders and match(posixpath.basename(p))
+            )
+        if self.is_remote:
+            return []
+        return sorted(
+            os.path.join(folder, name)
+            for folder in sorted(folders)
+            if os.path.isdir(folder)
+            for name in os.listdir(folder)
+            if match(name) and os.path.isfile(os.path.join(folder, name))
+        )
 
     def input_paths(self) -> list[str]:
         """Return every discovered file whose content a component may read (for fingerprints)."""

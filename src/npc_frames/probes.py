@@ -144,18 +144,7 @@ def _insertion_path(raw: RawSession) -> str | None:
     given = raw.annotations.get("probe_insertions")
     if given:
         return raw.local(os.fspath(given))
-    found = sorted(
-        p for p in raw.file_stats if os.path.basename(p.rstrip("/")).endswith(INSERTIONS_NAME)
-    )
-    if not found and not raw.is_remote:
-        for d in ("", "behavior"):
-            folder = os.path.join(raw.root, d)
-            if os.path.isdir(folder):
-                found += sorted(
-                    os.path.join(folder, n)
-                    for n in os.listdir(folder)
-                    if n.endswith(INSERTIONS_NAME)
-                )
+    found = raw.folder_files(lambda name: name.endswith(INSERTIONS_NAME))
     return raw.local(found[-1]) if found else None
 
 

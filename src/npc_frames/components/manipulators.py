@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import io
 import logging
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -102,25 +101,12 @@ _DATETIME_FORMATS = (
 def find_newscale_log(raw: RawSession) -> str | None:
     """Return the session's NewScale log: the one ``.csv`` whose stem contains ``log``,
     ``motor-locs`` or ``motor_locs`` (BadFormatError naming them when there are several)."""
-    root = raw.root.rstrip("/") + "/"
-    found = sorted(
-        p
-        for p in raw.file_stats
-        if p.startswith(root)
-        and p.endswith(".csv")
-        and any(k in os.path.basename(p)[:-4] for k in ("log", "motor-locs", "motor_locs"))
+    found = raw.folder_files(
+        lambda name: (
+            name.endswith(".csv")
+            and any(k in name[:-4] for k in ("log", "motor-locs", "motor_locs"))
+        )
     )
-    if not found and not raw.is_remote:
-        for d in ("", "behavior"):
-            folder = os.path.join(raw.root, d)
-            if os.path.isdir(folder):
-                found += sorted(
-                    os.path.join(folder, n)
-                    for n in os.listdir(folder)
-                    if n.endswith(".csv")
-                    and any(k in n[:-4] for k in ("log", "motor-locs", "motor_locs"))
-                )
-    found = sorted(set(found))
     if len(found) > 1:
         raise BadFormatError(
             "several NewScale logs", path=", ".join(found), expected="one log.csv / motor-locs csv"
