@@ -26,39 +26,15 @@ from helpers.nidaq_files import (
     _rec,
     _rewrite_sync_without_line,
     _tone_envelope,
-    _tone_events,
-    _write_nidaq,
+    write_nidaq_from_truth,
 )
 from npc_frames.components import _nidaq
 from npc_frames.components import _sound_opto as so
 from npc_frames.errors import ParameterError
 from npc_frames.synth import make_session
-from npc_frames.synth.task_base import active_duration, opto_waveform, sound_array
+from npc_frames.synth.task_base import opto_waveform, sound_array
 
 TOL = 1e-4  # 0.1 ms
-
-
-def _stim_params(stim_path: Path, n: int) -> dict[str, Any]:
-    with h5py.File(stim_path, "r") as f:
-
-        def arr(key: str) -> np.ndarray:
-            return np.asarray(f[key][()])
-
-        types = [t.decode() if isinstance(t, bytes) else str(t) for t in arr("trialSoundType")]
-        return {
-            "type": types[:n],
-            "freq": arr("trialSoundFreq")[:n].astype(float),
-            "dur": arr("trialSoundDur")[:n].astype(float),
-            "vol": arr("trialSoundVolume")[:n].astype(float),
-            "am": arr("trialSoundAM")[:n].astype(float),
-            "seed": arr("trialSoundSeed")[:n],
-            "hanning": float(np.asarray(f["soundHanningDur"][()])),
-            "sound_rate": float(np.asarray(f["soundSampleRate"][()])),
-            "opto_v": arr("trialOptoVoltage")[:n].reshape(n, -1)[:, 0].astype(float),
-            "opto_dur": arr("trialOptoDur")[:n].reshape(n, -1)[:, 0].astype(float),
-            "opto_off_ramp": arr("trialOptoOffRamp")[:n].reshape(n, -1)[:, 0].astype(float),
-            "opto_rate": float(np.asarray(f["optoSampleRate"][()])),
-        }
 
 
 def _session(tmp: Path, *, seed: int, task_version: str, skip_sound: int | None = None):
@@ -81,42 +57,7 @@ def _session(tmp: Path, *, seed: int, task_version: str, skip_sound: int | None 
     _rewrite_sync_without_line(sync_path, so.OPTO_LINE_488)
     clipped = tmp / "clipped" / root.name
     shutil.copytree(root, clipped)
-    dr = truth.script("DynamicRouting1")["truth"]["trials"]
-    n = len(dr["stim_name"])
-    stim_path = next((root / "behavior").glob("DynamicRouting1_*.hdf5"))
-    p = _stim_params(stim_path, n)
-    sound_on = np.asarray(dr["sound_onset_time"], dtype=float)
-    opto_on = np.asarray(dr["opto_start_time"], dtype=float)
-    events: list[tuple[int, float, np.ndarray, float]] = []
-    sound_trials = np.flatnonzero(np.isfinite(sound_on))
-    skipped = int(sound_trials[skip_sound]) if skip_sound is not None else None
-    for i in sound_trials:
-        if i == skipped:
-            continue
-        if p["type"][i] == "tone":
-            # a speaker copy is a smooth tone (not a linear interpolation of 48 kHz samples):
-            # drawn as sin(2π f t) × the task's envelope, with the task's sample count
-            events.append((_nidaq.SOUND_CHANNEL, float(sound_on[i]), _tone_events(p, i), -1.0))
-            continue
-        w = sound_array(
-            p["type"][i],
-            sample_rate=p["sound_rate"],
-            dur=p["dur"][i],
-            hanning_dur=p["hanning"],
-            vol=p["vol"][i],
-            freq=tuple(f for f in p["freq"][i] if np.isfinite(f)),
-            am=p["am"][i],
-            seed=int(p["seed"][i]),
-        )
-        events.append((_nidaq.SOUND_CHANNEL, float(sound_on[i]), np.asarray(w), p["sound_rate"]))
-    for i in np.flatnonzero(np.isfinite(opto_on)):
-        w = opto_waveform(
-            p["opto_rate"], p["opto_v"][i], p["opto_dur"][i], off_ramp=p["opto_off_ramp"][i]
-        )
-        a_start, _ = active_duration(w, p["opto_rate"])
-        events.append((_nidaq.OPTO_CHANNEL, float(opto_on[i]) - a_start, w, p["opto_rate"]))
-    stream = next(s for s in truth.ephys.streams if s.kind == "nidaq")
-    _write_nidaq(root, stream, events)
+    p, skipped = write_nidaq_from_truth(truth, skip_sound=skip_sound)
     return truth, root, clipped, p, skipped
 
 

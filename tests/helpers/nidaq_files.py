@@ -92,26 +92,16 @@ def _rec(data: np.ndarray, start: float = 10.0, rate: float = 30000.0) -> _nidaq
     return _nidaq.NidaqRecording("NI-DAQmx-105.PXI-6133", data, start, rate)
 
 
-def write_nidaq_from_truth(truth: Any) -> None:
-    """Give a synthetic session a full-length NI-DAQ recording: the speaker waveform at every truth
-    sound onset (channel 1) and the laser command at every truth opto onset (channel 5) of its
-    DynamicRouting1 trials, built from the stim file's own per-trial parameters."""
-    import h5py
-
-    from npc_frames.components import _nidaq
-    from npc_frames.synth.task_base import active_duration, opto_waveform, sound_array
-
-    root = Path(truth.raw_path)
-    dr = truth.script("DynamicRouting1")["truth"]["trials"]
-    n = len(dr["stim_name"])
-    stim_path = next((root / "behavior").glob("DynamicRouting1_*.hdf5"))
+def stim_params(stim_path: Path, n: int) -> dict[str, Any]:
+    """Return the first `n` trials' sound and opto parameters as the DynamicRouting1 file stores
+    them (what the speaker and laser copies on the NI-DAQ are drawn from)."""
     with h5py.File(stim_path, "r") as f:
 
         def arr(key: str) -> np.ndarray:
             return np.asarray(f[key][()])
 
         types = [t.decode() if isinstance(t, bytes) else str(t) for t in arr("trialSoundType")]
-        p: dict[str, Any] = {
+        return {
             "type": types[:n],
             "freq": arr("trialSoundFreq")[:n].astype(float),
             "dur": arr("trialSoundDur")[:n].astype(float),
@@ -125,11 +115,35 @@ def write_nidaq_from_truth(truth: Any) -> None:
             "opto_off_ramp": arr("trialOptoOffRamp")[:n].reshape(n, -1)[:, 0].astype(float),
             "opto_rate": float(np.asarray(f["optoSampleRate"][()])),
         }
+
+
+def write_nidaq_from_truth(
+    truth: Any, *, skip_sound: int | None = None
+) -> tuple[dict[str, Any], int | None]:
+    """Give a synthetic session a full-length NI-DAQ recording: the speaker waveform at every truth
+    sound onset (channel 1) and the laser command at every truth opto onset (channel 5) of its
+    DynamicRouting1 trials, built from the stim file's own per-trial parameters.
+
+    `skip_sound` leaves out the sound of that position among the sound trials (an all-zero
+    window). Returns (the stim parameters, the skipped trial index or None).
+    """
+    from npc_frames.synth.task_base import active_duration, opto_waveform, sound_array
+
+    root = Path(truth.raw_path)
+    dr = truth.script("DynamicRouting1")["truth"]["trials"]
+    n = len(dr["stim_name"])
+    p = stim_params(next((root / "behavior").glob("DynamicRouting1_*.hdf5")), n)
     sound_on = np.asarray(dr["sound_onset_time"], dtype=float)
     opto_on = np.asarray(dr["opto_start_time"], dtype=float)
     events: list[tuple[int, float, np.ndarray, float]] = []
-    for i in np.flatnonzero(np.isfinite(sound_on)):
+    sound_trials = np.flatnonzero(np.isfinite(sound_on))
+    skipped = int(sound_trials[skip_sound]) if skip_sound is not None else None
+    for i in sound_trials:
+        if i == skipped:
+            continue
         if p["type"][i] == "tone":
+            # a speaker copy is a smooth tone (not a linear interpolation of 48 kHz samples):
+            # drawn as sin(2π f t) × the task's envelope, with the task's sample count
             events.append((_nidaq.SOUND_CHANNEL, float(sound_on[i]), _tone_events(p, i), -1.0))
             continue
         w = sound_array(
@@ -151,3 +165,4 @@ def write_nidaq_from_truth(truth: Any) -> None:
         events.append((_nidaq.OPTO_CHANNEL, float(opto_on[i]) - a_start, w, p["opto_rate"]))
     stream = next(s for s in truth.ephys.streams if s.kind == "nidaq")
     _write_nidaq(root, stream, events)
+    return p, skipped
