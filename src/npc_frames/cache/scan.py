@@ -126,6 +126,20 @@ def corrupt_file(path: str) -> str | None:
     return None
 
 
+def corrupt_file_error(path: str, component: str) -> CacheError | None:
+    """Return the CacheError naming `path` of `component` when its Parquet footer cannot be read
+    (see :func:`corrupt_file`), or None when it can."""
+    problem = corrupt_file(path)
+    if problem is None:
+        return None
+    return CacheError(
+        f"cache file cannot be read: {problem}",
+        path=path,
+        field=component,
+        expected="a Parquet file written by npc_frames.convert (reconvert it)",
+    )
+
+
 #: (path, size, mtime_ns) of local files whose footer was read: files are replaced atomically,
 #: so a changed file has a new key and is checked again
 _VERIFIED: set[tuple[str, int, int]] = set()
@@ -149,14 +163,9 @@ def _verify_local_files(component: str, files: Sequence[str]) -> None:
         with _VERIFIED_LOCK:
             if key in _VERIFIED:
                 continue
-        problem = corrupt_file(path)
-        if problem is not None:
-            raise CacheError(
-                f"cache file cannot be read: {problem}",
-                path=path,
-                field=component,
-                expected="a Parquet file written by npc_frames.convert (reconvert it)",
-            )
+        error = corrupt_file_error(path, component)
+        if error is not None:
+            raise error
         with _VERIFIED_LOCK:
             _VERIFIED.add(key)
 

@@ -33,7 +33,7 @@ from npc_frames.cache.catalog import (
     cache_root,
     read_catalog,
 )
-from npc_frames.cache.scan import _schema_of, corrupt_file
+from npc_frames.cache.scan import _schema_of, corrupt_file_error
 from npc_frames.cache_layout import (
     LAYOUTS,
     packed_columns,
@@ -524,14 +524,9 @@ def _raise_for_corrupt_files(root: str, views: Iterable[str], *, cause: Exceptio
         names.add("units")
     for name in sorted(names & set(_component_names())):
         for path in storage.glob(_glob(root, name)):
-            problem = corrupt_file(path)
-            if problem is not None:
-                raise CacheError(
-                    f"cache file cannot be read: {problem}",
-                    path=path,
-                    field=name,
-                    expected="a Parquet file written by npc_frames.convert (reconvert it)",
-                ) from cause
+            error = corrupt_file_error(path, name)
+            if error is not None:
+                raise error from cause
 
 
 #: (root, views, components with files, registries) -> (connection, lock); views re-read their
