@@ -141,6 +141,19 @@ def _asset(raw: RawSession, kind: str) -> str | None:
     return (getattr(raw, "assets", None) or {}).get(kind)
 
 
+def _asset_or_absent(raw: RawSession, kind: str, camera: str | None = None) -> str | None:
+    """Return the session's `kind` asset, or None after reporting the component absent: the
+    session has no such asset, or `camera` is an optional camera the session did not record."""
+    asset = _asset(raw, kind)
+    if asset is None:
+        parts.report_absent_component(f"no {kind} asset")
+        return None
+    if camera in _OPTIONAL_CAMERAS and not _has_video(raw, camera):
+        parts.report_absent_component(f"no {camera} video")
+        return None
+    return asset
+
+
 def _local(raw: RawSession, path: str) -> str:
     fn = getattr(raw, "local", None)
     return fn(path) if callable(fn) else path  # type: ignore[no-any-return]
@@ -175,9 +188,8 @@ def eye_tracking(raw: RawSession, *, mm_per_px: float | None = None) -> pl.DataF
     session annotation ``eye_mm_per_px``, e.g. from the manifest) converts ``pupil_area`` to
     ``pupil_area_mm2``; without a scale that column is null.
     """
-    asset = _asset(raw, "dlc_eye")
+    asset = _asset_or_absent(raw, "dlc_eye")
     if asset is None:
-        parts.report_absent_component("no dlc_eye asset")
         return EYE_TRACKING.empty()
     path = next(
         (
@@ -217,9 +229,8 @@ def dlc_eye_camera(raw: RawSession) -> pl.DataFrame:
     Read from the DeepLabCut ``.h5`` at the top of the ``dlc_eye`` asset (the ``.h5`` whose name
     does not contain ``ellipses``).
     """
-    asset = _asset(raw, "dlc_eye")
+    asset = _asset_or_absent(raw, "dlc_eye")
     if asset is None:
-        parts.report_absent_component("no dlc_eye asset")
         return DLC_EYE_CAMERA.empty()
     path = next(
         (
@@ -294,12 +305,8 @@ def _lp_files(raw: RawSession, asset: str, camera: str) -> dict[str, str]:
 
 def _lp(raw: RawSession, camera: str) -> pl.DataFrame:
     schema = LP_SCHEMAS[camera]
-    asset = _asset(raw, "lp_face_parts")
+    asset = _asset_or_absent(raw, "lp_face_parts", camera)
     if asset is None:
-        parts.report_absent_component("no lp_face_parts asset")
-        return schema.empty()
-    if camera in _OPTIONAL_CAMERAS and not _has_video(raw, camera):
-        parts.report_absent_component(f"no {camera} video")
         return schema.empty()
     files = _lp_files(raw, asset, camera)
     if not files:
@@ -351,12 +358,8 @@ def _facemap(
     raw: RawSession, camera: str, *, n_components: int, allow_pickle: bool
 ) -> pl.DataFrame:
     schema = FACEMAP_SCHEMAS[camera]
-    asset = _asset(raw, "facemap")
+    asset = _asset_or_absent(raw, "facemap", camera)
     if asset is None:
-        parts.report_absent_component("no facemap asset")
-        return schema.empty()
-    if camera in _OPTIONAL_CAMERAS and not _has_video(raw, camera):
-        parts.report_absent_component(f"no {camera} video")
         return schema.empty()
     label = _MVR_NAME[camera]
     listing = sorted(_listing(asset))
