@@ -119,16 +119,17 @@ def main_is_importable() -> bool:
 
 # ---------------------------------------------------------------------------------- workers
 #: modules the fork server imports once, so that each worker forked from it starts warm: the
-#: libraries and readers a conversion imports lazily (scipy.signal alone is ~1-3 s of CPU) besides
-#: the component modules, which :func:`preload_modules` adds from the registry. A module left out
-#: is imported by every worker again, in parallel: CPU that two workers pay twice
+#: libraries and readers every conversion imports lazily besides the component modules, which
+#: :func:`preload_modules` adds from the registry. A module left out is imported by every worker
+#: again, in parallel: CPU that two workers pay twice. One put in delays the first fork by its
+#: import time, serially: scipy is left out (~1.3 s of import CPU for scipy.signal + stats), as no
+#: common conversion path needs it (the running-speed filter and activity_drift's statistic are
+#: numpy); a worker that rebuilds a noise sound imports scipy.signal itself
 PRELOAD = (
     "numpy",
     "polars",
     "polars._utils.parquet",
     "pyarrow.compute",
-    "scipy.signal",
-    "scipy.stats",
     "fsspec.implementations.local",
     "statistics",
     "_strptime",

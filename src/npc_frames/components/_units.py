@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from npc_frames import parts
 from npc_frames._log import timed
+from npc_frames._stats import anderson_ksamp_midrank
 from npc_frames.alignment import SessionClocks, StreamClock, session_clocks
 from npc_frames.components.ephys import electrode_lookup, electrodes, probe_setup
 from npc_frames.errors import (
@@ -464,8 +465,6 @@ def activity_drift(df: pl.DataFrame, trials: pl.DataFrame) -> pl.Series:
     statistic loop over units (two searchsorted calls; scipy's statistic has no batched form),
     never over spikes.
     """
-    from scipy.stats import anderson_ksamp
-
     need = {"stim_start_time", "is_catch", "rewarded_modality", "stim_name", "block_index"}
     n = df.height
     if not need <= set(trials.columns) or n == 0:
@@ -514,9 +513,7 @@ def activity_drift(df: pl.DataFrame, trials: pl.DataFrame) -> pl.Series:
             elif np.unique(np.concatenate(samples)).size < 2:
                 stat = 0.0
             else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    stat = float(anderson_ksamp(samples, midrank=True).statistic)
+                stat = anderson_ksamp_midrank(samples)  # = scipy.stats.anderson_ksamp's
             out[u] = np.fmax(out[u], stat)
     drift = np.clip(out / 100.0, 0.0, 1.0)
     return pl.Series("activity_drift", drift).fill_nan(None)

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npc_frames import parts
+from npc_frames import _iir, parts
 from npc_frames._log import timed
 from npc_frames.components._task import (
     TASK_SCRIPT,
@@ -186,14 +186,13 @@ def rewards(raw: RawSession) -> pl.DataFrame:
 # ------------------------------------------------------------------------------ running speed
 def filter_running_speed(speed: FloatArray) -> FloatArray:
     """Return speed low-passed at 4 Hz by a zero-phase 3rd-order Butterworth (NaN → 0 first)."""
-    from scipy.signal import butter, filtfilt  # imported here: scipy.signal is slow to import
-
     x = np.nan_to_num(np.asarray(speed, dtype=np.float64), nan=0.0)
-    b, a = butter(RUNNING_FILTER_ORDER, RUNNING_CUTOFF_HZ, btype="low", fs=RUNNING_SAMPLE_RATE)
+    # numpy (npc_frames._iir), equal to scipy.signal's butter + filtfilt without its import cost
+    b, a = _iir.butter_lowpass(RUNNING_FILTER_ORDER, RUNNING_CUTOFF_HZ, RUNNING_SAMPLE_RATE)
     padlen = 3 * max(len(a), len(b))
     if x.size <= padlen:  # too short to filter forward-backward: leave as is
         return x
-    return np.asarray(filtfilt(b, a, x), dtype=np.float64)
+    return _iir.filtfilt(b, a, x)
 
 
 def running_speed_from_counts(
