@@ -202,3 +202,30 @@ def test_cli_synth_population(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     truth = PopulationTruth.load(tmp_path)
     assert [ln.split("\t")[0] for ln in lines] == [m.session_id for m in truth.members]
     assert len(lines) == 4 and lines[1].endswith("(surface_channels)")
+
+
+def test_population_size_follows_minutes_probes_and_units(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from npc_frames.cli import main
+
+    args = ["--minutes", "0.5", "--probes", "1", "--units-per-probe", "3", "--seed", "2"]
+    assert main(["synth", str(tmp_path), "--population", "5", *args]) == 0
+    capsys.readouterr()
+    truth = PopulationTruth.load(tmp_path)
+    ephys = [m for m in truth.members if m.kind == "ephys"]
+    assert [len(m.probes) for m in ephys] == [1, 2]  # the second has a skipped probe besides
+    for m in truth.members:
+        if m.truth_dir is None:
+            continue
+        t = Truth.load(m.truth_dir)
+        assert t.params["minutes"] == 0.5
+        assert t.counts["n_probes"] == len(m.probes)
+        if m.probes:
+            assert t.counts["n_units"] == 3 * len(m.probes)
+        task = next(s for s in t.scripts if s["script_name"] == "DynamicRouting1")
+        assert task["n_frames"] >= 0.5 * 3600  # at least the 30 s asked for, at 60 Hz
+    with pytest.raises(ParameterError, match="probes"):
+        make_population(tmp_path / "x", 2, probes=6)
+    with pytest.raises(ParameterError, match="minutes"):
+        make_population(tmp_path / "x", 2, minutes=0)

@@ -47,17 +47,23 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--minutes",
         type=float,
-        default=2.0,
-        help="length of the DynamicRouting1 task in minutes (default: 2.0)",
+        default=None,
+        help="length of the DynamicRouting1 task in minutes (default: 2.0; 1.0 with --population)",
     )
     p.add_argument(
-        "--probes", type=int, default=1, help="Neuropixels probes A… to record, 0–6 (default: 1)"
+        "--probes",
+        type=int,
+        default=None,
+        help=(
+            "Neuropixels probes A… to record, 0–6 (default: 1); with --population, of each ephys "
+            "session, 1-5 (default: 2; a session with a skipped probe records one more)"
+        ),
     )
     p.add_argument(
         "--units-per-probe",
         type=int,
         default=None,
-        help="sorted units per probe (default: 8, or 0 with --probes 0)",
+        help="sorted units per probe (default: 8, or 0 with --probes 0; 4 with --population)",
     )
     p.add_argument(
         "--date",
@@ -85,7 +91,16 @@ def run(args: argparse.Namespace) -> int:
     if args.population is not None:
         from npc_frames.synth.population import make_population
 
-        population = make_population(args.out, args.population, seed=args.seed)
+        size = {
+            k: v
+            for k, v in (
+                ("minutes", args.minutes),
+                ("probes", args.probes),
+                ("units_per_probe", args.units_per_probe),
+            )
+            if v is not None
+        }
+        population = make_population(args.out, args.population, seed=args.seed, **size)
         for m in population.members:
             print(f"{m.session_id}\t{m.raw_path}\t({m.kind})")
         return 0
@@ -93,15 +108,17 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"--sessions {args.sessions}", field="--sessions", expected="at least 1 session"
         )
+    minutes = 2.0 if args.minutes is None else args.minutes
+    n_probes = 1 if args.probes is None else args.probes
     units = args.units_per_probe
     if units is None:
-        units = 8 if args.probes > 0 else 0
+        units = 8 if n_probes > 0 else 0
     for k in range(args.sessions):
         truth = make_session(
             args.out,
             seed=args.seed + k,
-            minutes=args.minutes,
-            n_probes=args.probes,
+            minutes=minutes,
+            n_probes=n_probes,
             units_per_probe=units,
             date=args.date + datetime.timedelta(days=k),
             opto=args.opto,

@@ -20,7 +20,9 @@ ephys session again has a probe the sorting pipeline skipped):
 
 Sessions are small (one-minute tasks, a few units per probe, 0.2 s of continuous data) so that a
 20-session population is written in seconds (``benchmarks/bench_population.py``: 10.8 s median
-over three seeds, 147 MB, 224 MB peak RSS, on a shared 2-core machine). Subjects come from a small pool and each subject's
+over three seeds, 147 MB, 224 MB peak RSS, on a shared 2-core machine). ``make_population``'s
+``minutes``, ``probes`` and ``units_per_probe`` make them larger (``npc-frames synth --population
+N --minutes M --probes P --units-per-probe U``). Subjects come from a small pool and each subject's
 sessions fall on consecutive days; only the intended pairs share a date.
 
 Statuses (``PopulationTruth.members[i].components``): ``ok`` (rows), ``empty`` (the input exists
@@ -109,6 +111,7 @@ TRUTH_FILE = "population.json"
 SORTED_DELAY = datetime.timedelta(days=3)
 SORTED_TIME = datetime.time(6, 52, 11)
 _TASK_MINUTES = 1.0
+_EPHYS_PROBES = 2
 _UNITS_PER_PROBE = 4
 _CLIP_SECONDS = 0.2
 _FIRST_DATE = datetime.date(2024, 4, 22)
@@ -305,13 +308,15 @@ def _ephys_member(
     date: datetime.date,
     start_time: datetime.time,
     n_probes: int,
+    minutes: float,
+    units_per_probe: int,
 ) -> tuple[Truth, Path]:
     truth = make_session(
         out,
         seed=seed,
-        minutes=_TASK_MINUTES,
+        minutes=minutes,
         n_probes=n_probes,
-        units_per_probe=_UNITS_PER_PROBE,
+        units_per_probe=units_per_probe,
         date=date,
         start_time=start_time,
         subject=subject,
@@ -373,17 +378,45 @@ def _skip_probe(asset: Path, letter: str) -> None:
             shutil.rmtree(folder)
 
 
-def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> PopulationTruth:
+def make_population(
+    out_dir: str | Path,
+    n: int,
+    *,
+    seed: int = 0,
+    minutes: float = _TASK_MINUTES,
+    probes: int = _EPHYS_PROBES,
+    units_per_probe: int = _UNITS_PER_PROBE,
+) -> PopulationTruth:
     """Return the truth of `n` synthetic raw sessions written into `out_dir` (seeded mix).
 
     Deterministic per `seed`. The truth is also saved to
     ``<out_dir>/population.truth/population.json`` (:meth:`PopulationTruth.load`). Members are
     described in the module docstring; ``n < 5`` keeps the first `n` of the fixed mix.
+
+    Size: each task lasts `minutes`; ephys sessions record `probes` probes (one more for those
+    with a probe the pipeline skipped) of `units_per_probe` sorted units. The defaults are small
+    (fast tests); ``minutes=60, probes=6, units_per_probe=60`` approaches a real session's work.
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ParameterError(f"n={n!r}", field="n", expected="an int ≥ 1 (sessions to write)")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ParameterError(f"seed={seed!r}", field="seed", expected="an int ≥ 0")
+    if not (isinstance(minutes, int | float) and np.isfinite(minutes) and minutes > 0):
+        raise ParameterError(f"minutes={minutes!r}", field="minutes", expected="a number > 0")
+    if not isinstance(probes, int) or isinstance(probes, bool) or not 1 <= probes <= 5:
+        raise ParameterError(
+            f"probes={probes!r}",
+            field="probes",
+            expected="an int 1-5 (ephys sessions with a skipped probe record one more, ≤ 6)",
+        )
+    if (
+        not isinstance(units_per_probe, int)
+        or isinstance(units_per_probe, bool)
+        or units_per_probe < 1
+    ):
+        raise ParameterError(
+            f"units_per_probe={units_per_probe!r}", field="units_per_probe", expected="an int ≥ 1"
+        )
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7_011]))
@@ -454,11 +487,11 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
             start = _start(rng, 8, 12) if kind == "training_box" else _start(rng, 8, 16)
         sid = f"{subject}_{day:%Y-%m-%d}" + ("_1" if second_of_day else "")
         assets: dict[str, str] = {}
-        probes: tuple[str, ...] = ()
+        probe_names: tuple[str, ...] = ()
         skipped: tuple[str, ...] = ()
         if kind == "training_box":
             truth = make_box_session(
-                out, seed=s, minutes=_TASK_MINUTES, date=day, start_time=start, subject=subject
+                out, seed=s, minutes=minutes, date=day, start_time=start, subject=subject
             )
             if box_day is None and not any(m.kind == "habituation" for m in members):
                 box_day = (subject, day)
@@ -475,7 +508,7 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
         elif kind == "habituation":
             truth = make_session(
                 out,
-                minutes=_TASK_MINUTES,
+                minutes=minutes,
                 n_probes=0,
                 units_per_probe=0,
                 ephys=False,
@@ -496,11 +529,18 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
                 invalid_times=False,
             )
         else:  # ephys, ephys_skip
-            n_probes = 3 if kind == "ephys_skip" else 2
+            n_probes = probes + 1 if kind == "ephys_skip" else probes
             truth, asset = _ephys_member(
-                out, seed=s, subject=subject, date=day, start_time=start, n_probes=n_probes
+                out,
+                seed=s,
+                subject=subject,
+                date=day,
+                start_time=start,
+                n_probes=n_probes,
+                minutes=minutes,
+                units_per_probe=units_per_probe,
             )
-            probes = tuple(f"probe{c}" for c in "ABCDEF"[:n_probes])
+            probe_names = tuple(f"probe{c}" for c in "ABCDEF"[:n_probes])
             if kind == "ephys_skip":
                 letter = "ABCDEF"[int(rng.integers(0, n_probes))]
                 _skip_probe(asset, letter)
@@ -512,7 +552,7 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
                 sync=True,
                 video=True,
                 ephys=True,
-                sorted_probes=tuple(p for p in probes if p not in skipped),
+                sorted_probes=tuple(p for p in probe_names if p not in skipped),
                 metadata=True,
                 invalid_times=False,
             )
@@ -526,7 +566,7 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
             start_time=start,
             seed=s,
             assets=assets,
-            probes=probes,
+            probes=probe_names,
             skipped_probes=skipped,
             components=expected,
             probe_components={
@@ -535,7 +575,7 @@ def make_population(out_dir: str | Path, n: int, *, seed: int = 0) -> Population
                     if p in skipped
                     else _s("ok")
                 }
-                for p in probes
+                for p in probe_names
             },
         )
         members.append(member)
