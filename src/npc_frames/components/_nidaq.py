@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from npc_frames._iir import butter, fast_len, filtfilt
 from npc_frames.components._sound_opto import opto_waveform, sound_waveform_duration
 from npc_frames.errors import NpcFramesError, ParameterError
 
@@ -236,21 +237,6 @@ def resample_linear(wave: FloatArray, rate: float, new_rate: float) -> FloatArra
     return np.interp(t, np.arange(w.size) / rate, w)
 
 
-def _fast_len(n: int) -> int:
-    """Return the smallest 5-smooth integer (2^a 3^b 5^c) >= `n`: a fast FFT length."""
-    best = 1 << max(0, int(n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            # the smallest power of two that brings p35 to >= n
-            p2 = p35 << max(0, (-(-n // p35) - 1).bit_length())
-            best = min(best, p2)
-            p35 *= 3
-        p5 *= 5
-    return max(best, 1)
-
-
 def _hilbert(x: FloatArray, axis: int = -1) -> npt.NDArray[np.complex128]:
     """Return the analytic signal of real `x` along `axis` (as ``scipy.signal.hilbert``)."""
     n = x.shape[axis]
@@ -275,7 +261,7 @@ def _valid_xcorr(x: FloatArray, template: FloatArray) -> FloatArray:
     """
     length = x.shape[1]
     m = template.size
-    nfft = _fast_len(length)  # any nfft >= length: the kept lags never wrap around
+    nfft = fast_len(length)  # any nfft >= length: the kept lags never wrap around
     xf = np.fft.rfft(x, nfft, axis=1)
 
     def corr(t: FloatArray) -> FloatArray:
@@ -424,11 +410,11 @@ def sound_waveform(
             return None
         if not 0 < band[0] < band[1] < sample_rate / 2:
             return None
-        import scipy.signal  # only here: scipy.signal costs ~0.6 s of import CPU
-
         x = 2 * np.random.RandomState(int(seed) % 2**32).random_sample(t.size) - 1
-        b, a = scipy.signal.butter(10, band, btype="bandpass", fs=sample_rate)
-        x = scipy.signal.filtfilt(b, a, x)
+        zpk = butter(10, (band[0], band[1]), sample_rate, btype="bandpass")
+        if x.size <= 3 * (len(zpk.p) + 1):
+            return None  # too short to filter forward and backward
+        x = filtfilt(zpk, x)  # = scipy.signal.filtfilt of butter's (b, a), in numpy
     else:
         return None
     x = x * _envelope(dur, sample_rate, hanning_dur, am)

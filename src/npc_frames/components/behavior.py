@@ -188,11 +188,11 @@ def filter_running_speed(speed: FloatArray) -> FloatArray:
     """Return speed low-passed at 4 Hz by a zero-phase 3rd-order Butterworth (NaN → 0 first)."""
     x = np.nan_to_num(np.asarray(speed, dtype=np.float64), nan=0.0)
     # numpy (npc_frames._iir), equal to scipy.signal's butter + filtfilt without its import cost
-    b, a = _iir.butter_lowpass(RUNNING_FILTER_ORDER, RUNNING_CUTOFF_HZ, RUNNING_SAMPLE_RATE)
-    padlen = 3 * max(len(a), len(b))
+    zpk = _iir.butter(RUNNING_FILTER_ORDER, RUNNING_CUTOFF_HZ, RUNNING_SAMPLE_RATE)
+    padlen = 3 * (RUNNING_FILTER_ORDER + 1)  # filtfilt's odd extension of each end
     if x.size <= padlen:  # too short to filter forward-backward: leave as is
         return x
-    return _iir.filtfilt(b, a, x)
+    return _iir.filtfilt(zpk, x)
 
 
 def running_speed_from_counts(
