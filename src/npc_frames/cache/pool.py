@@ -123,10 +123,12 @@ def main_is_importable() -> bool:
 #: :func:`preload_modules` adds from the registry. A module left out is imported by every worker
 #: again, in parallel: CPU that two workers pay twice. One put in delays the first fork by its
 #: import time, serially: scipy is left out (~1.3 s of import CPU for scipy.signal + stats), as no
-#: common conversion path needs it (the running-speed filter and activity_drift's statistic are
-#: numpy); a worker that rebuilds a noise sound imports scipy.signal itself
+#: conversion imports it (the Butterworth filters and activity_drift's statistic are numpy:
+#: npc_frames._iir, npc_frames._stats); a rarer reader that needs it imports it itself
 PRELOAD = (
     "numpy",
+    "numpy.ma",
+    "numpy.random",
     "polars",
     "polars._utils.parquet",
     "pyarrow.compute",
