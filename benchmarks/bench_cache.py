@@ -3,7 +3,9 @@
 1. convert throughput: N small synthetic sessions (npc_frames.synth) with 1 vs 2 worker processes;
    and ``--population 20``: a fresh process converts a 20-session population (2 probes, video)
    with ``workers=1`` (in-process) and ``workers=2`` (convert's own pool), reporting sessions per
-   minute and peak RSS of the parent and of the largest worker;
+   minute, CPU s, the serial lead-in and tail, and peak RSS of the parent and of the largest
+   worker. ``--mix`` converts the ``npc-frames synth --population`` mix instead, and
+   ``--population-minutes/-probes/-units`` size the sessions;
 2. write of one full-scale session's units (2,400 units, 60 M spikes by default): the chosen units
    layout vs plain zstd list-column Parquet vs pynwb bulk NWB;
 3. cross-session queries with the library's own overhead (``nf.scan_*`` / ``nf.sql``) vs lazynwb
@@ -13,6 +15,7 @@
     python benchmarks/bench_cache.py                 # 10 small sessions, full-scale units write
     python benchmarks/bench_cache.py --spikes 15e6   # lighter units write
     python benchmarks/bench_cache.py --population 20 --only-population
+    python benchmarks/bench_cache.py --only-population --mix --population-minutes 60  # real size
 """
 
 from __future__ import annotations
@@ -97,17 +100,21 @@ def bench_convert(work: Path, raws: list[str]) -> dict[str, float]:
     return out
 
 
-def make_mixed_population(work: Path, n: int) -> list[str]:
+def make_mixed_population(work: Path, n: int, **size: Any) -> list[str]:
     """Return raw paths of the `n`-session mix that ``npc-frames synth --population`` writes (box
     training, habituation, ephys with sibling sorted assets and a skipped probe, a surface-channel
-    recording, two sessions of one subject on one day)."""
+    recording, two sessions of one subject on one day); `size`: make_population's ``minutes``,
+    ``probes``, ``units_per_probe`` (its small defaults where not given)."""
     from npc_frames.synth.population import make_population as population
 
-    return population(work / "population_mix", n, seed=0).raw_paths
+    return population(work / "population_mix", n, seed=0, **size).raw_paths
 
 
-def make_population(work: Path, n: int, minutes: float = 2.0) -> list[str]:
-    """Return raw paths of `n` synthetic sessions (`minutes` long, 2 probes x 8 units, video)."""
+def make_population(
+    work: Path, n: int, minutes: float = 2.0, probes: int = 2, units_per_probe: int = 8
+) -> list[str]:
+    """Return raw paths of `n` synthetic sessions (`minutes` long, `probes` x `units_per_probe`
+    units, video)."""
     from npc_frames.synth import make_session
 
     return [
@@ -116,8 +123,8 @@ def make_population(work: Path, n: int, minutes: float = 2.0) -> list[str]:
                 work / "population",
                 seed=500 + i,
                 minutes=minutes,
-                n_probes=2,
-                units_per_probe=8,
+                n_probes=probes,
+                units_per_probe=units_per_probe,
                 clip_seconds=0.2,
                 date=dt.date(2023, 10, 1) + dt.timedelta(days=i),
             ).raw_path
@@ -350,8 +357,23 @@ def main() -> None:
     ap.add_argument(
         "--population-minutes",
         type=float,
-        default=2.0,
-        help="length of each population session (longer sessions: less start-up share)",
+        default=None,
+        help=(
+            "task length of each population session (default 2; with --mix, the mix's 1). "
+            "Longer sessions: less start-up share; 60 is a real session's length"
+        ),
+    )
+    ap.add_argument(
+        "--population-probes",
+        type=int,
+        default=None,
+        help="probes of each ephys session (default 2; with --mix, 1-5, default 2)",
+    )
+    ap.add_argument(
+        "--population-units",
+        type=int,
+        default=None,
+        help="sorted units per probe (default 8; with --mix, default 4)",
     )
     ap.add_argument(
         "--mix",
@@ -370,12 +392,25 @@ def main() -> None:
 
     if args.population:
         t0 = time.perf_counter()
+        size = {
+            k: v
+            for k, v in (
+                ("minutes", args.population_minutes),
+                ("probes", args.population_probes),
+                ("units_per_probe", args.population_units),
+            )
+            if v is not None
+        }
         pop = (
-            make_mixed_population(work, args.population)
+            make_mixed_population(work, args.population, **size)
             if args.mix
-            else make_population(work, args.population, args.population_minutes)
+            else make_population(work, args.population, **size)
         )
-        print(f"made a {len(pop)}-session population in {time.perf_counter() - t0:.1f} s")
+        what = "synth --population mix" if args.mix else "ephys sessions"
+        print(
+            f"made a {len(pop)}-session population ({what}, {size or 'default size'}) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         res = bench_population(work, pop, args.repeat, not args.no_bytecode_cache)
         print_population(len(pop), res)
         if args.only_population:
