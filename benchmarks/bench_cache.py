@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import io
 import multiprocessing
@@ -39,8 +40,6 @@ from typing import Any
 
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).parent))
-import bench_spike_query as spikes
 import npc_frames as nf
 from npc_frames import cache, storage
 from npc_frames.cache_layout import to_parquet_bytes
@@ -142,7 +141,8 @@ class PopulationRun:
     #: CPU s of the converting process / of its workers, fork server and other children
     parent_cpu: float
     children_cpu: float
-    #: peak RSS MB of the converting process / of its largest child
+    #: peak RSS MB of the converting process / of its largest child (worker or fork server; a
+    #: child's figure includes the pages it shared with its parent when it was forked)
     parent_mb: float
     worker_mb: float
     #: s from convert's call to the first component's start, and from the last component's end
@@ -156,6 +156,22 @@ class PopulationRun:
     @property
     def cpu(self) -> float:
         return self.parent_cpu + self.children_cpu
+
+
+def _peak_mb() -> float:
+    """Return this process's own peak RSS, MB.
+
+    Linux's ``ru_maxrss`` is carried over ``fork`` + ``exec``: a spawned process starts with its
+    parent's RSS at the fork as its "peak". ``VmHWM`` counts this process image only.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _convert_run(raws: list[str], root: str, workers: int) -> PopulationRun:
@@ -189,7 +205,7 @@ def _convert_run(raws: list[str], root: str, workers: int) -> PopulationRun:
         wall=wall,
         parent_cpu=(self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime),
         children_cpu=children.ru_utime + children.ru_stime,
-        parent_mb=self1.ru_maxrss / 1024,
+        parent_mb=_peak_mb(),
         worker_mb=children.ru_maxrss / 1024,
         lead_in=float(rows["start"].min()),
         tail=wall - float(rows["end"].max()),
@@ -198,9 +214,15 @@ def _convert_run(raws: list[str], root: str, workers: int) -> PopulationRun:
     )
 
 
-def _warm_imports() -> None:
-    """Import what a conversion imports (fills the bytecode cache when one is used)."""
+def _warm_imports(raw: str, scratch: str) -> None:
+    """Import what a conversion imports (the preload list, then one in-process convert of `raw`
+    into `scratch`), and compile every module loaded into the bytecode cache (when one is
+    used)."""
     import importlib
+    import importlib.util
+    import multiprocessing.forkserver
+    import multiprocessing.resource_tracker  # noqa: F401 - its bytecode is wanted
+    import py_compile
 
     # multiprocessing passes this interpreter's -B (from PYTHONDONTWRITEBYTECODE) on: the other
     # processes only read the cache this one writes
@@ -210,6 +232,19 @@ def _warm_imports() -> None:
 
     for name in pool.preload_modules():
         importlib.import_module(name)
+    nf.convert([raw], scratch, workers=1, progress=False)
+    shutil.rmtree(scratch, ignore_errors=True)
+    # with PYTHONPYCACHEPREFIX, Python looks for bytecode only under the prefix: every module
+    # (the standard library's too, and those the processes' start-up imported before this ran)
+    # is compiled there, as an installed environment has them, or each process would compile
+    # the ones this import did not reach from source (multiprocessing's alone ~0.5 s)
+    for mod in list(sys.modules.values()):
+        path = getattr(mod, "__file__", None)
+        if path and path.endswith(".py"):
+            cfile = importlib.util.cache_from_source(path)
+            if not os.path.exists(cfile):
+                with contextlib.suppress(OSError, py_compile.PyCompileError):
+                    py_compile.compile(path, cfile=cfile, doraise=True)
 
 
 def bench_population(
@@ -224,7 +259,7 @@ def bench_population(
         os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
-        ex.submit(_warm_imports).result()
+        ex.submit(_warm_imports, raws[0], str(work / "warm_cache")).result()
     out: dict[int, list[PopulationRun]] = {1: [], 2: []}
     for _ in range(repeat):
         for workers in (1, 2):
@@ -268,6 +303,11 @@ def print_population(n: int, res: dict[int, list[PopulationRun]]) -> None:
 
 
 def bench_units_write(n_units: int, n_spikes: int) -> dict[str, float]:
+    # imported here: every convert worker imports this script (its __main__), and that module
+    # imports duckdb and pyarrow.parquet, which the population benchmark should not time
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_spike_query as spikes
+
     df, _ = spikes.make_units(0, n_units, n_spikes, seed=1)
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -401,11 +441,12 @@ def main() -> None:
             )
             if v is not None
         }
-        pop = (
-            make_mixed_population(work, args.population, **size)
-            if args.mix
-            else make_population(work, args.population, **size)
-        )
+        # written by another process: this one's RSS is inherited by the converting processes
+        # it spawns (Linux carries ru_maxrss over fork + exec) and would inflate their peaks
+        maker = make_mixed_population if args.mix else make_population
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as ex:
+            pop = ex.submit(maker, work, args.population, **size).result()
         what = "synth --population mix" if args.mix else "ephys sessions"
         print(
             f"made a {len(pop)}-session population ({what}, {size or 'default size'}) "
