@@ -24,12 +24,15 @@ module computes the same results with numpy only.
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from npc_frames.errors import ParameterError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Zpk", "butter", "dc_gain", "fast_len", "filtfilt", "impulse_response"]
 

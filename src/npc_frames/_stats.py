@@ -8,6 +8,7 @@ import scipy.stats (~0.6 s of import CPU in every worker process).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -15,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from npc_frames.errors import ParameterError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["anderson_ksamp_midrank"]
 
