@@ -125,3 +125,19 @@ def test_bad_designs_and_unstable_filters_raise() -> None:
     unstable = _iir.Zpk(np.zeros(0, complex), np.array([1.01 + 0j]), 1.0)
     with pytest.raises(ParameterError, match="stable"):
         _iir.impulse_response(unstable)
+
+
+def test_poles_at_zero_and_repeated_poles_are_exact() -> None:
+    # a first-order low-pass at fs / 4 has its pole at ~0; a repeated pole has no simple
+    # partial fractions: the frequency-sampled response handles both
+    x = np.random.default_rng(5).normal(0, 1, 500)
+    b, a = scipy.signal.butter(1, 15.0, fs=60.0)
+    assert (
+        _rel(_iir.filtfilt(_iir.butter(1, 15.0, 60.0), x), scipy.signal.filtfilt(b, a, x)) < 1e-12
+    )
+    repeated = _iir.Zpk(np.array([-1.0 + 0j]), np.array([0.5 + 0j, 0.5 + 0j]), 0.25)
+    rb, ra = scipy.signal.zpk2tf(repeated.z, repeated.p, repeated.k)
+    h = _iir.impulse_response(repeated)
+    delta = np.zeros(h.size)
+    delta[0] = 1.0
+    assert _rel(h, scipy.signal.lfilter(rb, ra, delta)) < 1e-12

@@ -9,9 +9,9 @@ module computes the same results with numpy only.
   output="zpk")`` does: analog prototype poles, pre-warping, low-pass or band-pass transform,
   bilinear transform. Filters stay in zeros/poles/gain form: the ``(b, a)`` polynomials of a
   10th-order band-pass are too ill-conditioned to compute with.
-* :func:`impulse_response` evaluates ``h[n]`` by partial fractions (Butterworth poles are
-  distinct): ``h[n] = Σ r_k p_k^n`` (plus the direct term at n = 0), up to the length after
-  which every term is below 1e-18 of its residue.
+* :func:`impulse_response` samples the frequency response (a product of one factor per zero
+  and pole, each well scaled) at N points and inverse-FFTs it, with N beyond the length after
+  which the response is below 1e-18 of its scale, so the aliased tail is negligible.
 * :func:`filtfilt` runs the filter forward and backward with the conventions of
   ``scipy.signal.filtfilt(b, a, x)`` (method "pad"): odd extension by ``3 * (poles + 1)``
   samples at each end, and the initial state ``lfilter_zi`` scaled by the first sample of each
@@ -39,8 +39,8 @@ __all__ = ["Zpk", "butter", "dc_gain", "fast_len", "filtfilt", "impulse_response
 FloatArray = npt.NDArray[np.float64]
 ComplexArray = npt.NDArray[np.complex128]
 
-#: the impulse response is cut where every partial-fraction term is below this share of its
-#: residue: far below float64 rounding of the response itself
+#: the impulse response is cut where the slowest pole's term has decayed by this factor: far
+#: below float64 rounding of the response itself
 TRUNCATION = 1e-18
 
 
@@ -117,41 +117,47 @@ def butter(order: int, cutoff: float | tuple[float, float], fs: float, btype: st
 
 
 def _check_stable(zpk: Zpk) -> float:
-    radius = float(np.abs(zpk.p).max()) if len(zpk.p) else 0.0
-    if len(zpk.p) == 0 or len(zpk.z) > len(zpk.p) or not radius < 1:
+    """Return the largest |pole|; raise ParameterError unless every pole is inside the unit
+    circle and there are no more zeros than poles."""
+    p = np.asarray(zpk.p)
+    radius = float(np.abs(p).max()) if p.size else 0.0
+    if p.size == 0 or len(zpk.z) > p.size or not radius < 1:
         raise ParameterError(
-            f"a filter with {len(zpk.z)} zeros and {len(zpk.p)} poles, largest |pole| {radius}",
+            f"a filter with {len(zpk.z)} zeros and {p.size} poles, largest |pole| {radius}",
             field="zpk",
             expected="a stable filter (every |pole| < 1) with no more zeros than poles",
         )
     return radius
 
 
-def impulse_response(zpk: Zpk, length: int | None = None) -> FloatArray:
-    """Return the first `length` samples of the impulse response of a stable filter with
-    distinct poles (default: up to where it is below :data:`TRUNCATION` of its scale), by
-    partial fractions (module doc).
+def _decay_length(zpk: Zpk, radius: float) -> int:
+    """Return the samples after which the impulse response is below :data:`TRUNCATION` of its
+    scale: the numerator's reach plus the slowest pole's decay."""
+    decay = int(np.ceil(np.log(TRUNCATION) / np.log(radius))) if radius > 0 else 0
+    return len(zpk.z) + 1 + decay
 
-    Raises ParameterError for a filter with a pole on or outside the unit circle, or more zeros
-    than poles.
+
+def impulse_response(zpk: Zpk, length: int | None = None) -> FloatArray:
+    """Return the first `length` samples of the impulse response of a stable filter (default: up
+    to where it is below :data:`TRUNCATION` of its scale).
+
+    The frequency response ``k · Π(1 − z_j e^{-iω}) / Π(1 − p_i e^{-iω})`` is sampled at N ≥ that
+    decay length and inverse-FFT'd: products of well-scaled factors, exact up to the aliased
+    tail (< :data:`TRUNCATION`). Raises ParameterError for a filter with a pole on or outside
+    the unit circle, or more zeros than poles.
     """
     radius = _check_stable(zpk)
-    z, p, k = np.asarray(zpk.z), np.asarray(zpk.p), float(zpk.k)
-    others = p[None, :] / p[:, None]  # p_i / p_k
-    np.fill_diagonal(others, 0.0)
-    r = k * np.prod(1 - z[None, :] / p[:, None], axis=1) / np.prod(1 - others, axis=1)
-    direct = k * np.prod(z) / np.prod(p) if z.size == p.size else 0.0
-    if length is None:
-        length = max(1, int(np.ceil(np.log(TRUNCATION) / np.log(radius)))) if radius > 0 else 1
-    # p^n = p^(n mod B) · p^(B·(n div B)): two small tables of powers and one product
-    block = 64
-    n_blocks = -(-length // block)
-    low = np.power(p[None, :], np.arange(block)[:, None])  # (B, poles)
-    high = np.power(p[None, :], (np.arange(n_blocks) * block)[:, None])  # (blocks, poles)
-    h = np.real((high * r[None, :]) @ low.T).ravel()[:length]
-    if length:
-        h[0] += float(np.real(direct))
-    return np.asarray(h, dtype=np.float64)
+    decay = _decay_length(zpk, radius)
+    want = decay if length is None else int(length)
+    n = fast_len(max(decay, want, 2))
+    inv = np.exp(-2j * np.pi * np.arange(n // 2 + 1) / n)  # e^{-iω} at the rfft frequencies
+    num = np.prod(1 - np.asarray(zpk.z)[None, :] * inv[:, None], axis=1)
+    den = np.prod(1 - np.asarray(zpk.p)[None, :] * inv[:, None], axis=1)
+    h = np.fft.irfft(float(zpk.k) * num / den, n)
+    out = np.zeros(want)
+    m = min(want, n)
+    out[:m] = h[:m]  # beyond n (only when more is asked than the decay) the response is ~0
+    return out
 
 
 def dc_gain(zpk: Zpk) -> float:
@@ -186,8 +192,7 @@ def filtfilt(zpk: Zpk, x: npt.ArrayLike) -> FloatArray:
     radius = _check_stable(zpk)
     # h beyond the extended signal's length never reaches its output: cut there at the latest
     n_ext = xs.size + 2 * edge
-    cut = int(np.ceil(np.log(TRUNCATION) / np.log(radius))) if radius > 0 else 1
-    h = impulse_response(zpk, max(1, min(cut, n_ext)))
+    h = impulse_response(zpk, max(1, min(_decay_length(zpk, radius), n_ext)))
     tail = dc_gain(zpk) - np.cumsum(h)  # Σ_{j>n} h[j]: the response still due to u[0] forever
     ext = np.concatenate((2 * xs[0] - xs[edge:0:-1], xs, 2 * xs[-1] - xs[-2 : -(edge + 2) : -1]))
     y = _steady_pass(h, tail, ext)
