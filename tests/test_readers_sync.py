@@ -296,3 +296,49 @@ def test_bad_data_shape_is_bad_format(tmp_path: Path) -> None:
     with pytest.raises(BadFormatError) as exc:
         read_sync(path)
     assert exc.value.field == "data"
+
+
+def test_sync_meta_parses_in_concurrent_threads() -> None:
+    # CPython 3.11 shares the AST builder's recursion counter between threads: a thread switch
+    # inside ast.literal_eval (here forced by finalizers that the garbage collector runs) made
+    # concurrent converts fail with "SystemError: AST constructor recursion depth mismatch"
+    import gc
+    import sys
+    import threading
+
+    from npc_frames.readers.sync import _parse_meta
+
+    meta = {f"line{i}": [i, {"label": "x" * 5, "rate": 100000.0}, None] for i in range(300)}
+    text = repr(meta).encode()
+    errors: list[BaseException] = []
+
+    class Finalized:
+        me: object
+
+        def __del__(self) -> None:
+            sum(range(50))  # Python code run by the collector: a chance to switch threads
+
+    def work() -> None:
+        for _ in range(25):
+            junk = [Finalized() for _ in range(20)]
+            for j in junk:
+                j.me = j  # a cycle: freed by the collector, which runs __del__
+            del junk
+            try:
+                assert _parse_meta(text, "sync.h5") == meta
+            except BaseException as exc:  # collected and reported below
+                errors.append(exc)
+
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.set_threshold(50, 2, 2)
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]

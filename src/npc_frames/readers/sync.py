@@ -26,6 +26,7 @@ import ast
 import datetime
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from typing import IO, Any, TypeAlias
 
@@ -266,12 +267,19 @@ def decode_edges(
     return samples, bits, rising
 
 
+#: CPython 3.11 keeps the AST builder's recursion counter in interpreter-wide state: two threads
+#: building ASTs at once (``convert`` with a thread executor) can fail with "SystemError: AST
+#: constructor recursion depth mismatch". Parsing the sync meta is serialized (it is tiny).
+_LITERAL_LOCK = threading.Lock()
+
+
 def _parse_meta(raw: Any, source: str | None) -> dict[str, Any]:
     if isinstance(raw, np.ndarray):
         raw = raw.item() if raw.size == 1 else raw.tobytes()
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
     try:
-        meta = ast.literal_eval(text)
+        with _LITERAL_LOCK:
+            meta = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
         raise BadFormatError(
             f"sync meta is not a Python literal dict: {exc}",
