@@ -342,3 +342,23 @@ def test_sync_meta_parses_in_concurrent_threads() -> None:
         gc.set_threshold(*thresholds)
         sys.setswitchinterval(interval)
     assert not errors, errors[:3]
+
+
+def test_every_literal_parse_of_the_package_goes_through_the_locked_helpers() -> None:
+    # np.load parses each .npy header with ast.literal_eval: a direct call in a reader would
+    # reopen the race the test above closes
+    import re
+
+    import npc_frames
+
+    root = Path(npc_frames.__file__).parent
+    direct = re.compile(r"\b(np|numpy)\.load\(|\bast\.(literal_eval|parse)\(|from ast import")
+    offenders = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel == "readers/_literal.py" or rel.startswith("synth/"):
+            continue  # the helpers themselves; synth writes files, it parses none
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if direct.search(line.split("#", 1)[0]):
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert not offenders, offenders

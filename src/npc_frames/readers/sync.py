@@ -22,11 +22,9 @@ is identical to npc; for longer ones ours is monotonic where npc's would jump ba
 
 from __future__ import annotations
 
-import ast
 import datetime
 import logging
 import os
-import threading
 from collections.abc import Mapping
 from typing import IO, Any, TypeAlias
 
@@ -39,6 +37,7 @@ from npc_frames._log import timed
 from npc_frames.errors import BadFormatError
 from npc_frames.memo import Memo
 from npc_frames.readers._h5 import h5_errors, open_h5
+from npc_frames.readers._literal import literal_eval
 
 __all__ = ["N_LINES", "SyncData", "read_sync"]
 
@@ -267,19 +266,12 @@ def decode_edges(
     return samples, bits, rising
 
 
-#: CPython 3.11 keeps the AST builder's recursion counter in interpreter-wide state: two threads
-#: building ASTs at once (``convert`` with a thread executor) can fail with "SystemError: AST
-#: constructor recursion depth mismatch". Parsing the sync meta is serialized (it is tiny).
-_LITERAL_LOCK = threading.Lock()
-
-
 def _parse_meta(raw: Any, source: str | None) -> dict[str, Any]:
     if isinstance(raw, np.ndarray):
         raw = raw.item() if raw.size == 1 else raw.tobytes()
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
     try:
-        with _LITERAL_LOCK:
-            meta = ast.literal_eval(text)
+        meta = literal_eval(text)  # ast.literal_eval, thread-safe (readers/_literal.py)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
         raise BadFormatError(
             f"sync meta is not a Python literal dict: {exc}",
