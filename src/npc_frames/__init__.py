@@ -75,6 +75,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at runtime the names load lazily (_
         scan_subjects,
         scan_trials,
         scan_units,
+        scan_spike_amplitudes,
         scan_video_frame_times,
         scan_vis_rf_mapping,
     )
@@ -252,6 +253,7 @@ __all__ = [
     "scan_trials",
     "scan_unit_responses",
     "scan_units",
+    "scan_spike_amplitudes",
     "scan_video_frame_times",
     "scan_vis_rf_mapping",
     "scan_vis_rf_maps",

@@ -75,6 +75,7 @@ from npc_frames.cache.scan import (
     scan_subjects,
     scan_trials,
     scan_units,
+    scan_spike_amplitudes,
     scan_video_frame_times,
     scan_vis_rf_mapping,
 )
@@ -132,6 +133,7 @@ _REEXPORTED = (
     scan_subjects,
     scan_trials,
     scan_units,
+    scan_spike_amplitudes,
     scan_manipulator_positions,
     scan_qc,
     scan_qc_timing,

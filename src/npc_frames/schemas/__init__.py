@@ -25,7 +25,7 @@ __all__ = ["SCHEMAS", "SCHEMA_VERSION", "Column", "Schema", "describe", "get_sch
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever a change to any schema would break readers of an existing cache.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
