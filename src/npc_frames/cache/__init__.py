@@ -72,10 +72,10 @@ from npc_frames.cache.scan import (
     scan_rewards,
     scan_running_speed,
     scan_sessions,
+    scan_spike_amplitudes,
     scan_subjects,
     scan_trials,
     scan_units,
-    scan_spike_amplitudes,
     scan_video_frame_times,
     scan_vis_rf_mapping,
 )

@@ -47,9 +47,9 @@ from npc_frames.errors import (
     NpcFramesError,
 )
 from npc_frames.lists import flat_list_chunks
+from npc_frames.memo import Memo
 from npc_frames.probes import probe_selection, report_skipped
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
-from npc_frames.memo import Memo
 from npc_frames.schemas.ephys import METRIC_COLUMNS, SPIKE_AMPLITUDES, UNITS
 
 if TYPE_CHECKING:
@@ -307,9 +307,11 @@ class _Amplitudes:
 
     frame: pl.DataFrame
     report: UnitsReport
-    #: probe key -> the sorting has no per-spike amplitudes
+    #: the parts reported while the sortings were read (failed, absent and skipped probes,
+    #: damaged electrodes), reported again by ``spike_amplitudes``
+    reported: tuple[parts.Part, ...] = ()
+    #: probe keys whose sorting has no per-spike amplitudes
     without: tuple[str, ...] = ()
-    electrodes_error: NpcFramesError | None = None
 
 
 #: the amplitudes of the session whose units were computed last, handed to ``spike_amplitudes``
@@ -358,73 +360,89 @@ def units_with_report(
             expected="<root>/sorting/<stream folder>/ (phy) or an AIND sorting result",
         )
     handoff = clocks is None
-    with parts.record_reads() as reads:
-        clocks = clocks if clocks is not None else session_clocks(raw)
-        setup = probe_setup(raw)
-        electrodes_error: NpcFramesError | None = None
-        try:
-            el = electrodes(raw)
-            lookups = electrode_lookup(el)
-        except NpcFramesError as exc:
-            logger.warning("electrodes unavailable for %s: %s", sid, exc)
-            parts.report_failure("electrodes", exc)
-            el, lookups, electrodes_error = None, {}, exc
-        serials = {p.letter: p.serial for p in setup.settings.probes} if setup.settings else {}
-        ccf = _ccf_table(el)
-        entries = {
-            key: (entry, location)
-            for entry, location in find_sortings(raw.local(sorting_path)).items()
-            if (key := sorting_key(entry)) is not None
-        }
-        failures: dict[str, NpcFramesError] = {}
-        frames: list[pl.DataFrame] = []
-        amplitude_frames: list[pl.DataFrame] = []
-        without: list[str] = []
-        converted: list[str] = []
-        skipped = dict(probe_selection(raw).skipped)
-        for key, (entry, location) in sorted(entries.items()):  # one iteration per probe (≤ 6)
-            letter = key[0]
-            if letter in skipped:
-                continue
+    # the files read and the parts reported here are those of spike_amplitudes too
+    reported: list[parts.Part] = []
+    try:
+        with parts.record_reads() as reads, parts.collect() as reported:
+            clocks = clocks if clocks is not None else session_clocks(raw)
+            setup = probe_setup(raw)
             try:
-                # read one probe at a time: its spikes are released before the next is read
-                so = read_sorting(location, name=entry)
-                stream = clocks.probe_stream(letter, "ap")
-                clock = clocks.clock(stream)
-                frame, amplitudes = _probe_units(
-                    so,
-                    clock,
-                    session_id=sid,
-                    letter=letter,
-                    device_name=serials.get(letter),
-                    lookup=lookups.get(f"probe{letter}"),
-                    sync_total_seconds=clocks.sync_total_seconds,
-                    channel_offset=setup.channel_offset,
-                )
-                del so
-                if ccf is not None:
-                    frame = frame.join(
-                        ccf,
-                        on=["electrode_group_name", "peak_channel"],
-                        how="left",
-                        maintain_order="left",
-                    )
-                # validated per probe: a frame validated after concatenation is copied whole
-                frame = UNITS.validate(
-                    _qc(frame).with_columns(pl.lit(sid).alias("session_id")), source=location
-                )
-                if amplitudes is None:
-                    without.append(key)
-                else:
-                    amplitude_frames.append(_amplitude_rows(frame, amplitudes))
-                del amplitudes
-                frames.append(frame)
-                converted.append(key)
+                el = electrodes(raw)
+                lookups = electrode_lookup(el)
             except NpcFramesError as exc:
-                failures[key] = exc
-    recorded = set(setup.recorded_letters)
-    sorted_letters = {k[0] for k in entries}
-    unsorted = tuple(sorted(recorded - sorted_letters))
+                logger.warning("electrodes unavailable for %s: %s", sid, exc)
+                parts.report_failure("electrodes", exc)
+                el, lookups = None, {}
+            serials = {p.letter: p.serial for p in setup.settings.probes} if setup.settings else {}
+            ccf = _ccf_table(el)
+            entries = {
+                key: (entry, location)
+                for entry, location in find_sortings(raw.local(sorting_path)).items()
+                if (key := sorting_key(entry)) is not None
+            }
+            failures: dict[str, NpcFramesError] = {}
+            frames: list[pl.DataFrame] = []
+            amplitude_frames: list[pl.DataFrame] = []
+            without: list[str] = []
+            converted: list[str] = []
+            skipped = dict(probe_selection(raw).skipped)
+            for key, (entry, location) in sorted(entries.items()):  # one iteration per probe (≤ 6)
+                letter = key[0]
+                if letter in skipped:
+                    continue
+                try:
+                    # read one probe at a time: its spikes are released before the next is read
+                    so = read_sorting(location, name=entry)
+                    stream = clocks.probe_stream(letter, "ap")
+                    clock = clocks.clock(stream)
+                    frame, amplitudes = _probe_units(
+                        so,
+                        clock,
+                        session_id=sid,
+                        letter=letter,
+                        device_name=serials.get(letter),
+                        lookup=lookups.get(f"probe{letter}"),
+                        sync_total_seconds=clocks.sync_total_seconds,
+                        channel_offset=setup.channel_offset,
+                    )
+                    del so
+                    if ccf is not None:
+                        frame = frame.join(
+                            ccf,
+                            on=["electrode_group_name", "peak_channel"],
+                            how="left",
+                            maintain_order="left",
+                        )
+                    # validated per probe: a frame validated after concatenation is copied whole
+                    frame = UNITS.validate(
+                        _qc(frame).with_columns(pl.lit(sid).alias("session_id")), source=location
+                    )
+                    if amplitudes is None:
+                        without.append(key)
+                    else:
+                        amplitude_frames.append(_amplitude_rows(frame, amplitudes))
+                    del amplitudes
+                    frames.append(frame)
+                    converted.append(key)
+                except NpcFramesError as exc:
+                    failures[key] = exc
+            recorded = set(setup.recorded_letters)
+            sorted_letters = {k[0] for k in entries}
+            unsorted = tuple(sorted(recorded - sorted_letters))
+            for key, err in failures.items():
+                warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
+                parts.report_failure(f"probe{key}", err, probe=key[0])
+            report_skipped(raw)
+            for letter in unsorted:
+                warnings.warn(
+                    f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
+                )
+                if letter not in skipped:  # a skipped probe was reported by report_skipped
+                    parts.report_absent(
+                        f"probe{letter}", "recorded but has no sorting output", probe=letter
+                    )
+    finally:
+        parts.replay_parts(reported)  # units reports them as before
     report = UnitsReport(
         converted=tuple(converted), failures=failures, unsorted=unsorted, skipped=skipped
     )
@@ -434,24 +452,12 @@ def units_with_report(
             if amplitude_frames
             else SPIKE_AMPLITUDES.empty()
         )
-        del amplitude_frames
         _AMPLITUDES.put(
             _amplitudes_key(raw),
-            _Amplitudes(amps, report, tuple(without), electrodes_error),
+            _Amplitudes(amps, report, tuple(reported), tuple(without)),
             reads,
         )
-    for key, err in failures.items():
-        warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
-        parts.report_failure(f"probe{key}", err, probe=key[0])
-    report_skipped(raw)
-    for letter in unsorted:
-        warnings.warn(
-            f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
-        )
-        if letter not in skipped:  # a skipped probe was reported by report_skipped
-            parts.report_absent(
-                f"probe{letter}", "recorded but has no sorting output", probe=letter
-            )
+    del amplitude_frames
     if not frames:
         if failures:
             raise next(iter(failures.values()))
@@ -508,16 +514,7 @@ def spike_amplitudes(raw: RawSession) -> pl.DataFrame:
         )
     sid = str(raw.session_id)
     report = got.report
-    if got.electrodes_error is not None:
-        parts.report_failure("electrodes", got.electrodes_error)
-    for probe, err in report.failures.items():
-        parts.report_failure(f"probe{probe}", err, probe=probe[0])
-    report_skipped(raw)
-    for letter in report.unsorted:
-        if letter not in report.skipped:
-            parts.report_absent(
-                f"probe{letter}", "recorded but has no sorting output", probe=letter
-            )
+    parts.replay_parts(got.reported)
     for probe in got.without:
         parts.report_absent(
             f"probe{probe}", "the sorting has no per-spike amplitudes", probe=probe[0]
