@@ -111,6 +111,31 @@ def test_units_row_groups_never_span_two_structures_and_hold_few_units(built):
     assert json.loads(f.schema_arrow.metadata[b"npc_frames.packed"]) == {"spike_times": "float64"}
 
 
+def test_units_without_structure_are_grouped_by_32_not_one_row_group_per_unit():
+    """A session without anatomy (structure null everywhere) gets row groups of <= 32 units, as
+    an annotated one; a change between null and a value still starts a row group."""
+    from npc_frames.cache_layout import LAYOUTS, row_group_bounds
+
+    n = 100
+    df = pl.DataFrame(
+        {
+            "unit_id": [f"u{k:03d}" for k in range(n)],
+            "structure": pl.Series([None] * n, dtype=pl.String),
+            "spike_times": [[0.0, 1.0]] * n,
+        }
+    )
+    assert row_group_bounds(df, LAYOUTS["units"]) == [(0, 32), (32, 64), (64, 96), (96, 100)]
+    mixed = df.with_columns(
+        structure=pl.Series([None] * 40 + ["CA1"] * 30 + [None] * 30, dtype=pl.String)
+    )
+    assert row_group_bounds(mixed, LAYOUTS["units"]) == [
+        (0, 32),
+        (32, 40),
+        (40, 70),
+        (70, 100),
+    ]
+
+
 def test_packed_spike_times_hold_the_exact_float64_bytes(built):
     root, raws = built
     f = root / "units" / f"session_id={_sid(0)}" / "data.parquet"

@@ -227,9 +227,12 @@ def row_group_bounds(df: pl.DataFrame, layout: Layout) -> list[tuple[int, int]]:
     for name in layout.split_on:
         if name in df.columns:
             col = df[name]
-            changed = (col != col.shift(1)).fill_null(True) | (
-                col.is_null() != col.is_null().shift(1)
-            ).fill_null(True)
+            # a value differing from the previous row's, or a null next to a value; consecutive
+            # nulls (a session without anatomy) are one segment, not one row group per row
+            null = col.is_null()
+            changed = (col != col.shift(1)).fill_null(False) | (null != null.shift(1)).fill_null(
+                False
+            )
             breaks |= changed.to_numpy()
     breaks[0] = True
     if layout.list_budget_column and layout.list_budget_column in df.columns:
