@@ -435,6 +435,7 @@ def test_s3_sql_reads_through_the_planned_reader_and_equals_local(
         "ORDER BY 1",
     ):
         assert nf.sql(q, url).equals(nf.sql(q, local)), q
-    assert nf.sql("SHOW TABLES", url)["name"].to_list() == nf.sql("SHOW TABLES", local)[
-        "name"
-    ].to_list()
+    assert (
+        nf.sql("SHOW TABLES", url)["name"].to_list()
+        == nf.sql("SHOW TABLES", local)["name"].to_list()
+    )

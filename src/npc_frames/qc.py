@@ -2,8 +2,8 @@
 
 Everything is computed from one session's cached components (``nf.read_session``): sessions
 flags (sync, photodiode, engagement), running speed, units (yield per probe, QC metrics, drift map
-from spike times and the spike_amplitudes component), trials (population PSTH to visual and auditory targets),
-optotagging and camera frame times (dropped frames). The sync-based checks and panels (vsync
+from spike times and the ``spike_amplitudes`` component), trials (population PSTH to visual and
+auditory targets), optotagging and camera frame times (dropped frames). The sync-based checks and panels (vsync
 intervals and dropped/long frames, photodiode lag per stim block, sound and opto latency from the
 sync lines and the NI-DAQ copy) come from the ``qc`` and ``qc_timing`` components, which convert
 computes from the raw sync file and NI-DAQ recording (:mod:`npc_frames.components._qc`), so the

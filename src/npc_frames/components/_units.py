@@ -549,7 +549,9 @@ def units(raw: RawSession, *, trials: pl.DataFrame | str | None = "auto") -> pl.
     """Return one row per sorted unit with spike times on the sync clock (FORMATS §11.3–11.4).
 
     Probes that fail (sorting unreadable, clock not alignable) or were not sorted are reported by
-    a warning and in ``df.attrs``; the units of the other probes are returned.
+    a warning and in ``df.attrs``; the units of the other probes are returned. Per-spike
+    amplitudes are not a column: they are the ``spike_amplitudes`` component (keyed by
+    ``unit_id``), handed to it from this same read of the sortings.
 
     ``activity_drift`` (and so the reference's ``default_qc`` rule) needs the session's trials:
     with ``trials="auto"`` (the default, used by ``convert``) they are computed from `raw` when the

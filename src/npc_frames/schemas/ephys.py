@@ -170,7 +170,10 @@ METRIC_UNITS: dict[str, str] = {
 
 UNITS = Schema(
     name="units",
-    description="spike-sorted units from Kilosort 2.5, one row per unit of each sorted probe",
+    description=(
+        "spike-sorted units from Kilosort 2.5, one row per unit of each sorted probe (per-spike "
+        "amplitudes: the spike_amplitudes component)"
+    ),
     key=("session_id", "unit_id"),
     columns=(
         SESSION_ID,
