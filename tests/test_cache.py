@@ -357,6 +357,56 @@ def test_schema_version_bump_recomputes(built, monkeypatch):
     assert (out["schema_version"] == SCHEMA_VERSION + 1).all()
 
 
+def test_a_changed_component_schema_recomputes_that_component_only(built, monkeypatch):
+    # a column added to one schema (no SCHEMA_VERSION bump, as a library upgrade would add it):
+    # that component is recomputed in every session and gains the column; nothing else is
+    root, raws = built
+    import dataclasses
+
+    import npc_frames.schemas as schemas
+    from npc_frames.schemas import Column
+
+    old = schemas.SCHEMAS["trials"]
+    extra = Column("new_flag", pl.Boolean, "a column added by an upgrade", required=False)
+    new = dataclasses.replace(old, columns=(*old.columns, extra))
+    assert new.digest != old.digest
+    monkeypatch.setitem(schemas.SCHEMAS, "trials", new)
+    out = cache.convert(raws, root, progress=False)
+    rows = out.filter(pl.col("part").is_null())
+    recomputed = rows.filter(~pl.col("skipped"))
+    assert sorted(recomputed["component"].unique().to_list()) == ["trials"]
+    assert recomputed.height == len(raws)
+    assert "new_flag" in cache.scan_trials(root).collect_schema().names()
+    # and the next convert is unchanged again
+    again = cache.convert(raws, root, progress=False)
+    assert again["skipped"].all()
+
+
+def test_schema_digest_covers_structure_not_descriptions():
+    import dataclasses
+
+    from npc_frames.schemas import SCHEMAS, Column
+
+    base = SCHEMAS["running_speed"]
+    reworded = dataclasses.replace(
+        base,
+        columns=tuple(
+            dataclasses.replace(c, description=c.description + "!") for c in base.columns
+        ),
+    )
+    assert reworded.digest == base.digest
+    retyped = dataclasses.replace(
+        base, columns=(*base.columns[:-1], dataclasses.replace(base.columns[-1], dtype=pl.Float32))
+    )
+    renamed = dataclasses.replace(
+        base, columns=(*base.columns[:-1], dataclasses.replace(base.columns[-1], name="speed2"))
+    )
+    optional = dataclasses.replace(
+        base, columns=(*base.columns, Column("x", pl.Int64, "x", required=False))
+    )
+    assert len({base.digest, retyped.digest, renamed.digest, optional.digest}) == 4
+
+
 def test_failing_component_is_recorded_and_others_still_written(fake, tmp_path):
     raws = _raws(tmp_path, n=1)
     root = tmp_path / "cache"

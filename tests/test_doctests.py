@@ -21,6 +21,7 @@ ENTRY_POINTS = [
     "npc_frames.analysis:spike_counts",
     "npc_frames.analysis:aligned_spikes",
     "npc_frames.analysis:psth",
+    "npc_frames.analysis:session_count_arrays",
     "npc_frames.sampling:sample_at",
     "npc_frames.nwb:to_nwb",
     "npc_frames.nwb:write_nwb",

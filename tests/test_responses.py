@@ -266,6 +266,47 @@ def test_cached_result_is_reused_until_an_input_changes(
     assert cat["status"].to_list() == ["ok"] and cat["rows"][0] == responses.height
 
 
+def test_a_changed_output_schema_recomputes_the_cached_result(
+    session: Any, responses: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a library upgrade that adds a result column must recompute, not serve the old file (whose
+    # scan would then fail: the column is missing) although no input changed
+    import npc_frames.responses as resp
+
+    truth, cache = session
+    sid = str(truth.session_id)
+
+    def stamp() -> Any:
+        cat = nf.read_catalog(cache).filter(pl.col("component") == "unit_responses")
+        return cat.filter(pl.col("session_id") == sid)["written_at"][0]
+
+    nf.unit_responses(cache=cache)
+    first = stamp()
+    real = resp.compute_unit_responses
+
+    def upgraded(*args: Any, **kw: Any) -> pl.DataFrame:
+        return real(*args, **kw).with_columns(upgrade_flag=pl.lit(True))
+
+    import npc_frames.derived as derived
+
+    real_derived = derived.compute_derived
+
+    def with_new_column(component: str, target: str, params: Any, schema: Any, **kw: Any) -> Any:
+        return real_derived(
+            component, target, params, {**schema, "upgrade_flag": pl.Boolean()}, **kw
+        )
+
+    monkeypatch.setattr(resp, "compute_unit_responses", upgraded)
+    monkeypatch.setattr(derived, "compute_derived", with_new_column)
+    redo = nf.unit_responses(cache=cache)
+    assert stamp() > first
+    assert redo["upgrade_flag"].all()
+    assert redo.drop("upgrade_flag").equals(responses)
+    second = stamp()
+    nf.unit_responses(cache=cache)  # unchanged again
+    assert stamp() == second
+
+
 def test_compute_without_interval_tables_gives_no_rows(session: Any) -> None:
     _, cache = session
     units = nf.scan_units(cache=cache).collect()

@@ -52,13 +52,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _fingerprint(root: str, session_id: str, target: str, params: Mapping[str, Any]) -> str:
-    """Return the sha256 of the input partitions' (component, size, version) and parameters."""
+def _fingerprint(
+    root: str, session_id: str, target: str, params: Mapping[str, Any], schema: str
+) -> str:
+    """Return the sha256 of the input partitions' (component, size, version), the parameters and
+    the output's structure digest `schema` (a changed column set recomputes the result)."""
     from npc_frames import storage
 
     keys = [(c, *storage.stat_key(_data_file(root, c, session_id))) for c in INPUTS]
     text = json.dumps(
-        {"inputs": keys, "target": target, "params": _jsonable(params)}, sort_keys=True
+        {"inputs": keys, "target": target, "params": _jsonable(params), "schema": schema},
+        sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -84,6 +88,7 @@ def _session_task(
     params: Mapping[str, Any],
     session_id: str,
     previous: str | None,
+    schema: str = "",
 ) -> dict[str, Any] | None:
     """Compute and write one session's derived component (runs in a worker); return its catalog
     row, or None when the stored result's fingerprint is `previous` (nothing to do)."""
@@ -91,7 +96,7 @@ def _session_task(
     from npc_frames.cache.convert import _library_version, _schema_version
     from npc_frames.cache_layout import to_parquet_bytes
 
-    fp = _fingerprint(root, session_id, target, params)
+    fp = _fingerprint(root, session_id, target, params, schema)
     path = _data_file(root, component, session_id)
     if previous == fp and storage.exists(path):
         return None
@@ -187,6 +192,7 @@ def compute_derived(
     ``failed`` with the error) and logged; their rows are absent from the result.
     """
     from npc_frames.cache import cache_root, read_catalog
+    from npc_frames.schemas import structure_digest
 
     root = cache_root(cache)
     catalog = read_catalog(root)
@@ -199,8 +205,10 @@ def compute_derived(
     prev_rows = catalog.filter((pl.col("component") == component) & (pl.col("status") != "failed"))
     previous = dict(zip(prev_rows["session_id"], prev_rows["fingerprint"], strict=True))
     sids = [str(s) for s in session_ids]
+    digest = structure_digest((n, d, True) for n, d in schema.items())
     args = [
-        (root, component, target, params, s, None if overwrite else previous.get(s)) for s in sids
+        (root, component, target, params, s, None if overwrite else previous.get(s), digest)
+        for s in sids
     ]
     if executor is None:
         results = [_session_task(*a) for a in args]

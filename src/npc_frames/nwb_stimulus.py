@@ -160,15 +160,21 @@ def grating_frames(p: GratingParams) -> npt.NDArray[np.uint8]:
             expected="'sqr' or 'sin'",
         )
     k = np.arange(p.n_frames if p.is_drifting else 1, dtype=np.float64)
-    phases = p.phase + k * (p.tf / p.frame_rate)
+    phases = 2 * np.pi * (p.phase + k * (p.tf / p.frame_rate))
     arg = 2 * np.pi * p.sf_cycles_per_pix * along
+    # cos(arg − φ) = cos(arg)·cos φ + sin(arg)·sin φ: two products per pixel and frame instead of
+    # a cosine (the frames of a drifting grating differ only in φ)
+    cos_arg, sin_arg = np.cos(arg), np.sin(arg)
+    gain, offset = alpha * p.contrast, (1 - alpha) * p.background
     out = np.empty((k.size, n, n), dtype=np.uint8)
+    wave = np.empty((n, n))
     for j, ph in enumerate(phases):  # one frame at a time (≤ stimFrames), each vectorized
-        wave = np.cos(arg - 2 * np.pi * ph)
+        np.multiply(cos_arg, math.cos(ph), out=wave)
+        wave += sin_arg * math.sin(ph)
         if p.tex == "sqr":
             wave = np.where(wave > 0, 1.0, -1.0)
-        v = alpha * (p.contrast * wave) + (1 - alpha) * p.background
-        out[j] = np.round((np.clip(v, -1, 1) + 1) / 2 * 255)
+        v = gain * wave + offset
+        out[j] = np.round((np.clip(v, -1, 1) + 1) * 127.5)
     return out
 
 

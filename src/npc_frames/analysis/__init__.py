@@ -45,6 +45,7 @@ __all__ = [
     "MAX_RESULT_BYTES",
     "aligned_spikes",
     "psth",
+    "session_count_arrays",
     "spike_counts",
     "spike_histograms",
     "to_pynapple",
@@ -493,6 +494,17 @@ def session_count_arrays(
 
     The arrays :func:`spike_counts` builds its frame from, for callers that want matrices (unit
     responses, RF maps) rather than the long frame. `units` must hold one session.
+
+    Examples
+    --------
+    >>> units, trials = nf.scan_units(cache="cache/"), nf.scan_trials(cache="cache/")
+    >>> windows = {"response": ("stim_start_time", 0.0, 0.5)}
+    >>> ids, order, counts, valid = nf.analysis.session_count_arrays(units, trials, windows=windows)
+    >>> counts.shape, bool(valid.all())  # 1 window x 8 units x 18 trials
+    ((1, 8, 18), True)
+    >>> long = nf.spike_counts(units, trials, windows=windows)  # the same counts, as a frame
+    >>> int(counts.sum()) == int(long["count"].sum())
+    True
     """
     specs = _normalize_windows(windows)
     u, iv = _lazy(units), _lazy(intervals)

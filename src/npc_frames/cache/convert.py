@@ -96,10 +96,11 @@ class _Inputs:
                 out.update(f for f in self.files if f.startswith(folder))
         return sorted(out)
 
-    def fingerprint(self, inputs: Sequence[str]) -> tuple[str, int, int]:
-        """Return (sha256 hex, file count, bytes) of `inputs` as they are now, plus the names."""
+    def fingerprint(self, inputs: Sequence[str], schema: str = "") -> tuple[str, int, int]:
+        """Return (sha256 hex, file count, bytes) of `inputs` as they are now, plus the names and
+        `schema` (the component's :func:`~npc_frames.schemas.structure_digest`)."""
         items = [(r, *self.files.get(r, self.annotations.get(r, (-1, "missing")))) for r in inputs]
-        text = json.dumps([self.names, items], separators=(",", ":"))
+        text = json.dumps([self.names, items, schema], separators=(",", ":"))
         files = [i for i in items if not str(i[0]).startswith(parts.ANNOTATION_PREFIX)]
         return (
             hashlib.sha256(text.encode()).hexdigest(),
@@ -190,6 +191,12 @@ class _Result:
     error_location: str | None = None
 
 
+def _schema_digest(task: _Task, name: str) -> str:
+    """Return the structure digest of component `name`'s schema ("" for one without a schema)."""
+    schema = task.schemas.get(name)
+    return schema.digest if schema is not None else ""
+
+
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -209,7 +216,7 @@ def _is_unchanged(task: _Task, name: str, inputs: _Inputs, path: str) -> bool:
         return False
     if prev.get("inputs") is None:
         return False  # a row from before per-component inputs were recorded
-    fp = inputs.fingerprint(list(prev["inputs"]))[0]
+    fp = inputs.fingerprint(list(prev["inputs"]), _schema_digest(task, name))[0]
     status = prev["status"]
     retry = status in ("failed", "partial") and prev["library_version"] != task.library_version
     # a file whose footer cannot be read (truncated, overwritten) is recomputed even when the
@@ -386,7 +393,7 @@ def _convert_task(
         t0 = time.perf_counter()
         comp, part_rows, reads = _convert_component(task, raw, name, target, path)
         read = inputs.relative(reads)
-        fp, n_files, n_bytes = inputs.fingerprint(read)
+        fp, n_files, n_bytes = inputs.fingerprint(read, _schema_digest(task, name))
         common: dict[str, Any] = {
             "session_id": sid,
             "component": name,
@@ -709,8 +716,9 @@ def convert(
     ``partial`` (some parts failed, the rest written; one row per failed part) and ``failed``.
     Ephys components also get one row per probe (``part`` = ``probe<letter>``).
 
-    Incremental rule: a (session, component) whose catalog row has the same input fingerprint and
-    schema version (and, for failed/partial ones, the same library version — a fixed bug gets a
+    Incremental rule: a (session, component) whose catalog row has the same input fingerprint
+    (input files, the session's file names and the component's schema structure) and schema
+    version (and, for failed/partial ones, the same library version — a fixed bug gets a
     retry) and whose file exists is skipped. The returned frame has the catalog columns plus
     ``skipped`` (True for rows taken unchanged from the catalog). Rows with ``component = "*"`` are
     not in the catalog: a session whose folder cannot be opened (``failed``), one the catalog has

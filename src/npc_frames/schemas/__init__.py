@@ -12,6 +12,8 @@ collected here in :data:`SCHEMAS`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,12 +22,34 @@ import polars as pl
 
 from npc_frames.errors import SchemaError
 
-__all__ = ["SCHEMAS", "SCHEMA_VERSION", "Column", "Schema", "describe", "get_schema", "register"]
+__all__ = [
+    "SCHEMAS",
+    "SCHEMA_VERSION",
+    "Column",
+    "Schema",
+    "describe",
+    "get_schema",
+    "register",
+    "structure_digest",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Bumped whenever a change to any schema would break readers of an existing cache.
-SCHEMA_VERSION = 2
+#: Bumped whenever a change to any schema would break readers of an existing cache. A change to
+#: one component's columns needs no bump to be picked up: the component's
+#: :func:`structure_digest` is part of its fingerprint, so ``convert`` recomputes it.
+SCHEMA_VERSION = 1
+
+
+def structure_digest(columns: Iterable[tuple[str, object, bool]]) -> str:
+    """Return a short sha256 hex of ``(name, dtype, required)`` triples, in order.
+
+    The digest of a component's column structure (not its descriptions): joined to the
+    component's input fingerprint, so a cache computed before a column was added, removed,
+    renamed or retyped is recomputed rather than reported unchanged.
+    """
+    text = json.dumps([[str(n), str(d), bool(r)] for n, d, r in columns])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,11 @@ class Schema:
     def names(self) -> list[str]:
         """Return the column names in declared order."""
         return [c.name for c in self.columns]
+
+    @property
+    def digest(self) -> str:
+        """Return the :func:`structure_digest` of this schema's columns."""
+        return structure_digest((c.name, c.dtype, c.required) for c in self.columns)
 
     @property
     def polars_schema(self) -> pl.Schema:
