@@ -3,14 +3,17 @@
 A moto S3 server runs in this process on 127.0.0.1, behind a WSGI middleware that records every
 request it answers and the body bytes it sends (``tests/helpers/s3server.py``): request and byte
 counts come from the server, not from the client. The server holds a cache of ``--sessions``
-synthetic sessions (``units`` written with the cache's own layout, plus ``trials``) and the same
-sessions' NWB files (pynwb bulk VectorData/VectorIndex).
+synthetic sessions written with the cache's own layouts (``npc_frames.cache_layout``): ``units``
+(columns in the schema's order), their per-spike amplitudes in the ``spike_amplitudes`` component
+beside them, as convert writes every real sorting (``--no-amplitudes``: none), and ``trials``;
+and the same sessions' NWB files (pynwb bulk VectorData/VectorIndex).
 
 Queries, each run cold (empty footer cache) and warm (second run in the same process):
 
 - Q1 "QC units of one structure with their spike times": ``nf.scan_units(cache="s3://…")``
-  filtered and projected; the same query through Polars' own S3 reader (``pl.scan_parquet``) and
-  through ``lazynwb.scan_nwb`` over the NWB files on the same server;
+  filtered and projected; the same query as SQL (``nf.sql``, DuckDB reading through the same
+  planned reader), through Polars' own S3 reader (``pl.scan_parquet``) and through
+  ``lazynwb.scan_nwb`` over the NWB files on the same server;
 - counts: ``nf.spike_counts`` for all units × all trials, two windows (issue 14 item 5), and
   ``lazynwb.get_spike_times_in_intervals(as_counts=True)`` over the NWB files.
 
@@ -26,7 +29,7 @@ Spikes are generated with ``bench_spike_query.make_units`` (2,400 units, log-nor
     python benchmarks/bench_s3.py                  # 8 sessions x 2,400 units x 7.5 M spikes (~2 min)
     python benchmarks/bench_s3.py --spikes 60e6    # the full 60 M spikes per session (~15 min)
     python benchmarks/bench_s3.py --no-nwb         # without the lazynwb comparison
-    python benchmarks/bench_s3.py --amplitudes     # units with per-spike amplitudes too
+    python benchmarks/bench_s3.py --no-amplitudes  # sortings without per-spike amplitudes
 """
 
 from __future__ import annotations
@@ -63,21 +66,34 @@ PREFIX = "cache"
 
 # ----------------------------------------------------------------------------------- data
 def make_session(
-    i: int, n_units: int, n_spikes: int, n_trials: int, amplitudes: bool = False
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Return (units, trials) of one synthetic session (units with obs_intervals, default_qc,
-    and with `amplitudes` a per-spike ``spike_amplitudes`` column as large as ``spike_times``)."""
+    i: int, n_units: int, n_spikes: int, n_trials: int, amplitudes: bool = True
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame]:
+    """Return (units, spike_amplitudes or None, trials) of one synthetic session: units with
+    obs_intervals and default_qc, columns in the schema's order (as convert writes them); with
+    `amplitudes` the ``spike_amplitudes`` rows (one float64 per spike, as large as the spike
+    times) of every unit."""
+    from npc_frames.schemas import SCHEMAS
+
     units, _ = make_units(i, n_units, n_spikes, seed=0)
     units = units.with_columns(
         default_qc=pl.col("is_qc_pass"), obs_intervals=pl.lit([[1.0, DURATION - 1.0]])
     )
+    declared = [c for c in SCHEMAS["units"].names if c in units.columns]
+    units = units.select(*declared, *(c for c in units.columns if c not in declared))
+    amps = None
     if amplitudes:
         st = units["spike_times"].to_arrow()
         values = np.random.default_rng(i).normal(
             100.0, 20.0, int(units["spike_times"].list.len().sum())
         )
-        amps = pa.LargeListArray.from_arrays(pa.array(np.asarray(st.offsets)), pa.array(values))
-        units = units.with_columns(pl.Series("spike_amplitudes", pl.from_arrow(amps)))
+        flat = pa.LargeListArray.from_arrays(pa.array(np.asarray(st.offsets)), pa.array(values))
+        amps = units.select(
+            "session_id",
+            "unit_id",
+            "electrode_group_name",
+            "structure",
+            pl.Series("spike_amplitudes", pl.from_arrow(flat)),
+        )
     rng = np.random.default_rng(1000 + i)
     stim = np.sort(rng.uniform(30, DURATION - 30, n_trials))
     trials = pl.DataFrame(
@@ -90,7 +106,7 @@ def make_session(
             "is_catch": rng.random(n_trials) < 0.1,
         }
     )
-    return units, trials
+    return units, amps, trials
 
 
 def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
@@ -142,12 +158,14 @@ def build(i: int, args: argparse.Namespace, endpoint: str, work: str) -> dict[st
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     root = f"s3://{BUCKET}/{PREFIX}"
-    units, trials = make_session(i, args.units, int(args.spikes), args.trials, args.amplitudes)
+    units, amps, trials = make_session(
+        i, args.units, int(args.spikes), args.trials, not args.no_amplitudes
+    )
     sid = units["session_id"][0]
     sel = units.filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
+    frames = {"units": units, "spike_amplitudes": amps, "trials": trials}
     blobs = {
-        name: to_parquet_bytes(df, component=name)
-        for name, df in (("units", units), ("trials", trials))
+        name: to_parquet_bytes(df, component=name) for name, df in frames.items() if df is not None
     }
     for name, blob in blobs.items():
         key = data_path(root, name, sid).removeprefix(f"s3://{BUCKET}/")
@@ -246,9 +264,10 @@ def main() -> None:
         help="sessions lazynwb counts spikes of (slow over S3; ours is re-run on the same ones)",
     )
     ap.add_argument(
-        "--amplitudes",
+        "--no-amplitudes",
         action="store_true",
-        help="add per-spike spike_amplitudes to the units (as a real sorting has them)",
+        help="no spike_amplitudes component (a sorting without per-spike amplitudes); by default "
+        "every unit has them, as real sortings do",
     )
     ap.add_argument("--work", default=None, help="folder for the NWB files (default: temp)")
     args = ap.parse_args()
@@ -269,7 +288,9 @@ def main() -> None:
     work = args.work or tempfile.mkdtemp(prefix="bench_s3_")
     print(
         f"{args.sessions} sessions x {args.units} units x {args.spikes / 1e6:.1f} M spikes, "
-        f"{args.trials} trials; moto S3 (its own process) at {endpoint}"
+        f"{args.trials} trials, "
+        f"{'no per-spike amplitudes' if args.no_amplitudes else 'spike_amplitudes beside units'}"
+        f"; moto S3 (its own process) at {endpoint}"
     )
     t0 = time.perf_counter()
     # sessions are generated and uploaded by 2 worker processes, before this process imports
@@ -336,6 +357,20 @@ def main() -> None:
     wall, cpu, reqs, out = measure(log, q1_polars)
     assert out.height == truth_units
     report("Q1 pl.scan_parquet (Polars' S3)", wall, cpu, reqs, need_q1)
+
+    def q1_sql() -> pl.DataFrame:
+        return nf.sql(
+            "SELECT unit_id, spike_times FROM units WHERE is_qc_pass AND structure = ?",
+            cache=root,
+            params=[STRUCTURE],
+        )
+
+    FOOTERS.clear()
+    for label in ("cold", "warm"):
+        wall, cpu, reqs, out = measure(log, q1_sql)
+        assert out.height == truth_units, out.height
+        assert int(out["spike_times"].list.len().sum()) == truth_spikes
+        report(f"Q1 nf.sql ({label})", wall, cpu, reqs, need_q1)
 
     def counts() -> pl.DataFrame:
         return nf.spike_counts(

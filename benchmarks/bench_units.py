@@ -6,6 +6,11 @@ Kilosort/phy folder per probe with metrics and sparse average templates) into ``
 when present); the measurement runs in a fresh subprocess pinned to 2 cores so that neither the
 generation nor earlier imports count towards its time or peak memory.
 
+It then times what ``convert`` does next with the same sorting read: the ``spike_amplitudes``
+component (handed on by ``units``: no second decode) and the encoding of both files with the
+cache's layouts, against the encoding of one units file holding the amplitudes too (the layout
+before ``spike_amplitudes`` was a component), so that the CPU cost of the split is measured.
+
     python benchmarks/bench_units.py                     # full scale
     python benchmarks/bench_units.py --spikes 5e6        # quicker
 """
@@ -185,6 +190,53 @@ def measure(root: Path) -> None:
         f"units: {df.height} units, {n_spikes / 1e6:.1f} M spikes, probes {report.converted}, "
         f"{elapsed:.2f} s wall ({cpu:.2f} s CPU; wall exceeds CPU when the machine is shared), "
         f"peak RSS {peak_mb:.0f} MB (target < 20 s, < 2048 MB, 2 cores)"
+    )
+    _measure_split(raw, df)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _measure_split(raw: object, units: object) -> None:
+    """Print the CPU of spike_amplitudes after units, and of encoding units + spike_amplitudes
+    against one units file that holds the amplitudes too."""
+    import dataclasses
+
+    import polars as pl
+
+    from npc_frames.cache_layout import LAYOUTS, to_parquet_bytes
+    from npc_frames.components._units import spike_amplitudes
+
+    assert isinstance(units, pl.DataFrame)
+    t0, c0 = time.perf_counter(), _cpu()
+    amps = spike_amplitudes(raw)  # type: ignore[arg-type]
+    took, cpu = time.perf_counter() - t0, _cpu() - c0
+    print(
+        f"spike_amplitudes after units: {amps.height} units, {took:.2f} s wall, {cpu:.2f} s CPU "
+        "(the amplitudes units read, handed on: no second decode of the sortings)"
+    )
+    t0, c0 = time.perf_counter(), _cpu()
+    n_new = len(to_parquet_bytes(units, component="units"))
+    n_new += len(to_parquet_bytes(amps, component="spike_amplitudes"))
+    new_wall, new_cpu = time.perf_counter() - t0, _cpu() - c0
+    both = units.join(
+        amps.select("unit_id", "spike_amplitudes"), on="unit_id", how="left", maintain_order="left"
+    )
+    LAYOUTS["_units_with_amplitudes"] = dataclasses.replace(
+        LAYOUTS["units"],
+        packed=("spike_times", "spike_amplitudes"),
+        column_compression={"spike_times": "none", "spike_amplitudes": "none"},
+    )
+    t0, c0 = time.perf_counter(), _cpu()
+    n_old = len(to_parquet_bytes(both, component="_units_with_amplitudes", schema=None))
+    old_wall, old_cpu = time.perf_counter() - t0, _cpu() - c0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"encode units + spike_amplitudes: {new_wall:.2f} s wall, {new_cpu:.2f} s CPU, "
+        f"{n_new / 1e6:.0f} MB; one units file with the amplitudes: {old_wall:.2f} s wall, "
+        f"{old_cpu:.2f} s CPU, {n_old / 1e6:.0f} MB; peak RSS {peak_mb:.0f} MB"
     )
 
 

@@ -21,6 +21,7 @@ import helpers.fakes as fakes
 from npc_frames import cache
 from npc_frames.cache_layout import pack, unpack
 from npc_frames.errors import BadFormatError, InvalidIdError, ParameterError, SchemaError
+from npc_frames.schemas import SCHEMA_VERSION
 
 DAY0 = dt.date(2023, 8, 31)
 
@@ -75,7 +76,7 @@ def test_convert_writes_one_file_per_component_per_session_and_a_catalog(built):
     assert units["rows"].to_list() == [truth[_sid(i)]["units"].height for i in range(3)]
     assert set(cat["status"]) == {"ok", "empty"}  # invalid_times is empty without a manifest
     assert cat["fingerprint"].str.len_chars().unique().to_list() == [64]
-    assert (cat["schema_version"] == 1).all()
+    assert (cat["schema_version"] == SCHEMA_VERSION).all()
     assert cat["written_at"].is_not_null().all()
     assert cat["input_files"].min() >= 1
 
@@ -88,7 +89,7 @@ def test_written_file_equals_component_frame_and_carries_versions(built):
     expected = fakes.FAKE_SCHEMAS["trials"].validate(truth[_sid(1)]["trials"])
     assert df.equals(expected)
     meta = pq.read_schema(path).metadata
-    assert meta[b"npc_frames.schema_version"] == b"1"
+    assert meta[b"npc_frames.schema_version"] == str(SCHEMA_VERSION).encode()
     assert meta[b"npc_frames.component"] == b"trials"
 
 
@@ -108,6 +109,31 @@ def test_units_row_groups_never_span_two_structures_and_hold_few_units(built):
     assert spikes.physical_type == "BYTE_ARRAY" and spikes.compression == "UNCOMPRESSED"
     assert spikes.statistics is None or not spikes.statistics.has_min_max
     assert json.loads(f.schema_arrow.metadata[b"npc_frames.packed"]) == {"spike_times": "float64"}
+
+
+def test_units_without_structure_are_grouped_by_32_not_one_row_group_per_unit():
+    """A session without anatomy (structure null everywhere) gets row groups of <= 32 units, as
+    an annotated one; a change between null and a value still starts a row group."""
+    from npc_frames.cache_layout import LAYOUTS, row_group_bounds
+
+    n = 100
+    df = pl.DataFrame(
+        {
+            "unit_id": [f"u{k:03d}" for k in range(n)],
+            "structure": pl.Series([None] * n, dtype=pl.String),
+            "spike_times": [[0.0, 1.0]] * n,
+        }
+    )
+    assert row_group_bounds(df, LAYOUTS["units"]) == [(0, 32), (32, 64), (64, 96), (96, 100)]
+    mixed = df.with_columns(
+        structure=pl.Series([None] * 40 + ["CA1"] * 30 + [None] * 30, dtype=pl.String)
+    )
+    assert row_group_bounds(mixed, LAYOUTS["units"]) == [
+        (0, 32),
+        (32, 40),
+        (40, 70),
+        (70, 100),
+    ]
 
 
 def test_packed_spike_times_hold_the_exact_float64_bytes(built):
@@ -325,10 +351,10 @@ def test_schema_version_bump_recomputes(built, monkeypatch):
     root, raws = built
     import npc_frames.schemas as schemas
 
-    monkeypatch.setattr(schemas, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schemas, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     out = cache.convert(raws[:1], root, progress=False)
     assert not out["skipped"].any()
-    assert (out["schema_version"] == 2).all()
+    assert (out["schema_version"] == SCHEMA_VERSION + 1).all()
 
 
 def test_a_changed_component_schema_recomputes_that_component_only(built, monkeypatch):

@@ -30,7 +30,7 @@ from npc_frames.components import COMPONENTS
 REC = "ecephys/ecephys_clipped/Record Node 102/experiment1/recording1"
 SORT_A = "sorting/Neuropix-PXI-100.ProbeA-AP"
 SORT_B = "sorting/Neuropix-PXI-100.ProbeB-AP"
-EPHYS = ("devices", "electrode_groups", "electrodes", "units")
+EPHYS = ("devices", "electrodes", "electrode_groups", "units", "spike_amplitudes")
 #: components built from every stim file: one stim file without timing makes them partial
 ALL_STIM = ("epochs", "rewards", "running_speed", "sessions", "qc", "qc_timing")
 #: components built from the task (DynamicRouting1) file only
@@ -132,11 +132,25 @@ SYNC_FAILS = (
     "sessions",
     "trials",
     "units",
+    "spike_amplitudes",
     "video_frame_times",
     "vis_rf_mapping",
     "qc",
     "qc_timing",
 )
+
+
+def _sortings(expect: Expect) -> dict[str, Expect]:
+    """Return the same prediction for units and spike_amplitudes: the amplitudes are read with
+    the units' sortings, so what breaks one probe's units breaks its amplitudes."""
+    return {"units": expect, "spike_amplitudes": expect}
+
+
+def _sorting_parts(found: dict[str, tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+    """Return the part predictions `found` (part -> (status, error type)) for units and
+    spike_amplitudes alike (a failed, absent or unannotated probe is the same part of both)."""
+    return {(c, part): v for c in ("units", "spike_amplitudes") for part, v in found.items()}
+
 
 CASES: list[Case] = [
     Case("clean_ephys", "ephys", lambda d: None, {}),
@@ -144,39 +158,58 @@ CASES: list[Case] = [
         "probeB_spike_times_shorter_than_clusters",
         "ephys",
         _short_spike_times(SORT_B),
-        {"units": Expect("partial", "BadFormatError", rows=4)},
-        {("units", "probeB"): ("failed", "BadFormatError"), ("units", "probeA"): ("ok", "")},
+        _sortings(Expect("partial", "BadFormatError", rows=4)),
+        _sorting_parts({"probeB": ("failed", "BadFormatError"), "probeA": ("ok", "")}),
     ),
     Case(
         "probeB_spike_times_empty_file",
         "ephys",
         lambda d: (d / SORT_B / "spike_times.npy").write_bytes(b""),
-        {"units": Expect("partial", "BadFormatError", rows=4)},
-        {("units", "probeB"): ("failed", "BadFormatError")},
+        _sortings(Expect("partial", "BadFormatError", rows=4)),
+        _sorting_parts({"probeB": ("failed", "BadFormatError")}),
     ),
     Case(
         "probeB_amplitudes_truncated",
         "ephys",
         lambda d: _truncate(d / SORT_B / "amplitudes.npy"),
-        {"units": Expect("partial", "BadFormatError", rows=4)},
-        {("units", "probeB"): ("failed", "BadFormatError")},
+        _sortings(Expect("partial", "BadFormatError", rows=4)),
+        _sorting_parts({"probeB": ("failed", "BadFormatError")}),
+    ),
+    Case(
+        "probeB_amplitudes_removed_is_absent_part",
+        "ephys",
+        lambda d: (d / SORT_B / "amplitudes.npy").unlink(),
+        # a sorting without per-spike amplitudes is not damaged: units are complete, and
+        # spike_amplitudes holds probe A's and names probe B as absent
+        {"spike_amplitudes": Expect("ok", None, rows=4)},
+        {
+            ("units", "probeB"): ("ok", ""),
+            ("spike_amplitudes", "probeA"): ("ok", ""),
+            ("spike_amplitudes", "probeB"): ("absent", "AbsentModalityError"),
+        },
+    ),
+    Case(
+        "no_sorting_has_amplitudes_is_absent",
+        "ephys",
+        lambda d: [(d / s / "amplitudes.npy").unlink() for s in (SORT_A, SORT_B)] and None,
+        {"spike_amplitudes": Expect("absent", "AbsentModalityError", rows=0)},
+        {("units", "probeA"): ("ok", ""), ("units", "probeB"): ("ok", "")},
     ),
     Case(
         "probeB_quality_metrics_truncated",
         "ephys",
         lambda d: _truncate(d / SORT_B / "quality_metrics.csv", 0.3),
-        {"units": Expect("partial", "InconsistentDataError", rows=4)},
-        {("units", "probeB"): ("failed", "InconsistentDataError")},
+        _sortings(Expect("partial", "InconsistentDataError", rows=4)),
+        _sorting_parts({"probeB": ("failed", "InconsistentDataError")}),
     ),
     Case(
         "both_probes_spike_times_short",
         "ephys",
         lambda d: _both(_short_spike_times(SORT_A), _short_spike_times(SORT_B))(d),
-        {"units": Expect("failed", "BadFormatError")},
-        {
-            ("units", "probeA"): ("failed", "BadFormatError"),
-            ("units", "probeB"): ("failed", "BadFormatError"),
-        },
+        _sortings(Expect("failed", "BadFormatError")),
+        _sorting_parts(
+            {"probeA": ("failed", "BadFormatError"), "probeB": ("failed", "BadFormatError")},
+        ),
     ),
     Case(
         "probeB_sorting_removed_is_absent_part",
@@ -186,11 +219,12 @@ CASES: list[Case] = [
             "devices": Expect("ok", None, rows=1),
             "electrode_groups": Expect("ok", None, rows=1),
             "electrodes": Expect("ok", None, rows=384),
-            "units": Expect("ok", None, rows=4),
+            **_sortings(Expect("ok", None, rows=4)),
             "manipulator_positions": Expect("ok", None, rows=1),
         },
         {
             ("units", "probeB"): ("absent", "AbsentModalityError"),
+            ("spike_amplitudes", "probeB"): ("absent", "AbsentModalityError"),
             ("devices", "probeB"): ("absent", "AbsentModalityError"),
             ("electrode_groups", "probeB"): ("absent", "AbsentModalityError"),
             ("electrodes", "probeB"): ("absent", "AbsentModalityError"),
@@ -202,15 +236,15 @@ CASES: list[Case] = [
         lambda d: _truncate(
             d / REC / "events/Neuropix-PXI-100.ProbeA-AP/TTL/sample_numbers.npy", 0.5
         ),
-        {"units": Expect("partial", "BadFormatError", rows=4)},
-        {("units", "probeA"): ("failed", "BadFormatError"), ("units", "probeB"): ("ok", "")},
+        _sortings(Expect("partial", "BadFormatError", rows=4)),
+        _sorting_parts({"probeA": ("failed", "BadFormatError"), "probeB": ("ok", "")}),
     ),
     Case(
         "probeA_ttl_events_missing",
         "ephys",
         lambda d: shutil.rmtree(d / REC / "events/Neuropix-PXI-100.ProbeA-AP"),
-        {"units": Expect("partial", "MissingFileError", rows=4)},
-        {("units", "probeA"): ("failed", "MissingFileError")},
+        _sortings(Expect("partial", "MissingFileError", rows=4)),
+        _sorting_parts({"probeA": ("failed", "MissingFileError")}),
     ),
     Case(
         "structure_oebin_truncated",
@@ -220,7 +254,7 @@ CASES: list[Case] = [
             "devices": Expect("failed", "BadFormatError"),
             "electrode_groups": Expect("failed", "BadFormatError"),
             "electrodes": Expect("failed", "BadFormatError"),
-            "units": Expect("failed", "MissingFileError"),
+            **_sortings(Expect("failed", "MissingFileError")),
             # probe serials come from the same record node
             "manipulator_positions": Expect("partial", "BadFormatError", rows=2),
         },
@@ -228,6 +262,7 @@ CASES: list[Case] = [
             ("devices", "Record Node 102"): ("failed", "BadFormatError"),
             ("electrodes", "Record Node 102"): ("failed", "BadFormatError"),
             ("units", "probeA"): ("failed", "MissingFileError"),
+            ("spike_amplitudes", "probeA"): ("failed", "MissingFileError"),
         },
     ),
     Case(
@@ -240,10 +275,10 @@ CASES: list[Case] = [
             "devices": Expect("failed", "BadFormatError"),
             "electrode_groups": Expect("failed", "BadFormatError"),
             "electrodes": Expect("failed", "BadFormatError"),
-            "units": Expect("partial", "BadFormatError", rows=8),
+            **_sortings(Expect("partial", "BadFormatError", rows=8)),
             "manipulator_positions": Expect("failed", "BadFormatError"),
         },
-        {("units", "electrodes"): ("failed", "BadFormatError")},
+        _sorting_parts({"electrodes": ("failed", "BadFormatError")}),
     ),
     Case(
         "settings_xml_of_one_node_truncated",
@@ -253,7 +288,7 @@ CASES: list[Case] = [
             "devices": Expect("partial", "BadFormatError", rows=2),
             "electrode_groups": Expect("partial", "BadFormatError", rows=2),
             "electrodes": Expect("partial", "BadFormatError", rows=768),
-            "units": Expect("partial", "BadFormatError", rows=8),
+            **_sortings(Expect("partial", "BadFormatError", rows=8)),
             "manipulator_positions": Expect("partial", "BadFormatError", rows=2),
         },
         {("devices", "Record Node 102/settings.xml"): ("failed", "BadFormatError")},
@@ -263,6 +298,7 @@ CASES: list[Case] = [
         "ephys",
         _stim("DynamicRouting1"),
         {**_task_damage(), "units": Expect("partial", "AlignmentError", rows=8)},
+        # activity_drift needs the trials; the amplitudes do not
         {("units", "activity_drift"): ("failed", "AlignmentError")},
     ),
     Case(
@@ -313,11 +349,10 @@ CASES: list[Case] = [
         "barcode_line_cleared",
         "ephys",
         lambda d: _clear_sync_line(d, BARCODE_BIT),
-        {"units": Expect("failed", "AlignmentError")},
-        {
-            ("units", "probeA"): ("failed", "AlignmentError"),
-            ("units", "probeB"): ("failed", "AlignmentError"),
-        },
+        _sortings(Expect("failed", "AlignmentError")),
+        _sorting_parts(
+            {"probeA": ("failed", "AlignmentError"), "probeB": ("failed", "AlignmentError")},
+        ),
     ),
     Case(
         "video_sidecar_truncated",
@@ -340,9 +375,14 @@ CASES: list[Case] = [
         "one_probe_broken_and_task_truncated",
         "ephys",
         _both(_short_spike_times(SORT_B), _stim("DynamicRouting1")),
-        {**_task_damage(), "units": Expect("partial", "AlignmentError", rows=4)},
+        {
+            **_task_damage(),
+            "units": Expect("partial", "AlignmentError", rows=4),
+            "spike_amplitudes": Expect("partial", "BadFormatError", rows=4),
+        },
         {
             ("units", "probeB"): ("failed", "BadFormatError"),
+            ("spike_amplitudes", "probeB"): ("failed", "BadFormatError"),
             ("units", "activity_drift"): ("failed", "AlignmentError"),
         },
     ),
@@ -367,7 +407,11 @@ CASES: list[Case] = [
         "behavior_only_sync_truncated",
         "behavior",
         lambda d: _truncate(_one(d, "behavior/2023*.h5")),
-        {c: Expect("failed", "BadFormatError") for c in SYNC_FAILS if c != "units"},
+        {
+            c: Expect("failed", "BadFormatError")
+            for c in SYNC_FAILS
+            if c not in ("units", "spike_amplitudes")
+        },
     ),
     Case(
         "behavior_only_vsync_cleared",
@@ -421,6 +465,8 @@ def test_clean_baselines_match_truth(bases, baselines):
         truth.unit_cluster_id if hasattr(truth, "unit_cluster_id") else truth["unit_cluster_id"]
     )
     assert ephys["units"]["rows"] == units_truth == 8
+    assert ephys["spike_amplitudes"]["rows"] == 8  # every synthetic sorting has amplitudes
+    assert ephys["spike_amplitudes"]["status"] == "ok"
     assert ephys["devices"]["rows"] == ephys["electrode_groups"]["rows"] == 2
     assert ephys["electrodes"]["rows"] == 2 * 384
     # a clean session: nothing damaged; what it lacks (no RF mapping file, no derived video
@@ -432,7 +478,10 @@ def test_clean_baselines_match_truth(bases, baselines):
     for name in EPHYS:  # a behavior-only session has no ephys: absent, with the reason
         assert behavior[name]["status"] == "absent"
         assert behavior[name]["error_type"] == "AbsentModalityError"
-        assert "no Open Ephys record nodes" in behavior[name]["error"] or name == "units"
+        assert "no Open Ephys record nodes" in behavior[name]["error"] or name in (
+            "units",
+            "spike_amplitudes",
+        )
     # no record nodes: no stage log to assign to probes either
     assert behavior["manipulator_positions"]["status"] == "absent"
     assert {

@@ -62,3 +62,15 @@ def test_population_statuses_follow_the_truth(converted):
                 assert r["error"] and r["error"].startswith("AbsentModalityError: ")
             elif want == "ok":
                 assert r["rows"] > 0 and r["error"] is None
+        # per-probe part rows of the sorting components: ok with rows, or absent (skipped)
+        for name in ("units", "spike_amplitudes"):
+            part_rows = run.filter(
+                (pl.col("raw_path") == by_root[str(m.raw_path).rstrip("/").rsplit("/", 1)[-1]])
+                & (pl.col("component") == name)
+                & pl.col("part").is_not_null()
+            )
+            got_parts = {r["part"]: r["status"] for r in part_rows.iter_rows(named=True)}
+            want_parts = {p: c[name]["status"] for p, c in m.probe_components.items()}
+            assert got_parts == want_parts, (m.session_id, name, got_parts)
+            ok_rows = part_rows.filter(pl.col("status") == "ok")["rows"].to_list()
+            assert all(n > 0 for n in ok_rows), (m.session_id, name)

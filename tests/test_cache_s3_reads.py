@@ -51,6 +51,19 @@ def _units(i: int, n_units: int = 240, n_spikes: int = 300_000) -> pl.DataFrame:
     )
 
 
+def _amplitudes(units: pl.DataFrame) -> pl.DataFrame:
+    """The spike_amplitudes rows of `units`: one value per spike, as a real sorting has them."""
+    n = units["spike_times"].list.len()
+    rng = np.random.default_rng(len(units))
+    flat = pl.Series(rng.normal(100.0, 20.0, int(n.sum())))
+    offsets = np.concatenate([[0], np.cumsum(n.to_numpy())])
+    amps = [flat[int(a) : int(b)].to_list() for a, b in itertools.pairwise(offsets)]
+    return units.select("session_id", "unit_id", "structure").with_columns(
+        electrode_group_name=pl.lit("probeA"),
+        spike_amplitudes=pl.Series(amps, dtype=pl.List(pl.Float64)),
+    )
+
+
 def _trials(sid: str, n: int = 80) -> pl.DataFrame:
     stim = np.sort(np.random.default_rng(len(sid)).uniform(5, DURATION - 5, n))
     return pl.DataFrame(
@@ -78,6 +91,7 @@ def caches(s3_endpoint: S3Server, tmp_path_factory) -> tuple[Path, str, str]:  #
     for i in range(3):
         units = _units(i)
         _write(local, "units", units)
+        _write(local, "spike_amplitudes", _amplitudes(units))
         _write(local, "trials", _trials(units["session_id"][0]))
     bucket = s3_endpoint.bucket("reads")
     url = s3_endpoint.upload_folder(local, bucket, "cache")
@@ -324,3 +338,104 @@ def test_s3_scan_of_every_component_of_a_converted_session_equals_local(
         assert got.equals(want), name
     # the catalog too, and a second read of it is served from the process's copy
     assert cache.read_catalog(url).equals(cache.read_catalog(local))
+
+
+# --------------------------------------------------------------- amplitudes and SQL over S3
+def test_s3_q1_and_counts_with_amplitudes_beside_units_stay_within_3_requests_per_file(
+    caches,
+    s3_endpoint: S3Server,  # noqa: F811
+):
+    """Every session has per-spike amplitudes (their own component): Q1 and spike counts read
+    each units file with <= 3 requests, never an amplitudes file; the amplitudes of the Q1 units
+    are read from their files with <= 3 requests each, and equal the local ones."""
+    import npc_frames as nf
+
+    local, url, _ = caches
+    remote.FOOTERS.clear()
+    s3_endpoint.log.clear()
+    q1 = _q1(url)
+    windows = {"response": ("stim_start_time", 0.0, 0.25)}
+    counts = nf.spike_counts(cache.scan_units(url), cache.scan_trials(url), windows=windows)
+    reads = _reads(s3_endpoint)
+    assert q1.height > 0 and counts.height == 3 * 240 * 80
+    per_file = Counter(r.key for r in reads if r.key.endswith("data.parquet"))
+    assert not [k for k in per_file if "/spike_amplitudes/" in k]
+    units_files = [k for k in per_file if "/units/" in k]
+    assert len(units_files) == 3
+    # footer once (cached for the counts), merged chunks once per query
+    assert max(per_file[k] for k in units_files) <= 3, per_file
+    s3_endpoint.log.clear()
+    amps = (
+        cache.scan_spike_amplitudes(url)
+        .filter(pl.col("structure") == "S02")
+        .join(q1.lazy().select("unit_id"), on="unit_id")
+        .select("unit_id", "spike_amplitudes")
+        .sort("unit_id")
+        .collect()
+    )
+    per_file = Counter(r.key for r in _reads(s3_endpoint) if r.key.endswith("data.parquet"))
+    assert {k.split("/")[1] for k in per_file} == {"spike_amplitudes"}
+    assert max(per_file.values()) <= 3, per_file
+    want = (
+        cache.scan_spike_amplitudes(local)
+        .join(q1.lazy().select("unit_id"), on="unit_id")
+        .select("unit_id", "spike_amplitudes")
+        .sort("unit_id")
+        .collect()
+    )
+    assert amps.height == q1.height and amps.equals(want)
+    # one amplitude per spike time of every unit
+    both = q1.join(amps, on="unit_id")
+    assert (both["spike_times"].list.len() == both["spike_amplitudes"].list.len()).all()
+
+
+def test_s3_sql_reads_through_the_planned_reader_and_equals_local(
+    caches,
+    s3_endpoint: S3Server,  # noqa: F811
+):
+    """nf.sql over an S3 cache: the same rows as over the local copy and as the scan; the units
+    files are read with <= 3 requests each cold and one warm (DuckDB's filters and columns reach
+    the planned reader), and only the components the query names are read."""
+    import npc_frames as nf
+
+    local, url, _ = caches
+    query = (
+        "SELECT session_id, unit_id, spike_times FROM units "
+        "WHERE is_qc_pass AND structure = ? ORDER BY unit_id"
+    )
+    remote.FOOTERS.clear()
+    s3_endpoint.log.clear()
+    got = nf.sql(query, url, params=["S02"])
+    cold = _reads(s3_endpoint)
+    assert got.height > 0
+    assert got.equals(nf.sql(query, local, params=["S02"]))
+    assert got.equals(_q1(local, "S02").select("session_id", "unit_id", "spike_times"))
+    per_file = Counter(r.key for r in cold if r.key.endswith("data.parquet"))
+    assert {k.split("/")[1] for k in per_file} == {"units"}
+    assert len(per_file) == 3 and max(per_file.values()) <= 3, per_file
+    s3_endpoint.log.clear()
+    assert nf.sql(query, url, params=["S02"]).equals(got)
+    warm = Counter(r.key for r in _reads(s3_endpoint) if r.key.endswith("data.parquet"))
+    assert warm == Counter(dict.fromkeys(per_file, 1)), warm
+    # bytes: the needed column chunks of the admitted row groups (a cold read adds the footers)
+    files = sorted(local.glob("units/*/data.parquet"))
+    needed = sum(
+        _needed(p.read_bytes(), {"unit_id", "spike_times", "is_qc_pass", "structure"}, "S02")
+        for p in files
+    )
+    sent = sum(r.bytes_sent for r in cold if r.key.endswith("data.parquet"))
+    assert sent <= 1.3 * needed, (sent, needed)
+    # aggregates, the long spike_times view and a join with the amplitudes agree with local
+    for q in (
+        "SELECT structure, count(*) AS n, sum(len(spike_times)) AS s FROM units "
+        "GROUP BY 1 ORDER BY 1",
+        "SELECT count(*) AS n FROM spike_times WHERE spike_time < 10",
+        "SELECT u.unit_id, len(a.spike_amplitudes) = len(u.spike_times) AS same FROM units u "
+        "JOIN spike_amplitudes a USING (session_id, unit_id) WHERE u.structure = 'S01' "
+        "ORDER BY 1",
+    ):
+        assert nf.sql(q, url).equals(nf.sql(q, local)), q
+    assert (
+        nf.sql("SHOW TABLES", url)["name"].to_list()
+        == nf.sql("SHOW TABLES", local)["name"].to_list()
+    )

@@ -35,10 +35,10 @@ def _other_session(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     u = f["units"]
     f["units"] = u.with_columns(
         pl.lit("MOs").alias("structure"),
-        pl.lit(None, dtype=u.schema["spike_amplitudes"]).alias("spike_amplitudes"),
         pl.lit(None, dtype=pl.String).alias("decoder_label"),
         pl.lit(None, dtype=u.schema["waveform_mean"]).alias("waveform_mean"),
     ).drop("snr")  # an optional schema column the frame lacks altogether
+    del f["spike_amplitudes"]  # a sorting without per-spike amplitudes
     return f
 
 

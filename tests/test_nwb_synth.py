@@ -160,3 +160,31 @@ def test_include_raw_streams_ap_and_lfp_on_the_sync_clock(
                 names = frames["electrodes"]["group_name"].to_numpy()[rows]
                 assert set(names) == {group}
     assert validate_nwb(path) == []
+
+
+def test_units_spike_amplitudes_equal_the_sorting_truth(
+    synth_session: Any, frames: dict[str, pl.DataFrame], nwb_path: Path
+) -> None:
+    """The NWB units table carries the per-spike amplitudes of the spike_amplitudes component,
+    row by row as the units: equal to the generator's per-spike amplitudes."""
+    e = synth_session.ephys
+
+    def get(key: str) -> Any:
+        return e[key] if isinstance(e, dict) else getattr(e, key)
+
+    counts = np.asarray(get("unit_spike_count"))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    ids = [
+        f"{synth_session.session_id}_{p}-{c}"
+        for p, c in zip(np.asarray(get("unit_probe")).astype(str), get("unit_cluster_id"))
+    ]
+    amps = np.asarray(get("spike_amplitude"))
+    truth = {u: amps[a:b] for u, a, b in zip(ids, offsets[:-1], offsets[1:])}
+    units = frames["units"]
+    with h5py.File(nwb_path) as f:
+        index = f["units/spike_amplitudes_index"][:]
+        flat = f["units/spike_amplitudes"][:]
+    starts = np.concatenate([[0], index[:-1]])
+    assert len(index) == units.height == len(truth)
+    for uid, a, b in zip(units["unit_id"].to_list(), starts, index):
+        np.testing.assert_allclose(flat[a:b], truth[uid], rtol=1e-6)

@@ -166,3 +166,35 @@ def test_report_screenshot_is_not_blank(
     )
     img = imread(shot)
     assert img.std() > 0.01  # text, tables and figures, not a uniform page
+
+
+def test_drift_map_colours_by_the_spike_amplitudes_component() -> None:
+    """The drift map takes each spike's amplitude from the spike_amplitudes component (matched by
+    unit_id): with one amplitude per unit, every filled bin holds that unit's amplitude."""
+    pytest.importorskip("matplotlib")
+    from npc_frames.qc import _fig_drift
+
+    rng = np.random.default_rng(3)
+    spikes = [np.sort(rng.uniform(0, 100, n)).tolist() for n in (400, 300, 200)]
+    units = pl.DataFrame(
+        {
+            "unit_id": ["u0", "u1", "u2"],
+            "electrode_group_name": ["probeA", "probeA", "probeA"],
+            "default_qc": [True, True, False],
+            "peak_channel": [10, 200, 300],
+            "spike_times": spikes,
+        }
+    )
+    amplitudes = pl.DataFrame(
+        {
+            "unit_id": ["u1", "u0", "u2"],  # another order: matched by unit_id
+            "spike_amplitudes": [[9.0] * 300, [5.0] * 400, [7.0] * 200],
+        }
+    )
+    image = np.asarray(_fig_drift(units, "probeA", amplitudes).axes[0].images[0].get_array())
+    filled = image[np.isfinite(image)]
+    assert set(np.unique(filled)) == {5.0, 9.0}  # u2 fails QC; u0 at channel 10 is 5, u1 is 9
+    low = image[0]  # rows are depth bins (origin lower): the lowest holds channel 10 (u0) only
+    assert set(np.unique(low[np.isfinite(low)])) == {5.0}
+    without = np.asarray(_fig_drift(units, "probeA", None).axes[0].images[0].get_array())
+    assert set(np.unique(without[np.isfinite(without)])) == {1.0}

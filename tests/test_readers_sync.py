@@ -296,3 +296,69 @@ def test_bad_data_shape_is_bad_format(tmp_path: Path) -> None:
     with pytest.raises(BadFormatError) as exc:
         read_sync(path)
     assert exc.value.field == "data"
+
+
+def test_sync_meta_parses_in_concurrent_threads() -> None:
+    # CPython 3.11 shares the AST builder's recursion counter between threads: a thread switch
+    # inside ast.literal_eval (here forced by finalizers that the garbage collector runs) made
+    # concurrent converts fail with "SystemError: AST constructor recursion depth mismatch"
+    import gc
+    import sys
+    import threading
+
+    from npc_frames.readers.sync import _parse_meta
+
+    meta = {f"line{i}": [i, {"label": "x" * 5, "rate": 100000.0}, None] for i in range(300)}
+    text = repr(meta).encode()
+    errors: list[BaseException] = []
+
+    class Finalized:
+        me: object
+
+        def __del__(self) -> None:
+            sum(range(50))  # Python code run by the collector: a chance to switch threads
+
+    def work() -> None:
+        for _ in range(25):
+            junk = [Finalized() for _ in range(20)]
+            for j in junk:
+                j.me = j  # a cycle: freed by the collector, which runs __del__
+            del junk
+            try:
+                assert _parse_meta(text, "sync.h5") == meta
+            except BaseException as exc:  # collected and reported below
+                errors.append(exc)
+
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.set_threshold(50, 2, 2)
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
+
+
+def test_every_literal_parse_of_the_package_goes_through_the_locked_helpers() -> None:
+    # np.load parses each .npy header with ast.literal_eval: a direct call in a reader would
+    # reopen the race the test above closes
+    import re
+
+    import npc_frames
+
+    root = Path(npc_frames.__file__).parent
+    direct = re.compile(r"\b(np|numpy)\.load\(|\bast\.(literal_eval|parse)\(|from ast import")
+    offenders = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel == "readers/_literal.py" or rel.startswith("synth/"):
+            continue  # the helpers themselves; synth writes files, it parses none
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if direct.search(line.split("#", 1)[0]):
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert not offenders, offenders

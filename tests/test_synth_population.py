@@ -159,7 +159,7 @@ def test_components_report_what_the_truth_says(pop: PopulationTruth) -> None:
     for m in pop.members:
         raw = RawSession.from_path(m.raw_path)
         for name in C.names():
-            if name == "units" and m.assets and not HAS_ASSETS:
+            if name in ("units", "spike_amplitudes") and m.assets and not HAS_ASSETS:
                 continue
             expected = m.status(name)
             try:
@@ -173,10 +173,11 @@ def test_components_report_what_the_truth_says(pop: PopulationTruth) -> None:
             else:
                 assert not rows, (m.session_id, name)
         if HAS_ASSETS and m.probes and m.kind == "ephys":
-            units = C.get("units")(raw)
-            for probe in m.probes:
-                n = units.filter(units["electrode_group_name"] == probe).height
-                assert (n > 0) == (m.status("units", probe) == "ok"), (m.session_id, probe)
+            for name in ("units", "spike_amplitudes"):
+                rows = C.get(name)(raw)
+                for probe in m.probes:
+                    n = rows.filter(rows["electrode_group_name"] == probe).height
+                    assert (n > 0) == (m.status(name, probe) == "ok"), (m.session_id, probe)
 
 
 def test_surface_channel_session_starts_after_its_main(pop: PopulationTruth) -> None:

@@ -77,9 +77,7 @@ def test_unit_columns_equal_truth(units_df: pl.DataFrame, ephys_truth: Any, raw:
     np.testing.assert_array_equal(units_df["cluster_id"].to_numpy(), t["cluster_id"])
     np.testing.assert_array_equal(units_df["peak_channel"].to_numpy(), t["peak_channel"])
     np.testing.assert_allclose(units_df["amplitude"].to_numpy(), t["amplitude"], rtol=1e-6)
-    np.testing.assert_allclose(
-        units_df["spike_amplitudes"].explode().to_numpy(), t["spike_amplitude"], rtol=1e-6
-    )
+    assert "spike_amplitudes" not in units_df.columns  # a component of its own
     np.testing.assert_array_equal(units_df["num_spikes"].to_numpy(), np.diff(t["offsets"]))
     serials = {
         get(p, "letter"): str(get(p, "serial_number")) for p in get(ephys_truth.ephys, "probes")
@@ -87,6 +85,54 @@ def test_unit_columns_equal_truth(units_df: pl.DataFrame, ephys_truth: Any, raw:
     expected = [serials[p] for p in t["probe"]]
     assert units_df["device_name"].to_list() == expected
     assert units_df["session_id"].unique().to_list() == [str(raw.session_id)]
+
+
+def test_spike_amplitudes_component_equals_truth_and_units_rows(
+    units_df: pl.DataFrame, ephys_truth: Any, raw: Any
+) -> None:
+    """Per-spike amplitudes: one row per unit of units (same ids, probes, structures), values
+    equal to the sorting truth in spike-time order."""
+    from npc_frames.components._units import spike_amplitudes
+
+    t = truth_units(ephys_truth)
+    amps = spike_amplitudes(raw)  # not handed on by a units call: the sortings are read again
+    assert amps.columns == nf_schema_names("spike_amplitudes")
+    assert amps["unit_id"].to_list() == units_df["unit_id"].to_list()
+    assert amps["electrode_group_name"].to_list() == units_df["electrode_group_name"].to_list()
+    assert amps["structure"].to_list() == units_df["structure"].to_list()
+    np.testing.assert_array_equal(
+        amps["spike_amplitudes"].list.len().to_numpy(), units_df["num_spikes"].to_numpy()
+    )
+    np.testing.assert_allclose(
+        amps["spike_amplitudes"].explode().to_numpy(), t["spike_amplitude"], rtol=1e-6
+    )
+
+
+def test_spike_amplitudes_taken_from_the_units_read_without_decoding_again(
+    raw: Any, units_df: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after units, spike_amplitudes takes the amplitudes units read (no sorting decode),
+    and its inputs (the files replayed from the handoff) are the sorting files units read."""
+    from npc_frames import parts
+    from npc_frames.components import _units
+
+    _units.units(raw, trials=None)
+    calls = []
+    real = _units.read_sorting
+    monkeypatch.setattr(_units, "read_sorting", lambda *a, **k: calls.append(a) or real(*a, **k))
+    with parts.record_reads() as reads:
+        handed = _units.spike_amplitudes(raw)
+    assert calls == []
+    assert any("spike_times.npy" in r or "sorting" in r for r in reads), sorted(reads)[:5]
+    again = _units.spike_amplitudes(raw)  # taken once: the next call reads the sortings
+    assert len(calls) == units_df["electrode_group_name"].n_unique()
+    assert again.equals(handed)
+
+
+def nf_schema_names(component: str) -> list[str]:
+    from npc_frames.schemas import SCHEMAS
+
+    return SCHEMAS[component].names
 
 
 def test_peak_electrode_points_at_the_peak_channel_row(units_df: pl.DataFrame, raw: Any) -> None:
@@ -425,7 +471,7 @@ def test_probe_units_from_flat_arrays_shank_ids_and_unsorted_samples() -> None:
         metrics=pl.DataFrame({"cluster_id": [7, 3, 11]}),
     )
     clock = StreamClock("s", 30_000.0, 30_000.0 * (1 + 1e-5), 4.0, num_samples=1000)
-    df = _probe_units(
+    df, amplitudes = _probe_units(
         so,
         clock,
         session_id="668755_2023-08-31",
@@ -440,7 +486,8 @@ def test_probe_units_from_flat_arrays_shank_ids_and_unsorted_samples() -> None:
     got = df["spike_times"].to_list()
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, clock.times(np.array(e)))
-    assert df["spike_amplitudes"].to_list() == [[1.0, 5.0, 3.0], [2.0, 0.0], [4.0]]
+    assert amplitudes is not None
+    assert amplitudes.to_list() == [[1.0, 5.0, 3.0], [2.0, 0.0], [4.0]]
     assert df["peak_channel"].to_list() == [102, 104, None]
     assert df["peak_electrode"].to_list() == [40, 41, None]
     assert df["amplitude"].to_list()[:2] == [10.0, 10.0]

@@ -11,7 +11,8 @@ run most: "units passing QC in one structure, with their spike times":
 - row groups are small (at most :data:`UNITS_ROW_GROUP_UNITS` units and about
   :data:`UNITS_ROW_GROUP_SPIKES` spikes), so one unit's spike times can be fetched (a ranged GET on
   S3) without the rest of the session's;
-- ``spike_times`` (and ``spike_amplitudes``) are *packed*: each unit's values are stored as one
+- ``spike_times`` (and, in the ``spike_amplitudes`` component, ``spike_amplitudes``) are
+  *packed*: each unit's values are stored as one
   uncompressed Parquet BYTE_ARRAY holding its little-endian float64s — a flat float array whose
   offsets are the byte-array lengths. Parquet list columns must decode a repetition level per
   spike (Polars managed ~0.25 GB/s, zstd or not); a byte array decodes at memory speed, and
@@ -25,6 +26,12 @@ description (:data:`COMPONENT_DESCRIPTION_KEY`), so a file read by any Parquet t
 columns.
 
 The public column stays ``spike_times: list[f64]``; only the physical layout differs.
+
+Per-spike amplitudes are a component of their own (``spike_amplitudes``), laid out like
+``units`` (same sort order, same row-group bounds when every probe has them): in one file with
+the spike times they sat between the spike-time chunks of consecutive row groups, so a query of
+one structure's spike times over S3 needed one ranged GET per row group instead of one or two
+per file (figures in ``docs/cache.md``).
 """
 
 from __future__ import annotations
@@ -107,11 +114,23 @@ class Layout:
 #: component name -> layout; components not listed use ``Layout()``
 LAYOUTS: dict[str, Layout] = {
     "units": Layout(
-        column_compression={"spike_times": "none", "spike_amplitudes": "none"},
-        packed=("spike_times", "spike_amplitudes"),
+        column_compression={"spike_times": "none"},
+        packed=("spike_times",),
         cluster_by=("structure", "unit_id"),
         split_on=("structure",),
         list_budget_column="spike_times",
+        max_list_elements=UNITS_ROW_GROUP_SPIKES,
+        max_rows=UNITS_ROW_GROUP_UNITS,
+    ),
+    # the same rows, order and row groups as units (one amplitude per spike, so the same
+    # element budget gives the same bounds): a unit's amplitudes are one ranged read, and a
+    # structure's are skipped by the statistics of ``structure`` as in units
+    "spike_amplitudes": Layout(
+        column_compression={"spike_amplitudes": "none"},
+        packed=("spike_amplitudes",),
+        cluster_by=("structure", "unit_id"),
+        split_on=("structure",),
+        list_budget_column="spike_amplitudes",
         max_list_elements=UNITS_ROW_GROUP_SPIKES,
         max_rows=UNITS_ROW_GROUP_UNITS,
     ),
@@ -208,9 +227,12 @@ def row_group_bounds(df: pl.DataFrame, layout: Layout) -> list[tuple[int, int]]:
     for name in layout.split_on:
         if name in df.columns:
             col = df[name]
-            changed = (col != col.shift(1)).fill_null(True) | (
-                col.is_null() != col.is_null().shift(1)
-            ).fill_null(True)
+            # a value differing from the previous row's, or a null next to a value; consecutive
+            # nulls (a session without anatomy) are one segment, not one row group per row
+            null = col.is_null()
+            changed = (col != col.shift(1)).fill_null(False) | (null != null.shift(1)).fill_null(
+                False
+            )
             breaks |= changed.to_numpy()
     breaks[0] = True
     if layout.list_budget_column and layout.list_budget_column in df.columns:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 from npc_frames import parts, storage
@@ -119,6 +119,37 @@ class Memo(Generic[V]):
                     self._reads.pop(dropped, None)
                 self._pending.pop(key, None)
             return computed
+
+    def put(self, key: Hashable, value: V, reads: Iterable[str] = ()) -> None:
+        """Return None after storing `value` under `key`, computed elsewhere from files `reads`.
+
+        For a value that falls out of another computation (the ``units`` component reads the
+        sortings and hands the per-spike amplitudes on): a later :meth:`get` or :meth:`pop`
+        replays `reads`, so the consumer is fingerprinted by the files the value came from.
+        """
+        with self._lock:
+            self._reads[key] = frozenset(reads)
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                dropped, _ = self._data.popitem(last=False)
+                self._reads.pop(dropped, None)
+
+    def pop(self, key: Hashable) -> tuple[bool, V | None]:
+        """Return (True, the value stored under `key`) and drop it, else (False, None).
+
+        A value handed on once (see :meth:`put`) is released as soon as it is taken; its reads are
+        replayed as on a hit of :meth:`get`.
+        """
+        with self._lock:
+            found, value = self._lookup(key)
+            if not found:
+                self.misses += 1
+                return False, None
+            del self._data[key]
+            reads = self._reads.pop(key, frozenset())
+        parts.replay_reads(reads)
+        return True, value
 
     def read(self, path: str, reader: Callable[[str], V]) -> V:
         """Return ``reader(path)``, memoized for a local file by its path and content key.

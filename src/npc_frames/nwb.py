@@ -158,6 +158,7 @@ NWB_LOCATIONS: dict[str, str] = {
     "electrode_groups": "/general/extracellular_ephys",
     "electrodes": "/general/extracellular_ephys/electrodes",
     "units": "/units",
+    "spike_amplitudes": "/units (column spike_amplitudes)",
     **VIDEO_BEHAVIOR_LOCATIONS,
 }
 NWBFILE_FIELDS = (
@@ -294,6 +295,8 @@ def _frames(
     components: Iterable[str] | None,
 ) -> dict[str, pl.DataFrame]:
     wanted = None if components is None else {*components, "sessions"}
+    if wanted is not None and "units" in wanted:
+        wanted.add("spike_amplitudes")  # a column of the NWB units table
     if type(session).__name__ == "SessionId":  # npc_frames.ids.SessionId
         session = str(session)
     if isinstance(session, Mapping):
@@ -635,7 +638,7 @@ def to_nwb(
     else:
         electrodes_df = None
     if (df := frames.get("units")) is not None and df.height:
-        add_units(nwb, df, groups, electrodes_df)
+        add_units(nwb, df, groups, electrodes_df, frames.get("spike_amplitudes"))
     add_anatomy(nwb, frames)  # manipulator positions (npc_frames.nwb_anatomy)
 
     if include_raw:

@@ -25,6 +25,7 @@ from npc_frames.nwb_tables import (
     build_table,
     column_description,
     first_present,
+    ragged_columns,
     require_columns,
     series_to_numpy,
     table_description,
@@ -292,14 +293,42 @@ def _list_parts_lengths(s: pl.Series) -> tuple[int | None, None]:
     return int(lengths[0]), None
 
 
+def _spike_amplitudes(df: pl.DataFrame, amplitudes: pl.DataFrame | None) -> pl.Series:
+    """Return the per-spike amplitudes of each unit of `df` (an empty list for a unit without):
+    the frame's own column when it has one, else the ``spike_amplitudes`` rows matched by
+    unit_id."""
+    dtype = pl.List(pl.Float64)
+    if "spike_amplitudes" in df.columns:
+        return df["spike_amplitudes"].cast(dtype)
+    if amplitudes is None or amplitudes.is_empty() or "unit_id" not in df.columns:
+        return pl.Series("spike_amplitudes", [None] * df.height, dtype=dtype)
+    joined = df.select("unit_id").join(
+        amplitudes.select("unit_id", pl.col("spike_amplitudes").cast(dtype)),
+        on="unit_id",
+        how="left",
+        maintain_order="left",
+    )
+    if joined.height != df.height:
+        raise InconsistentDataError(
+            "spike_amplitudes has several rows for one unit_id",
+            field="spike_amplitudes.unit_id",
+            expected="one row per unit, as in units",
+        )
+    return joined["spike_amplitudes"]
+
+
 def add_units(
     nwb: NWBFile,
     df: pl.DataFrame,
     groups: Mapping[str, ElectrodeGroup],
     electrodes_df: pl.DataFrame | None,
+    amplitudes: pl.DataFrame | None = None,
 ) -> Units:
     """Return the units table added to `nwb`, assembled from whole arrays.
 
+    ``spike_amplitudes`` (the per-spike amplitudes) is the frame's own column, else taken from
+    the ``spike_amplitudes`` component frame `amplitudes` by unit_id; a unit without amplitudes
+    gets an empty list, and the column is always written (every file has the same columns).
     ``spike_times``, ``spike_amplitudes`` and other list columns become flat ``VectorData`` plus
     ``VectorIndex``; ``obs_intervals`` (``list[list[f64]]`` of [start, stop]) becomes a ragged
     column of 2-wide rows; ``electrode_group`` references the group named in
@@ -311,8 +340,12 @@ def add_units(
     """
     require_columns(df, "units", ["spike_times"])
     df = with_schema_columns(df, "units")
-    extra: list[VectorData] = []
-    skip: list[str] = []
+    extra: list[VectorData] = ragged_columns(
+        "spike_amplitudes",
+        column_description("spike_amplitudes", "spike_amplitudes"),
+        _spike_amplitudes(df, amplitudes),
+    )
+    skip: list[str] = ["spike_amplitudes"]
     gcol = first_present(df, UNIT_GROUP)
     if gcol is not None and groups:
         extra.append(

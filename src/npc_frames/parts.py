@@ -56,6 +56,7 @@ __all__ = [
     "error_location",
     "record_read",
     "record_reads",
+    "replay_parts",
     "replay_reads",
     "report_absent",
     "report_absent_component",
@@ -157,6 +158,13 @@ def report_absent(part: str, reason: str, *, probe: str | None = None) -> None:
             probe=probe,
         )
     )
+
+
+def replay_parts(found: Iterable[Part]) -> None:
+    """Return None after reporting `found` again: the parts reported while a value that another
+    component takes over was computed (so both components name the same damaged parts)."""
+    for part in found:
+        _add(part)
 
 
 #: the ``part`` of a :func:`report_absent_component` report: the whole component, not a part

@@ -2,8 +2,8 @@
 
 Everything is computed from one session's cached components (``nf.read_session``): sessions
 flags (sync, photodiode, engagement), running speed, units (yield per probe, QC metrics, drift map
-from spike times and amplitudes), trials (population PSTH to visual and auditory targets),
-optotagging and camera frame times (dropped frames). The sync-based checks and panels (vsync
+from spike times and the ``spike_amplitudes`` component), trials (population PSTH to visual and
+auditory targets), optotagging and camera frame times (dropped frames). The sync-based checks and panels (vsync
 intervals and dropped/long frames, photodiode lag per stim block, sound and opto latency from the
 sync lines and the NI-DAQ copy) come from the ``qc`` and ``qc_timing`` components, which convert
 computes from the raw sync file and NI-DAQ recording (:mod:`npc_frames.components._qc`), so the
@@ -289,14 +289,22 @@ def _fig_metrics(tables: dict[str, pl.DataFrame]) -> Figure:
     return fig
 
 
-def _fig_drift(units: pl.DataFrame, probe: str) -> Figure:
+def _fig_drift(units: pl.DataFrame, probe: str, amplitudes: pl.DataFrame | None = None) -> Figure:
     """Spike depth x time of the probe's default_qc units: a 2-D histogram (time bins x peak
-    channels) coloured by the mean spike amplitude of each bin; empty bins are blank."""
+    channels) coloured by the mean spike amplitude of each bin (the ``spike_amplitudes``
+    component's, matched by unit_id; 1 when the probe has none); empty bins are blank."""
     u = units.filter(
         (pl.col("electrode_group_name") == probe) & pl.col("default_qc").fill_null(False)
     )
     if u.is_empty():
         return _placeholder(f"{probe}: no default_qc units")
+    if "spike_amplitudes" not in u.columns and amplitudes is not None:
+        u = u.join(
+            amplitudes.select("unit_id", "spike_amplitudes"),
+            on="unit_id",
+            how="left",
+            maintain_order="left",
+        )
     lens = u["spike_times"].list.len().fill_null(0).to_numpy()
     t = u["spike_times"].explode().drop_nulls().to_numpy().astype(np.float64)
     depth = np.repeat(u["peak_channel"].fill_null(-1).to_numpy(), lens).astype(np.float64)
@@ -500,7 +508,16 @@ def qc_report(
     if units is not None:
         probes = sorted(units["electrode_group_name"].drop_nulls().unique())
         panels.append(
-            ("Drift map", [_save(_fig_drift(units, p), out / f"drift_{p}.png") for p in probes])
+            (
+                "Drift map",
+                [
+                    _save(
+                        _fig_drift(units, p, _get(tables, "spike_amplitudes")),
+                        out / f"drift_{p}.png",
+                    )
+                    for p in probes
+                ],
+            )
         )
     panels.append(
         ("Sensory responses", [_save(_fig_psth(spikes, events, "targets"), out / "psth.png")])

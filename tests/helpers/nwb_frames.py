@@ -247,6 +247,10 @@ def make_frames(
             ).with_columns(pl.col("waveform_mean").cast(pl.List(pl.List(pl.Float32))))
         )
     f["units"] = pl.concat(units).select(lit, pl.all())
+    # per-spike amplitudes are a component of their own, keyed like units
+    f["spike_amplitudes"] = f["units"].select(
+        "session_id", "unit_id", "electrode_group_name", "spike_amplitudes"
+    )
     return {name: conform(name, df) for name, df in f.items()}
 
 

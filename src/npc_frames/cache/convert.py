@@ -157,6 +157,7 @@ PROBE_COLUMNS: dict[str, str] = {
     "electrode_groups": "name",
     "electrodes": "group_name",
     "units": "electrode_group_name",
+    "spike_amplitudes": "electrode_group_name",
 }
 
 

@@ -110,8 +110,10 @@ def main_is_importable() -> bool:
     if line is None:
         return True  # called from a function: the script's top level only defines it
     try:
+        from npc_frames.readers._literal import parse_source  # one AST builder at a time
+
         with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
+            tree = parse_source(f.read())
     except (OSError, SyntaxError, ValueError):
         return False
     return any(first <= line <= last for first, last in _guarded_lines(tree))

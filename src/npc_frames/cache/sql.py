@@ -28,7 +28,6 @@ from npc_frames import views as _derived
 from npc_frames.cache.catalog import (
     DATA_FILE,
     _component_names,
-    _escape_glob,
     _glob,
     cache_root,
     read_catalog,
@@ -161,6 +160,10 @@ def _create_component_view(
     from npc_frames.schemas import SCHEMAS
 
     schema: Schema | None = SCHEMAS.get(name)
+    if has_files and schema is not None and storage.is_remote(root):
+        _register_remote_view(con, root, name)
+        _comment(con, name, schema.description, {c.name: c.comment for c in schema.columns})
+        return
     if has_files:
         source = (
             f"SELECT * FROM read_parquet('{_sql_str(_glob(root, name))}', "
@@ -185,6 +188,20 @@ def _create_component_view(
     con.execute(f"CREATE VIEW {_sql_ident(name)} AS {source}")
     if schema is not None:
         _comment(con, name, schema.description, {c.name: c.comment for c in schema.columns})
+
+
+def _register_remote_view(con: duckdb.DuckDBPyConnection, root: str, name: str) -> None:
+    """Register component `name` of the object-store cache `root` as a view of `con` read
+    through the planned reader (:mod:`npc_frames.cache.remote`), not DuckDB's own file reads.
+
+    The view is the component's LazyFrame (``scan``: the schema's columns, packed columns
+    unpacked). DuckDB hands it each query's filters and columns, which reach the planned reader:
+    footers cached by ETag, only the needed column chunks of the row groups the statistics admit,
+    merged into a few ranged GETs per file, and one listing of the component per query.
+    """
+    from npc_frames.cache.scan import scan
+
+    con.register(name, scan(name, root))
 
 
 def _create_spike_times_view(con: duckdb.DuckDBPyConnection) -> None:
@@ -251,13 +268,16 @@ _DUCKDB_TYPES = {"float64": "DOUBLE", "float32": "FLOAT", "int64": "BIGINT", "in
 
 
 def _present_components(root: str) -> set[str]:
-    """Return the components that have at least one file in the cache (one listing)."""
+    """Return the components that have at least one file in the cache (one listing: on S3 one
+    request per 1,000 objects, where a glob lists every component's and session's folder)."""
     if not storage.is_remote(root):
         return _present_local(storage.strip_protocol(root))
-    return {
-        p.replace("\\", "/").rsplit("/", 3)[-3]
-        for p in storage.glob(storage.join(_escape_glob(root), "*", "session_id=*", DATA_FILE))
-    }
+    out = set()
+    for rel, _, _ in storage.list_files(root):
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[1].startswith("session_id=") and parts[2] == DATA_FILE:
+            out.add(parts[0])
+    return out
 
 
 def _unpack_udf(

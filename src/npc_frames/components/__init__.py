@@ -58,6 +58,7 @@ COMPONENTS: dict[str, str] = {
     "electrode_groups": "npc_frames.components.ephys:electrode_groups",
     "electrodes": "npc_frames.components.ephys:electrodes",
     "units": "npc_frames.components._units:units",
+    "spike_amplitudes": "npc_frames.components._units:spike_amplitudes",
     "manipulator_positions": "npc_frames.components.manipulators:manipulator_positions",
     "qc": "npc_frames.components._qc:qc",
     "qc_timing": "npc_frames.components._qc:qc_timing",

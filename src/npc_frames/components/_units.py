@@ -48,14 +48,15 @@ from npc_frames.errors import (
     NpcFramesError,
 )
 from npc_frames.lists import flat_list_chunks
+from npc_frames.memo import Memo
 from npc_frames.probes import probe_selection, report_skipped
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
-from npc_frames.schemas.ephys import METRIC_COLUMNS, UNITS
+from npc_frames.schemas.ephys import METRIC_COLUMNS, SPIKE_AMPLITUDES, UNITS
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
-__all__ = ["UnitsReport", "list_series", "units", "units_with_report"]
+__all__ = ["UnitsReport", "list_series", "spike_amplitudes", "units", "units_with_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +210,8 @@ def _probe_units(
     lookup: tuple[np.ndarray, np.ndarray] | None,
     sync_total_seconds: float,
     channel_offset: int,
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.Series | None]:
+    """Return (the probe's units frame, its per-spike amplitudes in unit order or None)."""
     if so.sample_rate and abs(so.sample_rate / clock.nominal_rate - 1) > 1e-3:
         raise InconsistentDataError(
             f"sorting sample rate {so.sample_rate} Hz differs from the AP stream's "
@@ -245,12 +247,11 @@ def _probe_units(
         cols["peak_electrode"] = pl.Series([None] * n, dtype=pl.Int64)
     cols["amplitude"] = pl.Series(amplitude).fill_nan(None)
     cols["spike_times"] = cols_spikes
+    amplitudes = None
     if so.spike_amplitudes is not None:
         amps = _gather(np.asarray(so.spike_amplitudes), order)
-        cols["spike_amplitudes"] = list_series("spike_amplitudes", amps, offsets)
+        amplitudes = list_series("spike_amplitudes", amps, offsets)
         del amps
-    else:
-        cols["spike_amplitudes"] = pl.Series([None] * n, dtype=pl.List(pl.Float64))
     del order
     # clipped uploads: the last spike is later evidence of recording than the last TTL event
     last = int(so.spike_samples.max(initial=-1)) + 1
@@ -281,7 +282,7 @@ def _probe_units(
         df = pl.concat([df, metrics], how="horizontal")
     if extra:
         df = df.with_columns(extra)
-    return df
+    return df, amplitudes
 
 
 def _qc(df: pl.DataFrame) -> pl.DataFrame:
@@ -300,11 +301,57 @@ def _qc(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(rule.alias("default_qc"), rule.alias("is_qc_pass"))
 
 
+@dataclass(frozen=True)
+class _Amplitudes:
+    """The per-spike amplitudes read with one session's sortings, and what happened to each probe
+    (so that ``spike_amplitudes`` reports the same parts as ``units``)."""
+
+    frame: pl.DataFrame
+    report: UnitsReport
+    #: the parts reported while the sortings were read (failed, absent and skipped probes,
+    #: damaged electrodes), reported again by ``spike_amplitudes``
+    reported: tuple[parts.Part, ...] = ()
+    #: probe keys whose sorting has no per-spike amplitudes
+    without: tuple[str, ...] = ()
+
+
+#: the amplitudes of the session whose units were computed last, handed to ``spike_amplitudes``
+#: (taken, so released, when it runs): one decode of the sortings serves both components. One
+#: entry: a full-scale session's amplitudes are ~0.5 GB.
+_AMPLITUDES: Memo[_Amplitudes] = Memo("spike amplitudes from the units' sorting read", maxsize=1)
+
+
+def _amplitudes_key(raw: RawSession) -> tuple[str, str, tuple[tuple[str, Any], ...]]:
+    """Return the memo key of a session's sorting read: its root, id and every file's size and
+    modification stamp at discovery (a rewritten sorting file gives a new key)."""
+    return (str(raw.root), str(raw.session_id), tuple(sorted(raw.file_stats.items())))
+
+
+def _amplitude_rows(frame: pl.DataFrame, amplitudes: pl.Series) -> pl.DataFrame:
+    """Return the spike_amplitudes rows of one probe's units `frame` (same row order)."""
+    structure = (
+        frame["structure"] if "structure" in frame.columns else pl.Series([None] * frame.height)
+    )
+    return pl.DataFrame(
+        {
+            "session_id": frame["session_id"],
+            "unit_id": frame["unit_id"],
+            "electrode_group_name": frame["electrode_group_name"],
+            "structure": structure.cast(pl.String),
+            "spike_amplitudes": amplitudes,
+        }
+    )
+
+
 @timed
 def units_with_report(
     raw: RawSession, *, trials: pl.DataFrame | None = None, clocks: SessionClocks | None = None
 ) -> tuple[pl.DataFrame, UnitsReport]:
-    """Return (units of every sorted, alignable probe; report of failed/unsorted probes)."""
+    """Return (units of every sorted, alignable probe; report of failed/unsorted probes).
+
+    The per-spike amplitudes read with the sortings are handed to :func:`spike_amplitudes`
+    (when `clocks` is not given), which takes them instead of decoding the sortings again.
+    """
     sid = str(raw.session_id)
     sorting_path = raw.sorting_path
     if sorting_path is None:
@@ -313,80 +360,105 @@ def units_with_report(
             path=raw.root,
             expected="<root>/sorting/<stream folder>/ (phy) or an AIND sorting result",
         )
-    clocks = clocks if clocks is not None else session_clocks(raw)
-    setup = probe_setup(raw)
+    handoff = clocks is None
+    # the files read and the parts reported here are those of spike_amplitudes too
+    reported: list[parts.Part] = []
     try:
-        el = electrodes(raw)
-        lookups = electrode_lookup(el)
-    except NpcFramesError as exc:
-        logger.warning("electrodes unavailable for %s: %s", sid, exc)
-        parts.report_failure("electrodes", exc)
-        el, lookups = None, {}
-    serials = {p.letter: p.serial for p in setup.settings.probes} if setup.settings else {}
-    ccf = _ccf_table(el)
-    entries = {
-        key: (entry, location)
-        for entry, location in find_sortings(raw.local(sorting_path)).items()
-        if (key := sorting_key(entry)) is not None
-    }
-    failures: dict[str, NpcFramesError] = {}
-    frames: list[pl.DataFrame] = []
-    converted: list[str] = []
-    skipped = dict(probe_selection(raw).skipped)
-    for key, (entry, location) in sorted(entries.items()):  # one iteration per probe (≤ 6)
-        letter = key[0]
-        if letter in skipped:
-            continue
-        try:
-            # read one probe at a time: its spikes are released before the next is read
-            so = read_sorting(location, name=entry)
-            stream = clocks.probe_stream(letter, "ap")
-            clock = clocks.clock(stream)
-            frame = _probe_units(
-                so,
-                clock,
-                session_id=sid,
-                letter=letter,
-                device_name=serials.get(letter),
-                lookup=lookups.get(f"probe{letter}"),
-                sync_total_seconds=clocks.sync_total_seconds,
-                channel_offset=setup.channel_offset,
-            )
-            del so
-            if ccf is not None:
-                frame = frame.join(
-                    ccf,
-                    on=["electrode_group_name", "peak_channel"],
-                    how="left",
-                    maintain_order="left",
+        with parts.record_reads() as reads, parts.collect() as reported:
+            clocks = clocks if clocks is not None else session_clocks(raw)
+            setup = probe_setup(raw)
+            try:
+                el = electrodes(raw)
+                lookups = electrode_lookup(el)
+            except NpcFramesError as exc:
+                logger.warning("electrodes unavailable for %s: %s", sid, exc)
+                parts.report_failure("electrodes", exc)
+                el, lookups = None, {}
+            serials = {p.letter: p.serial for p in setup.settings.probes} if setup.settings else {}
+            ccf = _ccf_table(el)
+            entries = {
+                key: (entry, location)
+                for entry, location in find_sortings(raw.local(sorting_path)).items()
+                if (key := sorting_key(entry)) is not None
+            }
+            failures: dict[str, NpcFramesError] = {}
+            frames: list[pl.DataFrame] = []
+            amplitude_frames: list[pl.DataFrame] = []
+            without: list[str] = []
+            converted: list[str] = []
+            skipped = dict(probe_selection(raw).skipped)
+            for key, (entry, location) in sorted(entries.items()):  # one iteration per probe (≤ 6)
+                letter = key[0]
+                if letter in skipped:
+                    continue
+                try:
+                    # read one probe at a time: its spikes are released before the next is read
+                    so = read_sorting(location, name=entry)
+                    stream = clocks.probe_stream(letter, "ap")
+                    clock = clocks.clock(stream)
+                    frame, amplitudes = _probe_units(
+                        so,
+                        clock,
+                        session_id=sid,
+                        letter=letter,
+                        device_name=serials.get(letter),
+                        lookup=lookups.get(f"probe{letter}"),
+                        sync_total_seconds=clocks.sync_total_seconds,
+                        channel_offset=setup.channel_offset,
+                    )
+                    del so
+                    if ccf is not None:
+                        frame = frame.join(
+                            ccf,
+                            on=["electrode_group_name", "peak_channel"],
+                            how="left",
+                            maintain_order="left",
+                        )
+                    # validated per probe: a frame validated after concatenation is copied whole
+                    frame = UNITS.validate(
+                        _qc(frame).with_columns(pl.lit(sid).alias("session_id")), source=location
+                    )
+                    if amplitudes is None:
+                        without.append(key)
+                    else:
+                        amplitude_frames.append(_amplitude_rows(frame, amplitudes))
+                    del amplitudes
+                    frames.append(frame)
+                    converted.append(key)
+                except NpcFramesError as exc:
+                    failures[key] = exc
+            recorded = set(setup.recorded_letters)
+            sorted_letters = {k[0] for k in entries}
+            unsorted = tuple(sorted(recorded - sorted_letters))
+            for key, err in failures.items():
+                warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
+                parts.report_failure(f"probe{key}", err, probe=key[0])
+            report_skipped(raw)
+            for letter in unsorted:
+                warnings.warn(
+                    f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
                 )
-            # validated per probe: a frame validated after concatenation is copied whole
-            frames.append(
-                UNITS.validate(
-                    _qc(frame).with_columns(pl.lit(sid).alias("session_id")), source=location
-                )
-            )
-            converted.append(key)
-        except NpcFramesError as exc:
-            failures[key] = exc
-    recorded = set(setup.recorded_letters)
-    sorted_letters = {k[0] for k in entries}
-    unsorted = tuple(sorted(recorded - sorted_letters))
+                if letter not in skipped:  # a skipped probe was reported by report_skipped
+                    parts.report_absent(
+                        f"probe{letter}", "recorded but has no sorting output", probe=letter
+                    )
+    finally:
+        parts.replay_parts(reported)  # units reports them as before
     report = UnitsReport(
         converted=tuple(converted), failures=failures, unsorted=unsorted, skipped=skipped
     )
-    for key, err in failures.items():
-        warnings.warn(f"units of probe {key} in {sid} not converted: {err}", stacklevel=2)
-        parts.report_failure(f"probe{key}", err, probe=key[0])
-    report_skipped(raw)
-    for letter in unsorted:
-        warnings.warn(
-            f"probe {letter} in {sid} was recorded but has no sorting output", stacklevel=2
+    if handoff:
+        amps = (
+            pl.concat(amplitude_frames, how="vertical", rechunk=False)
+            if amplitude_frames
+            else SPIKE_AMPLITUDES.empty()
         )
-        if letter not in skipped:  # a skipped probe was reported by report_skipped
-            parts.report_absent(
-                f"probe{letter}", "recorded but has no sorting output", probe=letter
-            )
+        _AMPLITUDES.put(
+            _amplitudes_key(raw),
+            _Amplitudes(amps, report, tuple(reported), tuple(without)),
+            reads,
+        )
+    del amplitude_frames
     if not frames:
         if failures:
             raise next(iter(failures.values()))
@@ -404,6 +476,58 @@ def units_with_report(
             )
     out.attrs = report.as_dict()  # type: ignore[attr-defined]
     return out, report
+
+
+@timed
+def spike_amplitudes(raw: RawSession) -> pl.DataFrame:
+    """Return one row per sorted unit with its per-spike amplitudes in spike-time order.
+
+    Rows: (session_id, unit_id, electrode_group_name, structure, spike_amplitudes), the units
+    of ``units`` whose sorting has per-spike amplitudes. The parts are those of ``units``: a probe
+    whose sorting or clock fails is the same failed part, a recorded probe without sorting or a
+    skipped probe is absent, and a probe whose sorting has no per-spike amplitudes is an absent
+    part (``the sorting has no per-spike amplitudes``); when no probe has them the component is
+    absent. Right after ``units`` of the same session (as ``convert`` runs them) the amplitudes
+    read with its sortings are taken from memory; otherwise the sortings are read again.
+    """
+    key = _amplitudes_key(raw)
+    found, got = _AMPLITUDES.pop(key)
+    if not found:
+        # not handed on by units: read the sortings now (the parts are reported below, from
+        # the stored report, as on the handed-on path)
+        with parts.collect(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                units_with_report(raw, trials=None)
+            except NpcFramesError:
+                found, got = _AMPLITUDES.pop(key)
+                if not found:
+                    raise  # raised before any sorting was read: the same error as units
+            else:
+                found, got = _AMPLITUDES.pop(key)
+    if not found or got is None:
+        raise InconsistentDataError(
+            "the sortings' amplitudes were not kept after they were read (a concurrent read "
+            "of the same session replaced them?)",
+            path=raw.root,
+            field="spike_amplitudes",
+            expected="one reader of a session's sortings at a time",
+        )
+    sid = str(raw.session_id)
+    report = got.report
+    parts.replay_parts(got.reported)
+    for probe in got.without:
+        parts.report_absent(
+            f"probe{probe}", "the sorting has no per-spike amplitudes", probe=probe[0]
+        )
+    if got.frame.height == 0:
+        if report.failures and not report.converted:
+            raise next(iter(report.failures.values()))
+        if got.without and not report.failures:
+            parts.report_absent_component(
+                f"no sorted probe of {sid} has per-spike amplitudes in its sorting"
+            )
+    return SPIKE_AMPLITUDES.validate(got.frame, source=raw.root)
 
 
 def _ccf_table(el: pl.DataFrame | None) -> pl.DataFrame | None:
@@ -426,7 +550,9 @@ def units(raw: RawSession, *, trials: pl.DataFrame | str | None = "auto") -> pl.
     """Return one row per sorted unit with spike times on the sync clock (FORMATS §11.3–11.4).
 
     Probes that fail (sorting unreadable, clock not alignable) or were not sorted are reported by
-    a warning and in ``df.attrs``; the units of the other probes are returned.
+    a warning and in ``df.attrs``; the units of the other probes are returned. Per-spike
+    amplitudes are not a column: they are the ``spike_amplitudes`` component (keyed by
+    ``unit_id``), handed to it from this same read of the sortings.
 
     ``activity_drift`` (and so the reference's ``default_qc`` rule) needs the session's trials:
     with ``trials="auto"`` (the default, used by ``convert``) they are computed from `raw` when the

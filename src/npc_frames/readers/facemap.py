@@ -15,6 +15,7 @@ import numpy as np
 
 from npc_frames._log import timed
 from npc_frames.errors import BadFormatError, MissingFileError, ParameterError
+from npc_frames.readers._literal import load_npy
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def read_proc_npy(path: str, *, allow_pickle: bool = False, roi: int = 1) -> np.
             expected="allow_pickle=True for a trusted file, or the zarr export",
         )
     try:
-        proc = np.load(path, allow_pickle=True).item()
+        proc = load_npy(path, allow_pickle=True).item()
     except FileNotFoundError:
         raise MissingFileError("facemap proc file not found", path=path) from None
     except Exception as exc:

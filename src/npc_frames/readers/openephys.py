@@ -39,6 +39,7 @@ from npc_frames import storage
 from npc_frames._log import timed
 from npc_frames.errors import BadFormatError, InconsistentDataError, MissingFileError
 from npc_frames.memo import Memo
+from npc_frames.readers._literal import load_npy
 
 __all__ = [
     "ContinuousStream",
@@ -504,12 +505,12 @@ def _stream_kind(folder: str, rate: float) -> tuple[StreamKind, str | None]:
 
 
 def _npy_length(file: str) -> int:
-    arr = np.load(file, mmap_mode="r")
+    arr = load_npy(file, mmap_mode="r")
     return int(arr.shape[0])
 
 
 def _first_npy_value(file: str) -> int:
-    arr = np.load(file, mmap_mode="r")
+    arr = load_npy(file, mmap_mode="r")
     if arr.shape[0] == 0:
         raise BadFormatError(
             "sample_numbers.npy is empty", path=file, expected="at least one sample number"
@@ -698,8 +699,8 @@ def read_ttl_folder(base: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.in
             else:
                 raise MissingFileError(f"TTL {k}.npy not found", path=f, expected=f"{k}.npy")
     try:
-        samples = np.asarray(np.load(files["sample_numbers"]), dtype=np.int64)
-        states = np.asarray(np.load(files["states"]), dtype=np.int16)
+        samples = np.asarray(load_npy(files["sample_numbers"]), dtype=np.int64)
+        states = np.asarray(load_npy(files["states"]), dtype=np.int16)
     except (ValueError, OSError, EOFError) as exc:  # truncated or not a .npy file
         raise BadFormatError(
             f"TTL event file cannot be read: {exc}",

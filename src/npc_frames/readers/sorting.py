@@ -47,6 +47,7 @@ from npc_frames.errors import (
     NpcFramesError,
     UnsupportedVersionError,
 )
+from npc_frames.readers._literal import load_npy
 
 __all__ = [
     "SortingOutput",
@@ -274,7 +275,7 @@ def _load_npy(path: str, *, required: bool = True) -> np.ndarray | None:
             )
         return None
     try:
-        return np.load(path, mmap_mode="r")
+        return load_npy(path, mmap_mode="r")
     except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
         raise BadFormatError(
             f"cannot read .npy: {exc}", path=path, expected="a NumPy .npy array"

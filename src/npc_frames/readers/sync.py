@@ -22,7 +22,6 @@ is identical to npc; for longer ones ours is monotonic where npc's would jump ba
 
 from __future__ import annotations
 
-import ast
 import datetime
 import logging
 import os
@@ -38,6 +37,7 @@ from npc_frames._log import timed
 from npc_frames.errors import BadFormatError
 from npc_frames.memo import Memo
 from npc_frames.readers._h5 import h5_errors, open_h5
+from npc_frames.readers._literal import literal_eval
 
 __all__ = ["N_LINES", "SyncData", "read_sync"]
 
@@ -271,7 +271,7 @@ def _parse_meta(raw: Any, source: str | None) -> dict[str, Any]:
         raw = raw.item() if raw.size == 1 else raw.tobytes()
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
     try:
-        meta = ast.literal_eval(text)
+        meta = literal_eval(text)  # ast.literal_eval, thread-safe (readers/_literal.py)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
         raise BadFormatError(
             f"sync meta is not a Python literal dict: {exc}",

@@ -16,6 +16,7 @@ __all__ = [
     "ELECTRODE_GROUPS",
     "MANIPULATOR_POSITIONS",
     "METRIC_COLUMNS",
+    "SPIKE_AMPLITUDES",
     "UNITS",
 ]
 
@@ -169,7 +170,10 @@ METRIC_UNITS: dict[str, str] = {
 
 UNITS = Schema(
     name="units",
-    description="spike-sorted units from Kilosort 2.5, one row per unit of each sorted probe",
+    description=(
+        "spike-sorted units from Kilosort 2.5, one row per unit of each sorted probe (per-spike "
+        "amplitudes: the spike_amplitudes component)"
+    ),
     key=("session_id", "unit_id"),
     columns=(
         SESSION_ID,
@@ -194,13 +198,6 @@ UNITS = Schema(
             pl.List(F64),
             "spike times on the sync clock, sorted: sample / rate_on_sync + start_time",
             unit="s",
-        ),
-        Column(
-            "spike_amplitudes",
-            pl.List(F64),
-            "per-spike amplitude in spike_times order (µV for SpikeInterface output; Kilosort "
-            "template scaling factor for phy folders); null when the sorting has none",
-            nullable=True,
         ),
         Column(
             "obs_intervals",
@@ -258,6 +255,34 @@ UNITS = Schema(
     ),
 )
 
+SPIKE_AMPLITUDES = Schema(
+    name="spike_amplitudes",
+    description=(
+        "per-spike amplitudes of the spike-sorted units, one row per unit of each sorted probe "
+        "whose sorting has them (the units of a probe without them are absent); stored apart "
+        "from units so that a query of spike times never reads them"
+    ),
+    key=("session_id", "unit_id"),
+    columns=(
+        SESSION_ID,
+        Column("unit_id", STR, "units.unit_id of the unit"),
+        Column("electrode_group_name", STR, "`probe<letter>` of the unit's probe"),
+        Column(
+            "structure",
+            STR,
+            "brain structure of the unit's peak channel (units.structure; rows are ordered and "
+            "grouped by it as in units)",
+            required=False,
+        ),
+        Column(
+            "spike_amplitudes",
+            pl.List(F64),
+            "per-spike amplitude in units.spike_times order (µV for SpikeInterface output; "
+            "Kilosort template scaling factor for phy folders)",
+        ),
+    ),
+)
+
 MANIPULATOR_POSITIONS = Schema(
     name="manipulator_positions",
     description=(
@@ -282,4 +307,4 @@ MANIPULATOR_POSITIONS = Schema(
     ),
 )
 
-register([DEVICES, ELECTRODE_GROUPS, ELECTRODES, UNITS, MANIPULATOR_POSITIONS])
+register([DEVICES, ELECTRODE_GROUPS, ELECTRODES, UNITS, SPIKE_AMPLITUDES, MANIPULATOR_POSITIONS])

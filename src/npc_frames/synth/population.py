@@ -27,8 +27,8 @@ sessions fall on consecutive days; only the intended pairs share a date.
 
 Statuses (``PopulationTruth.members[i].components``): ``ok`` (rows), ``empty`` (the input exists
 and holds no rows) and ``absent`` (the session has no such modality; ``reason`` says which
-input is missing). Ephys sessions also list ``units`` per probe (``probe_components``): a probe
-the pipeline skipped is ``absent``. Nothing in a population is damaged, so nothing is
+input is missing). Ephys sessions also list ``units`` and ``spike_amplitudes`` per probe
+(``probe_components``): a probe the pipeline skipped is ``absent``. Nothing in a population is damaged, so nothing is
 ``partial`` or ``failed``.
 """
 
@@ -89,6 +89,7 @@ COMPONENT_NAMES: tuple[str, ...] = (
     "electrode_groups",
     "electrodes",
     "units",
+    "spike_amplitudes",
     "manipulator_positions",
     "qc",
     "qc_timing",
@@ -263,6 +264,8 @@ def expected_components(
         out["units"] = _s("ok")
     else:
         out["units"] = _s("absent", "not spike-sorted" if ephys else "no Open Ephys recording")
+    # every synthetic sorting has per-spike amplitudes (amplitudes.npy): read with the units
+    out["spike_amplitudes"] = dict(out["units"])
     # the generator writes a NewScale stage log into every ephys session (an ephys session without
     # one has an empty table: older rigs had none)
     out["manipulator_positions"] = _s("ok") if ephys else _s("absent", "no Open Ephys recording")
@@ -571,9 +574,10 @@ def make_population(
             components=expected,
             probe_components={
                 p: {
-                    "units": _s("absent", "skipped by the sorting pipeline")
+                    name: _s("absent", "skipped by the sorting pipeline")
                     if p in skipped
                     else _s("ok")
+                    for name in ("units", "spike_amplitudes")
                 }
                 for p in probe_names
             },
