@@ -12,12 +12,15 @@ sync file's meta dict, a ``.npy`` header), so serializing them costs nothing mea
 from __future__ import annotations
 
 import ast
+import logging
 import threading
 from typing import Any, Literal
 
 import numpy as np
 
 __all__ = ["AST_LOCK", "literal_eval", "load_npy", "parse_source"]
+
+logger = logging.getLogger(__name__)
 
 #: held while this process builds an AST through these helpers
 AST_LOCK = threading.Lock()
