@@ -65,11 +65,52 @@ PREFIX = "cache"
 
 
 # ----------------------------------------------------------------------------------- data
+def waveform_columns(
+    n_units: int, n_channels: int, n_samples: int, seed: int
+) -> tuple[pl.Series, pl.Series]:
+    """Return (``channels``, ``waveform_mean``) of `n_units` units: `n_channels` consecutive
+    channels around each unit's peak and a float32 (channels × samples) mean waveform each (a
+    spike-shaped trace decaying away from the peak channel, plus noise), as a sorting's
+    sparse templates give them."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) - n_samples // 3
+    shape = -np.exp(-0.5 * (t / 4.0) ** 2) + 0.4 * np.exp(-0.5 * ((t - 12) / 8.0) ** 2)
+    decay = np.exp(-np.abs(np.arange(n_channels) - n_channels // 2) / 4.0)
+    amp = rng.lognormal(4.0, 0.5, n_units)
+    waves = (
+        amp[:, None, None] * decay[None, :, None] * shape[None, None, :]
+        + rng.normal(0.0, 2.0, (n_units, n_channels, n_samples))
+    ).astype(np.float32)
+    first = rng.integers(0, 384 - n_channels, n_units)
+    channels = first[:, None] + np.arange(n_channels)[None, :]
+    inner = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, n_units * n_channels * n_samples + 1, n_samples, dtype=np.int32)),
+        pa.array(waves.ravel()),
+    )
+    outer = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, n_units * n_channels + 1, n_channels, dtype=np.int32)), inner
+    )
+    ch = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, n_units * n_channels + 1, n_channels, dtype=np.int32)),
+        pa.array(channels.ravel().astype(np.int64)),
+    )
+    return (
+        pl.Series("channels", pl.from_arrow(ch)),
+        pl.Series("waveform_mean", pl.from_arrow(outer)),
+    )
+
+
 def make_session(
-    i: int, n_units: int, n_spikes: int, n_trials: int, amplitudes: bool = True
+    i: int,
+    n_units: int,
+    n_spikes: int,
+    n_trials: int,
+    amplitudes: bool = True,
+    waveform_shape: tuple[int, int] | None = (32, 90),
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame]:
     """Return (units, spike_amplitudes or None, trials) of one synthetic session: units with
-    obs_intervals and default_qc, columns in the schema's order (as convert writes them); with
+    obs_intervals and default_qc, with `waveform_shape` (channels, samples) ``channels`` and
+    ``waveform_mean`` columns, columns in the schema's order (as convert writes them); with
     `amplitudes` the ``spike_amplitudes`` rows (one float64 per spike, as large as the spike
     times) of every unit."""
     from npc_frames.schemas import SCHEMAS
@@ -78,6 +119,8 @@ def make_session(
     units = units.with_columns(
         default_qc=pl.col("is_qc_pass"), obs_intervals=pl.lit([[1.0, DURATION - 1.0]])
     )
+    if waveform_shape is not None:
+        units = units.with_columns(waveform_columns(units.height, *waveform_shape, seed=2000 + i))
     declared = [c for c in SCHEMAS["units"].names if c in units.columns]
     units = units.select(*declared, *(c for c in units.columns if c not in declared))
     amps = None
@@ -159,7 +202,12 @@ def build(i: int, args: argparse.Namespace, endpoint: str, work: str) -> dict[st
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     root = f"s3://{BUCKET}/{PREFIX}"
     units, amps, trials = make_session(
-        i, args.units, int(args.spikes), args.trials, not args.no_amplitudes
+        i,
+        args.units,
+        int(args.spikes),
+        args.trials,
+        not args.no_amplitudes,
+        None if args.no_waveforms else (args.waveform_channels, args.waveform_samples),
     )
     sid = units["session_id"][0]
     sel = units.filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
@@ -269,6 +317,14 @@ def main() -> None:
         help="no spike_amplitudes component (a sorting without per-spike amplitudes); by default "
         "every unit has them, as real sortings do",
     )
+    ap.add_argument(
+        "--no-waveforms",
+        action="store_true",
+        help="units without channels/waveform_mean; by default each unit has a float32 mean "
+        "waveform (--waveform-channels x --waveform-samples), as a sorting's templates give",
+    )
+    ap.add_argument("--waveform-channels", type=int, default=32)
+    ap.add_argument("--waveform-samples", type=int, default=90)
     ap.add_argument("--work", default=None, help="folder for the NWB files (default: temp)")
     args = ap.parse_args()
 
@@ -290,6 +346,8 @@ def main() -> None:
         f"{args.sessions} sessions x {args.units} units x {args.spikes / 1e6:.1f} M spikes, "
         f"{args.trials} trials, "
         f"{'no per-spike amplitudes' if args.no_amplitudes else 'spike_amplitudes beside units'}"
+        f", {'no waveforms' if args.no_waveforms else 'waveform_mean '}"
+        f"{'' if args.no_waveforms else f'{args.waveform_channels} ch x {args.waveform_samples}'}"
         f"; moto S3 (its own process) at {endpoint}"
     )
     t0 = time.perf_counter()
