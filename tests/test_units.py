@@ -129,6 +129,56 @@ def test_spike_amplitudes_taken_from_the_units_read_without_decoding_again(
     assert again.equals(handed)
 
 
+def test_unit_waveforms_taken_from_the_units_read_without_decoding_again(
+    raw: Any, units_df: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after units (and spike_amplitudes), unit_waveforms takes the templates units read
+    (no sorting decode), with the sorting files units read as its inputs."""
+    from npc_frames import parts
+    from npc_frames.components import _units
+
+    _units.units(raw, trials=None)
+    _units.spike_amplitudes(raw)  # convert's order: amplitudes first, then the templates
+    calls = []
+    real = _units.read_sorting
+    monkeypatch.setattr(_units, "read_sorting", lambda *a, **k: calls.append(a) or real(*a, **k))
+    with parts.record_reads() as reads:
+        handed = _units.unit_waveforms(raw)
+    assert calls == []
+    assert any("templates" in r or "sorting" in r for r in reads), sorted(reads)[:5]
+    assert handed["unit_id"].to_list() == units_df["unit_id"].to_list()
+    again = _units.unit_waveforms(raw)  # taken once: the next call reads the sortings
+    assert len(calls) == units_df["electrode_group_name"].n_unique()
+    assert again.equals(handed)
+
+
+def test_unit_waveforms_of_a_sorting_without_templates_is_absent(
+    raw: Any, units_df: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sorting without templates is not damaged: units are complete, unit_waveforms names
+    each such probe as an absent part and, when no probe has templates, is absent."""
+    import dataclasses
+
+    from npc_frames import parts
+    from npc_frames.components import _units
+
+    real = _units.read_sorting
+    monkeypatch.setattr(
+        _units,
+        "read_sorting",
+        lambda *a, **k: dataclasses.replace(real(*a, **k), templates=None),
+    )
+    with parts.collect() as found:
+        units = _units.units(raw, trials=None)
+        wf = _units.unit_waveforms(raw)
+    assert units["unit_id"].to_list() == units_df["unit_id"].to_list()
+    assert wf.height == 0 and wf.columns == nf_schema_names("unit_waveforms")
+    absent = {(p.part, p.message) for p in found if p.status == "absent"}
+    for k in ("A", "B"):
+        assert (f"probe{k}", "the sorting has no templates") in absent, found
+    assert any(p == parts.COMPONENT and "templates" in m for p, m in absent), found
+
+
 def nf_schema_names(component: str) -> list[str]:
     from npc_frames.schemas import SCHEMAS
 
@@ -145,11 +195,21 @@ def test_peak_electrode_points_at_the_peak_channel_row(units_df: pl.DataFrame, r
 
 
 def test_waveform_mean_is_the_average_template_on_the_units_own_channels(
-    units_df: pl.DataFrame, ephys_truth: Any
+    units_df: pl.DataFrame, ephys_truth: Any, raw: Any
 ) -> None:
+    """unit_waveforms: one row per unit of units (same ids, probes, structures), each unit's
+    average template on the channels where the sorting's template is not all zero."""
+    from npc_frames.components._units import unit_waveforms
+
+    assert "channels" not in units_df.columns and "waveform_mean" not in units_df.columns
+    wf = unit_waveforms(raw)  # not handed on by a units call: the sortings are read again
+    assert wf.columns == nf_schema_names("unit_waveforms")
+    assert wf["unit_id"].to_list() == units_df["unit_id"].to_list()
+    assert wf["electrode_group_name"].to_list() == units_df["electrode_group_name"].to_list()
+    assert wf["structure"].to_list() == units_df["structure"].to_list()
     root = Path(ephys_truth.raw_path)
     for letter in ("A", "B"):
-        part = units_df.filter(pl.col("electrode_group_name") == f"probe{letter}")
+        part = wf.filter(pl.col("electrode_group_name") == f"probe{letter}")
         folder = next((root / "sorting").glob(f"*Probe{letter}-AP"))
         tpl = np.load(folder / "templates_average.npy")  # units x samples x channels
         for row, (chans, wave) in enumerate(
@@ -471,7 +531,7 @@ def test_probe_units_from_flat_arrays_shank_ids_and_unsorted_samples() -> None:
         metrics=pl.DataFrame({"cluster_id": [7, 3, 11]}),
     )
     clock = StreamClock("s", 30_000.0, 30_000.0 * (1 + 1e-5), 4.0, num_samples=1000)
-    df, amplitudes = _probe_units(
+    df, amplitudes, waveforms = _probe_units(
         so,
         clock,
         session_id="668755_2023-08-31",
@@ -491,8 +551,10 @@ def test_probe_units_from_flat_arrays_shank_ids_and_unsorted_samples() -> None:
     assert df["peak_channel"].to_list() == [102, 104, None]
     assert df["peak_electrode"].to_list() == [40, 41, None]
     assert df["amplitude"].to_list()[:2] == [10.0, 10.0]
-    assert df["channels"].to_list() == [[102], [103, 104], []]
-    assert df["waveform_mean"].to_list()[1] == [[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, -9.0, 0.0]]
+    assert waveforms is not None
+    channels, waveform_mean = waveforms
+    assert channels.to_list() == [[102], [103, 104], []]
+    assert waveform_mean.to_list()[1] == [[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, -9.0, 0.0]]
     stop = 4.02  # clipped at the end of the sync recording
     assert df["obs_intervals"].to_list() == [[[4.0, stop]]] * 3
     assert list_series("x", np.arange(6.0), np.array([0, 2, 3]), inner=2).to_list() == [

@@ -31,7 +31,9 @@ Per-spike amplitudes are a component of their own (``spike_amplitudes``), laid o
 ``units`` (same sort order, same row-group bounds when every probe has them): in one file with
 the spike times they sat between the spike-time chunks of consecutive row groups, so a query of
 one structure's spike times over S3 needed one ranged GET per row group instead of one or two
-per file (figures in ``docs/cache.md``).
+per file (figures in ``docs/cache.md``). The average templates (``channels``,
+``waveform_mean``) are the ``unit_waveforms`` component for the same reason, sorted and split
+by structure like ``units``.
 """
 
 from __future__ import annotations
@@ -132,6 +134,13 @@ LAYOUTS: dict[str, Layout] = {
         split_on=("structure",),
         list_budget_column="spike_amplitudes",
         max_list_elements=UNITS_ROW_GROUP_SPIKES,
+        max_rows=UNITS_ROW_GROUP_UNITS,
+    ),
+    # the same rows, order and row groups (by units) as units: a structure's templates are
+    # skipped by the statistics of ``structure``, and one unit's are a small ranged read
+    "unit_waveforms": Layout(
+        cluster_by=("structure", "unit_id"),
+        split_on=("structure",),
         max_rows=UNITS_ROW_GROUP_UNITS,
     ),
 }

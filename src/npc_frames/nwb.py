@@ -159,6 +159,7 @@ NWB_LOCATIONS: dict[str, str] = {
     "electrodes": "/general/extracellular_ephys/electrodes",
     "units": "/units",
     "spike_amplitudes": "/units (column spike_amplitudes)",
+    "unit_waveforms": "/units (columns channels, waveform_mean)",
     **VIDEO_BEHAVIOR_LOCATIONS,
 }
 NWBFILE_FIELDS = (
@@ -296,7 +297,8 @@ def _frames(
 ) -> dict[str, pl.DataFrame]:
     wanted = None if components is None else {*components, "sessions"}
     if wanted is not None and "units" in wanted:
-        wanted.add("spike_amplitudes")  # a column of the NWB units table
+        # columns of the NWB units table
+        wanted.update(("spike_amplitudes", "unit_waveforms"))
     if type(session).__name__ == "SessionId":  # npc_frames.ids.SessionId
         session = str(session)
     if isinstance(session, Mapping):
@@ -638,7 +640,14 @@ def to_nwb(
     else:
         electrodes_df = None
     if (df := frames.get("units")) is not None and df.height:
-        add_units(nwb, df, groups, electrodes_df, frames.get("spike_amplitudes"))
+        add_units(
+            nwb,
+            df,
+            groups,
+            electrodes_df,
+            frames.get("spike_amplitudes"),
+            frames.get("unit_waveforms"),
+        )
     add_anatomy(nwb, frames)  # manipulator positions (npc_frames.nwb_anatomy)
 
     if include_raw:

@@ -31,6 +31,7 @@ from npc_frames.nwb_tables import (
     table_description,
     with_schema_columns,
 )
+from npc_frames.schemas import SCHEMAS
 
 logger = logging.getLogger(__name__)
 
@@ -317,12 +318,62 @@ def _spike_amplitudes(df: pl.DataFrame, amplitudes: pl.DataFrame | None) -> pl.S
     return joined["spike_amplitudes"]
 
 
+#: the columns of the NWB units table that come from the ``unit_waveforms`` component
+WAVEFORM_COLUMNS = ("channels", "waveform_mean")
+
+
+def _with_waveforms(df: pl.DataFrame, waveforms: pl.DataFrame | None) -> pl.DataFrame:
+    """Return `df` with ``channels`` and ``waveform_mean``: its own columns when it has them,
+    else the ``unit_waveforms`` rows matched by unit_id (null for a unit without), placed where
+    they stood among the units columns before they became a component of their own."""
+    if all(c in df.columns for c in WAVEFORM_COLUMNS):
+        return df
+    schema = SCHEMAS["unit_waveforms"]
+    dtypes = {c.name: c.dtype for c in schema.columns if c.name in WAVEFORM_COLUMNS}
+    missing = [c for c in WAVEFORM_COLUMNS if c not in df.columns]
+    if waveforms is None or waveforms.is_empty() or "unit_id" not in df.columns:
+        added = df.with_columns(pl.lit(None, dtype=dtypes[c]).alias(c) for c in missing)
+    else:
+        absent = [c for c in missing if c not in waveforms.columns]
+        if absent:
+            raise InconsistentDataError(
+                f"unit_waveforms has no column {absent[0]}",
+                field=f"unit_waveforms.{absent[0]}",
+                expected="the unit_waveforms schema's columns",
+            )
+        added = df.join(
+            waveforms.select("unit_id", *(pl.col(c).cast(dtypes[c]) for c in missing)),
+            on="unit_id",
+            how="left",
+            maintain_order="left",
+        )
+        if added.height != df.height:
+            raise InconsistentDataError(
+                "unit_waveforms has several rows for one unit_id",
+                field="unit_waveforms.unit_id",
+                expected="one row per unit, as in units",
+            )
+    # the units table keeps its column order: the templates after the classifier columns
+    cols = list(df.columns)
+    at = next(
+        (
+            i
+            for i, c in enumerate(cols)
+            if c in ("ccf_ap", "ccf_dv", "ccf_ml", "structure", "location", "num_spikes")
+        ),
+        len(cols),
+    )
+    order = [*cols[:at], *missing, *cols[at:]]
+    return added.select(order)
+
+
 def add_units(
     nwb: NWBFile,
     df: pl.DataFrame,
     groups: Mapping[str, ElectrodeGroup],
     electrodes_df: pl.DataFrame | None,
     amplitudes: pl.DataFrame | None = None,
+    waveforms: pl.DataFrame | None = None,
 ) -> Units:
     """Return the units table added to `nwb`, assembled from whole arrays.
 
@@ -333,13 +384,15 @@ def add_units(
     ``VectorIndex``; ``obs_intervals`` (``list[list[f64]]`` of [start, stop]) becomes a ragged
     column of 2-wide rows; ``electrode_group`` references the group named in
     ``electrode_group_name``; ``electrodes`` links each unit to the electrodes row of its peak
-    channel (``peak_electrode``). ``waveform_mean``/``waveform_sd`` (``list[list[f32]]`` channels
-    × samples of the unit's ``channels``) become the standard dense column, zero-filled outside
-    the unit's channels (see :func:`_waveform_column`); shapes that cannot be made dense are
-    kept as doubly-ragged custom columns ``<name>_ragged``.
+    channel (``peak_electrode``). ``channels`` and ``waveform_mean`` are the frame's own columns,
+    else taken from the ``unit_waveforms`` component frame `waveforms` by unit_id (null for a
+    unit without a template; both columns are always written). ``waveform_mean``/``waveform_sd``
+    (``list[list[f32]]`` channels × samples of the unit's ``channels``) become the standard dense
+    column, zero-filled outside the unit's channels (see :func:`_waveform_column`); shapes that
+    cannot be made dense are kept as doubly-ragged custom columns ``<name>_ragged``.
     """
     require_columns(df, "units", ["spike_times"])
-    df = with_schema_columns(df, "units")
+    df = _with_waveforms(with_schema_columns(df, "units"), waveforms)
     extra: list[VectorData] = ragged_columns(
         "spike_amplitudes",
         column_description("spike_amplitudes", "spike_amplitudes"),

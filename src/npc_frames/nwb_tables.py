@@ -36,7 +36,7 @@ import pyarrow as pa
 from hdmf.common import DynamicTable, ElementIdentifiers, VectorData, VectorIndex
 
 from npc_frames.errors import SchemaError
-from npc_frames.schemas import SCHEMAS
+from npc_frames.schemas import SCHEMAS, Column
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +50,35 @@ __all__ = [
 ]
 
 
+#: NWB table component -> the components whose columns are written into the same table (the
+#: NWB units table holds the per-spike amplitudes and the average templates)
+MERGED_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "units": ("spike_amplitudes", "unit_waveforms"),
+}
+
+
+def _schema_column(component: str, column: str) -> Column | None:
+    """Return the schema Column `column` of `component` (or of a component merged into its
+    NWB table), else None."""
+    for name in (component, *MERGED_COMPONENTS.get(component, ())):
+        schema = SCHEMAS.get(name)
+        if schema is not None:
+            for c in schema.columns:
+                if c.name == column:
+                    return c
+    return None
+
+
 def column_description(component: str, column: str) -> str:
     """Return the description of `column` of `component` from the schema, else the column name."""
-    schema = SCHEMAS.get(component)
-    if schema is not None:
-        for c in schema.columns:
-            if c.name == column and c.description:
-                return c.description
-    return column
+    c = _schema_column(component, column)
+    return c.description if c is not None and c.description else column
 
 
 def column_unit(component: str, column: str) -> str | None:
     """Return the unit declared for `column` of `component` in the schema, if any."""
-    schema = SCHEMAS.get(component)
-    if schema is not None:
-        for c in schema.columns:
-            if c.name == column:
-                return c.unit
-    return None
+    c = _schema_column(component, column)
+    return c.unit if c is not None else None
 
 
 def table_description(component: str, default: str) -> str:

@@ -158,6 +158,7 @@ PROBE_COLUMNS: dict[str, str] = {
     "electrodes": "group_name",
     "units": "electrode_group_name",
     "spike_amplitudes": "electrode_group_name",
+    "unit_waveforms": "electrode_group_name",
 }
 
 

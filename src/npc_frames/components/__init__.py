@@ -59,6 +59,7 @@ COMPONENTS: dict[str, str] = {
     "electrodes": "npc_frames.components.ephys:electrodes",
     "units": "npc_frames.components._units:units",
     "spike_amplitudes": "npc_frames.components._units:spike_amplitudes",
+    "unit_waveforms": "npc_frames.components._units:unit_waveforms",
     "manipulator_positions": "npc_frames.components.manipulators:manipulator_positions",
     "qc": "npc_frames.components._qc:qc",
     "qc_timing": "npc_frames.components._qc:qc_timing",

@@ -20,7 +20,11 @@ Decisions
   unannotated channels are kept with null CCF, where the reference's inner merge drops them
   **[quirk]**.
 * ``waveform_mean`` is the average template restricted to the unit's own channels (where it is
-  not all zero), with those channels in ``channels``; ``waveform_sd`` is not carried.
+  not all zero), with those channels in ``channels``; ``waveform_sd`` is not carried. Both are
+  the ``unit_waveforms`` component, not columns of ``units`` (as the per-spike amplitudes are
+  ``spike_amplitudes``): in the units file they sat between the spike-time chunks of
+  consecutive row groups, so a query of spike times over S3 needed one ranged GET per row group.
+  Both components are taken from the units' sorting read (one decode per convert).
 * The AP stream's clock is used for spikes; a sorting whose sample rate differs from the stream's
   nominal rate by > 0.1 % is rejected as belonging to another stream.
 """
@@ -51,12 +55,19 @@ from npc_frames.lists import flat_list_chunks
 from npc_frames.memo import Memo
 from npc_frames.probes import probe_selection, report_skipped
 from npc_frames.readers.sorting import SortingOutput, find_sortings, read_sorting, sorting_key
-from npc_frames.schemas.ephys import METRIC_COLUMNS, SPIKE_AMPLITUDES, UNITS
+from npc_frames.schemas.ephys import METRIC_COLUMNS, SPIKE_AMPLITUDES, UNIT_WAVEFORMS, UNITS
 
 if TYPE_CHECKING:
     from npc_frames.paths import RawSession
 
-__all__ = ["UnitsReport", "list_series", "spike_amplitudes", "units", "units_with_report"]
+__all__ = [
+    "UnitsReport",
+    "list_series",
+    "spike_amplitudes",
+    "unit_waveforms",
+    "units",
+    "units_with_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -169,13 +180,19 @@ def _gather_times(clock: StreamClock, samples: np.ndarray, order: np.ndarray) ->
     return t
 
 
+def _has_templates(so: SortingOutput) -> bool:
+    """Return True if the sorting has an average template (samples × channels) per unit."""
+    tpl = so.templates
+    return tpl is not None and tpl.shape[0] == so.n_units and tpl.shape[2] > 0
+
+
 def _peaks(
     so: SortingOutput,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (peak channel, amplitude, channels offsets, channels values, waveform values)."""
     n = so.n_units
     tpl = so.templates
-    if tpl is None or tpl.shape[0] != n or tpl.shape[2] == 0:
+    if tpl is None or not _has_templates(so):
         empty = np.zeros(0)
         return (
             np.full(n, -1, np.int64),
@@ -210,8 +227,9 @@ def _probe_units(
     lookup: tuple[np.ndarray, np.ndarray] | None,
     sync_total_seconds: float,
     channel_offset: int,
-) -> tuple[pl.DataFrame, pl.Series | None]:
-    """Return (the probe's units frame, its per-spike amplitudes in unit order or None)."""
+) -> tuple[pl.DataFrame, pl.Series | None, tuple[pl.Series, pl.Series] | None]:
+    """Return (the probe's units frame, its per-spike amplitudes in unit order or None, its
+    (channels, waveform_mean) in unit order or None when the sorting has no templates)."""
     if so.sample_rate and abs(so.sample_rate / clock.nominal_rate - 1) > 1e-3:
         raise InconsistentDataError(
             f"sorting sample rate {so.sample_rate} Hz differs from the AP stream's "
@@ -260,9 +278,13 @@ def _probe_units(
     cols["obs_intervals"] = list_series(
         "obs_intervals", obs, np.arange(n + 1, dtype=np.int64), inner=2
     )
-    cols["channels"] = list_series("channels", channels + channel_offset, ch_offsets)
-    n_samples = so.templates.shape[1] if so.templates is not None else 0
-    cols["waveform_mean"] = list_series("waveform_mean", waveforms, ch_offsets, inner=n_samples)
+    waveform_cols = None
+    if so.templates is not None and _has_templates(so):
+        n_samples = so.templates.shape[1]
+        waveform_cols = (
+            list_series("channels", channels + channel_offset, ch_offsets),
+            list_series("waveform_mean", waveforms, ch_offsets, inner=n_samples),
+        )
     cols["num_spikes"] = pl.Series(np.diff(offsets), dtype=pl.Int64)
     df = pl.DataFrame(cols)
     metrics = so.metrics.select(
@@ -282,7 +304,7 @@ def _probe_units(
         df = pl.concat([df, metrics], how="horizontal")
     if extra:
         df = df.with_columns(extra)
-    return df, amplitudes
+    return df, amplitudes, waveform_cols
 
 
 def _qc(df: pl.DataFrame) -> pl.DataFrame:
@@ -302,23 +324,26 @@ def _qc(df: pl.DataFrame) -> pl.DataFrame:
 
 
 @dataclass(frozen=True)
-class _Amplitudes:
-    """The per-spike amplitudes read with one session's sortings, and what happened to each probe
-    (so that ``spike_amplitudes`` reports the same parts as ``units``)."""
+class _Handoff:
+    """The per-spike amplitudes (or the average templates) read with one session's sortings, and
+    what happened to each probe (so that ``spike_amplitudes`` and ``unit_waveforms`` report the
+    same parts as ``units``)."""
 
     frame: pl.DataFrame
     report: UnitsReport
     #: the parts reported while the sortings were read (failed, absent and skipped probes,
-    #: damaged electrodes), reported again by ``spike_amplitudes``
+    #: damaged electrodes), reported again by the component that takes the frame
     reported: tuple[parts.Part, ...] = ()
-    #: probe keys whose sorting has no per-spike amplitudes
+    #: probe keys whose sorting has no per-spike amplitudes (no templates)
     without: tuple[str, ...] = ()
 
 
 #: the amplitudes of the session whose units were computed last, handed to ``spike_amplitudes``
-#: (taken, so released, when it runs): one decode of the sortings serves both components. One
+#: (taken, so released, when it runs): one decode of the sortings serves every component. One
 #: entry: a full-scale session's amplitudes are ~0.5 GB.
-_AMPLITUDES: Memo[_Amplitudes] = Memo("spike amplitudes from the units' sorting read", maxsize=1)
+_AMPLITUDES: Memo[_Handoff] = Memo("spike amplitudes from the units' sorting read", maxsize=1)
+#: the average templates of the same session, handed to ``unit_waveforms`` (~30 MB at full scale)
+_WAVEFORMS: Memo[_Handoff] = Memo("unit waveforms from the units' sorting read", maxsize=1)
 
 
 def _amplitudes_key(raw: RawSession) -> tuple[str, str, tuple[tuple[str, Any], ...]]:
@@ -327,19 +352,20 @@ def _amplitudes_key(raw: RawSession) -> tuple[str, str, tuple[tuple[str, Any], .
     return (str(raw.root), str(raw.session_id), tuple(sorted(raw.file_stats.items())))
 
 
-def _amplitude_rows(frame: pl.DataFrame, amplitudes: pl.Series) -> pl.DataFrame:
-    """Return the spike_amplitudes rows of one probe's units `frame` (same row order)."""
+def _keyed_rows(frame: pl.DataFrame, *columns: pl.Series) -> pl.DataFrame:
+    """Return the rows of a component keyed like one probe's units `frame` (same row order):
+    session_id, unit_id, electrode_group_name, structure, then `columns`."""
     structure = (
         frame["structure"] if "structure" in frame.columns else pl.Series([None] * frame.height)
     )
     return pl.DataFrame(
-        {
-            "session_id": frame["session_id"],
-            "unit_id": frame["unit_id"],
-            "electrode_group_name": frame["electrode_group_name"],
-            "structure": structure.cast(pl.String),
-            "spike_amplitudes": amplitudes,
-        }
+        [
+            frame["session_id"],
+            frame["unit_id"],
+            frame["electrode_group_name"],
+            structure.cast(pl.String).alias("structure"),
+            *columns,
+        ]
     )
 
 
@@ -349,8 +375,9 @@ def units_with_report(
 ) -> tuple[pl.DataFrame, UnitsReport]:
     """Return (units of every sorted, alignable probe; report of failed/unsorted probes).
 
-    The per-spike amplitudes read with the sortings are handed to :func:`spike_amplitudes`
-    (when `clocks` is not given), which takes them instead of decoding the sortings again.
+    The per-spike amplitudes and average templates read with the sortings are handed to
+    :func:`spike_amplitudes` and :func:`unit_waveforms` (when `clocks` is not given), which take
+    them instead of decoding the sortings again.
     """
     sid = str(raw.session_id)
     sorting_path = raw.sorting_path
@@ -361,7 +388,8 @@ def units_with_report(
             expected="<root>/sorting/<stream folder>/ (phy) or an AIND sorting result",
         )
     handoff = clocks is None
-    # the files read and the parts reported here are those of spike_amplitudes too
+    # the files read and the parts reported here are those of spike_amplitudes and
+    # unit_waveforms too
     reported: list[parts.Part] = []
     try:
         with parts.record_reads() as reads, parts.collect() as reported:
@@ -384,7 +412,9 @@ def units_with_report(
             failures: dict[str, NpcFramesError] = {}
             frames: list[pl.DataFrame] = []
             amplitude_frames: list[pl.DataFrame] = []
+            waveform_frames: list[pl.DataFrame] = []
             without: list[str] = []
+            without_templates: list[str] = []
             converted: list[str] = []
             skipped = dict(probe_selection(raw).skipped)
             for key, (entry, location) in sorted(entries.items()):  # one iteration per probe (≤ 6)
@@ -396,7 +426,7 @@ def units_with_report(
                     so = read_sorting(location, name=entry)
                     stream = clocks.probe_stream(letter, "ap")
                     clock = clocks.clock(stream)
-                    frame, amplitudes = _probe_units(
+                    frame, amplitudes, waveforms = _probe_units(
                         so,
                         clock,
                         session_id=sid,
@@ -421,8 +451,13 @@ def units_with_report(
                     if amplitudes is None:
                         without.append(key)
                     else:
-                        amplitude_frames.append(_amplitude_rows(frame, amplitudes))
+                        amplitude_frames.append(_keyed_rows(frame, amplitudes))
                     del amplitudes
+                    if waveforms is None:
+                        without_templates.append(key)
+                    else:
+                        waveform_frames.append(_keyed_rows(frame, *waveforms))
+                    del waveforms
                     frames.append(frame)
                     converted.append(key)
                 except NpcFramesError as exc:
@@ -455,10 +490,20 @@ def units_with_report(
         )
         _AMPLITUDES.put(
             _amplitudes_key(raw),
-            _Amplitudes(amps, report, tuple(reported), tuple(without)),
+            _Handoff(amps, report, tuple(reported), tuple(without)),
             reads,
         )
-    del amplitude_frames
+        wfs = (
+            pl.concat(waveform_frames, how="vertical", rechunk=False)
+            if waveform_frames
+            else UNIT_WAVEFORMS.empty()
+        )
+        _WAVEFORMS.put(
+            _amplitudes_key(raw),
+            _Handoff(wfs, report, tuple(reported), tuple(without_templates)),
+            reads,
+        )
+    del amplitude_frames, waveform_frames
     if not frames:
         if failures:
             raise next(iter(failures.values()))
@@ -478,6 +523,51 @@ def units_with_report(
     return out, report
 
 
+def _take(raw: RawSession, memo: Memo[_Handoff], name: str) -> _Handoff:
+    """Return what units' sorting read handed on to component `name` through `memo`, reading
+    the sortings now when it was not (the parts are reported by the caller from the stored
+    report, as on the handed-on path)."""
+    key = _amplitudes_key(raw)
+    found, got = memo.pop(key)
+    if not found:
+        with parts.collect(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                units_with_report(raw, trials=None)
+            except NpcFramesError:
+                found, got = memo.pop(key)
+                if not found:
+                    raise  # raised before any sorting was read: the same error as units
+            else:
+                found, got = memo.pop(key)
+    if not found or got is None:
+        raise InconsistentDataError(
+            f"the sortings' {name} were not kept after they were read (a concurrent read of "
+            "the same session replaced them?)",
+            path=raw.root,
+            field=name,
+            expected="one reader of a session's sortings at a time",
+        )
+    return got
+
+
+def _report_handoff(raw: RawSession, got: _Handoff, missing: str) -> None:
+    """Return None after reporting the parts of units again, each probe of `got.without` as an
+    absent part (`missing` says what its sorting lacks), and the component as absent when no
+    probe has it; raise the first failure when every probe failed."""
+    report = got.report
+    parts.replay_parts(got.reported)
+    for probe in got.without:
+        parts.report_absent(f"probe{probe}", f"the sorting has no {missing}", probe=probe[0])
+    if got.frame.height == 0:
+        if report.failures and not report.converted:
+            raise next(iter(report.failures.values()))
+        if got.without and not report.failures:
+            parts.report_absent_component(
+                f"no sorted probe of {raw.session_id} has {missing} in its sorting"
+            )
+
+
 @timed
 def spike_amplitudes(raw: RawSession) -> pl.DataFrame:
     """Return one row per sorted unit with its per-spike amplitudes in spike-time order.
@@ -490,44 +580,27 @@ def spike_amplitudes(raw: RawSession) -> pl.DataFrame:
     absent. Right after ``units`` of the same session (as ``convert`` runs them) the amplitudes
     read with its sortings are taken from memory; otherwise the sortings are read again.
     """
-    key = _amplitudes_key(raw)
-    found, got = _AMPLITUDES.pop(key)
-    if not found:
-        # not handed on by units: read the sortings now (the parts are reported below, from
-        # the stored report, as on the handed-on path)
-        with parts.collect(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                units_with_report(raw, trials=None)
-            except NpcFramesError:
-                found, got = _AMPLITUDES.pop(key)
-                if not found:
-                    raise  # raised before any sorting was read: the same error as units
-            else:
-                found, got = _AMPLITUDES.pop(key)
-    if not found or got is None:
-        raise InconsistentDataError(
-            "the sortings' amplitudes were not kept after they were read (a concurrent read "
-            "of the same session replaced them?)",
-            path=raw.root,
-            field="spike_amplitudes",
-            expected="one reader of a session's sortings at a time",
-        )
-    sid = str(raw.session_id)
-    report = got.report
-    parts.replay_parts(got.reported)
-    for probe in got.without:
-        parts.report_absent(
-            f"probe{probe}", "the sorting has no per-spike amplitudes", probe=probe[0]
-        )
-    if got.frame.height == 0:
-        if report.failures and not report.converted:
-            raise next(iter(report.failures.values()))
-        if got.without and not report.failures:
-            parts.report_absent_component(
-                f"no sorted probe of {sid} has per-spike amplitudes in its sorting"
-            )
+    got = _take(raw, _AMPLITUDES, "spike_amplitudes")
+    _report_handoff(raw, got, "per-spike amplitudes")
     return SPIKE_AMPLITUDES.validate(got.frame, source=raw.root)
+
+
+@timed
+def unit_waveforms(raw: RawSession) -> pl.DataFrame:
+    """Return one row per sorted unit with its average template on its own channels.
+
+    Rows: (session_id, unit_id, electrode_group_name, structure, channels, waveform_mean), the
+    units of ``units`` whose sorting has templates, in the order of ``units``. ``channels`` are
+    the probe channels where the unit's average template is not all zero and ``waveform_mean``
+    the template on them (channels × samples). The parts are those of ``units`` (see
+    :func:`spike_amplitudes`); a probe whose sorting has no templates is an absent part (``the
+    sorting has no templates``), and when no probe has them the component is absent. Right
+    after ``units`` of the same session the templates read with its sortings are taken from
+    memory; otherwise the sortings are read again.
+    """
+    got = _take(raw, _WAVEFORMS, "unit_waveforms")
+    _report_handoff(raw, got, "templates")
+    return UNIT_WAVEFORMS.validate(got.frame, source=raw.root)
 
 
 def _ccf_table(el: pl.DataFrame | None) -> pl.DataFrame | None:
@@ -551,8 +624,9 @@ def units(raw: RawSession, *, trials: pl.DataFrame | str | None = "auto") -> pl.
 
     Probes that fail (sorting unreadable, clock not alignable) or were not sorted are reported by
     a warning and in ``df.attrs``; the units of the other probes are returned. Per-spike
-    amplitudes are not a column: they are the ``spike_amplitudes`` component (keyed by
-    ``unit_id``), handed to it from this same read of the sortings.
+    amplitudes and average templates are not columns: they are the ``spike_amplitudes`` and
+    ``unit_waveforms`` components (keyed by ``unit_id``), handed to them from this same read of
+    the sortings.
 
     ``activity_drift`` (and so the reference's ``default_qc`` rule) needs the session's trials:
     with ``trials="auto"`` (the default, used by ``convert``) they are computed from `raw` when the

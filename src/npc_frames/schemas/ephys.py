@@ -18,6 +18,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "SPIKE_AMPLITUDES",
     "UNITS",
+    "UNIT_WAVEFORMS",
 ]
 
 F64 = pl.Float64
@@ -172,7 +173,7 @@ UNITS = Schema(
     name="units",
     description=(
         "spike-sorted units from Kilosort 2.5, one row per unit of each sorted probe (per-spike "
-        "amplitudes: the spike_amplitudes component)"
+        "amplitudes: the spike_amplitudes component; average templates: unit_waveforms)"
     ),
     key=("session_id", "unit_id"),
     columns=(
@@ -225,17 +226,6 @@ UNITS = Schema(
         Column("is_not_drift", BOOL, "activity_drift < 0.1 (null when unknown)", required=False),
         Column("decoder_label", STR, "unit classifier label: noise, mua or sua", required=False),
         Column("decoder_probability", F64, "unit classifier probability", required=False),
-        Column(
-            "channels",
-            pl.List(I64),
-            "probe channels where the unit's average template is not all zero (waveform_mean rows)",
-        ),
-        Column(
-            "waveform_mean",
-            pl.List(pl.List(F32)),
-            "average template on `channels` (channels × samples)",
-            unit="µV",
-        ),
         Column("ccf_ap", F64, "CCF AP of the peak channel (annotation)", required=False, unit="µm"),
         Column("ccf_dv", F64, "CCF DV of the peak channel (annotation)", required=False, unit="µm"),
         Column("ccf_ml", F64, "CCF ML of the peak channel (annotation)", required=False, unit="µm"),
@@ -283,6 +273,39 @@ SPIKE_AMPLITUDES = Schema(
     ),
 )
 
+UNIT_WAVEFORMS = Schema(
+    name="unit_waveforms",
+    description=(
+        "average template of the spike-sorted units on their own channels, one row per unit of "
+        "each sorted probe whose sorting has templates (the units of a probe without them are "
+        "absent); stored apart from units so that a query of spike times never reads them"
+    ),
+    key=("session_id", "unit_id"),
+    columns=(
+        SESSION_ID,
+        Column("unit_id", STR, "units.unit_id of the unit"),
+        Column("electrode_group_name", STR, "`probe<letter>` of the unit's probe"),
+        Column(
+            "structure",
+            STR,
+            "brain structure of the unit's peak channel (units.structure; rows are ordered and "
+            "grouped by it as in units)",
+            required=False,
+        ),
+        Column(
+            "channels",
+            pl.List(I64),
+            "probe channels where the unit's average template is not all zero (waveform_mean rows)",
+        ),
+        Column(
+            "waveform_mean",
+            pl.List(pl.List(F32)),
+            "average template on `channels` (channels × samples)",
+            unit="µV",
+        ),
+    ),
+)
+
 MANIPULATOR_POSITIONS = Schema(
     name="manipulator_positions",
     description=(
@@ -307,4 +330,14 @@ MANIPULATOR_POSITIONS = Schema(
     ),
 )
 
-register([DEVICES, ELECTRODE_GROUPS, ELECTRODES, UNITS, SPIKE_AMPLITUDES, MANIPULATOR_POSITIONS])
+register(
+    [
+        DEVICES,
+        ELECTRODE_GROUPS,
+        ELECTRODES,
+        UNITS,
+        SPIKE_AMPLITUDES,
+        UNIT_WAVEFORMS,
+        MANIPULATOR_POSITIONS,
+    ]
+)
