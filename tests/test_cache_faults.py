@@ -30,7 +30,16 @@ from npc_frames.components import COMPONENTS
 REC = "ecephys/ecephys_clipped/Record Node 102/experiment1/recording1"
 SORT_A = "sorting/Neuropix-PXI-100.ProbeA-AP"
 SORT_B = "sorting/Neuropix-PXI-100.ProbeB-AP"
-EPHYS = ("devices", "electrodes", "electrode_groups", "units", "spike_amplitudes")
+EPHYS = (
+    "devices",
+    "electrodes",
+    "electrode_groups",
+    "units",
+    "spike_amplitudes",
+    "unit_waveforms",
+)
+#: the components read from the sortings in one pass (same parts, same failures)
+SORTING_COMPONENTS = ("units", "spike_amplitudes", "unit_waveforms")
 #: components built from every stim file: one stim file without timing makes them partial
 ALL_STIM = ("epochs", "rewards", "running_speed", "sessions", "qc", "qc_timing")
 #: components built from the task (DynamicRouting1) file only
@@ -133,6 +142,7 @@ SYNC_FAILS = (
     "trials",
     "units",
     "spike_amplitudes",
+    "unit_waveforms",
     "video_frame_times",
     "vis_rf_mapping",
     "qc",
@@ -141,15 +151,28 @@ SYNC_FAILS = (
 
 
 def _sortings(expect: Expect) -> dict[str, Expect]:
-    """Return the same prediction for units and spike_amplitudes: the amplitudes are read with
-    the units' sortings, so what breaks one probe's units breaks its amplitudes."""
-    return {"units": expect, "spike_amplitudes": expect}
+    """Return the same prediction for units, spike_amplitudes and unit_waveforms: the amplitudes
+    and templates are read with the units' sortings, so what breaks one probe's units breaks
+    them too."""
+    return {c: expect for c in SORTING_COMPONENTS}
 
 
 def _sorting_parts(found: dict[str, tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
-    """Return the part predictions `found` (part -> (status, error type)) for units and
-    spike_amplitudes alike (a failed, absent or unannotated probe is the same part of both)."""
-    return {(c, part): v for c in ("units", "spike_amplitudes") for part, v in found.items()}
+    """Return the part predictions `found` (part -> (status, error type)) for units,
+    spike_amplitudes and unit_waveforms alike (a failed, absent or unannotated probe is the same
+    part of all three)."""
+    return {(c, part): v for c in SORTING_COMPONENTS for part, v in found.items()}
+
+
+def _remove_templates(*sortings: str) -> Callable[[Path], None]:
+    """Return a damage removing the average templates (and the raw ones) of `sortings`."""
+
+    def damage(d: Path) -> None:
+        for s in sortings:
+            for name in ("templates_average.npy", "templates.npy"):
+                (d / s / name).unlink(missing_ok=True)
+
+    return damage
 
 
 CASES: list[Case] = [
@@ -181,7 +204,7 @@ CASES: list[Case] = [
         lambda d: (d / SORT_B / "amplitudes.npy").unlink(),
         # a sorting without per-spike amplitudes is not damaged: units are complete, and
         # spike_amplitudes holds probe A's and names probe B as absent
-        {"spike_amplitudes": Expect("ok", None, rows=4)},
+        {"spike_amplitudes": Expect("ok", None, rows=4), "unit_waveforms": Expect("ok", None, 8)},
         {
             ("units", "probeB"): ("ok", ""),
             ("spike_amplitudes", "probeA"): ("ok", ""),
@@ -192,7 +215,39 @@ CASES: list[Case] = [
         "no_sorting_has_amplitudes_is_absent",
         "ephys",
         lambda d: [(d / s / "amplitudes.npy").unlink() for s in (SORT_A, SORT_B)] and None,
-        {"spike_amplitudes": Expect("absent", "AbsentModalityError", rows=0)},
+        {
+            "spike_amplitudes": Expect("absent", "AbsentModalityError", rows=0),
+            "unit_waveforms": Expect("ok", None, rows=8),
+        },
+        {("units", "probeA"): ("ok", ""), ("units", "probeB"): ("ok", "")},
+    ),
+    Case(
+        "probeB_templates_removed_is_absent_part",
+        "ephys",
+        _remove_templates(SORT_B),
+        # a sorting without templates is not damaged: units (without peak channel and CCF for
+        # probe B) and amplitudes are complete; unit_waveforms holds probe A's and names
+        # probe B as absent
+        {
+            "units": Expect("ok", None, rows=8),
+            "spike_amplitudes": Expect("ok", None, rows=8),
+            "unit_waveforms": Expect("ok", None, rows=4),
+        },
+        {
+            ("units", "probeB"): ("ok", ""),
+            ("unit_waveforms", "probeA"): ("ok", ""),
+            ("unit_waveforms", "probeB"): ("absent", "AbsentModalityError"),
+        },
+    ),
+    Case(
+        "no_sorting_has_templates_is_absent",
+        "ephys",
+        _remove_templates(SORT_A, SORT_B),
+        {
+            "units": Expect("ok", None, rows=8),
+            "spike_amplitudes": Expect("ok", None, rows=8),
+            "unit_waveforms": Expect("absent", "AbsentModalityError", rows=0),
+        },
         {("units", "probeA"): ("ok", ""), ("units", "probeB"): ("ok", "")},
     ),
     Case(
@@ -225,6 +280,7 @@ CASES: list[Case] = [
         {
             ("units", "probeB"): ("absent", "AbsentModalityError"),
             ("spike_amplitudes", "probeB"): ("absent", "AbsentModalityError"),
+            ("unit_waveforms", "probeB"): ("absent", "AbsentModalityError"),
             ("devices", "probeB"): ("absent", "AbsentModalityError"),
             ("electrode_groups", "probeB"): ("absent", "AbsentModalityError"),
             ("electrodes", "probeB"): ("absent", "AbsentModalityError"),
@@ -263,6 +319,7 @@ CASES: list[Case] = [
             ("electrodes", "Record Node 102"): ("failed", "BadFormatError"),
             ("units", "probeA"): ("failed", "MissingFileError"),
             ("spike_amplitudes", "probeA"): ("failed", "MissingFileError"),
+            ("unit_waveforms", "probeA"): ("failed", "MissingFileError"),
         },
     ),
     Case(
@@ -297,8 +354,13 @@ CASES: list[Case] = [
         "task_file_truncated",
         "ephys",
         _stim("DynamicRouting1"),
-        {**_task_damage(), "units": Expect("partial", "AlignmentError", rows=8)},
-        # activity_drift needs the trials; the amplitudes do not
+        {
+            **_task_damage(),
+            "units": Expect("partial", "AlignmentError", rows=8),
+            "spike_amplitudes": Expect("ok", None, rows=8),
+            "unit_waveforms": Expect("ok", None, rows=8),
+        },
+        # activity_drift needs the trials; the amplitudes and templates do not
         {("units", "activity_drift"): ("failed", "AlignmentError")},
     ),
     Case(
@@ -379,10 +441,12 @@ CASES: list[Case] = [
             **_task_damage(),
             "units": Expect("partial", "AlignmentError", rows=4),
             "spike_amplitudes": Expect("partial", "BadFormatError", rows=4),
+            "unit_waveforms": Expect("partial", "BadFormatError", rows=4),
         },
         {
             ("units", "probeB"): ("failed", "BadFormatError"),
             ("spike_amplitudes", "probeB"): ("failed", "BadFormatError"),
+            ("unit_waveforms", "probeB"): ("failed", "BadFormatError"),
             ("units", "activity_drift"): ("failed", "AlignmentError"),
         },
     ),
@@ -407,11 +471,7 @@ CASES: list[Case] = [
         "behavior_only_sync_truncated",
         "behavior",
         lambda d: _truncate(_one(d, "behavior/2023*.h5")),
-        {
-            c: Expect("failed", "BadFormatError")
-            for c in SYNC_FAILS
-            if c not in ("units", "spike_amplitudes")
-        },
+        {c: Expect("failed", "BadFormatError") for c in SYNC_FAILS if c not in SORTING_COMPONENTS},
     ),
     Case(
         "behavior_only_vsync_cleared",
@@ -467,6 +527,8 @@ def test_clean_baselines_match_truth(bases, baselines):
     assert ephys["units"]["rows"] == units_truth == 8
     assert ephys["spike_amplitudes"]["rows"] == 8  # every synthetic sorting has amplitudes
     assert ephys["spike_amplitudes"]["status"] == "ok"
+    assert ephys["unit_waveforms"]["rows"] == 8  # every synthetic sorting has templates
+    assert ephys["unit_waveforms"]["status"] == "ok"
     assert ephys["devices"]["rows"] == ephys["electrode_groups"]["rows"] == 2
     assert ephys["electrodes"]["rows"] == 2 * 384
     # a clean session: nothing damaged; what it lacks (no RF mapping file, no derived video
@@ -478,10 +540,7 @@ def test_clean_baselines_match_truth(bases, baselines):
     for name in EPHYS:  # a behavior-only session has no ephys: absent, with the reason
         assert behavior[name]["status"] == "absent"
         assert behavior[name]["error_type"] == "AbsentModalityError"
-        assert "no Open Ephys record nodes" in behavior[name]["error"] or name in (
-            "units",
-            "spike_amplitudes",
-        )
+        assert "no Open Ephys record nodes" in behavior[name]["error"] or name in SORTING_COMPONENTS
     # no record nodes: no stage log to assign to probes either
     assert behavior["manipulator_positions"]["status"] == "absent"
     assert {

@@ -63,7 +63,7 @@ def test_population_statuses_follow_the_truth(converted):
             elif want == "ok":
                 assert r["rows"] > 0 and r["error"] is None
         # per-probe part rows of the sorting components: ok with rows, or absent (skipped)
-        for name in ("units", "spike_amplitudes"):
+        for name in ("units", "spike_amplitudes", "unit_waveforms"):
             part_rows = run.filter(
                 (pl.col("raw_path") == by_root[str(m.raw_path).rstrip("/").rsplit("/", 1)[-1]])
                 & (pl.col("component") == name)

@@ -106,7 +106,7 @@ def test_round_trip_pynwb_every_table_component(
         obj = nwb_read.units
     else:
         obj = nwb_read.electrodes
-    compare(component, df, pynwb_frame(obj))
+    compare(component, df, pynwb_frame(obj), frames.get("unit_waveforms"))
 
 
 @pytest.mark.parametrize("component", sorted(TABLE_PATHS))
@@ -128,7 +128,7 @@ def test_round_trip_lazynwb_every_table_component(
         disable_progress=True,
     )
     got = got.drop([c for c in got.columns if c.startswith("_")])
-    compare(component, df, got)
+    compare(component, df, got, frames.get("unit_waveforms"))
 
 
 def test_round_trip_lazynwb_keeps_dtypes(frames: dict[str, pl.DataFrame], nwb_path: Path) -> None:
@@ -374,7 +374,7 @@ def test_session_from_cache_round_trips(frames: dict[str, pl.DataFrame], tmp_pat
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
         compare("trials", frames["trials"], pynwb_frame(nwb.trials))
-        compare("units", frames["units"], pynwb_frame(nwb.units))
+        compare("units", frames["units"], pynwb_frame(nwb.units), frames["unit_waveforms"])
 
 
 def test_session_argument_of_wrong_type_is_a_parameter_error() -> None:

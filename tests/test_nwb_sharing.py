@@ -36,9 +36,9 @@ def _other_session(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     f["units"] = u.with_columns(
         pl.lit("MOs").alias("structure"),
         pl.lit(None, dtype=pl.String).alias("decoder_label"),
-        pl.lit(None, dtype=u.schema["waveform_mean"]).alias("waveform_mean"),
     ).drop("snr")  # an optional schema column the frame lacks altogether
     del f["spike_amplitudes"]  # a sorting without per-spike amplitudes
+    del f["unit_waveforms"]  # nor templates
     return f
 
 
@@ -71,6 +71,8 @@ def test_every_schema_column_is_written(two_files: tuple[Path, Path]) -> None:
         for component, table in (("trials", "intervals/trials"), ("units", "units")):
             declared = set(SCHEMAS[component].names) - {"session_id"}
             assert declared <= _columns(path, table), declared - _columns(path, table)
+        # the templates are a component of their own, written into the units table
+        assert {"channels", "waveform_mean"} <= _columns(path, "units")
 
 
 def test_null_columns_are_encoded_as_documented(two_files: tuple[Path, Path]) -> None:
@@ -182,7 +184,7 @@ def test_unit_templates_across_chunk_boundaries_round_trip(
     # 70 channels: chunks of 32 channels, templates on channels that wrap (e.g. 0, 68, 69) and
     # that straddle the 31|32 and 63|64 boundaries
     frames = make_frames(n_channels=70, seed=3)
-    chans = frames["units"]["channels"].to_list()
+    chans = frames["unit_waveforms"]["channels"].to_list()
     assert any(min(c) < 32 <= max(c) for c in chans)
     path = write_nwb(frames, tmp_path / "w.nwb", compression=compression)  # type: ignore[arg-type]
     with h5py.File(path) as f:
@@ -194,7 +196,7 @@ def test_unit_templates_across_chunk_boundaries_round_trip(
         touched = {(u, c // 32) for u, cs in enumerate(chans) for c in cs}
         assert dset.id.get_num_chunks() == len(touched)
     with pynwb.NWBHDF5IO(str(path), "r") as io:
-        compare("units", frames["units"], pynwb_frame(io.read().units))
+        compare("units", frames["units"], pynwb_frame(io.read().units), frames["unit_waveforms"])
 
 
 def test_reference_columns_point_at_their_groups_and_no_private_hdmf_api_is_used(

@@ -90,7 +90,7 @@ def test_every_cached_component_round_trips(
                 obj = getattr(nwb, parts[1])
             else:
                 obj = nwb.intervals[parts[1]]
-            compare(component, df, pynwb_frame(obj))
+            compare(component, df, pynwb_frame(obj), frames.get("unit_waveforms"))
             got = lazynwb.get_df(
                 str(nwb_path),
                 table_path,
@@ -99,7 +99,12 @@ def test_every_cached_component_round_trips(
                 as_polars=True,
                 disable_progress=True,
             )
-            compare(component, df, got.drop([c for c in got.columns if c.startswith("_")]))
+            compare(
+                component,
+                df,
+                got.drop([c for c in got.columns if c.startswith("_")]),
+                frames.get("unit_waveforms"),
+            )
             checked.append(component)
         vft = frames["video_frame_times"]
         for (cam,), part in vft.group_by("camera"):

@@ -159,7 +159,11 @@ def test_components_report_what_the_truth_says(pop: PopulationTruth) -> None:
     for m in pop.members:
         raw = RawSession.from_path(m.raw_path)
         for name in C.names():
-            if name in ("units", "spike_amplitudes") and m.assets and not HAS_ASSETS:
+            if (
+                name in ("units", "spike_amplitudes", "unit_waveforms")
+                and m.assets
+                and not HAS_ASSETS
+            ):
                 continue
             expected = m.status(name)
             try:
@@ -173,7 +177,7 @@ def test_components_report_what_the_truth_says(pop: PopulationTruth) -> None:
             else:
                 assert not rows, (m.session_id, name)
         if HAS_ASSETS and m.probes and m.kind == "ephys":
-            for name in ("units", "spike_amplitudes"):
+            for name in ("units", "spike_amplitudes", "unit_waveforms"):
                 rows = C.get(name)(raw)
                 for probe in m.probes:
                     n = rows.filter(rows["electrode_group_name"] == probe).height

@@ -251,6 +251,10 @@ def make_frames(
     f["spike_amplitudes"] = f["units"].select(
         "session_id", "unit_id", "electrode_group_name", "spike_amplitudes"
     )
+    # and so are the average templates
+    f["unit_waveforms"] = f["units"].select(
+        "session_id", "unit_id", "electrode_group_name", "channels", "waveform_mean"
+    )
     return {name: conform(name, df) for name, df in f.items()}
 
 
@@ -368,7 +372,22 @@ TABLE_PATHS: dict[str, str] = {
 RENAMED = {"timestamps": "timestamp"}
 
 
-def compare(component: str, want_df: pl.DataFrame, got: pl.DataFrame) -> None:
+def compare(
+    component: str,
+    want_df: pl.DataFrame,
+    got: pl.DataFrame,
+    waveforms: pl.DataFrame | None = None,
+) -> None:
+    """Assert that the NWB table `got` holds `want_df` (for units, with the templates of the
+    unit_waveforms frame `waveforms` matched by unit_id)."""
+    if component == "units" and waveforms is not None and "waveform_mean" not in want_df.columns:
+        want_df = want_df.join(
+            waveforms.select("unit_id", "channels", "waveform_mean"),
+            on="unit_id",
+            how="left",
+            maintain_order="left",
+        )
+        assert want_df["waveform_mean"].null_count() == 0, "a unit without unit_waveforms row"
     want = expected(want_df)
     if component == "units" and "waveform_mean" in want.columns:
         # channels × samples of the unit's channels in the frame; NWB stores the dense

@@ -27,8 +27,8 @@ sessions fall on consecutive days; only the intended pairs share a date.
 
 Statuses (``PopulationTruth.members[i].components``): ``ok`` (rows), ``empty`` (the input exists
 and holds no rows) and ``absent`` (the session has no such modality; ``reason`` says which
-input is missing). Ephys sessions also list ``units`` and ``spike_amplitudes`` per probe
-(``probe_components``): a probe the pipeline skipped is ``absent``. Nothing in a population is damaged, so nothing is
+input is missing). Ephys sessions also list ``units``, ``spike_amplitudes`` and
+``unit_waveforms`` per probe (``probe_components``): a probe the pipeline skipped is ``absent``. Nothing in a population is damaged, so nothing is
 ``partial`` or ``failed``.
 """
 
@@ -90,6 +90,7 @@ COMPONENT_NAMES: tuple[str, ...] = (
     "electrodes",
     "units",
     "spike_amplitudes",
+    "unit_waveforms",
     "manipulator_positions",
     "qc",
     "qc_timing",
@@ -266,6 +267,8 @@ def expected_components(
         out["units"] = _s("absent", "not spike-sorted" if ephys else "no Open Ephys recording")
     # every synthetic sorting has per-spike amplitudes (amplitudes.npy): read with the units
     out["spike_amplitudes"] = dict(out["units"])
+    # and average templates (templates_average.npy)
+    out["unit_waveforms"] = dict(out["units"])
     # the generator writes a NewScale stage log into every ephys session (an ephys session without
     # one has an empty table: older rigs had none)
     out["manipulator_positions"] = _s("ok") if ephys else _s("absent", "no Open Ephys recording")
@@ -577,7 +580,7 @@ def make_population(
                     name: _s("absent", "skipped by the sorting pipeline")
                     if p in skipped
                     else _s("ok")
-                    for name in ("units", "spike_amplitudes")
+                    for name in ("units", "spike_amplitudes", "unit_waveforms")
                 }
                 for p in probe_names
             },
