@@ -5,8 +5,11 @@ request it answers and the body bytes it sends (``tests/helpers/s3server.py``): 
 counts come from the server, not from the client. The server holds a cache of ``--sessions``
 synthetic sessions written with the cache's own layouts (``npc_frames.cache_layout``): ``units``
 (columns in the schema's order), their per-spike amplitudes in the ``spike_amplitudes`` component
-beside them, as convert writes every real sorting (``--no-amplitudes``: none), and ``trials``;
-and the same sessions' NWB files (pynwb bulk VectorData/VectorIndex).
+and their average templates (``channels``, ``waveform_mean``: 32 channels x 90 samples of
+float32 per unit) in the ``unit_waveforms`` component beside them, as convert writes every real
+sorting (``--no-amplitudes``, ``--no-waveforms``: none; ``--waveforms-in-units``: the templates
+as columns of units, the layout before ``unit_waveforms``), and ``trials``; and the same
+sessions' NWB files (pynwb bulk VectorData/VectorIndex).
 
 Queries, each run cold (empty footer cache) and warm (second run in the same process):
 
@@ -30,6 +33,8 @@ Spikes are generated with ``bench_spike_query.make_units`` (2,400 units, log-nor
     python benchmarks/bench_s3.py --spikes 60e6    # the full 60 M spikes per session (~15 min)
     python benchmarks/bench_s3.py --no-nwb         # without the lazynwb comparison
     python benchmarks/bench_s3.py --no-amplitudes  # sortings without per-spike amplitudes
+    python benchmarks/bench_s3.py --no-waveforms   # sortings without templates
+    python benchmarks/bench_s3.py --waveforms-in-units  # the templates in the units file
 """
 
 from __future__ import annotations
@@ -107,20 +112,30 @@ def make_session(
     n_trials: int,
     amplitudes: bool = True,
     waveform_shape: tuple[int, int] | None = (32, 90),
-) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame]:
-    """Return (units, spike_amplitudes or None, trials) of one synthetic session: units with
-    obs_intervals and default_qc, with `waveform_shape` (channels, samples) ``channels`` and
-    ``waveform_mean`` columns, columns in the schema's order (as convert writes them); with
-    `amplitudes` the ``spike_amplitudes`` rows (one float64 per spike, as large as the spike
-    times) of every unit."""
+    waveforms_in_units: bool = False,
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, pl.DataFrame]:
+    """Return (units, spike_amplitudes or None, unit_waveforms or None, trials) of one synthetic
+    session: units with obs_intervals and default_qc, columns in the schema's order (as convert
+    writes them); with `amplitudes` the ``spike_amplitudes`` rows (one float64 per spike, as
+    large as the spike times) of every unit; with `waveform_shape` (channels, samples) the
+    ``unit_waveforms`` rows (``channels``, ``waveform_mean``) of every unit, or, with
+    `waveforms_in_units`, those two columns in units instead (the layout before the
+    component)."""
     from npc_frames.schemas import SCHEMAS
 
     units, _ = make_units(i, n_units, n_spikes, seed=0)
     units = units.with_columns(
         default_qc=pl.col("is_qc_pass"), obs_intervals=pl.lit([[1.0, DURATION - 1.0]])
     )
+    waves = None
     if waveform_shape is not None:
-        units = units.with_columns(waveform_columns(units.height, *waveform_shape, seed=2000 + i))
+        wf_cols = waveform_columns(units.height, *waveform_shape, seed=2000 + i)
+        if waveforms_in_units:
+            units = units.with_columns(wf_cols)
+        else:
+            waves = units.select(
+                "session_id", "unit_id", "electrode_group_name", "structure", *wf_cols
+            )
     declared = [c for c in SCHEMAS["units"].names if c in units.columns]
     units = units.select(*declared, *(c for c in units.columns if c not in declared))
     amps = None
@@ -149,7 +164,7 @@ def make_session(
             "is_catch": rng.random(n_trials) < 0.1,
         }
     )
-    return units, amps, trials
+    return units, amps, waves, trials
 
 
 def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
@@ -201,17 +216,23 @@ def build(i: int, args: argparse.Namespace, endpoint: str, work: str) -> dict[st
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     root = f"s3://{BUCKET}/{PREFIX}"
-    units, amps, trials = make_session(
+    units, amps, waves, trials = make_session(
         i,
         args.units,
         int(args.spikes),
         args.trials,
         not args.no_amplitudes,
         None if args.no_waveforms else (args.waveform_channels, args.waveform_samples),
+        args.waveforms_in_units,
     )
     sid = units["session_id"][0]
     sel = units.filter(pl.col("is_qc_pass") & (pl.col("structure") == STRUCTURE))
-    frames = {"units": units, "spike_amplitudes": amps, "trials": trials}
+    frames = {
+        "units": units,
+        "spike_amplitudes": amps,
+        "unit_waveforms": waves,
+        "trials": trials,
+    }
     blobs = {
         name: to_parquet_bytes(df, component=name) for name, df in frames.items() if df is not None
     }
@@ -320,8 +341,15 @@ def main() -> None:
     ap.add_argument(
         "--no-waveforms",
         action="store_true",
-        help="units without channels/waveform_mean; by default each unit has a float32 mean "
-        "waveform (--waveform-channels x --waveform-samples), as a sorting's templates give",
+        help="no unit_waveforms component (a sorting without templates); by default each unit "
+        "has a float32 mean waveform (--waveform-channels x --waveform-samples) in it, as a "
+        "sorting's templates give",
+    )
+    ap.add_argument(
+        "--waveforms-in-units",
+        action="store_true",
+        help="the templates as channels/waveform_mean columns of units (the layout before the "
+        "unit_waveforms component), for comparison",
     )
     ap.add_argument("--waveform-channels", type=int, default=32)
     ap.add_argument("--waveform-samples", type=int, default=90)
@@ -347,6 +375,7 @@ def main() -> None:
         f"{args.trials} trials, "
         f"{'no per-spike amplitudes' if args.no_amplitudes else 'spike_amplitudes beside units'}"
         f", {'no waveforms' if args.no_waveforms else 'waveform_mean '}"
+        f"{'in units ' if args.waveforms_in_units and not args.no_waveforms else ''}"
         f"{'' if args.no_waveforms else f'{args.waveform_channels} ch x {args.waveform_samples}'}"
         f"; moto S3 (its own process) at {endpoint}"
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -64,6 +65,30 @@ def _amplitudes(units: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+#: channels x samples of each unit's average template (as a sorting's sparse templates give)
+WAVEFORM_SHAPE = (32, 90)
+
+
+def _waveforms(units: pl.DataFrame) -> pl.DataFrame:
+    """The unit_waveforms rows of `units`: a float32 (channels x samples) template on 32
+    consecutive channels per unit."""
+    n_ch, n_samp = WAVEFORM_SHAPE
+    n = units.height
+    rng = np.random.default_rng(100 + n)
+    values = rng.normal(0.0, 20.0, n * n_ch * n_samp).astype(np.float32)
+    first = rng.integers(0, 384 - n_ch, n)
+    channels = (first[:, None] + np.arange(n_ch)[None, :]).ravel().astype(np.int64)
+    inner = pa.LargeListArray.from_arrays(
+        pa.array(np.arange(0, values.size + 1, n_samp, dtype=np.int64)), pa.array(values)
+    )
+    outer_offsets = pa.array(np.arange(0, n * n_ch + 1, n_ch, dtype=np.int64))
+    return units.select("session_id", "unit_id", "structure").with_columns(
+        electrode_group_name=pl.lit("probeA"),
+        channels=pl.Series(pl.from_arrow(pa.LargeListArray.from_arrays(outer_offsets, channels))),
+        waveform_mean=pl.Series(pl.from_arrow(pa.LargeListArray.from_arrays(outer_offsets, inner))),
+    )
+
+
 def _trials(sid: str, n: int = 80) -> pl.DataFrame:
     stim = np.sort(np.random.default_rng(len(sid)).uniform(5, DURATION - 5, n))
     return pl.DataFrame(
@@ -92,6 +117,7 @@ def caches(s3_endpoint: S3Server, tmp_path_factory) -> tuple[Path, str, str]:  #
         units = _units(i)
         _write(local, "units", units)
         _write(local, "spike_amplitudes", _amplitudes(units))
+        _write(local, "unit_waveforms", _waveforms(units))
         _write(local, "trials", _trials(units["session_id"][0]))
     bucket = s3_endpoint.bucket("reads")
     url = s3_endpoint.upload_folder(local, bucket, "cache")
@@ -340,14 +366,15 @@ def test_s3_scan_of_every_component_of_a_converted_session_equals_local(
     assert cache.read_catalog(url).equals(cache.read_catalog(local))
 
 
-# --------------------------------------------------------------- amplitudes and SQL over S3
+# ------------------------------------------------- amplitudes, waveforms and SQL over S3
 def test_s3_q1_and_counts_with_amplitudes_beside_units_stay_within_3_requests_per_file(
     caches,
     s3_endpoint: S3Server,  # noqa: F811
 ):
-    """Every session has per-spike amplitudes (their own component): Q1 and spike counts read
-    each units file with <= 3 requests, never an amplitudes file; the amplitudes of the Q1 units
-    are read from their files with <= 3 requests each, and equal the local ones."""
+    """Every session has per-spike amplitudes and 32-channel templates (components of their
+    own): Q1 and spike counts read each units file with <= 3 requests, never an amplitudes or
+    waveforms file; the amplitudes of the Q1 units are read from their files with <= 3 requests
+    each, and equal the local ones."""
     import npc_frames as nf
 
     local, url, _ = caches
@@ -359,7 +386,7 @@ def test_s3_q1_and_counts_with_amplitudes_beside_units_stay_within_3_requests_pe
     reads = _reads(s3_endpoint)
     assert q1.height > 0 and counts.height == 3 * 240 * 80
     per_file = Counter(r.key for r in reads if r.key.endswith("data.parquet"))
-    assert not [k for k in per_file if "/spike_amplitudes/" in k]
+    assert not [k for k in per_file if "/spike_amplitudes/" in k or "/unit_waveforms/" in k]
     units_files = [k for k in per_file if "/units/" in k]
     assert len(units_files) == 3
     # footer once (cached for the counts), merged chunks once per query
@@ -387,6 +414,43 @@ def test_s3_q1_and_counts_with_amplitudes_beside_units_stay_within_3_requests_pe
     # one amplitude per spike time of every unit
     both = q1.join(amps, on="unit_id")
     assert (both["spike_times"].list.len() == both["spike_amplitudes"].list.len()).all()
+
+
+def test_s3_waveforms_of_one_structure_read_with_few_requests_and_needed_bytes(
+    caches,
+    s3_endpoint: S3Server,  # noqa: F811
+):
+    """The templates of the Q1 units (their own component, split by structure like units) are
+    read with <= 3 requests per file, <= 1.3x the bytes needed, and equal the local ones."""
+    local, url, _ = caches
+    q1 = _q1(local)
+
+    def query(root: str | Path) -> pl.DataFrame:
+        return (
+            cache.scan_unit_waveforms(root)
+            .filter(pl.col("structure") == "S02")
+            .join(q1.lazy().select("unit_id"), on="unit_id")
+            .select("unit_id", "channels", "waveform_mean")
+            .sort("unit_id")
+            .collect()
+        )
+
+    remote.FOOTERS.clear()
+    s3_endpoint.log.clear()
+    got = query(url)
+    reads = _reads(s3_endpoint)
+    per_file = Counter(r.key for r in reads if r.key.endswith("data.parquet"))
+    assert {k.split("/")[1] for k in per_file} == {"unit_waveforms"} and len(per_file) == 3
+    assert max(per_file.values()) <= 3, per_file
+    assert got.height == q1.height and got.equals(query(local))
+    assert got["waveform_mean"].list.len().to_list() == [WAVEFORM_SHAPE[0]] * got.height
+    files = sorted(local.glob("unit_waveforms/*/data.parquet"))
+    needed = sum(
+        _needed(p.read_bytes(), {"unit_id", "channels", "waveform_mean", "structure"}, "S02")
+        for p in files
+    )
+    sent = sum(r.bytes_sent for r in reads if r.key.endswith("data.parquet"))
+    assert sent <= 1.3 * needed, (sent, needed)
 
 
 def test_s3_sql_reads_through_the_planned_reader_and_equals_local(
@@ -432,6 +496,9 @@ def test_s3_sql_reads_through_the_planned_reader_and_equals_local(
         "SELECT count(*) AS n FROM spike_times WHERE spike_time < 10",
         "SELECT u.unit_id, len(a.spike_amplitudes) = len(u.spike_times) AS same FROM units u "
         "JOIN spike_amplitudes a USING (session_id, unit_id) WHERE u.structure = 'S01' "
+        "ORDER BY 1",
+        "SELECT u.unit_id, len(w.channels) AS n, w.waveform_mean[1][1] AS v FROM units u "
+        "JOIN unit_waveforms w USING (session_id, unit_id) WHERE u.structure = 'S01' "
         "ORDER BY 1",
     ):
         assert nf.sql(q, url).equals(nf.sql(q, local)), q
