@@ -294,6 +294,39 @@ def _list_parts_lengths(s: pl.Series) -> tuple[int | None, None]:
     return int(lengths[0]), None
 
 
+def _by_unit(
+    df: pl.DataFrame,
+    frame: pl.DataFrame,
+    dtypes: Mapping[str, pl.DataType | type[pl.DataType]],
+    component: str,
+) -> pl.DataFrame:
+    """Return the `dtypes` columns of the per-unit component `frame` matched to `df`'s rows by
+    unit_id (null for a unit without a row), in `df`'s order.
+
+    Raises InconsistentDataError when `frame` lacks a column or holds several rows of one unit.
+    """
+    absent = [c for c in dtypes if c not in frame.columns]
+    if absent:
+        raise InconsistentDataError(
+            f"{component} has no column {absent[0]}",
+            field=f"{component}.{absent[0]}",
+            expected=f"the {component} schema's columns",
+        )
+    joined = df.select("unit_id").join(
+        frame.select("unit_id", *(pl.col(c).cast(t) for c, t in dtypes.items())),
+        on="unit_id",
+        how="left",
+        maintain_order="left",
+    )
+    if joined.height != df.height:
+        raise InconsistentDataError(
+            f"{component} has several rows for one unit_id",
+            field=f"{component}.unit_id",
+            expected="one row per unit, as in units",
+        )
+    return joined.drop("unit_id")
+
+
 def _spike_amplitudes(df: pl.DataFrame, amplitudes: pl.DataFrame | None) -> pl.Series:
     """Return the per-spike amplitudes of each unit of `df` (an empty list for a unit without):
     the frame's own column when it has one, else the ``spike_amplitudes`` rows matched by
@@ -303,19 +336,9 @@ def _spike_amplitudes(df: pl.DataFrame, amplitudes: pl.DataFrame | None) -> pl.S
         return df["spike_amplitudes"].cast(dtype)
     if amplitudes is None or amplitudes.is_empty() or "unit_id" not in df.columns:
         return pl.Series("spike_amplitudes", [None] * df.height, dtype=dtype)
-    joined = df.select("unit_id").join(
-        amplitudes.select("unit_id", pl.col("spike_amplitudes").cast(dtype)),
-        on="unit_id",
-        how="left",
-        maintain_order="left",
-    )
-    if joined.height != df.height:
-        raise InconsistentDataError(
-            "spike_amplitudes has several rows for one unit_id",
-            field="spike_amplitudes.unit_id",
-            expected="one row per unit, as in units",
-        )
-    return joined["spike_amplitudes"]
+    return _by_unit(df, amplitudes, {"spike_amplitudes": dtype}, "spike_amplitudes")[
+        "spike_amplitudes"
+    ]
 
 
 #: the columns of the NWB units table that come from the ``unit_waveforms`` component
@@ -334,25 +357,8 @@ def _with_waveforms(df: pl.DataFrame, waveforms: pl.DataFrame | None) -> pl.Data
     if waveforms is None or waveforms.is_empty() or "unit_id" not in df.columns:
         added = df.with_columns(pl.lit(None, dtype=dtypes[c]).alias(c) for c in missing)
     else:
-        absent = [c for c in missing if c not in waveforms.columns]
-        if absent:
-            raise InconsistentDataError(
-                f"unit_waveforms has no column {absent[0]}",
-                field=f"unit_waveforms.{absent[0]}",
-                expected="the unit_waveforms schema's columns",
-            )
-        added = df.join(
-            waveforms.select("unit_id", *(pl.col(c).cast(dtypes[c]) for c in missing)),
-            on="unit_id",
-            how="left",
-            maintain_order="left",
-        )
-        if added.height != df.height:
-            raise InconsistentDataError(
-                "unit_waveforms has several rows for one unit_id",
-                field="unit_waveforms.unit_id",
-                expected="one row per unit, as in units",
-            )
+        wanted = {c: dtypes[c] for c in missing}
+        added = df.hstack(_by_unit(df, waveforms, wanted, "unit_waveforms").get_columns())
     # the units table keeps its column order: the templates after the classifier columns
     cols = list(df.columns)
     at = next(

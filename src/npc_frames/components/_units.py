@@ -483,26 +483,14 @@ def units_with_report(
         converted=tuple(converted), failures=failures, unsorted=unsorted, skipped=skipped
     )
     if handoff:
-        amps = (
-            pl.concat(amplitude_frames, how="vertical", rechunk=False)
-            if amplitude_frames
-            else SPIKE_AMPLITUDES.empty()
-        )
-        _AMPLITUDES.put(
-            _amplitudes_key(raw),
-            _Handoff(amps, report, tuple(reported), tuple(without)),
-            reads,
-        )
-        wfs = (
-            pl.concat(waveform_frames, how="vertical", rechunk=False)
-            if waveform_frames
-            else UNIT_WAVEFORMS.empty()
-        )
-        _WAVEFORMS.put(
-            _amplitudes_key(raw),
-            _Handoff(wfs, report, tuple(reported), tuple(without_templates)),
-            reads,
-        )
+        memo_key = _amplitudes_key(raw)
+        for memo, pieces, schema, missing in (
+            (_AMPLITUDES, amplitude_frames, SPIKE_AMPLITUDES, without),
+            (_WAVEFORMS, waveform_frames, UNIT_WAVEFORMS, without_templates),
+        ):
+            frame = pl.concat(pieces, how="vertical", rechunk=False) if pieces else schema.empty()
+            memo.put(memo_key, _Handoff(frame, report, tuple(reported), tuple(missing)), reads)
+            del frame
     del amplitude_frames, waveform_frames
     if not frames:
         if failures:

@@ -245,6 +245,21 @@ UNITS = Schema(
     ),
 )
 
+#: the leading columns of a per-unit component kept apart from ``units`` (``spike_amplitudes``,
+#: ``unit_waveforms``): its rows are those units, ordered and grouped by structure as there
+PER_UNIT_KEY: tuple[Column, ...] = (
+    SESSION_ID,
+    Column("unit_id", STR, "units.unit_id of the unit"),
+    Column("electrode_group_name", STR, "`probe<letter>` of the unit's probe"),
+    Column(
+        "structure",
+        STR,
+        "brain structure of the unit's peak channel (units.structure; rows are ordered and "
+        "grouped by it as in units)",
+        required=False,
+    ),
+)
+
 SPIKE_AMPLITUDES = Schema(
     name="spike_amplitudes",
     description=(
@@ -254,16 +269,7 @@ SPIKE_AMPLITUDES = Schema(
     ),
     key=("session_id", "unit_id"),
     columns=(
-        SESSION_ID,
-        Column("unit_id", STR, "units.unit_id of the unit"),
-        Column("electrode_group_name", STR, "`probe<letter>` of the unit's probe"),
-        Column(
-            "structure",
-            STR,
-            "brain structure of the unit's peak channel (units.structure; rows are ordered and "
-            "grouped by it as in units)",
-            required=False,
-        ),
+        *PER_UNIT_KEY,
         Column(
             "spike_amplitudes",
             pl.List(F64),
@@ -282,16 +288,7 @@ UNIT_WAVEFORMS = Schema(
     ),
     key=("session_id", "unit_id"),
     columns=(
-        SESSION_ID,
-        Column("unit_id", STR, "units.unit_id of the unit"),
-        Column("electrode_group_name", STR, "`probe<letter>` of the unit's probe"),
-        Column(
-            "structure",
-            STR,
-            "brain structure of the unit's peak channel (units.structure; rows are ordered and "
-            "grouped by it as in units)",
-            required=False,
-        ),
+        *PER_UNIT_KEY,
         Column(
             "channels",
             pl.List(I64),
