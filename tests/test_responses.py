@@ -240,6 +240,12 @@ def test_rows_cover_every_unit_and_stimulus_present(session: Any, responses: pl.
     assert row["response_rate_hz"][0] == pytest.approx(c.mean() / 0.25)
 
 
+def _written_at(cache: Any, sid: str) -> Any:
+    """Return when the catalog says the session's unit_responses were last written."""
+    cat = nf.read_catalog(cache).filter(pl.col("component") == "unit_responses")
+    return cat.filter(pl.col("session_id") == sid)["written_at"][0]
+
+
 def test_cached_result_is_reused_until_an_input_changes(
     session: Any, responses: pl.DataFrame
 ) -> None:
@@ -247,8 +253,7 @@ def test_cached_result_is_reused_until_an_input_changes(
     sid = str(truth.session_id)
 
     def stamp() -> Any:
-        cat = nf.read_catalog(cache).filter(pl.col("component") == "unit_responses")
-        return cat.filter(pl.col("session_id") == sid)["written_at"][0]
+        return _written_at(cache, sid)
 
     first = stamp()
     again = nf.unit_responses(cache=cache)
@@ -277,8 +282,7 @@ def test_a_changed_output_schema_recomputes_the_cached_result(
     sid = str(truth.session_id)
 
     def stamp() -> Any:
-        cat = nf.read_catalog(cache).filter(pl.col("component") == "unit_responses")
-        return cat.filter(pl.col("session_id") == sid)["written_at"][0]
+        return _written_at(cache, sid)
 
     nf.unit_responses(cache=cache)
     first = stamp()
