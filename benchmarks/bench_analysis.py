@@ -114,6 +114,20 @@ def write_cache(cache: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
         storage.atomic_write_bytes(path, to_parquet_bytes(df, component=name))
 
 
+def add_trials(nwb: Any, trials: pl.DataFrame) -> None:
+    """Add the benchmark's trials (start/stop, stim_start_time, is_catch) to an NWBFile."""
+    for name in ("stim_start_time", "is_catch"):
+        nwb.add_trial_column(name=name, description=name)
+    tr = trials.to_dict(as_series=False)
+    for k in range(trials.height):  # 500 rows: pynwb's row API is fine for trials
+        nwb.add_trial(
+            start_time=tr["start_time"][k],
+            stop_time=tr["stop_time"][k],
+            stim_start_time=tr["stim_start_time"][k],
+            is_catch=tr["is_catch"][k],
+        )
+
+
 def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
     """Write units (bulk ragged spike_times + obs_intervals) and trials with pynwb."""
     import datetime as dt
@@ -144,16 +158,7 @@ def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
         VectorData(name="default_qc", data=units["default_qc"].to_numpy(), description="qc")
     )
     nwb.units = Units(name="units", description="units", columns=cols, id=np.arange(units.height))
-    for name in ("stim_start_time", "is_catch"):
-        nwb.add_trial_column(name=name, description=name)
-    tr = trials.to_dict(as_series=False)
-    for k in range(trials.height):  # 500 rows: pynwb's row API is fine for trials
-        nwb.add_trial(
-            start_time=tr["start_time"][k],
-            stop_time=tr["stop_time"][k],
-            stim_start_time=tr["stim_start_time"][k],
-            is_catch=tr["is_catch"][k],
-        )
+    add_trials(nwb, trials)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
 

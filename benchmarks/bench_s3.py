@@ -59,11 +59,10 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+from bench_analysis import DURATION, WINDOWS, add_trials  # noqa: E402
 from bench_spike_query import make_units  # noqa: E402
 from helpers.s3server import Request, aws_environment, start_server_process  # noqa: E402
 
-WINDOWS = {"baseline": ("stim_start_time", -0.5, 0.0), "response": ("stim_start_time", 0.0, 0.5)}
-DURATION = 5400.0
 STRUCTURE = "S07"
 BUCKET = "npc-bench"
 PREFIX = "cache"
@@ -193,16 +192,7 @@ def write_nwb(path: Path, units: pl.DataFrame, trials: pl.DataFrame) -> None:
     for name in ("is_qc_pass", "default_qc"):
         cols.append(VectorData(name=name, data=units[name].to_numpy(), description=name))
     nwb.units = Units(name="units", description="units", columns=cols, id=np.arange(units.height))
-    for name in ("stim_start_time", "is_catch"):
-        nwb.add_trial_column(name=name, description=name)
-    tr = trials.to_dict(as_series=False)
-    for k in range(trials.height):
-        nwb.add_trial(
-            start_time=tr["start_time"][k],
-            stop_time=tr["stop_time"][k],
-            stim_start_time=tr["stim_start_time"][k],
-            is_catch=tr["is_catch"][k],
-        )
+    add_trials(nwb, trials)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
 
